@@ -1,0 +1,7 @@
+//! `ferry key` subcommands.
+
+use clap::Subcommand;
+
+/// `ferry key ...`
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {}

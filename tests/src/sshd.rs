@@ -1,0 +1,1 @@
+//! Real OpenSSH servers on loopback ports, started and stopped by tests.
