@@ -3,6 +3,7 @@
 //! building, verifying and reading blobs as streams. It knows nothing of hosts or clusters.
 
 pub mod digest;
+pub mod image;
 pub mod source;
 
 pub use digest::Digest;
