@@ -1,10 +1,39 @@
 //! The ferry bundle: one signed, content-addressed artifact that carries everything a
 //! disconnected site needs. This crate owns the format (manifest, blobs, signature, parts),
 //! building, verifying and reading blobs as streams. It knows nothing of hosts or clusters.
+//!
+//! The format is described in `docs/bundle-format.md`. Entry points: [`build()`] writes a
+//! bundle from a [`BundleSpec`]; [`Bundle::open`] reads one (checking its structure and
+//! signature), then [`Bundle::verify`], [`Bundle::open_blob`] and [`Bundle::extract`].
 
+pub mod build;
 pub mod digest;
+pub mod error;
 pub mod image;
+pub mod keys;
+pub mod manifest;
+pub mod parts;
 pub mod source;
+pub mod spec;
+pub mod tarfmt;
+pub mod tree;
 
+pub use build::{build, BuildEvent, BuildOptions, BuildSummary, ItemSummary};
 pub use digest::Digest;
+pub use error::BundleError;
+pub use keys::{PublicKey, SigningKey};
+pub use manifest::{Item, ItemKind, Manifest};
 pub use source::BlobSource;
+pub use spec::BundleSpec;
+
+/// `SOURCE_DATE_EPOCH` from the environment, 0 when unset; a value that is not a number of
+/// seconds is an error rather than a silently different bundle.
+pub fn source_date_epoch() -> Result<u64, BundleError> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| BundleError::Spec {
+            path: "SOURCE_DATE_EPOCH".into(),
+            msg: format!("{v:?} is not a number of seconds since 1970"),
+        }),
+        _ => Ok(0),
+    }
+}
