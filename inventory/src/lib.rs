@@ -4,3 +4,8 @@
 pub mod target;
 
 pub use target::{Auth, Secret, Sudo, Target};
+pub mod model;
+pub mod secrets;
+pub use model::{Credential, Host, Inventory, InventoryError, Problem, Role, SecretRef, SudoSpec};
+pub use secrets::{ProcessEnv, PromptRequest, SecretKind, SecretSource};
+pub mod ssh;
