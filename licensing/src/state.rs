@@ -1,0 +1,305 @@
+//! The license state kept on a site: activation records, the installed license and the MACed
+//! guard (highest time seen, installed sequence). Files are written atomically; records holding
+//! secrets are mode 0600.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac as _};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::error::{LicenseError, Result};
+use crate::file::LicenseFile;
+use crate::keys::IssuerPublicKey;
+use crate::model::License;
+use crate::request::ActivationRequest;
+use crate::verify::{self, Guards, SiteFacts, Verified};
+
+/// The default state directory on a site.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/ferry/license";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GuardFile {
+    v: u32,
+    license: String,
+    sequence: u64,
+    high_water: i64,
+    mac: String,
+}
+
+fn guard_mac(activation: &ActivationRequest, g: &Guards) -> String {
+    let mut ikm = Zeroizing::new([0u8; 64]);
+    ikm[..32].copy_from_slice(activation.secret.bytes());
+    ikm[32..].copy_from_slice(&activation.fingerprint.digest());
+    let mut key = Zeroizing::new([0u8; 32]);
+    // 32 bytes is far below HKDF-SHA-256's output limit.
+    Hkdf::<Sha256>::new(None, ikm.as_ref())
+        .expand(b"ferry-license guard v1", key.as_mut())
+        .unwrap_or_else(|_| unreachable!("32-byte HKDF output"));
+    let mut mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key.as_ref())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(b"ferry-license-guard v1\0");
+    mac.update(g.license.as_bytes());
+    mac.update(&[0]);
+    mac.update(&g.sequence.to_be_bytes());
+    mac.update(&g.high_water.to_be_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Writes `data` to `path` atomically: temporary file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let io = |action, source| LicenseError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| io("creating the directory of", e))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| io("writing", e))
+}
+
+fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(LicenseError::Io {
+            action: "reading",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The installed license as the site sees it now.
+#[derive(Debug)]
+pub struct Status {
+    /// The installed license, if any could be opened.
+    pub license: Option<License>,
+    /// The outcome of checking it (`NotInstalled` when there is none).
+    pub result: Result<Verified>,
+}
+
+/// A site's license state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// A state directory at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    fn request_path(&self, id: &str) -> PathBuf {
+        // Ids are hex; anything else cannot name a file here (no path tricks from a license).
+        let safe: String = id
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .take(32)
+            .collect();
+        self.root.join("requests").join(format!("{safe}.json"))
+    }
+
+    fn license_path(&self) -> PathBuf {
+        self.root.join("license.lic")
+    }
+
+    fn guard_path(&self) -> PathBuf {
+        self.root.join("guard.json")
+    }
+
+    /// Keeps the activation record of a request (mode 0600); returns its path.
+    pub fn save_request(&self, req: &ActivationRequest) -> Result<PathBuf> {
+        let path = self.request_path(&req.id);
+        write_atomic(&path, &req.to_json(), 0o600)?;
+        Ok(path)
+    }
+
+    /// Loads the activation record for request `id`.
+    pub fn load_request(&self, id: &str) -> Result<ActivationRequest> {
+        let path = self.request_path(id);
+        let bytes = Zeroizing::new(read_opt(&path)?.ok_or_else(|| LicenseError::NoActivation {
+            request: id.to_owned(),
+            path: path.clone(),
+        })?);
+        ActivationRequest::from_json(&bytes)
+    }
+
+    /// The installed license file, if any.
+    pub fn installed_file(&self) -> Result<Option<LicenseFile>> {
+        read_opt(&self.license_path())?
+            .map(|b| LicenseFile::parse(&b))
+            .transpose()
+    }
+
+    /// Opens the installed license and its guards (MAC checked). `None` when nothing is installed.
+    fn installed(
+        &self,
+        trusted: &[IssuerPublicKey],
+    ) -> Result<Option<(License, ActivationRequest, Guards)>> {
+        let Some(file) = self.installed_file()? else {
+            return Ok(None);
+        };
+        let activation = self.load_request(file.request_id())?;
+        let license = verify::open(&file, trusted, &activation)?;
+        let path = self.guard_path();
+        let tampered = |detail: &str| LicenseError::GuardTampered {
+            path: path.clone(),
+            detail: detail.to_owned(),
+        };
+        let bytes = read_opt(&path)?.ok_or_else(|| tampered("the guard file is missing"))?;
+        let g: GuardFile =
+            serde_json::from_slice(&bytes).map_err(|_| tampered("the guard file is not valid"))?;
+        let guards = Guards {
+            license: g.license,
+            sequence: g.sequence,
+            high_water: g.high_water,
+        };
+        let expected = guard_mac(&activation, &guards);
+        // Both are hex of the same length; a timing difference reveals nothing useful offline.
+        if g.v != 1 || g.mac != expected {
+            return Err(tampered("its MAC does not match"));
+        }
+        if guards.license != license.id || guards.sequence != license.sequence {
+            return Err(tampered("it belongs to another license"));
+        }
+        Ok(Some((license, activation, guards)))
+    }
+
+    fn write_guard(&self, activation: &ActivationRequest, g: &Guards) -> Result<()> {
+        let file = GuardFile {
+            v: 1,
+            license: g.license.clone(),
+            sequence: g.sequence,
+            high_water: g.high_water,
+            mac: guard_mac(activation, g),
+        };
+        write_atomic(
+            &self.guard_path(),
+            &serde_json::to_vec(&file).unwrap_or_default(),
+            0o600,
+        )
+    }
+
+    /// Raises the highest time seen to `now` when it is higher.
+    fn record_time(&self, activation: &ActivationRequest, g: &Guards, now: i64) -> Result<()> {
+        if now > g.high_water {
+            self.write_guard(
+                activation,
+                &Guards {
+                    high_water: now,
+                    ..g.clone()
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Verifies `input` (a license file) against the site and the installed guards, raising the
+    /// highest time seen. Installs nothing.
+    pub fn verify(
+        &self,
+        input: &[u8],
+        trusted: &[IssuerPublicKey],
+        site: &SiteFacts,
+    ) -> Result<Verified> {
+        let file = LicenseFile::parse(input)?;
+        let activation = self.load_request(file.request_id())?;
+        let license = verify::open(&file, trusted, &activation)?;
+        let installed = self.installed(trusted)?;
+        let guards = installed.as_ref().map(|(_, _, g)| g);
+        let verified = verify::check(license, site, guards)?;
+        if let Some((_, act, g)) = &installed {
+            self.record_time(act, g, site.now)?;
+        }
+        Ok(verified)
+    }
+
+    /// Verifies `input` and installs it as the site's license, with fresh guards.
+    pub fn activate(
+        &self,
+        input: &[u8],
+        trusted: &[IssuerPublicKey],
+        site: &SiteFacts,
+    ) -> Result<Verified> {
+        let file = LicenseFile::parse(input)?;
+        let activation = self.load_request(file.request_id())?;
+        let license = verify::open(&file, trusted, &activation)?;
+        let installed = self.installed(trusted)?;
+        let guards = installed.as_ref().map(|(_, _, g)| g);
+        let verified = verify::check(license, site, guards)?;
+        let high_water = guards.map_or(site.now, |g| g.high_water.max(site.now));
+        let g = Guards {
+            license: verified.license.id.clone(),
+            sequence: verified.license.sequence,
+            high_water,
+        };
+        // License first, then guard: a crash between leaves a guard that names another license,
+        // which is refused until activate runs again; never a new license with old guards accepted.
+        write_atomic(&self.license_path(), file.to_armored().as_bytes(), 0o644)?;
+        self.write_guard(&activation, &g)?;
+        Ok(verified)
+    }
+
+    /// The installed license checked against the site now (raises the highest time seen).
+    pub fn status(&self, trusted: &[IssuerPublicKey], site: &SiteFacts) -> Status {
+        let installed = match self.installed(trusted) {
+            Ok(Some(i)) => i,
+            Ok(None) => {
+                return Status {
+                    license: None,
+                    result: Err(LicenseError::NotInstalled(self.root.clone())),
+                }
+            }
+            Err(e) => {
+                // Show what can still be read, so the person sees which license is in trouble.
+                let license = self.installed_file().ok().flatten().and_then(|f| {
+                    let act = self.load_request(f.request_id()).ok()?;
+                    verify::open(&f, trusted, &act).ok()
+                });
+                return Status {
+                    license,
+                    result: Err(e),
+                };
+            }
+        };
+        let (license, activation, guards) = installed;
+        let result = verify::check(license.clone(), site, Some(&guards))
+            .and_then(|v| self.record_time(&activation, &guards, site.now).map(|()| v));
+        Status {
+            license: Some(license),
+            result,
+        }
+    }
+}
