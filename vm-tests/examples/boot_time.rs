@@ -1,0 +1,39 @@
+//! Boots N VMs and prints how long it took until every one answered SSH, and each qemu's RSS.
+//! Used by benches/vm/run.sh.
+//!
+//! Usage: boot_time N [tcg|kvm]     or     boot_time probe-kvm
+
+use std::time::Duration;
+
+use vm_tests::{Accel, Testbed, VmSpec};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let first = args.next().unwrap_or_else(|| "1".into());
+    if first == "probe-kvm" {
+        let works = Testbed::probe_kvm(Duration::from_secs(120))?;
+        println!("kvm_works={works}");
+        return Ok(());
+    }
+    let n: usize = first.parse()?;
+    let accel = match args.next().as_deref() {
+        Some("kvm") => Accel::Kvm,
+        _ => Accel::Tcg,
+    };
+    let spec = VmSpec {
+        accel,
+        ..VmSpec::default()
+    };
+    let bed = Testbed::start(n, &spec)?;
+    let rss: Vec<String> = bed
+        .vms()
+        .iter()
+        .map(|vm| format!("{}", vm.rss_kib().unwrap_or(0) / 1024))
+        .collect();
+    println!(
+        "vms={n} accel={accel:?} ready_s={:.1} rss_mib={}",
+        bed.boot_time().as_secs_f64(),
+        rss.join(",")
+    );
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! A testbed: N VMs on one private bridge, started together, torn down on drop, panic or Ctrl-C.
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU32;
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::image::{cache_dir, BaseImage};
+use crate::net::{cleanup_slot, run, which, Network};
+use crate::vm::{Accel, Vm, VmSpec};
+use crate::{in_ci, TestbedError};
+
+/// Slots of the testbeds alive in this process, for the Ctrl-C/SIGTERM handler.
+static LIVE: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+static HANDLER: Once = Once::new();
+
+/// N real Debian VMs on a private bridge with no route out.
+#[derive(Debug)]
+pub struct Testbed {
+    // Field order is drop order: VMs (qemu killed) before the network (taps, bridge).
+    vms: Vec<Vm>,
+    net: Network,
+    dir: PathBuf,
+    started: Duration,
+}
+
+impl Testbed {
+    /// Boots `n` VMs (`vm0`..) from the base image (built first if needed) and returns when every
+    /// one accepts an SSH login with the testbed key; on failure the error carries the serial
+    /// console of the VM that did not come up, and everything started so far is torn down.
+    pub fn start(n: usize, spec: &VmSpec) -> Result<Testbed, TestbedError> {
+        if n == 0 || n > 50 {
+            return Err(TestbedError::State {
+                vm: "-".into(),
+                message: format!("a testbed has 1 to 50 VMs, not {n}"),
+            });
+        }
+        let image = BaseImage::ensure()?;
+        install_signal_handler();
+        let t0 = Instant::now();
+        let net = Network::create(n)?;
+        let slot = net.slot();
+        let dir = cache_dir().join("run").join(format!("slot-{slot}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)
+            .map_err(TestbedError::io(format!("creating {}", dir.display())))?;
+        net.record(&dir)?;
+        if let Ok(mut live) = LIVE.lock() {
+            live.push(slot);
+        }
+        let mut bed = Testbed {
+            vms: Vec::with_capacity(n),
+            net,
+            dir,
+            started: Duration::ZERO,
+        };
+        let key = bed.dir.join("id_ed25519");
+        let key_arg = key.to_string_lossy().into_owned();
+        run(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "ferry-testbed",
+                "-f",
+                &key_arg,
+            ],
+        )?;
+        let pubkey = fs::read_to_string(key.with_extension("pub"))
+            .map_err(TestbedError::io("reading the testbed public key"))?;
+        let pubkey = base64(pubkey.trim().as_bytes());
+        for i in 0..n {
+            let name = format!("vm{i}");
+            let vm_dir = bed.dir.join(&name);
+            fs::create_dir_all(&vm_dir)
+                .map_err(TestbedError::io(format!("creating {}", vm_dir.display())))?;
+            let vm = Vm {
+                address: bed.net.vm_address(i),
+                tap: bed.net.tap(i),
+                dir: vm_dir,
+                key: key.clone(),
+                pubkey: pubkey.clone(),
+                machine_id: machine_id(slot, i),
+                spec: spec.clone(),
+                image: image.clone(),
+                mac: format!("52:54:00:cb:{slot:02x}:{i:02x}"),
+                process: Mutex::new(None),
+                small_disks: AtomicU32::new(0),
+                name,
+            };
+            vm.create_overlay()?;
+            vm.spawn()?;
+            bed.vms.push(vm);
+        }
+        for vm in &bed.vms {
+            vm.wait_for_ssh(t0)?;
+        }
+        bed.started = t0.elapsed();
+        Ok(bed)
+    }
+
+    /// Boots one VM with KVM and reports whether it reached SSH within `timeout`. Nested KVM on
+    /// the machines measured so far dies with an emulation failure; this finds out honestly.
+    pub fn probe_kvm(timeout: Duration) -> Result<bool, TestbedError> {
+        if fs::File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_err()
+        {
+            return Ok(false);
+        }
+        let spec = VmSpec {
+            accel: Accel::Kvm,
+            boot_timeout: timeout,
+            ..VmSpec::default()
+        };
+        match Testbed::start(1, &spec) {
+            Ok(_) => Ok(true),
+            Err(TestbedError::Boot { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The VMs, in order `vm0`, `vm1`, ...
+    pub fn vms(&self) -> &[Vm] {
+        &self.vms
+    }
+
+    /// VM number `i`. Panics if there is no such VM (a test bug).
+    pub fn vm(&self, i: usize) -> &Vm {
+        &self.vms[i]
+    }
+
+    /// The host's own address on the bridge (VMs reach the host here, nothing beyond it).
+    pub fn host_address(&self) -> Ipv4Addr {
+        self.net.host_address()
+    }
+
+    /// The bridge the VMs are on.
+    pub fn bridge(&self) -> &str {
+        self.net.bridge()
+    }
+
+    /// How long `start` took from the first qemu to the last SSH login.
+    pub fn boot_time(&self) -> Duration {
+        self.started
+    }
+
+    /// The testbed's run directory (overlays, console logs, the throwaway key).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for vm in &self.vms {
+            let _ = vm.power_off();
+        }
+        self.vms.clear();
+        let _ = fs::remove_dir_all(&self.dir);
+        let slot = self.net.slot();
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|s| *s != slot);
+        }
+        // `net` drops next: taps, bridge, firewall rule.
+    }
+}
+
+/// Starts a testbed for a test. If this machine cannot run VMs at all, prints one loud line and
+/// returns `None` — unless `CI=true`, where that panics so a green CI run means the VMs ran.
+/// Any other failure (a VM that does not boot) panics with the console log.
+pub fn start_or_skip(n: usize, spec: &VmSpec) -> Option<Testbed> {
+    match Testbed::start(n, spec) {
+        Ok(bed) => Some(bed),
+        Err(e @ TestbedError::Unavailable(_)) if !in_ci() => {
+            eprintln!("!!!!! vm-tests SKIPPED: {e} (with CI=true this fails) !!!!!");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Checks that this machine can run a testbed at all.
+pub(crate) fn preflight() -> Result<(), TestbedError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(TestbedError::Unavailable(
+            "not root (bridges, taps and debootstrap need root)".into(),
+        ));
+    }
+    let tools = [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("qemu-img", "qemu-utils"),
+        ("debootstrap", "debootstrap"),
+        ("mkfs.ext4", "e2fsprogs"),
+        ("ip", "iproute2"),
+        ("tc", "iproute2"),
+        ("ssh", "openssh-client"),
+        ("ssh-keygen", "openssh-client"),
+        ("ssh-keyscan", "openssh-client"),
+    ];
+    let missing: Vec<String> = tools
+        .iter()
+        .filter(|(tool, _)| which(tool).is_none())
+        .map(|(tool, pkg)| format!("{tool} (Debian package {pkg})"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(TestbedError::Unavailable(format!(
+            "missing {}",
+            missing.join(", ")
+        )));
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Err(TestbedError::Unavailable(
+            "/dev/net/tun is missing (taps cannot be created)".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn install_signal_handler() {
+    HANDLER.call_once(|| {
+        // Another handler may exist in this process; then teardown on drop is all we get.
+        let _ = ctrlc::set_handler(|| {
+            let slots = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
+            for slot in slots {
+                cleanup_slot(slot);
+            }
+            eprintln!("vm-tests: interrupted; VMs, taps and bridges of this process removed");
+            std::process::exit(130);
+        });
+    });
+}
+
+fn machine_id(slot: u8, i: usize) -> String {
+    let mut h = Sha256::new();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    h.update(format!("{}:{now}:{slot}:{i}", std::process::id()).as_bytes());
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (k, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if k <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet_with_padding() {
+        assert_eq!(base64(b"ssh-ed25519 A"), "c3NoLWVkMjU1MTkgQQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
+    }
+}

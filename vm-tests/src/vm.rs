@@ -1,0 +1,688 @@
+//! One VM: its qemu process, overlay disk, tap, console log and QMP socket, the ways to reach it
+//! (SSH with the testbed key or a password) and the faults that can be done to it.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::image::BaseImage;
+use crate::net::run;
+use crate::{qmp, TestbedError};
+
+/// How qemu runs the guest CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Software emulation: works everywhere, the default (nested KVM fails on these machines).
+    Tcg,
+    /// Hardware virtualisation; only use after [`crate::Testbed::probe_kvm`] said it works.
+    Kvm,
+}
+
+/// What each VM of a testbed gets.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Size of the root disk in GiB (the root file system grows to it at boot; at least 3).
+    pub disk_gib: u32,
+    /// A second, small disk attached at boot (`/dev/disk/by-id/virtio-ferry-small0`), to fill up.
+    pub small_disk_mib: Option<u32>,
+    /// CPU acceleration.
+    pub accel: Accel,
+    /// How long to wait for a VM to answer SSH after qemu starts.
+    pub boot_timeout: Duration,
+}
+
+impl Default for VmSpec {
+    /// 1 vCPU, 1 GiB, 4 GiB disk, TCG (or `FERRY_VM_ACCEL=kvm`), 300 s boot timeout (or
+    /// `FERRY_VM_BOOT_TIMEOUT` seconds): boots under software emulation on a busy 2-core machine.
+    fn default() -> Self {
+        let accel = match std::env::var("FERRY_VM_ACCEL").as_deref() {
+            Ok("kvm") => Accel::Kvm,
+            _ => Accel::Tcg,
+        };
+        let boot_timeout = std::env::var("FERRY_VM_BOOT_TIMEOUT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_secs(300));
+        VmSpec {
+            memory_mib: 1024,
+            cpus: 1,
+            disk_gib: 4,
+            small_disk_mib: None,
+            accel,
+            boot_timeout,
+        }
+    }
+}
+
+/// A user account that exists in every VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct User {
+    /// Login name.
+    pub name: &'static str,
+    /// Password, if the account has one (a test fixture, not a secret).
+    pub password: Option<&'static str>,
+    /// Whether the testbed's SSH key is authorized for it.
+    pub key: bool,
+    /// Whether it may use sudo (with its password).
+    pub sudo: bool,
+}
+
+/// Every user in the image: root (key only), `ferrykey` (key only, no sudo), `ferrypass`
+/// (password only, no sudo), `ferrysudo` (key or password, sudo asks for the password).
+pub const USERS: [User; 4] = [
+    User {
+        name: "root",
+        password: None,
+        key: true,
+        sudo: false,
+    },
+    User {
+        name: "ferrykey",
+        password: None,
+        key: true,
+        sudo: false,
+    },
+    User {
+        name: "ferrypass",
+        password: Some("ferrypass-secret"),
+        key: false,
+        sudo: false,
+    },
+    User {
+        name: "ferrysudo",
+        password: Some("ferrysudo-secret"),
+        key: true,
+        sudo: true,
+    },
+];
+
+/// What a command run over SSH returned.
+#[derive(Debug, Clone)]
+pub struct SshOutput {
+    /// Exit code of the remote command (255 when ssh itself failed), -1 if killed by a signal.
+    pub code: i32,
+    /// Standard output, lossily decoded.
+    pub stdout: String,
+    /// Standard error, lossily decoded.
+    pub stderr: String,
+}
+
+impl SshOutput {
+    /// Whether the command exited 0.
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+
+    /// Standard output.
+    pub fn stdout_str(&self) -> &str {
+        &self.stdout
+    }
+}
+
+/// One VM of a testbed.
+#[derive(Debug)]
+pub struct Vm {
+    pub(crate) name: String,
+    pub(crate) address: Ipv4Addr,
+    pub(crate) tap: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) pubkey: String,
+    pub(crate) machine_id: String,
+    pub(crate) spec: VmSpec,
+    pub(crate) image: BaseImage,
+    pub(crate) mac: String,
+    pub(crate) process: Mutex<Option<Child>>,
+    pub(crate) small_disks: AtomicU32,
+}
+
+const SSH_PORT: u16 = 22;
+
+impl Vm {
+    /// Host name (`vm0`, `vm1`, ...), also its static host name inside.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Static address on the testbed bridge.
+    pub fn address(&self) -> Ipv4Addr {
+        self.address
+    }
+
+    /// SSH port (22).
+    pub fn ssh_port(&self) -> u16 {
+        SSH_PORT
+    }
+
+    /// `address:22`.
+    pub fn ssh_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.address, SSH_PORT))
+    }
+
+    /// The testbed's private key (OpenSSH format, ed25519), authorized for root, ferrykey and
+    /// ferrysudo.
+    pub fn private_key(&self) -> &Path {
+        &self.key
+    }
+
+    /// The users of the VM.
+    pub fn users(&self) -> &'static [User] {
+        &USERS
+    }
+
+    /// The user named `name`, if the image has one.
+    pub fn user(&self, name: &str) -> Option<&'static User> {
+        USERS.iter().find(|u| u.name == name)
+    }
+
+    /// The serial console log (appended across power cycles).
+    pub fn console_log(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+
+    /// The qcow2 overlay holding everything this VM wrote.
+    pub fn overlay(&self) -> PathBuf {
+        self.dir.join("disk.qcow2")
+    }
+
+    /// The host-side tap device of this VM.
+    pub fn tap(&self) -> &str {
+        &self.tap
+    }
+
+    fn qmp_socket(&self) -> PathBuf {
+        self.dir.join("qmp.sock")
+    }
+
+    pub(crate) fn pid_file(&self) -> PathBuf {
+        self.dir.join("qemu.pid")
+    }
+
+    /// The pid of the running qemu, if any.
+    pub fn qemu_pid(&self) -> Option<u32> {
+        let guard = self.process.lock().ok()?;
+        guard.as_ref().map(Child::id)
+    }
+
+    /// Resident memory of the qemu process in KiB, if it runs.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.qemu_pid()?;
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    pub(crate) fn create_overlay(&self) -> Result<(), TestbedError> {
+        let size = format!("{}G", self.spec.disk_gib.max(3));
+        let backing = self.image.disk.to_string_lossy().into_owned();
+        let overlay = self.overlay().to_string_lossy().into_owned();
+        run(
+            "qemu-img",
+            &[
+                "create", "-q", "-f", "qcow2", "-b", &backing, "-F", "raw", &overlay, &size,
+            ],
+        )?;
+        if let Some(mib) = self.spec.small_disk_mib {
+            self.new_small_disk_file(0, mib)?;
+            self.small_disks.store(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    fn small_disk_path(&self, n: u32) -> PathBuf {
+        self.dir.join(format!("small{n}.raw"))
+    }
+
+    fn new_small_disk_file(&self, n: u32, mib: u32) -> Result<(), TestbedError> {
+        let path = self.small_disk_path(n);
+        let f = File::create(&path)
+            .map_err(TestbedError::io(format!("creating {}", path.display())))?;
+        f.set_len(u64::from(mib) << 20)
+            .map_err(TestbedError::io(format!("sizing {}", path.display())))
+    }
+
+    fn kernel_command_line(&self) -> String {
+        format!(
+            "root=/dev/vda rw console=ttyS0 net.ifnames=0 \
+             ip={addr}:::255.255.255.0:{name}:eth0:off systemd.hostname={name} \
+             systemd.machine_id={id} ferry.key={key}",
+            addr = self.address,
+            name = self.name,
+            id = self.machine_id,
+            key = self.pubkey,
+        )
+    }
+
+    fn qemu_command(&self) -> Command {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        let (accel, cpu) = match self.spec.accel {
+            Accel::Tcg => ("tcg", "max"),
+            Accel::Kvm => ("kvm", "max"),
+        };
+        let path = |p: PathBuf| p.to_string_lossy().into_owned();
+        cmd.args(["-name", &format!("guest={},debug-threads=off", self.name)])
+            .args(["-machine", &format!("pc,accel={accel}")])
+            .args(["-cpu", cpu])
+            .args(["-smp", &self.spec.cpus.to_string()])
+            .args(["-m", &self.spec.memory_mib.to_string()])
+            .args([
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-vga",
+                "none",
+            ])
+            .args(["-kernel", &path(self.image.kernel.clone())])
+            .args(["-initrd", &path(self.image.initrd.clone())])
+            .args(["-append", &self.kernel_command_line()])
+            .args([
+                "-drive",
+                &format!(
+                    "file={},if=none,id=root,format=qcow2,cache=writeback",
+                    path(self.overlay())
+                ),
+            ])
+            .args(["-device", "virtio-blk-pci,drive=root,serial=ferry-root"]);
+        for n in 0..self.small_disks.load(Ordering::SeqCst) {
+            cmd.args([
+                "-drive",
+                &format!(
+                    "file={},if=none,id=small{n},format=raw",
+                    path(self.small_disk_path(n))
+                ),
+            ])
+            .args([
+                "-device",
+                &format!("virtio-blk-pci,drive=small{n},serial=ferry-small{n}"),
+            ]);
+        }
+        cmd.args([
+            "-netdev",
+            &format!("tap,id=net0,ifname={},script=no,downscript=no", self.tap),
+        ])
+        .args([
+            "-device",
+            &format!("virtio-net-pci,netdev=net0,mac={}", self.mac),
+        ])
+        .args(["-device", "virtio-rng-pci"])
+        .args([
+            "-chardev",
+            &format!(
+                "file,id=console,path={},append=on",
+                path(self.console_log())
+            ),
+        ])
+        .args(["-serial", "chardev:console"])
+        .args([
+            "-qmp",
+            &format!("unix:{},server=on,wait=off", path(self.qmp_socket())),
+        ])
+        .args(["-pidfile", &path(self.pid_file())]);
+        cmd
+    }
+
+    /// Starts qemu (the overlay, and so the disk contents, are kept across power cycles).
+    pub(crate) fn spawn(&self) -> Result<(), TestbedError> {
+        let mut guard = self.lock_process()?;
+        if let Some(child) = guard.as_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                return Err(self.state_error("is already powered on"));
+            }
+        }
+        let log_path = self.dir.join("qemu.log");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(TestbedError::io(format!("opening {}", log_path.display())))?;
+        let log_err = log
+            .try_clone()
+            .map_err(TestbedError::io("duplicating a log handle"))?;
+        let _ = fs::remove_file(self.qmp_socket());
+        let child = self
+            .qemu_command()
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(TestbedError::io("starting qemu-system-x86_64"))?;
+        *guard = Some(child);
+        Ok(())
+    }
+
+    fn lock_process(&self) -> Result<std::sync::MutexGuard<'_, Option<Child>>, TestbedError> {
+        self.process
+            .lock()
+            .map_err(|_| self.state_error("a thread panicked while holding this VM's process"))
+    }
+
+    fn state_error(&self, message: &str) -> TestbedError {
+        TestbedError::State {
+            vm: self.name.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Waits until the VM answers SSH (banner, then a key login running `true`).
+    pub(crate) fn wait_for_ssh(&self, started: Instant) -> Result<(), TestbedError> {
+        let deadline = started + self.spec.boot_timeout;
+        loop {
+            if let Some(status) = self.exited()? {
+                return Err(self.boot_error(format!(
+                    "qemu exited with {status} (qemu's own output: {})",
+                    tail(&self.dir.join("qemu.log"), 5)
+                )));
+            }
+            if self.ssh_banner(Duration::from_secs(2)) {
+                let out = self.ssh_with(&["-o", "ConnectTimeout=10"], "root", "true")?;
+                if out.success() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(self.boot_error(format!(
+                    "no SSH login within {} s",
+                    self.spec.boot_timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn exited(&self) -> Result<Option<std::process::ExitStatus>, TestbedError> {
+        let mut guard = self.lock_process()?;
+        match guard.as_mut() {
+            None => Err(self.state_error("is powered off")),
+            Some(child) => child
+                .try_wait()
+                .map_err(TestbedError::io("checking on qemu")),
+        }
+    }
+
+    fn boot_error(&self, cause: String) -> TestbedError {
+        TestbedError::Boot {
+            vm: self.name.clone(),
+            cause,
+            console: self.console_log(),
+            console_tail: tail(&self.console_log(), 30),
+        }
+    }
+
+    /// Whether an SSH banner arrives on port 22 within `timeout`.
+    pub fn ssh_banner(&self, timeout: Duration) -> bool {
+        let Ok(mut s) = TcpStream::connect_timeout(&self.ssh_addr(), timeout) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(timeout));
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
+    }
+
+    fn ssh_base(&self, user: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-F", "/dev/null", "-p", &SSH_PORT.to_string()])
+            .args(["-o", "StrictHostKeyChecking=no"])
+            .args(["-o", "UserKnownHostsFile=/dev/null"])
+            .args(["-o", "LogLevel=ERROR"])
+            .args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6"])
+            .arg("-l")
+            .arg(user)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn ssh_with(
+        &self,
+        extra: &[&str],
+        user: &str,
+        command: &str,
+    ) -> Result<SshOutput, TestbedError> {
+        let mut cmd = self.ssh_base(user);
+        cmd.args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i"])
+            .arg(&self.key)
+            .args(extra)
+            .arg(self.address.to_string())
+            .arg("--")
+            .arg(command);
+        output(cmd)
+    }
+
+    /// Runs `command` as root over SSH with the testbed key.
+    pub fn ssh(&self, command: &str) -> Result<SshOutput, TestbedError> {
+        self.ssh_with(&["-o", "ConnectTimeout=10"], "root", command)
+    }
+
+    /// Runs `command` as root and fails unless it exits 0; returns its stdout.
+    pub fn ssh_ok(&self, command: &str) -> Result<String, TestbedError> {
+        let out = self.ssh(command)?;
+        if !out.success() {
+            return Err(TestbedError::Command {
+                command: format!("ssh root@{} {command}", self.name),
+                stderr: format!("exit {}: {}", out.code, out.stderr.trim()),
+            });
+        }
+        Ok(out.stdout)
+    }
+
+    /// Runs `command` as `user` with the testbed key.
+    pub fn ssh_as(&self, user: &User, command: &str) -> Result<SshOutput, TestbedError> {
+        self.ssh_with(&["-o", "ConnectTimeout=10"], user.name, command)
+    }
+
+    /// Runs `command` as `user`, logging in with its password (keys disabled), through OpenSSH's
+    /// askpass so no terminal is needed.
+    pub fn ssh_password(&self, user: &User, command: &str) -> Result<SshOutput, TestbedError> {
+        let password = user
+            .password
+            .ok_or_else(|| self.state_error(&format!("user {} has no password", user.name)))?;
+        let askpass = self.dir.join("askpass.sh");
+        if !askpass.exists() {
+            fs::write(
+                &askpass,
+                "#!/bin/sh\nprintf '%s\\n' \"$FERRY_VM_PASSWORD\"\n",
+            )
+            .map_err(TestbedError::io("writing askpass.sh"))?;
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&askpass, fs::Permissions::from_mode(0o700))
+                .map_err(TestbedError::io("making askpass.sh executable"))?;
+        }
+        let mut cmd = self.ssh_base(user.name);
+        cmd.args(["-o", "ConnectTimeout=10", "-o", "PubkeyAuthentication=no"])
+            .args([
+                "-o",
+                "PreferredAuthentications=password,keyboard-interactive",
+            ])
+            .args(["-o", "NumberOfPasswordPrompts=1"])
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .env("FERRY_VM_PASSWORD", password)
+            .arg(self.address.to_string())
+            .arg("--")
+            .arg(command);
+        output(cmd)
+    }
+
+    /// The host key the VM's sshd presents now (`ssh-ed25519 AAAA...`), read with ssh-keyscan.
+    pub fn host_key(&self) -> Result<String, TestbedError> {
+        let addr = self.address.to_string();
+        let out = run("ssh-keyscan", &["-T", "10", "-t", "ed25519", &addr])?;
+        out.lines()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                let _host = w.next()?;
+                let kind = w.next()?;
+                let key = w.next()?;
+                Some(format!("{kind} {key}"))
+            })
+            .ok_or_else(|| self.state_error("ssh-keyscan returned no ed25519 host key"))
+    }
+
+    /// A known_hosts line for this VM (`10.203.N.M ssh-ed25519 AAAA...`).
+    pub fn known_hosts_line(&self) -> Result<String, TestbedError> {
+        Ok(format!("{} {}", self.address, self.host_key()?))
+    }
+
+    /// Whether qemu is running.
+    pub fn is_powered_on(&self) -> bool {
+        matches!(self.exited(), Ok(None))
+    }
+
+    // ---------------------------------------------------------------------------------- faults
+
+    /// Power loss: kills qemu at once (SIGKILL); whatever the guest had not synced is lost.
+    pub fn power_off(&self) -> Result<(), TestbedError> {
+        let mut guard = self.lock_process()?;
+        if let Some(mut child) = guard.take() {
+            let _ = child.kill();
+            child
+                .wait()
+                .map_err(TestbedError::io("waiting for qemu to exit"))?;
+        }
+        let _ = fs::remove_file(self.pid_file());
+        Ok(())
+    }
+
+    /// Powers the VM back on from the same overlay and waits until it answers SSH.
+    pub fn power_on(&self) -> Result<(), TestbedError> {
+        let started = Instant::now();
+        self.spawn()?;
+        self.wait_for_ssh(started)
+    }
+
+    /// Network partition: takes the VM's tap down, so nothing reaches it or leaves it.
+    pub fn link_down(&self) -> Result<(), TestbedError> {
+        run("ip", &["link", "set", &self.tap, "down"]).map(drop)
+    }
+
+    /// Ends a partition: the tap comes back up.
+    pub fn link_up(&self) -> Result<(), TestbedError> {
+        run("ip", &["link", "set", &self.tap, "up"]).map(drop)
+    }
+
+    /// A bad link: `tc netem` on the tap (applies to traffic towards the VM), e.g.
+    /// `"delay 200ms loss 5%"`. Replaces any earlier netem setting.
+    pub fn netem(&self, params: &str) -> Result<(), TestbedError> {
+        let mut args = vec!["qdisc", "replace", "dev", &self.tap, "root", "netem"];
+        args.extend(params.split_whitespace());
+        run("tc", &args).map(drop)
+    }
+
+    /// Removes the netem setting, if any.
+    pub fn clear_netem(&self) -> Result<(), TestbedError> {
+        let shown = run("tc", &["qdisc", "show", "dev", &self.tap])?;
+        if shown.contains("netem") {
+            run("tc", &["qdisc", "del", "dev", &self.tap, "root"])?;
+        }
+        Ok(())
+    }
+
+    /// Hot-plugs a new empty disk of `mib` MiB (virtio, over QMP) and returns its stable path in
+    /// the guest (`/dev/disk/by-id/virtio-ferry-smallN`) once the guest sees it. Make a file system
+    /// on it and fill it to test "disk full".
+    pub fn attach_small_disk(&self, mib: u32) -> Result<String, TestbedError> {
+        let n = self.small_disks.fetch_add(1, Ordering::SeqCst);
+        self.new_small_disk_file(n, mib)?;
+        let node = format!("small{n}");
+        let socket = self.qmp_socket();
+        qmp::execute(
+            &socket,
+            &self.name,
+            "blockdev-add",
+            json!({
+                "driver": "raw",
+                "node-name": node,
+                "file": { "driver": "file", "filename": self.small_disk_path(n) },
+            }),
+        )?;
+        qmp::execute(
+            &socket,
+            &self.name,
+            "device_add",
+            json!({
+                "driver": "virtio-blk-pci",
+                "drive": node,
+                "id": format!("{node}dev"),
+                "serial": format!("ferry-{node}"),
+            }),
+        )?;
+        let path = format!("/dev/disk/by-id/virtio-ferry-{node}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.ssh(&format!("test -b {path}"))?.success() {
+                return Ok(path);
+            }
+            if Instant::now() > deadline {
+                return Err(self.state_error(&format!(
+                    "hot-plugged disk {node} did not appear as {path} within 60 s"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Gives the VM new SSH host keys (as a reinstalled or impersonated host would have) and
+    /// restarts sshd. Clients that remembered the old key must now refuse it.
+    pub fn change_host_key(&self) -> Result<(), TestbedError> {
+        self.ssh_ok("/usr/local/sbin/ferry-hostkeys && systemctl restart ssh")
+            .map(drop)
+    }
+
+    /// Sets the VM's clock `secs` seconds away from the true time (negative: in the past),
+    /// stopping chrony first so it stays off.
+    pub fn set_clock_offset(&self, secs: i64) -> Result<(), TestbedError> {
+        self.ssh_ok(&format!(
+            "systemctl stop chrony && date -s @$(( $(date +%s) + ({secs}) )) >/dev/null"
+        ))
+        .map(drop)
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.power_off();
+    }
+}
+
+fn output(mut cmd: Command) -> Result<SshOutput, TestbedError> {
+    let out = cmd
+        .output()
+        .map_err(TestbedError::io("running ssh (openssh-client)"))?;
+    Ok(SshOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// The last `lines` lines of a file (reads at most its last 64 KiB).
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return format!("(no {})", path.display());
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

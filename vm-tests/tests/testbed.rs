@@ -1,0 +1,320 @@
+//! The testbed itself, independent of ferry: real VMs boot, talk to each other, keep their disks
+//! across power loss, and every fault helper does what it says.
+//!
+//! Needs root, qemu-system-x86, qemu-utils, debootstrap, e2fsprogs, iproute2, openssh-client.
+//! Without them each test prints one loud line and returns, unless CI=true (then it fails).
+
+use std::time::{Duration, Instant};
+
+use vm_tests::{start_or_skip, Testbed, VmSpec, USERS};
+
+fn spec() -> VmSpec {
+    VmSpec::default()
+}
+
+/// Whether `from` can open a TCP connection to `to`'s sshd and read its banner.
+fn reaches_ssh(bed: &Testbed, from: usize, to: usize) -> bool {
+    let addr = bed.vm(to).address();
+    let out = bed
+        .vm(from)
+        .ssh(&format!(
+            "timeout 10 bash -c 'exec 3<>/dev/tcp/{addr}/22 && head -c 4 <&3'"
+        ))
+        .expect("ssh runs");
+    out.stdout.starts_with("SSH-")
+}
+
+#[test]
+fn three_vms_boot_reach_each_other_and_survive_a_power_cycle() {
+    let Some(bed) = start_or_skip(3, &spec()) else {
+        return;
+    };
+    eprintln!("3 VMs ready in {:?}", bed.boot_time());
+
+    for (i, vm) in bed.vms().iter().enumerate() {
+        let hostname = vm.ssh_ok("hostname").expect("hostname");
+        assert_eq!(hostname.trim(), format!("vm{i}"));
+        let addr = vm.ssh_ok("ip -4 -o addr show dev eth0").expect("ip addr");
+        assert!(addr.contains(&format!("{}/24", vm.address())), "{addr}");
+    }
+    // Distinct hosts: machine ids and host keys differ.
+    let ids: Vec<String> = bed
+        .vms()
+        .iter()
+        .map(|vm| vm.ssh_ok("cat /etc/machine-id").expect("machine-id"))
+        .collect();
+    assert_ne!(ids[0], ids[1]);
+    assert_ne!(bed.vm(0).host_key().unwrap(), bed.vm(1).host_key().unwrap());
+
+    // Every VM reaches every other one's sshd.
+    for from in 0..3 {
+        for to in 0..3 {
+            if from != to {
+                assert!(
+                    reaches_ssh(&bed, from, to),
+                    "vm{from} cannot reach vm{to}:22"
+                );
+            }
+        }
+    }
+
+    // Air-gapped by construction: no default route, and nothing beyond the bridge answers.
+    let routes = bed.vm(0).ssh_ok("ip route").expect("ip route");
+    assert!(
+        !routes.contains("default"),
+        "a VM has a route out: {routes}"
+    );
+
+    // Power loss with synced data: the file is there after power on, and so is the host key.
+    let vm = bed.vm(1);
+    let key_before = vm.host_key().expect("host key");
+    vm.ssh_ok("echo survived > /root/marker && sync")
+        .expect("write");
+    vm.power_off().expect("power off");
+    assert!(!vm.is_powered_on());
+    assert!(
+        !vm.ssh_banner(Duration::from_secs(2)),
+        "vm1 answers while off"
+    );
+    vm.power_on().expect("power on");
+    assert_eq!(
+        vm.ssh_ok("cat /root/marker").expect("read").trim(),
+        "survived"
+    );
+    assert_eq!(vm.host_key().expect("host key"), key_before);
+    assert!(reaches_ssh(&bed, 0, 1));
+}
+
+#[test]
+fn link_down_partitions_a_vm_and_link_up_heals_it() {
+    let Some(bed) = start_or_skip(2, &spec()) else {
+        return;
+    };
+    let vm = bed.vm(1);
+    vm.link_down().expect("link down");
+    assert!(
+        !vm.ssh_banner(Duration::from_secs(3)),
+        "reachable from the host while down"
+    );
+    assert!(!reaches_ssh(&bed, 0, 1), "reachable from vm0 while down");
+    vm.link_up().expect("link up");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !vm.ssh_banner(Duration::from_secs(2)) {
+        assert!(
+            Instant::now() < deadline,
+            "not reachable 30 s after link up"
+        );
+    }
+    assert!(reaches_ssh(&bed, 0, 1));
+    assert!(vm.ssh("true").unwrap().success());
+}
+
+#[test]
+fn netem_delays_the_link_and_clearing_it_restores_it() {
+    let Some(bed) = start_or_skip(1, &spec()) else {
+        return;
+    };
+    let vm = bed.vm(0);
+    let round_trip = || {
+        let t = Instant::now();
+        assert!(vm.ssh_banner(Duration::from_secs(10)));
+        t.elapsed()
+    };
+    let before = round_trip();
+    vm.netem("delay 400ms").expect("netem");
+    // A TCP connect and the banner cross the delayed direction at least twice.
+    let delayed = round_trip();
+    assert!(
+        delayed >= Duration::from_millis(800),
+        "banner took {delayed:?} with 400ms netem delay (before: {before:?})"
+    );
+    vm.clear_netem().expect("clear netem");
+    vm.clear_netem().expect("clearing twice is fine");
+    let after = round_trip();
+    assert!(
+        after < Duration::from_millis(800),
+        "still slow after clear: {after:?}"
+    );
+    vm.netem("delay 200ms loss 5%")
+        .expect("the issue's example parameters are accepted");
+    assert!(
+        vm.netem("no-such-parameter").is_err(),
+        "bad netem parameters must fail"
+    );
+}
+
+#[test]
+fn a_hot_plugged_small_disk_fills_up() {
+    let Some(bed) = start_or_skip(1, &spec()) else {
+        return;
+    };
+    let vm = bed.vm(0);
+    let dev = vm.attach_small_disk(16).expect("attach");
+    vm.ssh_ok(&format!(
+        "mkfs.ext4 -q {dev} && mkdir -p /mnt/small && mount {dev} /mnt/small"
+    ))
+    .expect("mkfs and mount");
+    let fill = vm
+        .ssh("dd if=/dev/zero of=/mnt/small/fill bs=1M count=64")
+        .expect("ssh");
+    assert!(!fill.success(), "64 MiB fit on a 16 MiB disk");
+    assert!(
+        fill.stderr.contains("No space left on device"),
+        "{}",
+        fill.stderr
+    );
+    let avail = vm
+        .ssh_ok("df --output=avail /mnt/small | tail -1")
+        .expect("df");
+    assert_eq!(avail.trim(), "0");
+}
+
+#[test]
+fn a_small_disk_from_the_spec_is_there_at_boot() {
+    let spec = VmSpec {
+        small_disk_mib: Some(8),
+        ..spec()
+    };
+    let Some(bed) = start_or_skip(1, &spec) else {
+        return;
+    };
+    let size = bed
+        .vm(0)
+        .ssh_ok("blockdev --getsize64 /dev/disk/by-id/virtio-ferry-small0")
+        .expect("small disk present");
+    assert_eq!(size.trim(), (8u64 << 20).to_string());
+}
+
+#[test]
+fn change_host_key_makes_clients_see_a_different_key() {
+    let Some(bed) = start_or_skip(1, &spec()) else {
+        return;
+    };
+    let vm = bed.vm(0);
+    let before = vm.host_key().expect("key before");
+    vm.change_host_key().expect("change");
+    let after = vm.host_key().expect("key after");
+    assert_ne!(before, after);
+    // A client that remembered the old key refuses the host now.
+    let known = bed.dir().join("known_hosts_old");
+    std::fs::write(&known, format!("{} {before}\n", vm.address())).unwrap();
+    let out = std::process::Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known.display()))
+        .arg("-i")
+        .arg(vm.private_key())
+        .arg(format!("root@{}", vm.address()))
+        .arg("true")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HOST IDENTIFICATION HAS CHANGED"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn set_clock_offset_moves_the_vm_clock() {
+    let Some(bed) = start_or_skip(1, &spec()) else {
+        return;
+    };
+    let vm = bed.vm(0);
+    let offset: i64 = -3 * 24 * 3600;
+    vm.set_clock_offset(offset).expect("set clock");
+    let guest: i64 = vm.ssh_ok("date +%s").unwrap().trim().parse().unwrap();
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let seen = guest - host;
+    assert!(
+        (seen - offset).abs() < 30,
+        "offset seen {seen}, wanted {offset}"
+    );
+}
+
+#[test]
+fn every_auth_path_of_the_image_works() {
+    let Some(bed) = start_or_skip(1, &spec()) else {
+        return;
+    };
+    let vm = bed.vm(0);
+    for user in USERS {
+        if user.key {
+            let out = vm.ssh_as(&user, "id -un").unwrap();
+            assert_eq!(
+                out.stdout.trim(),
+                user.name,
+                "key login as {}: {}",
+                user.name,
+                out.stderr
+            );
+        } else {
+            let out = vm.ssh_as(&user, "true").unwrap();
+            assert!(!out.success(), "{} must not accept the key", user.name);
+        }
+        if let Some(password) = user.password {
+            let out = vm.ssh_password(&user, "id -un").unwrap();
+            assert_eq!(
+                out.stdout.trim(),
+                user.name,
+                "password login as {}: {}",
+                user.name,
+                out.stderr
+            );
+            if user.sudo {
+                let sudo = vm
+                    .ssh_password(&user, &format!("echo {password} | sudo -S -p '' id -u"))
+                    .unwrap();
+                assert_eq!(
+                    sudo.stdout.trim(),
+                    "0",
+                    "sudo with password: {}",
+                    sudo.stderr
+                );
+                let no_pw = vm.ssh_password(&user, "sudo -n true").unwrap();
+                assert!(!no_pw.success(), "sudo must ask for the password");
+            }
+        }
+    }
+    // A wrong password is refused.
+    let mut wrong = USERS[2];
+    wrong.password = Some("not-the-password");
+    assert!(!vm.ssh_password(&wrong, "true").unwrap().success());
+    // Root has no password login.
+    assert!(vm.user("root").unwrap().password.is_none());
+}
+
+#[test]
+fn dropping_a_testbed_removes_its_vms_and_links() {
+    let Some(bed) = start_or_skip(1, &spec()) else {
+        return;
+    };
+    let bridge = bed.bridge().to_string();
+    let tap = bed.vm(0).tap().to_string();
+    let pid = bed.vm(0).qemu_pid().expect("running");
+    let dir = bed.dir().to_path_buf();
+    drop(bed);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "qemu still runs"
+    );
+    for link in [&bridge, &tap] {
+        let st = std::process::Command::new("ip")
+            .args(["link", "show", link])
+            .output()
+            .unwrap();
+        assert!(!st.status.success(), "{link} still exists");
+    }
+    assert!(!dir.exists(), "run directory left behind");
+}
