@@ -13,6 +13,7 @@ pub mod image;
 pub mod keys;
 pub mod manifest;
 pub mod parts;
+pub mod read;
 pub mod source;
 pub mod spec;
 pub mod tarfmt;
@@ -23,6 +24,7 @@ pub use digest::Digest;
 pub use error::BundleError;
 pub use keys::{PublicKey, SigningKey};
 pub use manifest::{Item, ItemKind, Manifest};
+pub use read::{Bundle, ReadEvent, SignatureState, VerifyReport};
 pub use source::BlobSource;
 pub use spec::BundleSpec;
 

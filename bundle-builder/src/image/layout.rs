@@ -7,7 +7,6 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::reference::tag_of;
 use super::verify::VerifyingReader;
 use super::{
     ImageBlob, ImageError, OciImage, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME,
@@ -51,7 +50,7 @@ pub(crate) fn index_json(images: &[&OciImage]) -> Vec<u8> {
             let mut annotations = BTreeMap::new();
             if !img.is_untagged() {
                 annotations.insert(ANNOTATION_CONTAINERD_NAME, img.reference.as_str());
-                annotations.insert(ANNOTATION_REF_NAME, tag_of(&img.reference));
+                annotations.insert(ANNOTATION_REF_NAME, img.reference.as_str());
             }
             ManifestDescriptor {
                 media_type: &img.manifest.media_type,

@@ -33,7 +33,9 @@ pub const MEDIA_TYPE_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+jso
 pub const MEDIA_TYPE_OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 /// Annotation holding the full image name, read by containerd's `ctr images import`.
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
-/// The OCI annotation naming a reference (containerd writes the tag here).
+/// The OCI annotation naming a reference. ferry writes the full reference here too (valid in the
+/// OCI ref grammar, and unique where two images share a tag), so `skopeo` can address an image
+/// as `oci-archive:FILE:docker.io/library/busybox:latest`.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// The exact content of the `oci-layout` file of an OCI image layout.
@@ -233,8 +235,8 @@ pub fn from_archive(path: &Path) -> Result<Vec<OciImage>, ImageError> {
 }
 
 /// The `index.json` of an OCI image layout holding `images`: one manifest descriptor per image,
-/// annotated with `io.containerd.image.name` (full name) and `org.opencontainers.image.ref.name`
-/// (the tag, as containerd writes it). Untagged images get no name annotations. Same input,
+/// annotated with `io.containerd.image.name` and `org.opencontainers.image.ref.name`, both the
+/// full reference. Untagged images get no name annotations. Same input,
 /// same bytes: keys have a fixed order and images keep the order given.
 pub fn index_json(images: &[&OciImage]) -> Vec<u8> {
     layout::index_json(images)

@@ -37,18 +37,6 @@ pub fn normalize_reference(reference: &str) -> String {
     full
 }
 
-/// The tag part of a full reference (what containerd writes as `org.opencontainers.image.ref.name`),
-/// or the whole reference when it has no tag.
-pub(crate) fn tag_of(reference: &str) -> &str {
-    if reference.contains('@') {
-        return reference;
-    }
-    match reference.rfind(':') {
-        Some(colon) if !reference[colon..].contains('/') => &reference[colon + 1..],
-        _ => reference,
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -70,11 +58,5 @@ mod tests {
         ] {
             assert_eq!(normalize_reference(short), full, "{short}");
         }
-    }
-
-    #[test]
-    fn finds_the_tag() {
-        assert_eq!(tag_of("docker.io/library/busybox:1.36"), "1.36");
-        assert_eq!(tag_of("localhost:5000/app"), "localhost:5000/app");
     }
 }
