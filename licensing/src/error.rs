@@ -168,7 +168,7 @@ pub enum LicenseError {
     #[error("the system random number source failed: {0}")]
     Random(String),
     /// Reading or writing a file failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         /// What was being done ("reading", "writing").
         action: &'static str,

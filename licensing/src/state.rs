@@ -58,7 +58,10 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         path: path.to_owned(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| io("creating the directory of", e))?;
     let name = path
         .file_name()
@@ -137,6 +140,46 @@ impl StateDir {
 
     fn guard_path(&self) -> PathBuf {
         self.root.join("guard.json")
+    }
+
+    /// Pins the vendor public keys given at activation, so later checks can use them.
+    pub fn pin_keys(&self, keys: &[IssuerPublicKey]) -> Result<()> {
+        for k in keys {
+            let path = self.root.join("trusted").join(format!("{}.pub", k.id()));
+            write_atomic(&path, k.to_armored().as_bytes(), 0o644)?;
+        }
+        Ok(())
+    }
+
+    /// The vendor public keys pinned at activation (empty when none).
+    pub fn pinned_keys(&self) -> Result<Vec<IssuerPublicKey>> {
+        let dir = self.root.join("trusted");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(LicenseError::Io {
+                    action: "reading",
+                    path: dir,
+                    source,
+                })
+            }
+        };
+        let mut keys = Vec::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|source| LicenseError::Io {
+                    action: "reading",
+                    path: dir.clone(),
+                    source,
+                })?
+                .path();
+            if path.extension().is_some_and(|e| e == "pub") {
+                let bytes = read_opt(&path)?.unwrap_or_default();
+                keys.push(IssuerPublicKey::from_armored(&bytes)?);
+            }
+        }
+        Ok(keys)
     }
 
     /// Keeps the activation record of a request (mode 0600); returns its path.

@@ -1,10 +1,445 @@
-//! Runs `ferry license` subcommands.
+//! Runs `ferry license` subcommands: reads files, gathers this machine's fingerprint components,
+//! calls ferry-license and shows the outcome. The rules live in the library.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::cmdline::license::LicenseCmd;
+use anyhow::{bail, Context as _, Result};
+use ferry_license::{
+    time, ActivationRequest, HostComponents, IssueSpec, IssuerKey, IssuerPublicKey, License,
+    LicenseFile, SiteFacts, StateDir, Usage, Verified,
+};
+
+use crate::cmdline::license::{
+    ActivateArgs, InspectArgs, IssueArgs, KeygenArgs, LicenseCmd, RequestArgs, SiteArgs,
+    StatusArgs, VerifyArgs,
+};
 
 /// Runs one `ferry license` subcommand.
-pub fn run(cmd: LicenseCmd) -> anyhow::Result<ExitCode> {
-    match cmd {}
+pub fn run(cmd: LicenseCmd) -> Result<ExitCode> {
+    match cmd {
+        LicenseCmd::Keygen(a) => keygen(a),
+        LicenseCmd::Request(a) => request(a),
+        LicenseCmd::Issue(a) => issue(a),
+        LicenseCmd::Activate(a) => activate(a),
+        LicenseCmd::Inspect(a) => inspect(a),
+        LicenseCmd::Verify(a) => verify(a),
+        LicenseCmd::Status(a) => status(a),
+    }
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+fn keygen(a: KeygenArgs) -> Result<ExitCode> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let public_path = PathBuf::from(format!("{}.pub", a.output.display()));
+    for p in [&a.output, &public_path] {
+        if p.exists() && !a.force {
+            bail!(
+                "{} already exists: pick another prefix, or pass --force to replace the key",
+                p.display()
+            );
+        }
+    }
+    let key = IssuerKey::generate()?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&a.output)
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    // An existing file keeps its mode on open: make sure the private key is 0600.
+    std::fs::set_permissions(
+        &a.output,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .with_context(|| format!("restricting {}", a.output.display()))?;
+    f.write_all(key.to_armored().as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    ferry_license::write_atomic(&public_path, key.public().to_armored().as_bytes(), 0o644)?;
+    println!(
+        "issuer key {} written: private {} (keep it offline), public {}",
+        key.public().id(),
+        a.output.display(),
+        public_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn now(site: &SiteArgs) -> Result<i64> {
+    match &site.now {
+        None => Ok(time::now()),
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .or_else(|| time::parse_date(s))
+            .with_context(|| {
+                format!("FERRY_LICENSE_NOW / --now `{s}` is neither YYYY-MM-DD nor Unix seconds")
+            }),
+    }
+}
+
+/// This site's hosts and usage. `--local`: one node, read under `--root`.
+fn site_facts(site: &SiteArgs) -> Result<SiteFacts> {
+    if let Some(inv) = &site.inventory {
+        bail!(
+            "license operations on an inventory ({}) are not available yet: run them with --local on each host",
+            inv.display()
+        );
+    }
+    let host = local_components(&site.root)?;
+    let gpus = local_gpus(&site.root);
+    Ok(SiteFacts {
+        hosts: vec![host],
+        usage: Usage { nodes: 1, gpus },
+        now: now(site)?,
+    })
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Reads this machine's fingerprint components under `root`.
+// TODO(inventory): move to ferry_inventory::facts once it gathers machine-id, product UUID,
+// disk serials and MACs; this private reader exists only until then.
+fn local_components(root: &Path) -> Result<HostComponents> {
+    let name = read_trimmed(&root.join("etc/hostname")).unwrap_or_else(|| "local".into());
+    let machine_id = read_trimmed(&root.join("etc/machine-id"));
+    let product_uuid = read_trimmed(&root.join("sys/class/dmi/id/product_uuid"));
+    let mut disk_serials = Vec::new();
+    for dev in sorted_entries(&root.join("sys/block")) {
+        let name = dev
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // Virtual block devices change with every boot or container; they identify nothing.
+        if ["loop", "ram", "zram", "dm-", "md", "sr", "nbd"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
+            continue;
+        }
+        if let Some(serial) = ["device/serial", "serial", "device/wwid"]
+            .iter()
+            .find_map(|f| read_trimmed(&dev.join(f)))
+        {
+            disk_serials.push(serial);
+        }
+    }
+    let mut macs = Vec::new();
+    for nic in sorted_entries(&root.join("sys/class/net")) {
+        // Only NICs backed by a device: bridges, veths, tunnels come and go.
+        if !nic.join("device").exists() {
+            continue;
+        }
+        if let Some(mac) = read_trimmed(&nic.join("address")) {
+            macs.push(mac);
+        }
+    }
+    let host = HostComponents {
+        name,
+        machine_id,
+        product_uuid,
+        disk_serials,
+        macs,
+    };
+    if host.machine_id.is_none()
+        && host.product_uuid.is_none()
+        && host.disk_serials.is_empty()
+        && host.macs.is_empty()
+    {
+        bail!(
+            "found no machine-id, product UUID, disk serial or NIC MAC under {}: this machine cannot be fingerprinted",
+            root.display()
+        );
+    }
+    Ok(host)
+}
+
+/// NVIDIA GPUs (PCI vendor 0x10de, display class 0x03) under `root`.
+fn local_gpus(root: &Path) -> u32 {
+    let mut n = 0;
+    for dev in sorted_entries(&root.join("sys/bus/pci/devices")) {
+        let vendor = read_trimmed(&dev.join("vendor"));
+        let class = read_trimmed(&dev.join("class")).unwrap_or_default();
+        if vendor.as_deref() == Some("0x10de") && class.starts_with("0x03") {
+            n += 1;
+        }
+    }
+    n
+}
+
+fn request(a: RequestArgs) -> Result<ExitCode> {
+    let facts = site_facts(&a.site)?;
+    let req = ActivationRequest::new(&facts.hosts, facts.usage, facts.now)?;
+    let state = StateDir::new(&a.site.state_dir);
+    let record = state
+        .save_request(&req)
+        .context("keeping the activation record")?;
+    let text = req.to_armored();
+    ferry_license::write_atomic(&a.output, text.as_bytes(), 0o600)?;
+    println!(
+        "request {} for {} host(s) written to {}",
+        req.id,
+        req.fingerprint.hosts.len(),
+        a.output.display()
+    );
+    println!(
+        "activation record kept in {} (keep it: only it can open the license)",
+        record.display()
+    );
+    println!(
+        "send {} to the vendor, then run `ferry license activate LICENSE --pubkey VENDOR.pub`",
+        a.output.display()
+    );
+    if a.qr {
+        let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L)
+            .context("the request is too long for a QR code; carry the file instead")?;
+        let image = code
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .build();
+        println!("{image}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn issue(a: IssueArgs) -> Result<ExitCode> {
+    let req = ActivationRequest::parse(&read(&a.request, "request")?)
+        .with_context(|| format!("reading request {}", a.request.display()))?;
+    let spec_text =
+        String::from_utf8(read(&a.spec, "spec")?).context("the spec is not UTF-8 text")?;
+    let spec = IssueSpec::from_toml(&spec_text)
+        .with_context(|| format!("reading spec {}", a.spec.display()))?;
+    let key = IssuerKey::from_armored(&read(&a.key, "issuer key")?)
+        .with_context(|| format!("reading issuer key {}", a.key.display()))?;
+    let (license, file) = ferry_license::issue(&spec, &req, &key, time::now())?;
+    ferry_license::write_atomic(&a.output, file.to_armored().as_bytes(), 0o644)?;
+    println!(
+        "license {} for {}: {} nodes, GPUs {}, until {} (sequence {}), request {} ({} host(s), using {} nodes / {} GPUs), key {} -> {}",
+        license.id,
+        license.customer,
+        license.entitlements.max_nodes,
+        license.entitlements.max_gpus.map_or("unlimited".into(), |g| g.to_string()),
+        time::format_date(license.expires - 1),
+        license.sequence,
+        req.id,
+        req.fingerprint.hosts.len(),
+        req.usage.nodes,
+        req.usage.gpus,
+        license.issuer,
+        a.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_keys(paths: &[PathBuf], state: &StateDir) -> Result<Vec<IssuerPublicKey>> {
+    if paths.is_empty() {
+        let keys = state.pinned_keys()?;
+        if keys.is_empty() {
+            bail!("no vendor public key: pass --pubkey VENDOR.pub (activate pins it for later checks)");
+        }
+        return Ok(keys);
+    }
+    paths
+        .iter()
+        .map(|p| {
+            IssuerPublicKey::from_armored(&read(p, "public key")?)
+                .with_context(|| format!("reading public key {}", p.display()))
+        })
+        .collect()
+}
+
+fn print_verified(v: &Verified, facts: &SiteFacts) {
+    let l = &v.license;
+    println!(
+        "license {} for {} is valid: {} of {} nodes, {} GPUs{}, until {} ({} days left)",
+        l.id,
+        l.customer,
+        facts.usage.nodes,
+        l.entitlements.max_nodes,
+        facts.usage.gpus,
+        l.entitlements
+            .max_gpus
+            .map_or(String::new(), |g| format!(" of {g}")),
+        time::format_date(l.expires - 1),
+        v.days_left.max(0)
+    );
+    for n in &v.notices {
+        println!("warning: {n}");
+    }
+}
+
+fn activate(a: ActivateArgs) -> Result<ExitCode> {
+    let state = StateDir::new(&a.site.state_dir);
+    let keys = load_keys(&a.pubkey, &state)?;
+    let facts = site_facts(&a.site)?;
+    let input = read(&a.license, "license")?;
+    let v = state
+        .activate(&input, &keys, &facts)
+        .with_context(|| format!("activating {}", a.license.display()))?;
+    state.pin_keys(&keys)?;
+    print_verified(&v, &facts);
+    println!("installed in {}", state.path().display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(a: VerifyArgs) -> Result<ExitCode> {
+    let state = StateDir::new(&a.site.state_dir);
+    let keys = load_keys(&a.pubkey, &state)?;
+    let facts = site_facts(&a.site)?;
+    let input = read(&a.license, "license")?;
+    let v = state
+        .verify(&input, &keys, &facts)
+        .with_context(|| format!("verifying {}", a.license.display()))?;
+    print_verified(&v, &facts);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn license_lines(l: &License) -> Vec<String> {
+    let modules = if l.entitlements.modules.is_empty() {
+        "none".to_owned()
+    } else {
+        l.entitlements
+            .modules
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        format!(
+            "license    {} ({} {}, sequence {})",
+            l.id, l.product, l.edition, l.sequence
+        ),
+        format!("customer   {}", l.customer),
+        format!(
+            "valid      {} to {}, then {} days of grace",
+            time::format_date(l.not_before),
+            time::format_date(l.expires - 1),
+            l.grace_days
+        ),
+        format!("modules    {modules}"),
+        format!(
+            "issuer     key {}, issued {}",
+            l.issuer,
+            time::format_time(l.issued)
+        ),
+        format!(
+            "hosts      {} licensed (request {})",
+            l.fingerprint.hosts.len(),
+            l.request
+        ),
+    ]
+}
+
+fn inspect(a: InspectArgs) -> Result<ExitCode> {
+    let input = read(&a.license, "license")?;
+    let file =
+        LicenseFile::parse(&input).with_context(|| format!("reading {}", a.license.display()))?;
+    let state = StateDir::new(&a.state_dir);
+    // The header is readable by anyone; the payload only with the site's activation record.
+    let opened = load_keys(&a.pubkey, &state).and_then(|keys| {
+        let act = state.load_request(file.request_id())?;
+        Ok(ferry_license::open(&file, &keys, &act)?)
+    });
+    if a.json {
+        let out = serde_json::json!({
+            "alg": file.alg().name(),
+            "issuer": file.kid().0,
+            "request": file.request_id(),
+            "license": opened.as_ref().ok(),
+            "error": opened.as_ref().err().map(|e| format!("{e:#}")),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "file       {} (alg {}, issuer key {}, request {})",
+        a.license.display(),
+        file.alg().name(),
+        file.kid(),
+        file.request_id()
+    );
+    match opened {
+        Ok(l) => license_lines(&l).iter().for_each(|line| println!("{line}")),
+        Err(e) => println!("payload    not readable here: {e:#}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An error with its causes, "a: b: c", as anyhow's `{:#}` shows them.
+fn chain(e: &ferry_license::LicenseError) -> String {
+    let mut out = e.to_string();
+    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        out.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    out
+}
+
+fn status(a: StatusArgs) -> Result<ExitCode> {
+    let state = StateDir::new(&a.site.state_dir);
+    let keys = load_keys(&a.pubkey, &state)?;
+    let facts = site_facts(&a.site)?;
+    let st = state.status(&keys, &facts);
+    let ok = st.result.is_ok();
+    if a.json {
+        let out = serde_json::json!({
+            "valid": ok,
+            "license": st.license,
+            "usage": facts.usage,
+            "days_left": st.result.as_ref().ok().map(|v| v.days_left),
+            "notices": st.result.as_ref().map(|v| v.notices.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
+            "error": st.result.as_ref().err().map(chain),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        if let Some(l) = &st.license {
+            license_lines(l).iter().for_each(|line| println!("{line}"));
+            let e = &l.entitlements;
+            println!("nodes      {} in use of {}", facts.usage.nodes, e.max_nodes);
+            println!(
+                "GPUs       {} in use of {}",
+                facts.usage.gpus,
+                e.max_gpus.map_or("unlimited".to_owned(), |g| g.to_string())
+            );
+        }
+        match &st.result {
+            Ok(v) => {
+                println!("days left  {}", v.days_left.max(0));
+                for n in &v.notices {
+                    println!("warning    {n}");
+                }
+                println!("status     OK");
+            }
+            Err(e) => println!("status     PROBLEM: {}", chain(e)),
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
