@@ -340,14 +340,15 @@ impl Sshd {
         fs::write(dir.path().join("banner"), "ferry test sshd: pre-auth banner\n")
             .unwrap_or_else(|e| panic!("writing banner: {e}"));
         let d = dir.path().display();
+        // sshd takes the first value of a keyword: extra lines go first to override.
         let config = format!(
-            "ListenAddress {listen}:{port}\n\
+            "{extra}\nListenAddress {listen}:{port}\n\
              HostKey {d}/host_ed25519\nHostKey {d}/host_rsa\nHostKey {d}/host_ecdsa\n\
              PidFile none\nAuthorizedKeysFile {d}/authorized_keys\nStrictModes no\n\
              UsePAM yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication yes\n\
              PubkeyAuthentication yes\nPermitRootLogin no\nAllowUsers ferrytest-*\n\
              AllowTcpForwarding yes\nMaxStartups {ms}\nMaxSessions 100\nPrintMotd no\n\
-             LogLevel VERBOSE\n{banner}{extra}\n",
+             LogLevel VERBOSE\n{banner}\n",
             listen = opts.listen,
             port = opts.port,
             ms = opts.max_startups,

@@ -1,0 +1,199 @@
+//! What can go wrong on the way to and on a host. Every message names the host and what to do.
+
+use std::path::PathBuf;
+
+use super::known_hosts::KnownHostsError;
+
+/// SSH session errors.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    /// TCP connection failed (refused, unreachable, reset).
+    #[error("{host}: cannot connect to {addr}: {source}; check the address, the port and that sshd runs")]
+    Connect {
+        /// Host name.
+        host: String,
+        /// address:port.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No connection or no SSH answer within the timeout.
+    #[error("{host}: no SSH answer from {addr} within {secs}s; check the address, firewall and sshd")]
+    Timeout {
+        /// Host name.
+        host: String,
+        /// address:port.
+        addr: String,
+        /// The timeout.
+        secs: u64,
+    },
+    /// The SSH protocol failed (handshake, connection lost).
+    #[error("{host}: SSH connection to {addr} failed: {source}")]
+    Protocol {
+        /// Host name.
+        host: String,
+        /// address:port.
+        addr: String,
+        /// The cause.
+        source: russh::Error,
+    },
+    /// The host key is not the recorded one, or the file is unusable.
+    #[error("{host}: {source}")]
+    HostKey {
+        /// Host name.
+        host: String,
+        /// The cause.
+        source: KnownHostsError,
+    },
+    /// The host offered a certificate instead of a plain key.
+    #[error("{host}: the host offered an SSH certificate; ferry pins plain host keys only")]
+    HostCertificate {
+        /// Host name.
+        host: String,
+    },
+    /// The server rejected the credentials.
+    #[error("{host}: authentication as {user} rejected ({method}); check the user and {hint}")]
+    AuthRejected {
+        /// Host name.
+        host: String,
+        /// Login user.
+        user: String,
+        /// What was tried.
+        method: String,
+        /// What to check.
+        hint: String,
+    },
+    /// Authentication did not finish in time.
+    #[error("{host}: authentication did not finish within {secs}s")]
+    AuthTimeout {
+        /// Host name.
+        host: String,
+        /// The timeout.
+        secs: u64,
+    },
+    /// The private key file is unusable.
+    #[error("{host}: cannot use private key {path}: {reason}")]
+    Key {
+        /// Host name.
+        host: String,
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The jump host could not be reached or could not open a tunnel.
+    #[error("{host}: through jump host {bastion}: {reason}")]
+    Bastion {
+        /// Host name.
+        host: String,
+        /// Jump host name.
+        bastion: String,
+        /// Why.
+        reason: String,
+    },
+    /// A channel (command) failed at the SSH level.
+    #[error("{host}: running `{command}`: {source}")]
+    Channel {
+        /// Host name.
+        host: String,
+        /// The command.
+        command: String,
+        /// The cause.
+        source: russh::Error,
+    },
+    /// The connection dropped while a command ran.
+    #[error("{host}: connection lost while running `{command}`")]
+    ConnectionLost {
+        /// Host name.
+        host: String,
+        /// The command.
+        command: String,
+    },
+    /// sudo rejected the password.
+    #[error("{host}: sudo rejected the password of {user}; check the sudo password in the inventory")]
+    SudoPasswordWrong {
+        /// Host name.
+        host: String,
+        /// Login user.
+        user: String,
+    },
+    /// sudo refused for another reason (not in sudoers, password needed, ...).
+    #[error("{host}: sudo refused for {user}: {message}")]
+    SudoRefused {
+        /// Host name.
+        host: String,
+        /// Login user.
+        user: String,
+        /// What sudo said.
+        message: String,
+    },
+    /// A command exited with a failure.
+    #[error("{host}: `{command}` failed ({status}): {stderr}")]
+    CommandFailed {
+        /// Host name.
+        host: String,
+        /// The command.
+        command: String,
+        /// Exit status or signal.
+        status: String,
+        /// The end of its stderr.
+        stderr: String,
+    },
+    /// The per-host log could not be written.
+    #[error("{host}: writing host log {path}: {source}")]
+    Log {
+        /// Host name.
+        host: String,
+        /// The log file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl SshError {
+    /// True for errors a retry may cure (refused, reset, timeouts, dropped connections); false for
+    /// authentication failures, host key changes and everything else a retry would only repeat.
+    pub fn is_transient(&self) -> bool {
+        use std::io::ErrorKind::*;
+        match self {
+            SshError::Connect { source, .. } => matches!(
+                source.kind(),
+                ConnectionRefused | ConnectionReset | ConnectionAborted | TimedOut | Interrupted
+            ),
+            SshError::Timeout { .. } | SshError::ConnectionLost { .. } => true,
+            SshError::Protocol { source, .. } => matches!(
+                source,
+                russh::Error::Disconnect
+                    | russh::Error::HUP
+                    | russh::Error::ConnectionTimeout
+                    | russh::Error::KeepaliveTimeout
+                    | russh::Error::IO(_)
+                    | russh::Error::ChannelOpenFailure(_)
+            ),
+            SshError::Bastion { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The host name the error is about.
+    pub fn host(&self) -> &str {
+        match self {
+            SshError::Connect { host, .. }
+            | SshError::Timeout { host, .. }
+            | SshError::Protocol { host, .. }
+            | SshError::HostKey { host, .. }
+            | SshError::HostCertificate { host }
+            | SshError::AuthRejected { host, .. }
+            | SshError::AuthTimeout { host, .. }
+            | SshError::Key { host, .. }
+            | SshError::Bastion { host, .. }
+            | SshError::Channel { host, .. }
+            | SshError::ConnectionLost { host, .. }
+            | SshError::SudoPasswordWrong { host, .. }
+            | SshError::SudoRefused { host, .. }
+            | SshError::CommandFailed { host, .. }
+            | SshError::Log { host, .. } => host,
+        }
+    }
+}

@@ -1,0 +1,775 @@
+//! One authenticated SSH connection to one host, and the commands run over it.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, Handle, KeyboardInteractiveAuthResponse};
+use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::sync::oneshot;
+use tokio::time::timeout;
+
+use super::known_hosts::KnownHosts;
+use super::log::HostLog;
+use super::{shell_quote, SshError};
+use crate::target::{Auth, Secret, Sudo, Target};
+
+/// How sessions connect. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// ferry's known_hosts.
+    pub known_hosts: Arc<KnownHosts>,
+    /// Bound on TCP connect plus SSH handshake, per attempt.
+    pub connect_timeout: Duration,
+    /// Bound on authentication.
+    pub auth_timeout: Duration,
+    /// Keepalive interval; three unanswered keepalives close the connection.
+    pub keepalive_interval: Duration,
+    /// Connection attempts on transient errors (at least 1).
+    pub attempts: u32,
+    /// First retry delay; doubles each retry.
+    pub backoff: Duration,
+    /// Directory for per-host logs (`HOST.log`); `None` logs nothing.
+    pub run_dir: Option<PathBuf>,
+}
+
+impl SessionOptions {
+    /// Defaults: 10 s connect, 30 s auth, keepalive every 15 s, 3 attempts from 500 ms backoff.
+    pub fn new(known_hosts: impl Into<PathBuf>) -> Self {
+        Self {
+            known_hosts: Arc::new(KnownHosts::new(known_hosts)),
+            connect_timeout: Duration::from_secs(10),
+            auth_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(15),
+            attempts: 3,
+            backoff: Duration::from_millis(500),
+            run_dir: None,
+        }
+    }
+
+    fn client_config(&self) -> client::Config {
+        client::Config {
+            keepalive_interval: Some(self.keepalive_interval),
+            keepalive_max: 3,
+            nodelay: true,
+            // Large windows keep a single upload stream busy on fast links.
+            window_size: 16 * 1024 * 1024,
+            preferred: russh::Preferred {
+                // AES-GCM runs on AES-NI through ring and is the fastest here (see
+                // docs/perf-ssh.md); ChaCha20 for hosts without it.
+                cipher: Cow::Borrowed(&[
+                    russh::cipher::AES_256_GCM,
+                    russh::cipher::AES_128_GCM,
+                    russh::cipher::CHACHA20_POLY1305,
+                    russh::cipher::AES_256_CTR,
+                    russh::cipher::AES_128_CTR,
+                ]),
+                compression: Cow::Borrowed(&[russh::compression::NONE]),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+}
+
+/// Checks the server's key against ferry's known_hosts and remembers why it refused.
+struct Client {
+    host: String,
+    entry: String,
+    known: Arc<KnownHosts>,
+    refusal: Arc<Mutex<Option<SshError>>>,
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let refuse = |e: SshError| {
+            *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            Ok(false)
+        };
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return refuse(SshError::HostCertificate {
+                host: self.host.clone(),
+            });
+        };
+        match self.known.check_or_record(&self.entry, key) {
+            Ok(()) => Ok(true),
+            Err(source) => refuse(SshError::HostKey {
+                host: self.host.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+/// An authenticated connection to one host. Channels (commands, tunnels) open concurrently on it.
+pub struct Session {
+    name: String,
+    user: String,
+    sudo: Sudo,
+    handle: Handle<Client>,
+    log: Option<Arc<HostLog>>,
+    next_id: AtomicU64,
+    // A session through a jump host keeps the jump host's session alive.
+    _via: Option<Arc<Session>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("host", &self.name)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Connects and authenticates, through the target's jump host if it has one (a jump host
+    /// connection made here is not shared; [`super::Pool`] shares them).
+    pub async fn connect(target: &Target, opts: &SessionOptions) -> Result<Session, SshError> {
+        let via = match &target.bastion {
+            Some(b) => Some(Arc::new(
+                Box::pin(Session::connect(b, opts))
+                    .await
+                    .map_err(|e| bastion_error(target, e))?,
+            )),
+            None => None,
+        };
+        Self::connect_via(target, via, opts).await
+    }
+
+    /// Connects through `via` (a session to the target's jump host) or directly, retrying
+    /// transient failures with exponential backoff.
+    pub async fn connect_via(
+        target: &Target,
+        via: Option<Arc<Session>>,
+        opts: &SessionOptions,
+    ) -> Result<Session, SshError> {
+        let mut delay = opts.backoff;
+        let mut attempt = 1;
+        loop {
+            match Self::connect_once(target, via.clone(), opts).await {
+                Ok(s) => return Ok(s),
+                Err(e) if e.is_transient() && attempt < opts.attempts.max(1) => {
+                    tracing::warn!(host = %target.name, attempt, "transient: {e}; retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn connect_once(
+        target: &Target,
+        via: Option<Arc<Session>>,
+        opts: &SessionOptions,
+    ) -> Result<Session, SshError> {
+        let host = target.name.clone();
+        let addr = format!("{}:{}", target.address, target.port);
+        let refusal = Arc::new(Mutex::new(None));
+        let handler = Client {
+            host: host.clone(),
+            entry: KnownHosts::entry_name(&target.address, target.port),
+            known: opts.known_hosts.clone(),
+            refusal: refusal.clone(),
+        };
+        let config = Arc::new(opts.client_config());
+        let protocol = |source: russh::Error| -> SshError {
+            if let Some(e) = refusal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return e;
+            }
+            match source {
+                russh::Error::IO(source) => SshError::Connect {
+                    host: host.clone(),
+                    addr: addr.clone(),
+                    source,
+                },
+                source => SshError::Protocol {
+                    host: host.clone(),
+                    addr: addr.clone(),
+                    source,
+                },
+            }
+        };
+        let handshake = async {
+            match &via {
+                None => {
+                    let tcp = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
+                        .await
+                        .map_err(|source| SshError::Connect {
+                            host: host.clone(),
+                            addr: addr.clone(),
+                            source,
+                        })?;
+                    let _ = tcp.set_nodelay(true);
+                    client::connect_stream(config, tcp, handler)
+                        .await
+                        .map_err(protocol)
+                }
+                Some(jump) => {
+                    let channel = jump
+                        .handle
+                        .channel_open_direct_tcpip(
+                            target.address.clone(),
+                            u32::from(target.port),
+                            "127.0.0.1",
+                            0,
+                        )
+                        .await
+                        .map_err(|e| SshError::Bastion {
+                            host: host.clone(),
+                            bastion: jump.name.clone(),
+                            reason: format!("cannot open a tunnel to {addr}: {e}"),
+                        })?;
+                    client::connect_stream(config, channel.into_stream(), handler)
+                        .await
+                        .map_err(protocol)
+                }
+            }
+        };
+        let mut handle = timeout(opts.connect_timeout, handshake)
+            .await
+            .map_err(|_| SshError::Timeout {
+                host: host.clone(),
+                addr: addr.clone(),
+                secs: opts.connect_timeout.as_secs(),
+            })??;
+        timeout(opts.auth_timeout, authenticate(&mut handle, target))
+            .await
+            .map_err(|_| SshError::AuthTimeout {
+                host: host.clone(),
+                secs: opts.auth_timeout.as_secs(),
+            })??;
+        let log = match &opts.run_dir {
+            Some(dir) => Some(Arc::new(HostLog::open(dir, &target.name)?)),
+            None => None,
+        };
+        tracing::debug!(host = %target.name, %addr, "connected");
+        Ok(Session {
+            name: target.name.clone(),
+            user: target.user.clone(),
+            sudo: target.sudo.clone(),
+            handle,
+            log,
+            next_id: AtomicU64::new(1),
+            _via: via,
+        })
+    }
+
+    /// The host's inventory name.
+    pub fn host(&self) -> &str {
+        &self.name
+    }
+
+    /// The login user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// True while the connection is up.
+    pub fn is_open(&self) -> bool {
+        !self.handle.is_closed()
+    }
+
+    /// Opens a TCP tunnel from the host to `address:port` (as seen from the host).
+    pub async fn tunnel(
+        &self,
+        address: &str,
+        port: u16,
+    ) -> Result<russh::ChannelStream<client::Msg>, SshError> {
+        self.handle
+            .channel_open_direct_tcpip(address, u32::from(port), "127.0.0.1", 0)
+            .await
+            .map(|c| c.into_stream())
+            .map_err(|source| SshError::Channel {
+                host: self.name.clone(),
+                command: format!("tunnel to {address}:{port}"),
+                source,
+            })
+    }
+
+    /// Starts `command` (a shell command line) and returns its streams. With `as_root`, runs it
+    /// through sudo as the target's sudo setting says; a sudo password goes on stdin, is
+    /// never in argv or the log, and never reaches the command.
+    pub async fn spawn(&self, command: &str, as_root: bool) -> Result<RemoteChild, SshError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (wire, password) = self.wrap(command, as_root);
+        if let Some(log) = &self.log {
+            let shown = if as_root {
+                format!("(as root) {command}")
+            } else {
+                command.to_string()
+            };
+            log.command(id, &shown);
+        }
+        let chan_err = |source| SshError::Channel {
+            host: self.name.clone(),
+            command: command.to_string(),
+            source,
+        };
+        let channel = self.handle.channel_open_session().await.map_err(chan_err)?;
+        channel.exec(true, wire.as_bytes()).await.map_err(chan_err)?;
+        let (mut read, write) = channel.split();
+        let mut early = Vec::new();
+        if as_root && !matches!(self.sudo, Sudo::None) {
+            self.sudo_handshake(&mut read, &write, password, &mut early, id, command)
+                .await?;
+        }
+        let (out_w, out_r) = tokio::io::duplex(256 * 1024);
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(pump(read, out_w, early, self.log.clone(), id, tx));
+        Ok(RemoteChild {
+            host: self.name.clone(),
+            command: command.to_string(),
+            stdin: Some(Box::pin(write.make_writer())),
+            _write: write,
+            stdout: out_r,
+            exit: rx,
+        })
+    }
+
+    /// Runs `command` to its end and returns its output. For commands whose output is small;
+    /// stream large output with [`Session::spawn`].
+    pub async fn exec(&self, command: &str, as_root: bool) -> Result<Output, SshError> {
+        let mut child = self.spawn(command, as_root).await?;
+        child.close_stdin().await;
+        let mut stdout = Vec::new();
+        let _ = child.stdout().read_to_end(&mut stdout).await;
+        let exit = child.wait().await?;
+        Ok(Output { stdout, exit })
+    }
+
+    /// Runs `command`; fails unless it exits 0. Returns its stdout.
+    pub async fn exec_ok(&self, command: &str, as_root: bool) -> Result<String, SshError> {
+        let out = self.exec(command, as_root).await?;
+        if out.exit.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(SshError::CommandFailed {
+                host: self.name.clone(),
+                command: command.to_string(),
+                status: out.exit.describe(),
+                stderr: out.exit.stderr_tail.trim().to_string(),
+            })
+        }
+    }
+
+    /// Closes the connection.
+    pub async fn close(&self) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+    }
+
+    /// The command line sent to the host, and the sudo password to feed if any.
+    fn wrap(&self, command: &str, as_root: bool) -> (String, Option<Secret>) {
+        if !as_root {
+            return (command.to_string(), None);
+        }
+        // The ready marker tells us sudo has finished with stdin: everything after it is the
+        // command's. -k: ignore cached credentials, so sudo always asks when a password is set
+        // and the password can never land in the command's stdin.
+        let inner = format!("printf '%s\\n' {READY} >&2; {command}");
+        match &self.sudo {
+            Sudo::None => (command.to_string(), None),
+            Sudo::Passwordless => (
+                format!("sudo -n -- sh -c {}", shell_quote(&inner)),
+                None,
+            ),
+            Sudo::Password(pw) => (
+                format!(
+                    "sudo -k -S -p {PROMPT} -- sh -c {}",
+                    shell_quote(&inner)
+                ),
+                Some(pw.clone()),
+            ),
+        }
+    }
+
+    /// Waits until sudo has started the command, answering its password prompt once.
+    async fn sudo_handshake(
+        &self,
+        read: &mut ChannelReadHalf,
+        write: &ChannelWriteHalf<client::Msg>,
+        password: Option<Secret>,
+        early_stdout: &mut Vec<u8>,
+        id: u64,
+        command: &str,
+    ) -> Result<(), SshError> {
+        let mut err = Vec::new();
+        let mut prompts = 0;
+        loop {
+            let Some(msg) = read.wait().await else {
+                return Err(self.sudo_failed(&err, command));
+            };
+            match msg {
+                ChannelMsg::Data { data } => early_stdout.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, .. } => {
+                    err.extend_from_slice(&data);
+                    let text = String::from_utf8_lossy(&err).into_owned();
+                    let seen = text.matches(PROMPT).count();
+                    if seen > prompts {
+                        prompts = seen;
+                        if prompts > 1 {
+                            let _ = write.close().await;
+                            if let Some(log) = &self.log {
+                                log.exit(id, "sudo password rejected");
+                            }
+                            return Err(SshError::SudoPasswordWrong {
+                                host: self.name.clone(),
+                                user: self.user.clone(),
+                            });
+                        }
+                        let Some(pw) = &password else {
+                            return Err(self.sudo_failed(&err, command));
+                        };
+                        let mut line = Vec::with_capacity(pw.expose().len() + 1);
+                        line.extend_from_slice(pw.expose().as_bytes());
+                        line.push(b'\n');
+                        write
+                            .data_bytes(line)
+                            .await
+                            .map_err(|source| SshError::Channel {
+                                host: self.name.clone(),
+                                command: command.to_string(),
+                                source,
+                            })?;
+                    }
+                    if let Some(pos) = text.find(READY) {
+                        // What came before the marker is sudo's (and the login shell's) chatter.
+                        let rest = text[pos + READY.len()..].trim_start_matches('\n');
+                        if let Some(log) = &self.log {
+                            let before = text[..pos].replace(PROMPT, "");
+                            if !before.trim().is_empty() {
+                                log.output(id, "err", before.as_bytes());
+                            }
+                            if !rest.is_empty() {
+                                log.output(id, "err", rest.as_bytes());
+                            }
+                        }
+                        return Ok(());
+                    }
+                }
+                ChannelMsg::ExitStatus { .. } | ChannelMsg::Eof | ChannelMsg::Close => {
+                    return Err(self.sudo_failed(&err, command));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn sudo_failed(&self, stderr: &[u8], command: &str) -> SshError {
+        let text = String::from_utf8_lossy(stderr).replace(PROMPT, "");
+        let message = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .filter(|l| l.starts_with("sudo") || l.contains("sudoers") || l.contains("password"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if let Some(log) = &self.log {
+            log.output(0, "err", text.as_bytes());
+        }
+        SshError::SudoRefused {
+            host: self.name.clone(),
+            user: self.user.clone(),
+            message: if message.is_empty() {
+                format!("sudo ended before running `{command}`: {}", text.trim())
+            } else {
+                message
+            },
+        }
+    }
+}
+
+const PROMPT: &str = "[ferry-sudo-prompt]";
+const READY: &str = "FERRY-SUDO-READY";
+
+fn bastion_error(target: &Target, e: SshError) -> SshError {
+    let bastion = target
+        .bastion
+        .as_ref()
+        .map(|b| b.name.clone())
+        .unwrap_or_default();
+    SshError::Bastion {
+        host: target.name.clone(),
+        bastion,
+        reason: e.to_string(),
+    }
+}
+
+async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<(), SshError> {
+    let host = &target.name;
+    let user = target.user.as_str();
+    let protocol = |source| SshError::Protocol {
+        host: host.clone(),
+        addr: format!("{}:{}", target.address, target.port),
+        source,
+    };
+    match &target.auth {
+        Auth::Key { path, passphrase } => {
+            let key = russh::keys::load_secret_key(path, passphrase.as_ref().map(Secret::expose))
+                .map_err(|e| SshError::Key {
+                    host: host.clone(),
+                    path: path.clone(),
+                    reason: match (&e, passphrase) {
+                        (russh::keys::Error::KeyIsEncrypted, None) => {
+                            "it is encrypted and no passphrase is given".into()
+                        }
+                        (_, Some(_)) => format!("{e} (is the passphrase right?)"),
+                        _ => e.to_string(),
+                    },
+                })?;
+            let hash = handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(protocol)?
+                .flatten();
+            let res = handle
+                .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                .await
+                .map_err(protocol)?;
+            if res.success() {
+                return Ok(());
+            }
+            Err(SshError::AuthRejected {
+                host: host.clone(),
+                user: user.to_string(),
+                method: format!("public key {}", path.display()),
+                hint: "that the key's .pub is in the user's authorized_keys".into(),
+            })
+        }
+        Auth::Password(pw) => {
+            let res = handle
+                .authenticate_password(user, pw.expose())
+                .await
+                .map_err(protocol)?;
+            if res.success() {
+                return Ok(());
+            }
+            // Servers that take passwords through PAM only offer keyboard-interactive: answer
+            // its password prompts with the same password.
+            let mut reply = handle
+                .authenticate_keyboard_interactive_start(user, None)
+                .await
+                .map_err(protocol)?;
+            for _ in 0..4 {
+                match reply {
+                    KeyboardInteractiveAuthResponse::Success => return Ok(()),
+                    KeyboardInteractiveAuthResponse::Failure { .. } => break,
+                    KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
+                        let answers = prompts
+                            .iter()
+                            .map(|p| {
+                                if p.echo {
+                                    String::new()
+                                } else {
+                                    pw.expose().to_string()
+                                }
+                            })
+                            .collect();
+                        reply = handle
+                            .authenticate_keyboard_interactive_respond(answers)
+                            .await
+                            .map_err(protocol)?;
+                    }
+                }
+            }
+            Err(SshError::AuthRejected {
+                host: host.clone(),
+                user: user.to_string(),
+                method: "password, keyboard-interactive".into(),
+                hint: "the password".into(),
+            })
+        }
+    }
+}
+
+/// Moves the channel's output to the stdout pipe and the log, and reports how it ended.
+async fn pump(
+    mut read: ChannelReadHalf,
+    mut out: DuplexStream,
+    early: Vec<u8>,
+    log: Option<Arc<HostLog>>,
+    id: u64,
+    done: oneshot::Sender<Exit>,
+) {
+    let mut exit = Exit::default();
+    let mut out_open = true;
+    if !early.is_empty() {
+        if let Some(log) = &log {
+            log.output(id, "out", &early);
+        }
+        out_open = out.write_all(&early).await.is_ok();
+    }
+    while let Some(msg) = read.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => {
+                if let Some(log) = &log {
+                    log.output(id, "out", &data);
+                }
+                // A reader that went away does not stop the command; keep draining.
+                if out_open && out.write_all(&data).await.is_err() {
+                    out_open = false;
+                }
+            }
+            ChannelMsg::ExtendedData { data, .. } => {
+                if let Some(log) = &log {
+                    log.output(id, "err", &data);
+                }
+                exit.stderr_tail.push_str(&String::from_utf8_lossy(&data));
+                if exit.stderr_tail.len() > STDERR_TAIL {
+                    let mut cut = exit.stderr_tail.len() - STDERR_TAIL;
+                    while !exit.stderr_tail.is_char_boundary(cut) {
+                        cut += 1;
+                    }
+                    exit.stderr_tail.drain(..cut);
+                }
+            }
+            ChannelMsg::ExitStatus { exit_status } => exit.status = Some(exit_status),
+            ChannelMsg::ExitSignal { signal_name, .. } => {
+                exit.signal = Some(format!("{signal_name:?}"))
+            }
+            ChannelMsg::Eof => {
+                let _ = out.shutdown().await;
+                out_open = false;
+            }
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    drop(out);
+    if let Some(log) = &log {
+        log.exit(id, &exit.describe());
+    }
+    let _ = done.send(exit);
+}
+
+const STDERR_TAIL: usize = 4096;
+
+/// How a remote command ended.
+#[derive(Debug, Default, Clone)]
+pub struct Exit {
+    /// Exit status, if the command exited.
+    pub status: Option<u32>,
+    /// The signal that killed it, if any.
+    pub signal: Option<String>,
+    /// The last 4 KiB of its stderr.
+    pub stderr_tail: String,
+}
+
+impl Exit {
+    /// Exited with status 0.
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+
+    /// `exit 3`, `signal KILL` or `no exit status (connection lost?)`.
+    pub fn describe(&self) -> String {
+        match (&self.status, &self.signal) {
+            (Some(s), _) => format!("exit {s}"),
+            (None, Some(sig)) => format!("signal {sig}"),
+            (None, None) => "no exit status (connection lost?)".into(),
+        }
+    }
+}
+
+/// A finished command's output.
+#[derive(Debug)]
+pub struct Output {
+    /// Everything it printed on stdout.
+    pub stdout: Vec<u8>,
+    /// How it ended, with the end of its stderr.
+    pub exit: Exit,
+}
+
+/// A command running on a host: write its stdin, read its stdout, then wait for its end.
+pub struct RemoteChild {
+    host: String,
+    command: String,
+    stdin: Option<Pin<Box<dyn AsyncWrite + Send>>>,
+    _write: ChannelWriteHalf<client::Msg>,
+    stdout: DuplexStream,
+    exit: oneshot::Receiver<Exit>,
+}
+
+impl std::fmt::Debug for RemoteChild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteChild")
+            .field("host", &self.host)
+            .field("command", &self.command)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteChild {
+    /// The command's stdin. `None` once closed.
+    pub fn stdin(&mut self) -> Option<&mut (dyn AsyncWrite + Send + Unpin)> {
+        self.stdin
+            .as_mut()
+            .map(|s| s as &mut (dyn AsyncWrite + Send + Unpin))
+    }
+
+    /// The command's stdout.
+    pub fn stdout(&mut self) -> &mut (dyn AsyncRead + Send + Unpin) {
+        &mut self.stdout
+    }
+
+    /// Both streams at once (for protocol clients that hold a reader and a writer).
+    pub fn streams(
+        &mut self,
+    ) -> (
+        Option<&mut (dyn AsyncWrite + Send + Unpin)>,
+        &mut (dyn AsyncRead + Send + Unpin),
+    ) {
+        (
+            self.stdin
+                .as_mut()
+                .map(|s| s as &mut (dyn AsyncWrite + Send + Unpin)),
+            &mut self.stdout,
+        )
+    }
+
+    /// Takes the streams out, for clients that need to own them; [`RemoteChild::wait`] still
+    /// reports the end.
+    pub fn take_streams(
+        &mut self,
+    ) -> Option<(Pin<Box<dyn AsyncWrite + Send>>, DuplexStream)> {
+        let stdin = self.stdin.take()?;
+        let (_, dummy) = tokio::io::duplex(1);
+        Some((stdin, std::mem::replace(&mut self.stdout, dummy)))
+    }
+
+    /// Sends end-of-file on stdin.
+    pub async fn close_stdin(&mut self) {
+        if let Some(mut s) = self.stdin.take() {
+            let _ = s.shutdown().await;
+        }
+    }
+
+    /// Closes stdin, drains stdout, and waits for the command's end.
+    pub async fn wait(mut self) -> Result<Exit, SshError> {
+        self.close_stdin().await;
+        let mut sink = tokio::io::sink();
+        let _ = tokio::io::copy(&mut self.stdout, &mut sink).await;
+        match self.exit.await {
+            Ok(exit) if exit.status.is_some() || exit.signal.is_some() => Ok(exit),
+            _ => Err(SshError::ConnectionLost {
+                host: self.host,
+                command: self.command,
+            }),
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! SSH sessions against real OpenSSH servers: auth methods, host keys, timeouts, retries, sudo.
+
+#[path = "ssh_common.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use ferry_inventory::ssh::{Session, SshError};
+use ferry_inventory::{Auth, Secret, Sudo};
+use ferry_tests::sshd::{self, SilentPort, Sshd, SshdOptions};
+
+#[tokio::test]
+async fn logs_in_with_ed25519_rsa_ecdsa_and_passphrase_keys() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = &sshd::fixture().keys;
+    for (path, pass) in [
+        (&keys.ed25519, None),
+        (&keys.rsa, None),
+        (&keys.ecdsa, None),
+        (&keys.ed25519_passphrase, Some(sshd::PASSPHRASE)),
+    ] {
+        let mut t = key_target("k", &s, sshd::KEY_USER);
+        t.auth = Auth::Key {
+            path: path.clone(),
+            passphrase: pass.map(Secret::new),
+        };
+        let sess = Session::connect(&t, &options(dir.path()))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", path.display(), s.log()));
+        let who = sess.exec_ok("id -un", false).await.unwrap();
+        assert_eq!(who.trim(), sshd::KEY_USER);
+    }
+}
+
+#[tokio::test]
+async fn refuses_a_wrong_passphrase_clearly() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = key_target("k", &s, sshd::KEY_USER);
+    t.auth = Auth::Key {
+        path: sshd::fixture().keys.ed25519_passphrase.clone(),
+        passphrase: Some(Secret::new("not the phrase")),
+    };
+    let err = Session::connect(&t, &options(dir.path()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SshError::Key { .. }), "{err}");
+    assert!(!err.to_string().contains("not the phrase"), "{err}");
+}
+
+#[tokio::test]
+async fn logs_in_with_a_password() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let t = password_target("p", &s, sshd::PASSWORD);
+    let sess = Session::connect(&t, &options(dir.path())).await.unwrap();
+    assert_eq!(
+        sess.exec_ok("id -un", false).await.unwrap().trim(),
+        sshd::PASSWORD_USER
+    );
+}
+
+#[tokio::test]
+async fn answers_keyboard_interactive_when_password_auth_is_off() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start_with(SshdOptions {
+        extra: "PasswordAuthentication no\n".into(),
+        ..SshdOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let t = password_target("kbd", &s, sshd::PASSWORD);
+    let sess = Session::connect(&t, &options(dir.path()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
+    assert_eq!(
+        sess.exec_ok("id -un", false).await.unwrap().trim(),
+        sshd::PASSWORD_USER
+    );
+    assert!(s.log().contains("keyboard-interactive"), "{}", s.log());
+}
+
+#[tokio::test]
+async fn refuses_a_wrong_password_without_retrying_or_echoing_it() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let t = password_target("p", &s, "wrong-Password-42");
+    let mut opts = options(dir.path());
+    opts.attempts = 5;
+    opts.backoff = Duration::from_secs(30);
+    let start = Instant::now();
+    let err = Session::connect(&t, &opts).await.unwrap_err();
+    assert!(matches!(err, SshError::AuthRejected { .. }), "{err}");
+    assert!(!err.is_transient());
+    // No retry happened: a retry would have waited the 30 s backoff first.
+    assert!(start.elapsed() < Duration::from_secs(20), "{:?}", start.elapsed());
+    let msg = err.to_string();
+    assert!(msg.contains("p: authentication as ferrytest-pass rejected"), "{msg}");
+    assert!(!msg.contains("wrong-Password-42"), "{msg}");
+}
+
+#[tokio::test]
+async fn refuses_a_key_the_server_does_not_know() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = key_target("k", &s, sshd::KEY_USER);
+    t.auth = Auth::Key {
+        path: sshd::fixture().keys.unauthorized.clone(),
+        passphrase: None,
+    };
+    let err = Session::connect(&t, &options(dir.path()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SshError::AuthRejected { .. }), "{err}");
+    assert!(err.to_string().contains("authorized_keys"), "{err}");
+}
+
+#[tokio::test]
+async fn records_a_new_host_key_and_refuses_a_changed_one() {
+    if !sshd::available() {
+        return;
+    }
+    let mut s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    let t = key_target("node1", &s, sshd::KEY_USER);
+    Session::connect(&t, &opts).await.unwrap();
+    let known = std::fs::read_to_string(dir.path().join("known_hosts")).unwrap();
+    let entry = format!("[127.0.0.1]:{}", s.port);
+    assert!(known.starts_with(&entry), "{known}");
+    // Same key again: accepted, nothing appended.
+    Session::connect(&t, &opts).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("known_hosts")).unwrap(),
+        known
+    );
+
+    s.change_host_keys();
+    let err = Session::connect(&t, &opts).await.unwrap_err();
+    assert!(matches!(err, SshError::HostKey { .. }), "{err}");
+    assert!(!err.is_transient());
+    let msg = err.to_string();
+    assert!(msg.starts_with("node1: host key of "), "{msg}");
+    assert!(msg.contains(&entry), "{msg}");
+    assert_eq!(msg.matches("SHA256:").count(), 2, "{msg}");
+    assert!(msg.contains("ssh-keygen -R"), "{msg}");
+    // The new key was not recorded.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("known_hosts")).unwrap(),
+        known
+    );
+}
+
+#[tokio::test]
+async fn ignores_an_ssh_agent_in_the_environment() {
+    if !sshd::available() {
+        return;
+    }
+    // A bogus agent socket must change nothing: ferry never asks an agent unless told to.
+    std::env::set_var("SSH_AUTH_SOCK", "/nonexistent/ferry-bogus-agent.sock");
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    for t in [
+        key_target("k", &s, sshd::KEY_USER),
+        password_target("p", &s, sshd::PASSWORD),
+    ] {
+        let sess = Session::connect(&t, &options(dir.path())).await.unwrap();
+        sess.exec_ok("true", false).await.unwrap();
+    }
+    assert!(!s.log().contains("Failed publickey"), "{}", s.log());
+}
+
+#[tokio::test]
+async fn a_silent_host_fails_within_the_connect_timeout() {
+    if !sshd::available() {
+        return;
+    }
+    let silent = SilentPort::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Sshd::start();
+    let mut t = key_target("silent", &s, sshd::KEY_USER);
+    t.port = silent.port;
+    let mut opts = options(dir.path());
+    opts.connect_timeout = Duration::from_secs(1);
+    opts.attempts = 2;
+    opts.backoff = Duration::from_millis(200);
+    let start = Instant::now();
+    let err = Session::connect(&t, &opts).await.unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(err, SshError::Timeout { .. }), "{err}");
+    // Two attempts of 1 s plus one backoff, and not much more.
+    assert!(took >= Duration::from_millis(2200), "{took:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+}
+
+#[tokio::test]
+async fn retries_a_refused_connection_until_sshd_comes_up() {
+    if !sshd::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = sshd::free_port();
+    let starter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(600));
+        Sshd::start_with(SshdOptions {
+            port,
+            ..SshdOptions::default()
+        })
+    });
+    let mut t = {
+        let probe = Sshd::start();
+        key_target("late", &probe, sshd::KEY_USER)
+    };
+    t.port = port;
+    let mut opts = options(dir.path());
+    opts.attempts = 6;
+    opts.backoff = Duration::from_millis(200);
+    let sess = Session::connect(&t, &opts).await;
+    let s = starter.join().unwrap();
+    let sess = sess.unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
+    sess.exec_ok("true", false).await.unwrap();
+}
+
+#[tokio::test]
+async fn runs_commands_as_root_with_a_sudo_password_on_stdin() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = key_target("sudopw", &s, sshd::SUDO_PASSWORD_USER);
+    t.sudo = Sudo::Password(Secret::new(sshd::PASSWORD));
+    let sess = Session::connect(&t, &options(dir.path())).await.unwrap();
+    assert_eq!(sess.exec_ok("id -u", true).await.unwrap().trim(), "0");
+    // Twice: cached sudo credentials must not make the password leak into the command.
+    assert_eq!(sess.exec_ok("id -u", true).await.unwrap().trim(), "0");
+    // The command's stdin is ours after sudo: the password never reaches it.
+    let mut child = sess.spawn("cat", true).await.unwrap();
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let stdin = child.stdin().unwrap();
+        stdin.write_all(b"payload\n").await.unwrap();
+        child.close_stdin().await;
+        let mut out = String::new();
+        child.stdout().read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "payload\n");
+    }
+    assert!(child.wait().await.unwrap().success());
+    // Nothing secret in the host log, but the commands are there.
+    let log = host_log(dir.path(), "sudopw");
+    assert!(log.contains("(as root) id -u"), "{log}");
+    assert!(!log.contains(sshd::PASSWORD), "{log}");
+}
+
+#[tokio::test]
+async fn a_wrong_sudo_password_is_a_clear_error() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = key_target("sudopw", &s, sshd::SUDO_PASSWORD_USER);
+    t.sudo = Sudo::Password(Secret::new("not-the-sudo-pw"));
+    let sess = Session::connect(&t, &options(dir.path())).await.unwrap();
+    let err = sess.exec_ok("id -u", true).await.unwrap_err();
+    assert!(matches!(err, SshError::SudoPasswordWrong { .. }), "{err}");
+    assert!(err.to_string().contains("sudo rejected the password"), "{err}");
+    assert!(!err.to_string().contains("not-the-sudo-pw"));
+    assert!(!host_log(dir.path(), "sudopw").contains("not-the-sudo-pw"));
+    // The session stays usable.
+    sess.exec_ok("true", false).await.unwrap();
+}
+
+#[tokio::test]
+async fn passwordless_sudo_runs_as_root_and_missing_sudo_is_explained() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = key_target("sudo", &s, sshd::SUDO_USER);
+    t.sudo = Sudo::Passwordless;
+    let sess = Session::connect(&t, &options(dir.path())).await.unwrap();
+    assert_eq!(sess.exec_ok("id -u", true).await.unwrap().trim(), "0");
+
+    // A user whose sudo needs a password, declared passwordless.
+    let mut t = key_target("nopw", &s, sshd::SUDO_PASSWORD_USER);
+    t.sudo = Sudo::Passwordless;
+    let sess = Session::connect(&t, &options(dir.path())).await.unwrap();
+    let err = sess.exec_ok("id -u", true).await.unwrap_err();
+    assert!(matches!(err, SshError::SudoRefused { .. }), "{err}");
+    assert!(err.to_string().contains("password"), "{err}");
+}
+
+#[tokio::test]
+async fn a_shell_banner_does_not_break_commands() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start_with(SshdOptions {
+        banner: true,
+        ..SshdOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let t = key_target("banner", &s, sshd::BANNER_USER);
+    let sess = Session::connect(&t, &options(dir.path())).await.unwrap();
+    let out = sess.exec_ok("echo ferry-marker", false).await.unwrap();
+    assert!(out.contains(sshd::BANNER_TEXT), "the rc file should print: {out}");
+    assert!(out.trim_end().ends_with("ferry-marker"), "{out}");
+}
+
+#[tokio::test]
+async fn a_failing_command_reports_status_and_stderr() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let t = key_target("k", &s, sshd::KEY_USER);
+    let sess = Session::connect(&t, &options(dir.path())).await.unwrap();
+    let err = sess
+        .exec_ok("echo to-stderr >&2; exit 3", false)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("exit 3") && msg.contains("to-stderr"), "{msg}");
+    let log = host_log(dir.path(), "k");
+    assert!(log.contains("to-stderr") && log.contains("exit 3"), "{log}");
+}
