@@ -72,13 +72,16 @@ impl Scan {
         let corrupt = |last: &Option<String>, detail: String| match last {
             None => ImageError::NotATar {
                 path: path.to_path_buf(),
-                detail,
+                detail: "no valid tar header at the start".into(),
             },
             Some(name) => ImageError::Corrupt {
                 path: path.to_path_buf(),
-                detail: format!("after entry {name}: {detail}"),
+                detail: format!("after entry {name}: {}", one_line(&detail)),
             },
         };
+        // Where the last entry's data (padded to a block) ends: the end-of-archive marker
+        // must follow, or the archive was cut at an entry boundary.
+        let mut end = 0u64;
         let iter = archive
             .entries_with_seek()
             .map_err(|e| corrupt(&last, e.to_string()))?;
@@ -92,6 +95,7 @@ impl Scan {
             let Some(name) = normalize(&raw_name) else {
                 continue;
             };
+            end = end.max(entry.raw_file_position() + entry.size().div_ceil(512) * 512);
             let header = entry.header();
             let kind = match header.entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -100,7 +104,7 @@ impl Scan {
                     let (digest, read) =
                         hash_reader(&mut entry).map_err(|e| ImageError::Corrupt {
                             path: path.to_path_buf(),
-                            detail: format!("reading entry {name}: {e}"),
+                            detail: format!("reading entry {name}: {}", one_line(&e.to_string())),
                         })?;
                     if read != size {
                         return Err(ImageError::Corrupt {
@@ -130,6 +134,15 @@ impl Scan {
             };
             last = Some(name.clone());
             entries.insert(name, kind);
+        }
+        if !entries.is_empty() && !ends_with_marker(path, end).map_err(io_err)? {
+            return Err(ImageError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "it ends after entry {} without the end-of-archive marker",
+                    last.unwrap_or_default()
+                ),
+            });
         }
         if entries.is_empty() {
             return Err(ImageError::NotATar {
@@ -264,6 +277,35 @@ fn normalize(name: &str) -> Option<String> {
     } else {
         Some(parts.join("/"))
     }
+}
+
+/// True when a zero block (the end-of-archive marker) starts at `end`.
+fn ends_with_marker(path: &Path, end: u64) -> io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(end))?;
+    let mut block = [0u8; 512];
+    let got = read_up_to(&mut f, &mut block)?;
+    Ok(got == 512 && block.iter().all(|b| *b == 0))
+}
+
+/// A library's error text made safe for one line: control characters escaped, length capped.
+fn one_line(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .take(200)
+        .collect();
+    if text.chars().count() > 200 {
+        out.push('…');
+    }
+    out
 }
 
 fn compression(magic: &[u8]) -> Option<&'static str> {
