@@ -147,7 +147,13 @@ pub fn build(
     progress(BuildEvent::Planned {
         items: planned
             .iter()
-            .map(|p| (p.item.name.clone(), p.item.kind.label(), p.contents.iter().map(|c| c.size).sum()))
+            .map(|p| {
+                (
+                    p.item.name.clone(),
+                    p.item.kind.label(),
+                    p.contents.iter().map(|c| c.size).sum(),
+                )
+            })
             .collect(),
     });
     check_free_space(&dir, &planned)?;
@@ -240,20 +246,19 @@ pub fn build(
             }
             summary.size += entry.size;
             let digest = entry.digest;
-            if known.contains_key(&digest) {
-                writer
-                    .out
-                    .truncate(start)
-                    .map_err(BundleError::io(format!("writing {}", opts.output.display())))?;
+            if let Some(&at) = known.get(&digest) {
+                writer.out.truncate(start).map_err(BundleError::io(format!(
+                    "writing {}",
+                    opts.output.display()
+                )))?;
                 summary.deduplicated += entry.size;
+                item.contents.push(content(&c, digest, blobs[at].size));
             } else {
                 summary.stored += writer.out.len() - start;
                 known.insert(digest, blobs.len());
                 item.contents.push(content(&c, digest, entry.size));
                 blobs.push(entry);
-                continue;
             }
-            item.contents.push(content(&c, digest, blobs[known[&digest]].size));
         }
         progress(BuildEvent::ItemFinished {
             summary: summary.clone(),
@@ -283,12 +288,18 @@ pub fn build(
         let sig = key.sign_to_bytes(&manifest_bytes);
         writer
             .write_small("manifest.sig", &sig)
-            .map_err(BundleError::io(format!("writing {}", opts.output.display())))?;
+            .map_err(BundleError::io(format!(
+                "writing {}",
+                opts.output.display()
+            )))?;
     }
     writer
         .out
         .write_all(&[0u8; 1024])
-        .map_err(BundleError::io(format!("writing {}", opts.output.display())))?;
+        .map_err(BundleError::io(format!(
+            "writing {}",
+            opts.output.display()
+        )))?;
     let blob_count = manifest.blobs.len();
     drop(writer);
 
@@ -380,7 +391,10 @@ fn finish_output(
     bytes.push(b'\n');
     let mut extra = vec![(dir.join(format!("{base}.parts")), bytes.clone())];
     if let Some(key) = &opts.sign_key {
-        extra.push((dir.join(format!("{base}.parts.sig")), key.sign_to_bytes(&bytes)));
+        extra.push((
+            dir.join(format!("{base}.parts.sig")),
+            key.sign_to_bytes(&bytes),
+        ));
     } else {
         remove(dir.join(format!("{base}.parts.sig")));
     }
@@ -412,7 +426,9 @@ fn split_output(output: &Path) -> Result<(PathBuf, String)> {
         msg: msg.to_string(),
     };
     if output.is_dir() {
-        return Err(bad("is a directory; give the bundle's file name, e.g. -o out/site.bundle"));
+        return Err(bad(
+            "is a directory; give the bundle's file name, e.g. -o out/site.bundle",
+        ));
     }
     let base = output
         .file_name()
@@ -442,7 +458,13 @@ impl Drop for SpoolDir {
 fn sanitize(reference: &str) -> String {
     reference
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -481,7 +503,11 @@ fn plan(
         Ok(PlannedContent {
             path: out_path,
             form: Form::File,
-            mode: if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 },
+            mode: if meta.permissions().mode() & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            },
             source: Source::Blob(BlobSource::File(path.to_path_buf())),
             expected: pinned,
             what,
@@ -506,9 +532,19 @@ fn plan(
     };
 
     for f in &spec.files {
-        let c = file_content(&spec.resolve(&f.path), f.name.clone(), format!("file {}", f.name), f.sha256)?;
+        let c = file_content(
+            &spec.resolve(&f.path),
+            f.name.clone(),
+            format!("file {}", f.name),
+            f.sha256,
+        )?;
         out.push(PlannedItem {
-            item: item(&f.name, f.version.as_deref(), f.arch.as_deref(), ItemKind::File),
+            item: item(
+                &f.name,
+                f.version.as_deref(),
+                f.arch.as_deref(),
+                ItemKind::File,
+            ),
             contents: vec![c],
         });
     }
@@ -521,7 +557,12 @@ fn plan(
         let arch = k.arch.as_deref().unwrap_or("amd64");
         let bin = spec.resolve(&k.binary.path);
         let air = spec.resolve(&k.airgap_images.path);
-        let mut c1 = file_content(&bin, "k3s/k3s".into(), "k3s binary".into(), Some(k.binary.sha256))?;
+        let mut c1 = file_content(
+            &bin,
+            "k3s/k3s".into(),
+            "k3s binary".into(),
+            Some(k.binary.sha256),
+        )?;
         c1.mode = 0o755;
         let c2 = file_content(
             &air,
@@ -536,10 +577,20 @@ fn plan(
     }
     for k in &spec.kubernetes {
         let p = spec.resolve(&k.path);
-        let mut c = file_content(&p, k.name.clone(), format!("kubernetes binary {}", k.name), Some(k.sha256))?;
+        let mut c = file_content(
+            &p,
+            k.name.clone(),
+            format!("kubernetes binary {}", k.name),
+            Some(k.sha256),
+        )?;
         c.mode = 0o755;
         out.push(PlannedItem {
-            item: item(&k.name, Some(&k.version), k.arch.as_deref(), ItemKind::Kubernetes),
+            item: item(
+                &k.name,
+                Some(&k.version),
+                k.arch.as_deref(),
+                ItemKind::Kubernetes,
+            ),
             contents: vec![c],
         });
     }
@@ -594,7 +645,12 @@ fn plan(
             Some(a.sha256),
         )?;
         out.push(PlannedItem {
-            item: item(&a.name, Some(&a.version), a.arch.as_deref(), ItemKind::AppPackage),
+            item: item(
+                &a.name,
+                Some(&a.version),
+                a.arch.as_deref(),
+                ItemKind::AppPackage,
+            ),
             contents: vec![c],
         });
     }
@@ -616,9 +672,9 @@ fn plan_images(
     for i in &spec.images {
         if let Some(a) = &i.archive {
             let path = spec.resolve(a);
-            if !archives.contains_key(&path) {
-                let images = image::from_archive(&path).map_err(image_err)?;
-                archives.insert(path, images);
+            if let std::collections::btree_map::Entry::Vacant(slot) = archives.entry(path) {
+                let images = image::from_archive(slot.key()).map_err(image_err)?;
+                slot.insert(images);
             }
         }
     }
@@ -634,7 +690,8 @@ fn plan_images(
             path: spec.base_dir.join("bundle.toml"),
             msg: "images with engine = true need a Docker engine: pass --docker-host or set DOCKER_HOST".into(),
         })?;
-        fs::create_dir_all(spool).map_err(BundleError::io(format!("creating {}", spool.display())))?;
+        fs::create_dir_all(spool)
+            .map_err(BundleError::io(format!("creating {}", spool.display())))?;
         from_engine = image::from_engine(&host, &engine_refs, spool).map_err(image_err)?;
     }
     let mut out = vec![];
@@ -644,19 +701,28 @@ fn plan_images(
             Some(a) => {
                 let path = spec.resolve(a);
                 let held = archives.get(&path).map(Vec::as_slice).unwrap_or_default();
-                held.iter().find(|m| m.reference == want).cloned().ok_or_else(|| {
-                    BundleError::Image(format!(
-                        "image archive {} has no image {} (it holds: {})",
-                        path.display(),
-                        i.reference,
-                        held.iter().map(|m| m.reference.as_str()).collect::<Vec<_>>().join(", ")
-                    ))
-                })?
+                held.iter()
+                    .find(|m| m.reference == want)
+                    .cloned()
+                    .ok_or_else(|| {
+                        BundleError::Image(format!(
+                            "image archive {} has no image {} (it holds: {})",
+                            path.display(),
+                            i.reference,
+                            held.iter()
+                                .map(|m| m.reference.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })?
             }
             None => {
                 let idx = spec.images[..n].iter().filter(|x| x.engine).count();
                 from_engine.get(idx).cloned().ok_or_else(|| {
-                    BundleError::Image(format!("the Docker engine returned no image for {}", i.reference))
+                    BundleError::Image(format!(
+                        "the Docker engine returned no image for {}",
+                        i.reference
+                    ))
                 })?
             }
         };
@@ -774,15 +840,15 @@ impl Write for HashingWriter<'_> {
 /// Data that is already compressed: storing it as-is beats compressing it again.
 fn looks_compressed(sample: &[u8]) -> bool {
     const MAGICS: &[&[u8]] = &[
-        &[0x1f, 0x8b],             // gzip
-        &[0x28, 0xb5, 0x2f, 0xfd], // zstd
+        &[0x1f, 0x8b],                      // gzip
+        &[0x28, 0xb5, 0x2f, 0xfd],          // zstd
         &[0xfd, b'7', b'z', b'X', b'Z', 0], // xz
-        b"BZh",                    // bzip2
-        b"PK\x03\x04",             // zip, jar
-        &[0xed, 0xab, 0xee, 0xdb], // rpm
-        b"!<arch>\n",              // deb (ar)
-        &[0x89, b'P', b'N', b'G'], // png
-        &[0xff, 0xd8, 0xff],       // jpeg
+        b"BZh",                             // bzip2
+        b"PK\x03\x04",                      // zip, jar
+        &[0xed, 0xab, 0xee, 0xdb],          // rpm
+        b"!<arch>\n",                       // deb (ar)
+        &[0x89, b'P', b'N', b'G'],          // png
+        &[0xff, 0xd8, 0xff],                // jpeg
     ];
     MAGICS.iter().any(|m| sample.starts_with(m))
 }
@@ -827,7 +893,8 @@ impl BlobWriter<'_> {
         let mut first = filled;
         let sink = if compress {
             let mut enc = zstd::stream::write::Encoder::new(sink, 3).map_err(WriteError::Write)?;
-            enc.multithread(self.threads.max(1)).map_err(WriteError::Write)?;
+            enc.multithread(self.threads.max(1))
+                .map_err(WriteError::Write)?;
             loop {
                 let n = if first > 0 {
                     std::mem::take(&mut first)
@@ -873,9 +940,13 @@ impl BlobWriter<'_> {
             Compression::None
         };
         let pad = tarfmt::padding(stored_size) as usize;
-        self.out.write_all(&[0u8; 512][..pad]).map_err(WriteError::Write)?;
+        self.out
+            .write_all(&[0u8; 512][..pad])
+            .map_err(WriteError::Write)?;
         let header = tarfmt::header(&entry_name(&digest, compression), stored_size, self.mtime);
-        self.out.write_at(header_at, &header).map_err(WriteError::Write)?;
+        self.out
+            .write_at(header_at, &header)
+            .map_err(WriteError::Write)?;
         Ok(BlobEntry {
             digest,
             size,

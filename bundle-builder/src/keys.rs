@@ -26,7 +26,11 @@ pub struct PublicKey(ed25519_dalek::VerifyingKey);
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SigningKey(key id {}, secret hidden)", self.public().key_id())
+        write!(
+            f,
+            "SigningKey(key id {}, secret hidden)",
+            self.public().key_id()
+        )
     }
 }
 
@@ -94,8 +98,9 @@ impl SigningKey {
             if p.symlink_metadata().is_ok() {
                 return Err(BundleError::Key {
                     path: p.to_path_buf(),
-                    msg: "already exists; will not overwrite a key (remove it or choose another -o)"
-                        .into(),
+                    msg:
+                        "already exists; will not overwrite a key (remove it or choose another -o)"
+                            .into(),
                 });
             }
         }
@@ -110,8 +115,10 @@ impl SigningKey {
             .and_then(|_| f.sync_all())
             .map_err(BundleError::io(format!("writing {}", prefix.display())))?;
         let public = armor(PUBLIC_LABEL, self.public().0.as_bytes());
-        fs::write(&public_path, public)
-            .map_err(BundleError::io(format!("writing {}", public_path.display())))?;
+        fs::write(&public_path, public).map_err(BundleError::io(format!(
+            "writing {}",
+            public_path.display()
+        )))?;
         Ok(public_path)
     }
 }
@@ -210,10 +217,12 @@ fn read_armored(path: &Path, label: &str) -> Result<[u8; 32]> {
     let raw = B64
         .decode(body.as_bytes())
         .map_err(|_| bad("malformed key file (body is not base64)"))?;
-    <[u8; 32]>::try_from(raw.as_slice()).map_err(|_| bad("malformed key file (key is not 32 bytes)"))
+    <[u8; 32]>::try_from(raw.as_slice())
+        .map_err(|_| bad("malformed key file (key is not 32 bytes)"))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -251,6 +260,10 @@ mod tests {
         let prefix = dir.path().join("k");
         SigningKey::generate().unwrap().write_pair(&prefix).unwrap();
         let err = SigningKey::load(&dir.path().join("k.pub")).unwrap_err();
-        assert!(err.to_string().contains("is a public key, expected a private key"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("is a public key, expected a private key"),
+            "{err}"
+        );
     }
 }

@@ -201,6 +201,7 @@ pub fn check_relative_path(path: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

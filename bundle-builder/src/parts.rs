@@ -148,13 +148,17 @@ impl Output {
     /// Syncs and renames every part into place. Returns the final paths and sizes, in order.
     pub fn finish(mut self) -> Result<Vec<(PathBuf, u64)>> {
         if self.files.is_empty() {
-            self.open_part()
-                .map_err(BundleError::io(format!("creating output in {}", self.dir.display())))?;
+            self.open_part().map_err(BundleError::io(format!(
+                "creating output in {}",
+                self.dir.display()
+            )))?;
         }
         let mut done = vec![];
         for (i, f) in self.files.iter().enumerate() {
-            f.sync_all()
-                .map_err(BundleError::io(format!("syncing {}", self.tmp_paths[i].display())))?;
+            f.sync_all().map_err(BundleError::io(format!(
+                "syncing {}",
+                self.tmp_paths[i].display()
+            )))?;
         }
         for (i, tmp) in self.tmp_paths.iter().enumerate() {
             let dest = self.dir.join(self.final_name(i + 1));
@@ -375,6 +379,7 @@ impl Seek for PartedReader {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -134,9 +134,14 @@ impl Bundle {
         let entries = scan(&mut r, &shown)?;
         let damaged = |msg: String| BundleError::damaged(&shown, msg);
 
-        let manifest_entry = entries.iter().find(|e| e.name == "manifest.json").ok_or_else(|| {
-            damaged("has no manifest.json: not a ferry bundle, or the copy is incomplete".into())
-        })?;
+        let manifest_entry = entries
+            .iter()
+            .find(|e| e.name == "manifest.json")
+            .ok_or_else(|| {
+                damaged(
+                    "has no manifest.json: not a ferry bundle, or the copy is incomplete".into(),
+                )
+            })?;
         let manifest_bytes = read_small(&mut r, manifest_entry, &shown)?;
         let signature = match entries.iter().find(|e| e.name == "manifest.sig") {
             Some(e) => {
@@ -174,7 +179,8 @@ impl Bundle {
         let mtime = entries.first().map(|e| e.mtime).unwrap_or(0);
         if entries.iter().any(|e| e.mtime != manifest.created) {
             return Err(damaged(
-                "tar entry times differ from the manifest's created time (changed after build?)".into(),
+                "tar entry times differ from the manifest's created time (changed after build?)"
+                    .into(),
             ));
         }
         let blobs = check_consistency(&manifest, &entries, &r, &shown)?;
@@ -222,7 +228,9 @@ impl Bundle {
 
     /// The blob table entry for a digest.
     pub fn blob(&self, digest: &Digest) -> Option<&BlobEntry> {
-        self.blobs.get(digest).map(|l| &self.manifest.blobs[l.index])
+        self.blobs
+            .get(digest)
+            .map(|l| &self.manifest.blobs[l.index])
     }
 
     /// An item by name.
@@ -258,9 +266,10 @@ impl Bundle {
     /// Opens one blob as a stream of its content. Reading it to the end verifies it: the
     /// stream fails when the stored bytes or the content do not match the manifest.
     pub fn open_blob(&self, digest: &Digest) -> Result<BlobReader> {
-        let loc = self.blobs.get(digest).ok_or_else(|| {
-            BundleError::damaged(&self.path, format!("has no blob {digest}"))
-        })?;
+        let loc = self
+            .blobs
+            .get(digest)
+            .ok_or_else(|| BundleError::damaged(&self.path, format!("has no blob {digest}")))?;
         let entry = &self.manifest.blobs[loc.index];
         let mut r = PartedReader::new(self.parts.clone());
         r.seek(SeekFrom::Start(loc.offset))
@@ -270,7 +279,10 @@ impl Bundle {
             r.take(entry.stored_size),
             entry.stored_size,
             entry.stored_sha256,
-            format!("blob {} (item {users}) is corrupt: its stored bytes", entry.digest),
+            format!(
+                "blob {} (item {users}) is corrupt: its stored bytes",
+                entry.digest
+            ),
         );
         let inner: Box<dyn Read + Send> = match entry.compression {
             Compression::None => Box::new(stored),
@@ -283,7 +295,10 @@ impl Bundle {
             inner,
             entry.size,
             entry.digest,
-            format!("blob {} (item {users}) is corrupt: its content", entry.digest),
+            format!(
+                "blob {} (item {users}) is corrupt: its content",
+                entry.digest
+            ),
         )))
     }
 
@@ -297,7 +312,8 @@ impl Bundle {
             _ => {
                 return Err(BundleError::Signature {
                     bundle: self.path.clone(),
-                    msg: "signature not checked: open the bundle with a public key to verify it".into(),
+                    msg: "signature not checked: open the bundle with a public key to verify it"
+                        .into(),
                 })
             }
         };
@@ -329,7 +345,10 @@ impl Bundle {
             progress(ReadEvent::Bytes { bytes: BLOCK });
             if h.iter().all(|&b| b == 0) {
                 let mut rest = Vec::new();
-                (&mut r).take(BLOCK).read_to_end(&mut rest).map_err(io_err)?;
+                (&mut r)
+                    .take(BLOCK)
+                    .read_to_end(&mut rest)
+                    .map_err(io_err)?;
                 pos += rest.len() as u64;
                 if rest.len() as u64 != BLOCK || rest.iter().any(|&b| b != 0) {
                     return Err(BundleError::damaged(
@@ -377,7 +396,11 @@ impl Bundle {
             if buf[..pad].iter().any(|&b| b != 0) {
                 return Err(BundleError::damaged(
                     &self.path,
-                    format!("padding after entry {:?} is not zero{}", parsed.name, r.locate(pos)),
+                    format!(
+                        "padding after entry {:?} is not zero{}",
+                        parsed.name,
+                        r.locate(pos)
+                    ),
                 ));
             }
             pos += pad as u64;
@@ -419,7 +442,10 @@ impl Bundle {
         if pos != total {
             return Err(BundleError::damaged(
                 &self.path,
-                format!("has {} bytes of trailing data after the end of the archive", total.saturating_sub(pos)),
+                format!(
+                    "has {} bytes of trailing data after the end of the archive",
+                    total.saturating_sub(pos)
+                ),
             ));
         }
         Ok(VerifyReport {
@@ -492,7 +518,10 @@ impl Bundle {
                             .map_err(BundleError::io(format!("creating {}", target.display())))?;
                         io::copy(&mut counted, &mut f).map_err(|e| self.read_err(e, &target))?;
                         fs::set_permissions(&target, fs::Permissions::from_mode(c.mode & 0o755))
-                            .map_err(BundleError::io(format!("setting mode of {}", target.display())))?;
+                            .map_err(BundleError::io(format!(
+                                "setting mode of {}",
+                                target.display()
+                            )))?;
                     }
                     Form::Tree => {
                         fs::create_dir(&target)
@@ -549,7 +578,8 @@ impl Bundle {
         };
         for c in &item.contents {
             let rel = c.path.split_once('/').map(|(_, r)| r).unwrap_or(&c.path);
-            out.write_all(&tarfmt::header(rel, c.size, self.mtime)).map_err(werr)?;
+            out.write_all(&tarfmt::header(rel, c.size, self.mtime))
+                .map_err(werr)?;
             let mut blob = self.open_blob(&c.digest)?;
             io::copy(&mut blob, out).map_err(|e| self.read_err(e, Path::new(name)))?;
             let pad = tarfmt::padding(c.size) as usize;
@@ -650,7 +680,10 @@ impl<R: Read> Read for Checked<R> {
         let n = match self.inner.read(buf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Other => {
-                return Err(io::Error::other(format!("{} cannot be read: {e}", self.what)))
+                return Err(io::Error::other(format!(
+                    "{} cannot be read: {e}",
+                    self.what
+                )))
             }
             Err(e) => {
                 return Err(io::Error::new(
@@ -720,27 +753,38 @@ pub fn resolve(path: &Path) -> Result<Layout> {
     let Some(index_path) = index_path else {
         return Ok(Layout::Single(path.to_path_buf()));
     };
-    let bytes = fs::read(&index_path)
-        .map_err(BundleError::io(format!("reading parts index {}", index_path.display())))?;
-    let index: PartsIndex = serde_json::from_slice(&bytes).map_err(|e| {
-        BundleError::damaged(&index_path, format!("parts index is malformed: {e}"))
-    })?;
+    let bytes = fs::read(&index_path).map_err(BundleError::io(format!(
+        "reading parts index {}",
+        index_path.display()
+    )))?;
+    let index: PartsIndex = serde_json::from_slice(&bytes)
+        .map_err(|e| BundleError::damaged(&index_path, format!("parts index is malformed: {e}")))?;
     if index.format != PARTS_FORMAT {
         return Err(BundleError::damaged(
             &index_path,
-            format!("parts index format is {:?}, this ferry reads {PARTS_FORMAT}", index.format),
+            format!(
+                "parts index format is {:?}, this ferry reads {PARTS_FORMAT}",
+                index.format
+            ),
         ));
     }
     Ok(Layout::Split { index_path, index })
 }
 
-fn check_parts(index_path: &Path, index: &PartsIndex, key: Option<&PublicKey>) -> Result<Vec<Part>> {
+fn check_parts(
+    index_path: &Path,
+    index: &PartsIndex,
+    key: Option<&PublicKey>,
+) -> Result<Vec<Part>> {
     let dir = index_path.parent().unwrap_or(Path::new("."));
     if let Some(k) = key {
         let sig_path = PathBuf::from(format!("{}.sig", index_path.display()));
         let sig = fs::read(&sig_path).map_err(|_| BundleError::Signature {
             bundle: index_path.to_path_buf(),
-            msg: format!("parts index is not signed ({} is missing)", sig_path.display()),
+            msg: format!(
+                "parts index is not signed ({} is missing)",
+                sig_path.display()
+            ),
         })?;
         let bytes = fs::read(index_path)
             .map_err(BundleError::io(format!("reading {}", index_path.display())))?;
@@ -761,7 +805,12 @@ fn check_parts(index_path: &Path, index: &PartsIndex, key: Option<&PublicKey>) -
             Err(_) => {
                 return Err(BundleError::damaged(
                     index_path,
-                    format!("part {} of {} ({}) is missing", n + 1, index.parts.len(), path.display()),
+                    format!(
+                        "part {} of {} ({}) is missing",
+                        n + 1,
+                        index.parts.len(),
+                        path.display()
+                    ),
                 ))
             }
         };
@@ -786,7 +835,10 @@ fn check_parts(index_path: &Path, index: &PartsIndex, key: Option<&PublicKey>) -
     if total != index.total_size {
         return Err(BundleError::damaged(
             index_path,
-            format!("parts add up to {total} bytes, the index says {}", index.total_size),
+            format!(
+                "parts add up to {total} bytes, the index says {}",
+                index.total_size
+            ),
         ));
     }
     Ok(parts)
@@ -835,7 +887,10 @@ fn scan(r: &mut PartedReader, shown: &Path) -> Result<Vec<Entry>> {
             .map_err(|m| damaged(format!("at offset {pos}{}: {m}", r.locate(pos))))?;
         check_entry_name(&parsed.name).map_err(|m| damaged(format!("at offset {pos}: {m}")))?;
         if !names.insert(parsed.name.clone()) {
-            return Err(damaged(format!("duplicate entry {:?} at offset {pos}", parsed.name)));
+            return Err(damaged(format!(
+                "duplicate entry {:?} at offset {pos}",
+                parsed.name
+            )));
         }
         let offset = pos + BLOCK;
         let end = offset + parsed.size + tarfmt::padding(parsed.size);
@@ -855,7 +910,10 @@ fn scan(r: &mut PartedReader, shown: &Path) -> Result<Vec<Entry>> {
     }
     // Order: blobs, then manifest.json, then manifest.sig.
     let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-    let first_meta = names.iter().position(|n| !n.starts_with("blobs/")).unwrap_or(names.len());
+    let first_meta = names
+        .iter()
+        .position(|n| !n.starts_with("blobs/"))
+        .unwrap_or(names.len());
     if names[first_meta..].iter().any(|n| n.starts_with("blobs/"))
         || (names.len() > first_meta && names[first_meta] != "manifest.json")
     {
@@ -888,7 +946,10 @@ fn read_small(r: &mut PartedReader, e: &Entry, shown: &Path) -> Result<Vec<u8>> 
     if e.size > MAX_MANIFEST {
         return Err(BundleError::damaged(
             shown,
-            format!("{} is {} bytes, more than a manifest can be", e.name, e.size),
+            format!(
+                "{} is {} bytes, more than a manifest can be",
+                e.name, e.size
+            ),
         ));
     }
     let mut out = vec![0u8; e.size as usize];
@@ -931,28 +992,46 @@ fn check_consistency(
                 r.locate(e.offset)
             )));
         }
-        if b.compression == Compression::None && (b.size != b.stored_size || b.digest != b.stored_sha256) {
+        if b.compression == Compression::None
+            && (b.size != b.stored_size || b.digest != b.stored_sha256)
+        {
             return Err(damaged(format!(
                 "blob {}: stored as-is but its declared size or digest differs from the stored one",
                 b.digest
             )));
         }
-        if blobs.insert(b.digest, Located { offset: e.offset, index }).is_some() {
-            return Err(damaged(format!("the manifest lists blob {} twice", b.digest)));
+        if blobs
+            .insert(
+                b.digest,
+                Located {
+                    offset: e.offset,
+                    index,
+                },
+            )
+            .is_some()
+        {
+            return Err(damaged(format!(
+                "the manifest lists blob {} twice",
+                b.digest
+            )));
         }
     }
     for e in entries {
-        if e.name.starts_with("blobs/")
-            && !m.blobs.iter().any(|b| b.entry_name() == e.name)
-        {
-            return Err(damaged(format!("tar entry {:?} is not listed in the manifest", e.name)));
+        if e.name.starts_with("blobs/") && !m.blobs.iter().any(|b| b.entry_name() == e.name) {
+            return Err(damaged(format!(
+                "tar entry {:?} is not listed in the manifest",
+                e.name
+            )));
         }
     }
     let mut item_names = BTreeSet::new();
     let mut paths = BTreeSet::new();
     for item in &m.items {
         if !item_names.insert(item.name.as_str()) {
-            return Err(damaged(format!("the manifest lists item {:?} twice", item.name)));
+            return Err(damaged(format!(
+                "the manifest lists item {:?} twice",
+                item.name
+            )));
         }
         for c in &item.contents {
             check_relative_path(&c.path)

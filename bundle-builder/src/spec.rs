@@ -242,7 +242,9 @@ impl BundleSpec {
                 return Err(format!("[[{table}]] name {name:?} must not start with '.'"));
             }
             if !names.insert(name.to_string()) {
-                return Err(format!("two items are named {name:?}; item names must be unique"));
+                return Err(format!(
+                    "two items are named {name:?}; item names must be unique"
+                ));
             }
             Ok(())
         };
@@ -302,6 +304,7 @@ impl BundleSpec {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

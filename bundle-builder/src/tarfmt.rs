@@ -48,40 +48,39 @@ pub struct Parsed {
 /// Parses a header and checks it is exactly the canonical one. `Err` says what is wrong.
 pub fn parse(h: &[u8; 512]) -> Result<Parsed, String> {
     let name_end = h[..100].iter().position(|&b| b == 0).unwrap_or(100);
+    let shown = String::from_utf8_lossy(&h[..name_end]).into_owned();
+    // The checksum first: a damaged header is reported as damaged, whatever field was hit.
+    let mut copy = *h;
+    copy[148..156].copy_from_slice(b"        ");
+    let sum: u64 = copy.iter().map(|&b| u64::from(b)).sum();
+    if octal(&h[148..156]) != Some(sum) {
+        return Err(format!(
+            "tar header of entry {shown:?} is damaged (checksum mismatch)"
+        ));
+    }
+    if h[156] != b'0' {
+        return Err(format!(
+            "entry {shown:?} is not a regular file (tar type {:?}): a ferry bundle holds no links, directories or devices",
+            h[156] as char
+        ));
+    }
+    let not_canonical = || {
+        format!("tar header of entry {shown:?} is not the canonical ferry header (changed after build?)")
+    };
     let name = std::str::from_utf8(&h[..name_end])
-        .map_err(|_| "entry name is not UTF-8".to_string())?
+        .map_err(|_| format!("entry name {shown:?} is not UTF-8"))?
         .to_string();
     let size = if h[124] == 0x80 {
         let mut b = [0u8; 8];
         b.copy_from_slice(&h[128..136]);
         u64::from_be_bytes(b)
     } else {
-        octal(&h[124..136]).ok_or_else(|| format!("entry {name:?}: size field is not octal"))?
+        octal(&h[124..136]).ok_or_else(not_canonical)?
     };
-    let mtime =
-        octal(&h[136..148]).ok_or_else(|| format!("entry {name:?}: mtime field is not octal"))?;
+    let mtime = octal(&h[136..148]).ok_or_else(not_canonical)?;
     let parsed = Parsed { name, size, mtime };
     if header(&parsed.name, size, mtime) != *h {
-        let stored = octal(&h[148..156]);
-        let mut copy = *h;
-        copy[148..156].copy_from_slice(b"        ");
-        let sum: u64 = copy.iter().map(|&b| u64::from(b)).sum();
-        if stored != Some(sum) {
-            return Err(format!(
-                "tar header of entry {:?} is damaged (checksum mismatch)",
-                parsed.name
-            ));
-        }
-        if h[156] != b'0' {
-            return Err(format!(
-                "entry {:?} is not a regular file (tar type {:?}): a ferry bundle holds no links, directories or devices",
-                parsed.name, h[156] as char
-            ));
-        }
-        return Err(format!(
-            "tar header of entry {:?} is not the canonical ferry header (changed after build?)",
-            parsed.name
-        ));
+        return Err(not_canonical());
     }
     Ok(parsed)
 }
@@ -101,6 +100,7 @@ pub fn padding(size: u64) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -48,9 +48,12 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<TreeEntry>) -> Result<()> {
     let mut names = vec![];
     for e in fs::read_dir(dir).map_err(BundleError::io(format!("reading {}", dir.display())))? {
         let e = e.map_err(BundleError::io(format!("reading {}", dir.display())))?;
-        let name = e.file_name().into_string().map_err(|n| BundleError::Unsafe {
-            msg: format!("{}: file name {n:?} is not UTF-8", dir.display()),
-        })?;
+        let name = e
+            .file_name()
+            .into_string()
+            .map_err(|n| BundleError::Unsafe {
+                msg: format!("{}: file name {n:?} is not UTF-8", dir.display()),
+            })?;
         names.push(name);
     }
     names.sort();
@@ -67,9 +70,13 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<TreeEntry>) -> Result<()> {
         if ft.is_symlink() {
             let target = fs::read_link(&path)
                 .map_err(BundleError::io(format!("reading link {}", path.display())))?;
-            let target = target.to_str().map(str::to_string).ok_or_else(|| BundleError::Unsafe {
-                msg: format!("{}: link target is not UTF-8", path.display()),
-            })?;
+            let target =
+                target
+                    .to_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| BundleError::Unsafe {
+                        msg: format!("{}: link target is not UTF-8", path.display()),
+                    })?;
             link_stays_inside(&rel, &target).map_err(|msg| BundleError::Unsafe {
                 msg: format!("{} -> {target}: {msg}; a bundle carries only links that stay inside their directory", path.display()),
             })?;
@@ -247,8 +254,9 @@ fn write_tar(root: &Path, entries: &[TreeEntry], mtime: u64, sink: ChunkWriter) 
                 h.set_mode(if *executable { 0o755 } else { 0o644 });
                 h.set_size(*size);
                 let path = root.join(&e.rel);
-                let f = File::open(&path)
-                    .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
+                let f = File::open(&path).map_err(|err| {
+                    io::Error::new(err.kind(), format!("{}: {err}", path.display()))
+                })?;
                 let exact = Exact {
                     inner: f,
                     left: *size,
@@ -299,7 +307,8 @@ pub fn unpack(reader: impl Read, dest: &Path, name: &str) -> Result<()> {
         .entries()
         .map_err(BundleError::io(format!("reading the tree of item {name}")))?;
     for entry in entries {
-        let mut entry = entry.map_err(BundleError::io(format!("reading the tree of item {name}")))?;
+        let mut entry =
+            entry.map_err(BundleError::io(format!("reading the tree of item {name}")))?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let rel = raw.trim_end_matches('/').to_string();
         check_relative_path(&rel).map_err(|m| unsafe_entry(format!("tar entry {m}")))?;
@@ -384,7 +393,10 @@ fn safe_target(dest: &Path, rel: &str) -> std::result::Result<PathBuf, String> {
     let mut at = dest.to_path_buf();
     let parts: Vec<&str> = rel.split('/').collect();
     for (i, part) in parts.iter().enumerate() {
-        if Path::new(part).components().any(|c| !matches!(c, Component::Normal(_))) {
+        if Path::new(part)
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+        {
             return Err(format!("tar entry {rel:?} is not a clean relative path"));
         }
         at.push(part);
@@ -403,7 +415,9 @@ fn safe_target(dest: &Path, rel: &str) -> std::result::Result<PathBuf, String> {
                         parts[..=i].join("/")
                     ))
                 }
-                Err(_) => fs::create_dir(&at).map_err(|e| format!("creating {}: {e}", at.display()))?,
+                Err(_) => {
+                    fs::create_dir(&at).map_err(|e| format!("creating {}: {e}", at.display()))?
+                }
             }
         }
     }
@@ -411,6 +425,7 @@ fn safe_target(dest: &Path, rel: &str) -> std::result::Result<PathBuf, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -439,7 +454,10 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         unpack(tar.as_slice(), out.path(), "t").unwrap();
         assert_eq!(fs::read(out.path().join("link")).unwrap(), b"hello");
-        let mode = fs::metadata(out.path().join("run.sh")).unwrap().permissions().mode();
+        let mode = fs::metadata(out.path().join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755);
     }
 }

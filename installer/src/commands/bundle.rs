@@ -10,7 +10,7 @@ use anyhow::Context;
 use ferry_bundle::manifest::ItemKind;
 use ferry_bundle::read::Layout;
 use ferry_bundle::{
-    build, Bundle, BuildEvent, BuildOptions, BundleSpec, PublicKey, ReadEvent, SignatureState,
+    build, BuildEvent, BuildOptions, Bundle, BundleSpec, PublicKey, ReadEvent, SignatureState,
     SigningKey,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -44,9 +44,11 @@ pub fn human(bytes: u64) -> String {
 }
 
 fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{prefix:>24} [{bar:30}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ")
+    ProgressStyle::with_template(
+        "{prefix:>24} [{bar:30}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
 }
 
 fn draw_target() -> ProgressDrawTarget {
@@ -66,7 +68,9 @@ fn build_cmd(a: BuildArgs) -> anyhow::Result<ExitCode> {
     let sign_key = match &a.sign_key {
         Some(p) => Some(SigningKey::load(p).context("loading the signing key")?),
         None => {
-            eprintln!("warning: no --sign-key: the bundle will be unsigned and `verify` will refuse it");
+            eprintln!(
+                "warning: no --sign-key: the bundle will be unsigned and `verify` will refuse it"
+            );
             None
         }
     };
@@ -119,7 +123,10 @@ fn build_cmd(a: BuildArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<28} {:<12} {:>11} {:>11} {:>11}", "ITEM", "KIND", "SIZE", "STORED", "DEDUPED");
+    println!(
+        "{:<28} {:<12} {:>11} {:>11} {:>11}",
+        "ITEM", "KIND", "SIZE", "STORED", "DEDUPED"
+    );
     for i in &summary.items {
         println!(
             "{:<28} {:<12} {:>11} {:>11} {:>11}",
@@ -157,7 +164,14 @@ fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {
-        let tail: String = s.chars().rev().take(n - 1).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = s
+            .chars()
+            .rev()
+            .take(n - 1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         format!("…{tail}")
     }
 }
@@ -200,7 +214,11 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             } else {
                 String::new()
             },
-            if report.deep { ", content digests checked" } else { "" }
+            if report.deep {
+                ", content digests checked"
+            } else {
+                ""
+            }
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -236,7 +254,11 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
     println!(
         "size      {}{}",
         human(bundle.size()),
-        if parts > 0 { format!(" in {parts} parts") } else { String::new() }
+        if parts > 0 {
+            format!(" in {parts} parts")
+        } else {
+            String::new()
+        }
     );
     println!("signature {signature}");
     let stored: u64 = m.blobs.iter().map(|b| b.stored_size).sum();
@@ -248,14 +270,27 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
         human(stored)
     );
     println!();
-    println!("{:<28} {:<12} {:<16} {:<7} {:>11}  DETAILS", "ITEM", "KIND", "VERSION", "ARCH", "SIZE");
+    println!(
+        "{:<28} {:<12} {:<16} {:<7} {:>11}  DETAILS",
+        "ITEM", "KIND", "VERSION", "ARCH", "SIZE"
+    );
     for i in &m.items {
         let details = match &i.kind {
-            ItemKind::GpuDriver { kernels, pci_vendor } => {
+            ItemKind::GpuDriver {
+                kernels,
+                pci_vendor,
+            } => {
                 format!("pci vendor {pci_vendor}, kernels {}", kernels.join(" "))
             }
-            ItemKind::OsPackages { format, distro } => format!("{format:?} for {distro}").to_lowercase(),
-            ItemKind::Image { reference, manifest_digest, os, architecture } => {
+            ItemKind::OsPackages { format, distro } => {
+                format!("{format:?} for {distro}").to_lowercase()
+            }
+            ItemKind::Image {
+                reference,
+                manifest_digest,
+                os,
+                architecture,
+            } => {
                 format!("{reference} {os}/{architecture} {manifest_digest}")
             }
             _ => i
@@ -289,13 +324,22 @@ fn extract_cmd(a: ExtractArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("creating {}", a.output.display()))?;
         let file_name: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let dest = a.output.join(format!("{file_name}.tar"));
-        let tmp = a.output.join(format!(".{file_name}.tar.tmp-{}", std::process::id()));
+        let tmp = a
+            .output
+            .join(format!(".{file_name}.tar.tmp-{}", std::process::id()));
         let result = (|| -> anyhow::Result<()> {
             let mut f = std::io::BufWriter::new(
-                std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+                std::fs::File::create(&tmp)
+                    .with_context(|| format!("creating {}", tmp.display()))?,
             );
             bundle.write_image_archive(name, &mut f)?;
             use std::io::Write;
