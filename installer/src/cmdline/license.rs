@@ -74,6 +74,7 @@ pub struct RequestArgs {
 
 /// `ferry license issue`
 #[derive(Debug, Args)]
+#[command(override_usage = "ferry license issue --request REQ --spec SPEC --key KEY -o FILE")]
 pub struct IssueArgs {
     /// The site's request file.
     #[arg(long, value_name = "FILE")]
