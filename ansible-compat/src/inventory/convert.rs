@@ -1,0 +1,682 @@
+//! Ansible's variable precedence flattened onto ferry hosts: `all`, then groups from the
+//! shallowest to the deepest (by name within a depth), then the host's own variables.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use ferry_inventory::model::raw::{RawGroup, RawHost, RawInventory};
+use ferry_inventory::Inventory;
+use serde_json::Value;
+
+use super::{AnsibleError, Import, ImportOptions, Note, Parsed};
+
+/// Where a variable's value was set, to name the environment variable that replaces a password.
+#[derive(Debug, Clone)]
+enum Origin {
+    Group(String),
+    Host(String),
+}
+
+impl Origin {
+    fn env_name(&self, what: &str) -> String {
+        let name = match self {
+            Origin::Group(g) | Origin::Host(g) => g,
+        };
+        let upper: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("FERRY_{upper}_{what}")
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Origin::Group(g) => format!("group `{g}`"),
+            Origin::Host(_) => "the host".into(),
+        }
+    }
+}
+
+type Vars = BTreeMap<String, (Value, Origin)>;
+
+/// Connection variables ferry reads; everything else named `ansible_*` is noted.
+const CONNECTION_VARS: &[&str] = &[
+    "ansible_host",
+    "ansible_ssh_host",
+    "ansible_port",
+    "ansible_ssh_port",
+    "ansible_user",
+    "ansible_ssh_user",
+    "ansible_ssh_pass",
+    "ansible_password",
+    "ansible_ssh_private_key_file",
+    "ansible_private_key_file",
+    "ansible_become",
+    "ansible_become_method",
+    "ansible_become_user",
+    "ansible_become_pass",
+    "ansible_become_password",
+    "ansible_sudo_pass",
+    "ansible_ssh_common_args",
+    "ansible_ssh_extra_args",
+    "ansible_connection",
+];
+
+struct Notes(Vec<Note>);
+
+impl Notes {
+    fn add(&mut self, subject: &str, item: &str, reason: impl Into<String>) {
+        self.0.push(Note {
+            subject: subject.to_string(),
+            item: item.to_string(),
+            reason: reason.into(),
+        });
+    }
+}
+
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_i64() != Some(0),
+        Value::String(s) => matches!(
+            s.to_ascii_lowercase().as_str(),
+            "true" | "yes" | "y" | "on" | "1"
+        ),
+        _ => false,
+    }
+}
+
+fn to_toml(v: &Value) -> Option<toml::Value> {
+    Some(match v {
+        Value::Null => return None,
+        Value::Bool(b) => toml::Value::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => toml::Value::Integer(i),
+            None => toml::Value::Float(n.as_f64()?),
+        },
+        Value::String(s) => toml::Value::String(s.clone()),
+        Value::Array(a) => toml::Value::Array(a.iter().filter_map(to_toml).collect()),
+        Value::Object(o) => toml::Value::Table(
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), to_toml(v)?)))
+                .collect(),
+        ),
+    })
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A `[user@]host[:port]` jump parsed from `ansible_ssh_common_args`.
+#[derive(Debug, Clone, PartialEq)]
+struct Jump {
+    user: Option<String>,
+    host: String,
+    port: Option<u16>,
+}
+
+fn parse_jump_spec(spec: &str) -> Option<Jump> {
+    let spec = spec.trim().trim_start_matches("ssh://");
+    let (user, rest) = match spec.rsplit_once('@') {
+        Some((u, r)) => (Some(u.to_string()), r),
+        None => (None, spec),
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p.parse().ok()?)),
+        None => (rest, None),
+    };
+    (!host.is_empty()).then(|| Jump {
+        user,
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// Finds a simple jump host in ssh arguments: `-J x`, `-o ProxyJump=x`, or a ProxyCommand of the
+/// form `ssh -W %h:%p [-p port] [user@]host`. `Err` says why the arguments cannot be carried.
+fn parse_jump(args: &str) -> Result<Option<Jump>, String> {
+    let words = shell_words(args);
+    let mut i = 0;
+    let mut jump = None;
+    let mut rest = Vec::new();
+    while i < words.len() {
+        let w = &words[i];
+        let opt_value = |i: usize| words.get(i + 1).cloned();
+        let spec = if w == "-J" {
+            i += 1;
+            opt_value(i - 1)
+        } else if w == "-o" {
+            i += 1;
+            let o = opt_value(i - 1).unwrap_or_default();
+            let (k, v) = o
+                .split_once('=')
+                .or_else(|| o.split_once(' '))
+                .unwrap_or((o.as_str(), ""));
+            match k.to_ascii_lowercase().as_str() {
+                "proxyjump" => Some(v.to_string()),
+                "proxycommand" => Some(proxy_command(v)?),
+                _ => {
+                    rest.push(o.clone());
+                    None
+                }
+            }
+        } else if let Some(v) = w.strip_prefix("-oProxyJump=") {
+            Some(v.to_string())
+        } else if let Some(v) = w.strip_prefix("-oProxyCommand=") {
+            Some(proxy_command(v)?)
+        } else {
+            rest.push(w.clone());
+            None
+        };
+        if let Some(spec) = spec {
+            if spec.contains(',') {
+                return Err(format!(
+                    "multi-hop jump `{spec}` is not carried over; chain bastions by hand"
+                ));
+            }
+            jump = Some(
+                parse_jump_spec(&spec)
+                    .ok_or_else(|| format!("jump `{spec}` is not [user@]host[:port]"))?,
+            );
+        }
+        i += 1;
+    }
+    if !rest.is_empty() {
+        return Err(format!(
+            "ssh options `{}` are not carried over",
+            rest.join(" ")
+        ));
+    }
+    Ok(jump)
+}
+
+fn proxy_command(cmd: &str) -> Result<String, String> {
+    let words = shell_words(cmd);
+    if words.first().map(String::as_str) != Some("ssh") || !words.iter().any(|w| w == "-W") {
+        return Err(format!("ProxyCommand `{cmd}` is not `ssh -W %h:%p host`"));
+    }
+    let mut port = None;
+    let mut host = None;
+    let mut i = 1;
+    while i < words.len() {
+        match words[i].as_str() {
+            "-W" => i += 1,
+            "-p" => {
+                port = words.get(i + 1).cloned();
+                i += 1;
+            }
+            "-q" => {}
+            w if w.starts_with('-') => {
+                return Err(format!("ProxyCommand option `{w}` is not carried over"))
+            }
+            w => host = Some(w.to_string()),
+        }
+        i += 1;
+    }
+    let host = host.ok_or_else(|| format!("ProxyCommand `{cmd}` names no host"))?;
+    Ok(match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    })
+}
+
+fn shell_words(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote = None;
+    let mut any = false;
+    for c in s.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => cur.push(c),
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                any = true;
+            }
+            None if c.is_whitespace() => {
+                if !cur.is_empty() || any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            None => cur.push(c),
+        }
+    }
+    if !cur.is_empty() || any {
+        out.push(cur);
+    }
+    out
+}
+
+pub(crate) fn convert(
+    parsed: Parsed,
+    file: &str,
+    options: &ImportOptions,
+) -> Result<Import, AnsibleError> {
+    let shape = |message: String| AnsibleError::Shape {
+        file: file.to_string(),
+        message,
+    };
+    let mut notes = Notes(Vec::new());
+    let groups: HashMap<&str, &super::GroupDef> =
+        parsed.groups.iter().map(|g| (g.name.as_str(), g)).collect();
+
+    // Parents of each group, and depth (all = 0).
+    let mut parents: HashMap<&str, Vec<&str>> = HashMap::new();
+    for g in &parsed.groups {
+        for c in &g.children {
+            parents.entry(c.as_str()).or_default().push(&g.name);
+        }
+    }
+    fn depth<'a>(
+        g: &'a str,
+        parents: &HashMap<&'a str, Vec<&'a str>>,
+        seen: &mut Vec<&'a str>,
+    ) -> Result<usize, String> {
+        if g == "all" {
+            return Ok(0);
+        }
+        if seen.contains(&g) {
+            seen.push(g);
+            return Err(format!(
+                "groups form a loop through `children`: {}",
+                seen.join(" -> ")
+            ));
+        }
+        seen.push(g);
+        let mut d = 1;
+        for p in parents.get(g).into_iter().flatten() {
+            d = d.max(depth(p, parents, seen)? + 1);
+        }
+        seen.pop();
+        Ok(d)
+    }
+    let mut depths: HashMap<&str, usize> = HashMap::new();
+    for g in &parsed.groups {
+        depths.insert(
+            &g.name,
+            depth(&g.name, &parents, &mut Vec::new()).map_err(shape)?,
+        );
+    }
+
+    // Every group a host is in, directly or through children.
+    let mut member_of: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    for g in &parsed.groups {
+        for h in &g.hosts {
+            let mut stack = vec![g.name.as_str()];
+            while let Some(cur) = stack.pop() {
+                if member_of.entry(h).or_default().insert(cur) {
+                    stack.extend(parents.get(cur).into_iter().flatten().copied());
+                }
+            }
+        }
+    }
+
+    let all_vars: Vec<(String, Value)> = groups
+        .get("all")
+        .map(|g| g.vars.clone())
+        .unwrap_or_default();
+    let mut raw = RawInventory::default();
+    for (k, v) in &all_vars {
+        if !k.starts_with("ansible_") {
+            match to_toml(v) {
+                Some(t) => {
+                    raw.vars.insert(k.clone(), t);
+                }
+                None => notes.add("inventory", k, "empty value dropped"),
+            }
+        }
+    }
+
+    let mut jumps: Vec<(String, Jump, RawHost)> = Vec::new();
+    for name in &parsed.hosts {
+        let subject = format!("host {name}");
+        let mut in_groups: Vec<&str> = member_of
+            .get(name.as_str())
+            .map(|s| s.iter().copied().filter(|g| *g != "all").collect())
+            .unwrap_or_default();
+        in_groups.sort_by_key(|g| (depths.get(g).copied().unwrap_or(1), *g));
+        let mut vars: Vars = BTreeMap::new();
+        let layers = std::iter::once("all")
+            .chain(in_groups.iter().copied())
+            .filter_map(|g| {
+                groups
+                    .get(g)
+                    .map(|def| (Origin::Group(g.to_string()), &def.vars))
+            });
+        for (origin, vs) in layers {
+            for (k, v) in vs {
+                vars.insert(k.clone(), (v.clone(), origin.clone()));
+            }
+        }
+        for (k, v) in parsed.host_vars.get(name).into_iter().flatten() {
+            vars.insert(k.clone(), (v.clone(), Origin::Host(name.clone())));
+        }
+        // Templates cannot be evaluated here.
+        vars.retain(|k, (v, _)| {
+            let templated = as_text(v).contains("{{");
+            if templated {
+                notes.add(
+                    &subject,
+                    k,
+                    "templated value (Jinja/vault) not evaluated; set it by hand",
+                );
+            }
+            !templated
+        });
+        let get = |keys: &[&str]| keys.iter().find_map(|k| vars.get(*k).cloned());
+
+        let mut host = RawHost {
+            name: sanitize(name),
+            address: get(&["ansible_host", "ansible_ssh_host"])
+                .map(|(v, _)| as_text(&v))
+                .unwrap_or_else(|| name.clone()),
+            ..RawHost::default()
+        };
+        if host.name != *name {
+            notes.add(
+                &subject,
+                "name",
+                format!(
+                    "renamed to `{}` (ferry names use letters, digits, . - _)",
+                    host.name
+                ),
+            );
+        }
+        if let Some((v, _)) = get(&["ansible_port", "ansible_ssh_port"]) {
+            match as_text(&v).parse::<u16>() {
+                Ok(p) if p != 22 => host.port = Some(p),
+                Ok(_) => {}
+                Err(_) => notes.add(
+                    &subject,
+                    "ansible_port",
+                    format!("`{}` is not a port; 22 used", as_text(&v)),
+                ),
+            }
+        }
+        host.user = Some(match get(&["ansible_user", "ansible_ssh_user"]) {
+            Some((v, _)) => as_text(&v),
+            None => {
+                notes.add(
+                    &subject,
+                    "ansible_user",
+                    format!("not set; `{}` used", options.default_user),
+                );
+                options.default_user.clone()
+            }
+        });
+        let key = get(&["ansible_ssh_private_key_file", "ansible_private_key_file"]);
+        let password = get(&["ansible_ssh_pass", "ansible_password"]);
+        match (key, password) {
+            (Some((k, _)), pw) => {
+                host.key = Some(as_text(&k));
+                if pw.is_some() {
+                    notes.add(&subject, "ansible_password", "a key is also given; ferry logs in with the key, the password is not written");
+                }
+            }
+            (None, Some((_, origin))) => {
+                let var = origin.env_name("PASSWORD");
+                notes.add(
+                    &subject,
+                    "ansible_password",
+                    format!("clear-text password (from {}) not written; export {var} before running ferry", origin.describe()),
+                );
+                host.password_env = Some(var);
+            }
+            (None, None) => {
+                notes.add(
+                    &subject,
+                    "ansible_ssh_private_key_file",
+                    format!("no key or password; `{}` used", options.default_key),
+                );
+                host.key = Some(options.default_key.clone());
+            }
+        }
+        let become_ = get(&["ansible_become"]).is_some_and(|(v, _)| truthy(&v));
+        let become_pass = get(&[
+            "ansible_become_pass",
+            "ansible_become_password",
+            "ansible_sudo_pass",
+        ]);
+        if become_ {
+            if let Some((m, _)) = get(&["ansible_become_method"]) {
+                if as_text(&m) != "sudo" {
+                    notes.add(
+                        &subject,
+                        "ansible_become_method",
+                        format!("`{}` is not supported; ferry uses sudo", as_text(&m)),
+                    );
+                }
+            }
+            if let Some((u, _)) = get(&["ansible_become_user"]) {
+                if as_text(&u) != "root" {
+                    notes.add(
+                        &subject,
+                        "ansible_become_user",
+                        format!("`{}` dropped; ferry becomes root", as_text(&u)),
+                    );
+                }
+            }
+            match become_pass {
+                Some((_, origin)) => {
+                    let var = origin.env_name("SUDO_PASSWORD");
+                    notes.add(
+                        &subject,
+                        "ansible_become_password",
+                        format!("clear-text sudo password (from {}) not written; export {var} before running ferry", origin.describe()),
+                    );
+                    host.sudo = Some("password".into());
+                    host.sudo_password_env = Some(var);
+                }
+                None => host.sudo = Some("passwordless".into()),
+            }
+        } else if become_pass.is_some() {
+            notes.add(
+                &subject,
+                "ansible_become_password",
+                "ansible_become is not set; sudo password ignored",
+            );
+        }
+        if let Some((c, _)) = get(&["ansible_connection"]) {
+            let c = as_text(&c);
+            if !matches!(c.as_str(), "ssh" | "smart" | "paramiko") {
+                notes.add(
+                    &subject,
+                    "ansible_connection",
+                    format!("`{c}` is not SSH; ferry will still use SSH"),
+                );
+            }
+        }
+        for arg in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
+            if let Some((v, _)) = get(&[arg]) {
+                match parse_jump(&as_text(&v)) {
+                    Ok(Some(j)) => jumps.push((host.name.clone(), j, host.clone())),
+                    Ok(None) => {}
+                    Err(why) => notes.add(&subject, arg, why),
+                }
+            }
+        }
+        for (k, (v, _)) in &vars {
+            if k.starts_with("ansible_") {
+                if !CONNECTION_VARS.contains(&k.as_str()) {
+                    notes.add(&subject, k, "not used by ferry; dropped");
+                }
+                continue;
+            }
+            match to_toml(v) {
+                Some(t) if raw.vars.get(k) != Some(&t) => {
+                    host.vars.insert(k.clone(), t);
+                }
+                Some(_) => {}
+                None => notes.add(&subject, k, "empty value dropped"),
+            }
+        }
+        raw.hosts.push(host);
+    }
+
+    // Jump hosts: an inventory host with that name or address, else a new host entry.
+    for (host_name, jump, referrer) in jumps {
+        let port = jump.port.unwrap_or(22);
+        let existing = raw
+            .hosts
+            .iter()
+            .find(|h| {
+                (h.name == jump.host || h.address == jump.host) && h.port.unwrap_or(22) == port
+            })
+            .map(|h| h.name.clone());
+        let bastion = match existing {
+            Some(b) => b,
+            None => {
+                let plain = sanitize(&jump.host);
+                let name = if raw.hosts.iter().any(|h| h.name == plain) {
+                    format!("jump-{plain}")
+                } else {
+                    plain
+                };
+                if !raw.hosts.iter().any(|h| h.name == name) {
+                    notes.add(
+                        &format!("host {name}"),
+                        "bastion",
+                        format!("added for the jump host of `{host_name}`, with its credentials; check them"),
+                    );
+                    raw.hosts.push(RawHost {
+                        name: name.clone(),
+                        address: jump.host.clone(),
+                        port: jump.port.filter(|p| *p != 22),
+                        user: jump.user.clone().or(referrer.user.clone()),
+                        key: referrer.key.clone(),
+                        password_env: referrer.password_env.clone(),
+                        ..RawHost::default()
+                    });
+                }
+                name
+            }
+        };
+        if let Some(h) = raw.hosts.iter_mut().find(|h| h.name == host_name) {
+            h.bastion = Some(bastion);
+        }
+    }
+
+    // Groups: members flattened through children; `all` and `ungrouped` are implicit.
+    for g in &parsed.groups {
+        if g.name == "all" || g.name == "ungrouped" {
+            continue;
+        }
+        let mut hosts: Vec<String> = parsed
+            .hosts
+            .iter()
+            .filter(|h| {
+                member_of
+                    .get(h.as_str())
+                    .is_some_and(|s| s.contains(g.name.as_str()))
+            })
+            .map(|h| sanitize(h))
+            .collect();
+        hosts.dedup();
+        if hosts.is_empty() {
+            notes.add(&format!("group {}", g.name), "hosts", "empty group dropped");
+            continue;
+        }
+        let name = sanitize(&g.name);
+        if name != g.name {
+            notes.add(
+                &format!("group {}", g.name),
+                "name",
+                format!("renamed to `{name}`"),
+            );
+        }
+        raw.groups.push(RawGroup {
+            roles: role_for_group(&g.name)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            name,
+            hosts,
+            ..RawGroup::default()
+        });
+    }
+    // Agent roles only make sense next to a server group.
+    if !raw
+        .groups
+        .iter()
+        .any(|g| g.roles.iter().any(|r| r == "server"))
+    {
+        for g in &mut raw.groups {
+            g.roles.retain(|r| r != "agent" && r != "gpu");
+        }
+    }
+
+    let inventory = Inventory::try_from(raw).map_err(|problem| AnsibleError::Invalid {
+        file: file.to_string(),
+        problem,
+    })?;
+    Ok(Import {
+        inventory,
+        not_carried_over: notes.0,
+    })
+}
+
+/// Well-known group names of k3s-ansible and Kubespray, mapped to ferry roles.
+fn role_for_group(name: &str) -> Option<&'static str> {
+    match name {
+        "server" | "servers" | "master" | "masters" | "kube_control_plane" | "kube-master"
+        | "kube_master" | "control_plane" | "control-plane" => Some("server"),
+        "agent" | "agents" | "node" | "nodes" | "worker" | "workers" | "kube_node"
+        | "kube-node" => Some("agent"),
+        "gpu" | "gpus" | "gpu_nodes" | "gpu-nodes" => Some("gpu"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn finds_simple_jumps_and_refuses_the_rest() {
+        let j = |u: Option<&str>, h: &str, p: Option<u16>| {
+            Some(Jump {
+                user: u.map(String::from),
+                host: h.into(),
+                port: p,
+            })
+        };
+        assert_eq!(
+            parse_jump("-J ops@bastion:2222").unwrap(),
+            j(Some("ops"), "bastion", Some(2222))
+        );
+        assert_eq!(
+            parse_jump("-o ProxyJump=bastion").unwrap(),
+            j(None, "bastion", None)
+        );
+        assert_eq!(
+            parse_jump("-o ProxyCommand=\"ssh -W %h:%p -q ops@10.0.0.1\"").unwrap(),
+            j(Some("ops"), "10.0.0.1", None)
+        );
+        assert!(parse_jump("-o ProxyJump=a,b").is_err());
+        assert!(parse_jump("-o StrictHostKeyChecking=no").is_err());
+        assert_eq!(parse_jump("").unwrap(), None);
+    }
+}
