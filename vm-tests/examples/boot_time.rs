@@ -1,7 +1,8 @@
 //! Boots N VMs and prints how long it took until every one answered SSH, and each qemu's RSS.
 //! Used by benches/vm/run.sh.
 //!
-//! Usage: boot_time N [tcg|kvm]     or     boot_time probe-kvm
+//! Usage: boot_time N [tcg|kvm] [hold]     or     boot_time probe-kvm
+//! With `hold`, it prints how to log in and keeps the VMs until stdin reaches end of file.
 
 use std::time::Duration;
 
@@ -35,5 +36,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bed.boot_time().as_secs_f64(),
         rss.join(",")
     );
+    if args.next().as_deref() == Some("hold") {
+        for vm in bed.vms() {
+            println!(
+                "{}: ssh -i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@{}   console: {}",
+                vm.name(),
+                vm.private_key().display(),
+                vm.address(),
+                vm.console_log().display()
+            );
+        }
+        std::io::copy(&mut std::io::stdin(), &mut std::io::sink())?;
+    }
     Ok(())
 }

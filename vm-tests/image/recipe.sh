@@ -119,6 +119,7 @@ chroot "$root" apt-get clean
 mkdir -p "$work/out"
 cp "$root"/boot/vmlinuz-* "$work/out/vmlinuz"
 cp "$root"/boot/initrd.img-* "$work/out/initrd.img"
-truncate -s 3G "$work/out/base.img"
+# 4 GiB: the default VM disk size, so a default VM does not spend its boot growing the file system.
+truncate -s 4G "$work/out/base.img"
 mkfs.ext4 -q -F -L ferry-root -d "$root" "$work/out/base.img"
 mv "$work/out" "$out"

@@ -25,7 +25,7 @@ mod vm;
 pub use error::TestbedError;
 pub use image::{BaseImage, RECIPE};
 pub use testbed::{start_or_skip, Testbed};
-pub use vm::{Accel, SshOutput, User, Vm, VmSpec, USERS};
+pub use vm::{Accel, NetemSide, SshOutput, User, Vm, VmSpec, USERS};
 
 /// Whether tests run in CI (`CI=true`), where a testbed that cannot start is a failure.
 pub fn in_ci() -> bool {

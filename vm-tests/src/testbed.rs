@@ -94,6 +94,7 @@ impl Testbed {
                 mac: format!("52:54:00:cb:{slot:02x}:{i:02x}"),
                 process: Mutex::new(None),
                 small_disks: AtomicU32::new(0),
+                netem_side: Mutex::new(None),
                 name,
             };
             vm.create_overlay()?;

@@ -32,7 +32,8 @@ pub struct VmSpec {
     pub memory_mib: u32,
     /// Virtual CPUs.
     pub cpus: u32,
-    /// Size of the root disk in GiB (the root file system grows to it at boot; at least 3).
+    /// Size of the root disk in GiB (at least 4, the base image's size; a larger root file system
+    /// is grown at boot, which costs seconds of boot time under emulation).
     pub disk_gib: u32,
     /// A second, small disk attached at boot (`/dev/disk/by-id/virtio-ferry-small0`), to fill up.
     pub small_disk_mib: Option<u32>,
@@ -131,6 +132,15 @@ impl SshOutput {
     }
 }
 
+/// Where a netem setting lives (see [`Vm::netem`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetemSide {
+    /// On the VM's tap on the host: delays and drops traffic towards the VM.
+    Host,
+    /// On the VM's `eth0`: delays and drops traffic leaving the VM.
+    Guest,
+}
+
 /// One VM of a testbed.
 #[derive(Debug)]
 pub struct Vm {
@@ -146,6 +156,7 @@ pub struct Vm {
     pub(crate) mac: String,
     pub(crate) process: Mutex<Option<Child>>,
     pub(crate) small_disks: AtomicU32,
+    pub(crate) netem_side: Mutex<Option<NetemSide>>,
 }
 
 const SSH_PORT: u16 = 22;
@@ -230,7 +241,7 @@ impl Vm {
     }
 
     pub(crate) fn create_overlay(&self) -> Result<(), TestbedError> {
-        let size = format!("{}G", self.spec.disk_gib.max(3));
+        let size = format!("{}G", self.spec.disk_gib.max(4));
         let backing = self.image.disk.to_string_lossy().into_owned();
         let overlay = self.overlay().to_string_lossy().into_owned();
         run(
@@ -262,7 +273,7 @@ impl Vm {
         format!(
             "root=/dev/vda rw console=ttyS0 net.ifnames=0 \
              ip={addr}:::255.255.255.0:{name}:eth0:off systemd.hostname={name} \
-             systemd.machine_id={id} ferry.key={key}",
+             systemd.machine_id={id} ferry.key={key} modprobe.blacklist=kvm,kvm_amd,kvm_intel",
             addr = self.address,
             name = self.name,
             id = self.machine_id,
@@ -390,6 +401,11 @@ impl Vm {
                     "qemu exited with {status} (qemu's own output: {})",
                     tail(&self.dir.join("qemu.log"), 5)
                 )));
+            }
+            // With a broken KVM qemu stays alive but stops the guest: give up at once.
+            let qemu_log = tail(&self.dir.join("qemu.log"), 5);
+            if qemu_log.contains("internal error") {
+                return Err(self.boot_error(format!("qemu stopped the guest: {qemu_log}")));
             }
             if self.ssh_banner(Duration::from_secs(2)) {
                 let out = self.ssh_with(&["-o", "ConnectTimeout=10"], "root", "true")?;
@@ -578,20 +594,72 @@ impl Vm {
         run("ip", &["link", "set", &self.tap, "up"]).map(drop)
     }
 
-    /// A bad link: `tc netem` on the tap (applies to traffic towards the VM), e.g.
-    /// `"delay 200ms loss 5%"`. Replaces any earlier netem setting.
+    /// A bad link: `tc netem` with `params`, e.g. `"delay 200ms loss 5%"`; replaces any earlier
+    /// setting. Applied on the host side of the link (the tap, so traffic towards the VM) when
+    /// the machine's kernel has netem; otherwise (kernels built without `CONFIG_NET_SCH_NETEM`)
+    /// inside the VM on `eth0` (traffic leaving the VM), set over SSH. Either way every round
+    /// trip through the VM's link crosses it once. For total loss use [`Vm::link_down`]: a
+    /// guest-side `loss 100%` could not be cleared over SSH.
     pub fn netem(&self, params: &str) -> Result<(), TestbedError> {
         let mut args = vec!["qdisc", "replace", "dev", &self.tap, "root", "netem"];
         args.extend(params.split_whitespace());
-        run("tc", &args).map(drop)
+        match run("tc", &args) {
+            Ok(_) => self.set_netem_side(NetemSide::Host),
+            Err(TestbedError::Command { stderr, .. })
+                if stderr.contains("qdisc kind is unknown") =>
+            {
+                let out = self.ssh(&format!("tc qdisc replace dev eth0 root netem {params}"))?;
+                if !out.success() {
+                    return Err(TestbedError::Command {
+                        command: format!(
+                            "(in {}) tc qdisc replace dev eth0 root netem {params}",
+                            self.name
+                        ),
+                        stderr: out.stderr.trim().to_string(),
+                    });
+                }
+                self.set_netem_side(NetemSide::Guest)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Where [`Vm::netem`] applied the last setting, if it did.
+    pub fn netem_side(&self) -> Option<NetemSide> {
+        self.netem_side.lock().ok().and_then(|g| *g)
+    }
+
+    fn set_netem_side(&self, side: NetemSide) -> Result<(), TestbedError> {
+        let mut g = self
+            .netem_side
+            .lock()
+            .map_err(|_| self.state_error("a thread panicked while setting netem"))?;
+        *g = Some(side);
+        Ok(())
     }
 
     /// Removes the netem setting, if any.
     pub fn clear_netem(&self) -> Result<(), TestbedError> {
-        let shown = run("tc", &["qdisc", "show", "dev", &self.tap])?;
-        if shown.contains("netem") {
-            run("tc", &["qdisc", "del", "dev", &self.tap, "root"])?;
-        }
+        match self.netem_side() {
+            None => Ok(()),
+            Some(NetemSide::Host) => {
+                let shown = run("tc", &["qdisc", "show", "dev", &self.tap])?;
+                if shown.contains("netem") {
+                    run("tc", &["qdisc", "del", "dev", &self.tap, "root"])?;
+                }
+                Ok(())
+            }
+            Some(NetemSide::Guest) => self
+                .ssh_ok(
+                    "tc qdisc show dev eth0 | grep -q netem && tc qdisc del dev eth0 root; true",
+                )
+                .map(drop),
+        }?;
+        let mut g = self
+            .netem_side
+            .lock()
+            .map_err(|_| self.state_error("a thread panicked while clearing netem"))?;
+        *g = None;
         Ok(())
     }
 
