@@ -207,15 +207,23 @@ impl StateDir {
     }
 
     /// Opens the installed license and its guards (MAC checked). `None` when nothing is installed.
+    /// `opened` is a license already opened by the caller: when it is the installed one, it is
+    /// not opened a second time (verification runs on every install step, so this matters).
     fn installed(
         &self,
         trusted: &[IssuerPublicKey],
+        opened: Option<(&LicenseFile, &License, &ActivationRequest)>,
     ) -> Result<Option<(License, ActivationRequest, Guards)>> {
         let Some(file) = self.installed_file()? else {
             return Ok(None);
         };
-        let activation = self.load_request(file.request_id())?;
-        let license = verify::open(&file, trusted, &activation)?;
+        let (license, activation) = match opened {
+            Some((f, l, a)) if *f == file => (l.clone(), a.clone()),
+            _ => {
+                let activation = self.load_request(file.request_id())?;
+                (verify::open(&file, trusted, &activation)?, activation)
+            }
+        };
         let path = self.guard_path();
         let tampered = |detail: &str| LicenseError::GuardTampered {
             path: path.clone(),
@@ -280,7 +288,7 @@ impl StateDir {
         let file = LicenseFile::parse(input)?;
         let activation = self.load_request(file.request_id())?;
         let license = verify::open(&file, trusted, &activation)?;
-        let installed = self.installed(trusted)?;
+        let installed = self.installed(trusted, Some((&file, &license, &activation)))?;
         let guards = installed.as_ref().map(|(_, _, g)| g);
         let verified = verify::check(license, site, guards)?;
         if let Some((_, act, g)) = &installed {
@@ -299,7 +307,7 @@ impl StateDir {
         let file = LicenseFile::parse(input)?;
         let activation = self.load_request(file.request_id())?;
         let license = verify::open(&file, trusted, &activation)?;
-        let installed = self.installed(trusted)?;
+        let installed = self.installed(trusted, Some((&file, &license, &activation)))?;
         let guards = installed.as_ref().map(|(_, _, g)| g);
         let verified = verify::check(license, site, guards)?;
         let high_water = guards.map_or(site.now, |g| g.high_water.max(site.now));
@@ -317,7 +325,7 @@ impl StateDir {
 
     /// The installed license checked against the site now (raises the highest time seen).
     pub fn status(&self, trusted: &[IssuerPublicKey], site: &SiteFacts) -> Status {
-        let installed = match self.installed(trusted) {
+        let installed = match self.installed(trusted, None) {
             Ok(Some(i)) => i,
             Ok(None) => {
                 return Status {
