@@ -270,6 +270,32 @@ fn an_oci_archive_written_by_ferry_reads_back_unchanged() {
     assert_eq!(blobs, 6);
 }
 
+#[test]
+fn reads_a_docker_25_archive_as_oci() {
+    // Docker 25+ `docker save` writes an OCI layout plus the classic manifest.json; the OCI
+    // side is authoritative.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "saved.tar", &docker_archive().bytes);
+    let images = image::from_archive(&path).unwrap();
+    let oci = oci_archive_bytes(&images);
+    let mut t = tar::Builder::new(Vec::new());
+    for e in tar::Archive::new(&oci[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut h = e.header().clone();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        t.append_data(&mut h, &name, &data[..]).unwrap();
+    }
+    add(&mut t, "manifest.json", b"[]");
+    let path = write(dir.path(), "docker25.tar", &t.into_inner().unwrap());
+    let back = image::from_archive(&path).unwrap();
+    let names: Vec<&str> = back.iter().map(|i| i.reference.as_str()).collect();
+    let want: Vec<&str> = images.iter().map(|i| i.reference.as_str()).collect();
+    assert_eq!(names, want);
+    assert_eq!(back[1].manifest.digest, images[1].manifest.digest);
+}
+
 /// An OCI layout made by another tool: `./`-prefixed names, a gzip layer, a nested index.
 fn foreign_oci_archive(flip_layer_bit: bool) -> (Vec<u8>, Digest) {
     let gz_layer: Vec<u8> = {

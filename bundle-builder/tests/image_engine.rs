@@ -207,3 +207,15 @@ fn an_image_id_is_accepted_as_a_reference() {
         "{index}"
     );
 }
+
+#[test]
+fn the_private_engine_runs_containers_without_a_bridge() {
+    if !docker::available() {
+        return;
+    }
+    let engine = Dockerd::start();
+    engine.import_busybox(BASE, &[("etc/base-marker", b"base-layer-present\n")]);
+    let (out, code) = engine.run(BASE, &["/bin/sh", "-c", "cat /etc/base-marker; exit 3"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("base-layer-present"), "{out}");
+}

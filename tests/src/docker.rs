@@ -270,6 +270,61 @@ impl Dockerd {
         });
     }
 
+    /// Runs `cmd` in a new container of `image` (no network) to its end and returns what it
+    /// printed (stdout and stderr) and its exit code. The container is removed.
+    pub fn run(&self, image: &str, cmd: &[&str]) -> (String, i64) {
+        use bollard::models::{ContainerCreateBody, HostConfig};
+        use bollard::query_parameters::{LogsOptions, RemoveContainerOptions};
+        let c = self.client();
+        self.runtime.block_on(async {
+            let body = ContainerCreateBody {
+                image: Some(image.into()),
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                host_config: Some(HostConfig {
+                    network_mode: Some("none".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let id = c
+                .create_container(None, body)
+                .await
+                .unwrap_or_else(|e| panic!("creating a container of {image}: {e}"))
+                .id;
+            c.start_container(&id, None)
+                .await
+                .unwrap_or_else(|e| panic!("starting a container of {image}: {e}"));
+            let mut code = 0;
+            let mut wait = c.wait_container(&id, None);
+            while let Some(r) = wait.next().await {
+                code = match r {
+                    Ok(r) => r.status_code,
+                    // bollard reports a non-zero exit as an error carrying the code.
+                    Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => code,
+                    Err(e) => panic!("waiting for a container of {image}: {e}"),
+                };
+            }
+            let options = LogsOptions {
+                stdout: true,
+                stderr: true,
+                tail: "all".into(),
+                ..Default::default()
+            };
+            let mut text = String::new();
+            let mut logs = c.logs(&id, Some(options));
+            while let Some(chunk) = logs.next().await {
+                let chunk = chunk.unwrap_or_else(|e| panic!("container logs: {e}"));
+                text.push_str(&chunk.to_string());
+            }
+            let remove = RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            let _ = c.remove_container(&id, Some(remove)).await;
+            (text, code)
+        })
+    }
+
     /// The socket of the containerd this dockerd started (namespace `moby`).
     pub fn containerd_socket(&self) -> PathBuf {
         self.exec_root.join("containerd/containerd.sock")

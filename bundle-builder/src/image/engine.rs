@@ -90,7 +90,13 @@ pub fn from_engine_with_progress(
     };
     let bytes = fs::metadata(&spool).map(|m| m.len()).unwrap_or_default();
     progress(EngineProgress::Scanning { bytes });
-    let images = from_archive(&spool)?;
+    let images = match from_archive(&spool) {
+        Ok(images) => images,
+        Err(e) => {
+            let _ = fs::remove_file(&spool);
+            return Err(e);
+        }
+    };
     let mut out = Vec::with_capacity(refs.len());
     for (reference, id) in refs.iter().zip(&ids) {
         let image = images
