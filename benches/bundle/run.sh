@@ -61,11 +61,11 @@ read -r fb_s fb_k < ferry_build.time
 read -r rv_s rv_k < ref_verify.time
 read -r fv_s fv_k < ferry_verify.time
 REF=$(stat -c %s ref.tar.zst)
-awk -v in="$INPUT" -v b="$BUNDLE" -v r="$REF" \
+awk -v inp="$INPUT" -v b="$BUNDLE" -v r="$REF" \
     -v rb="$rb_s" -v fb="$fb_s" -v rv="$rv_s" -v fv="$fv_s" -v fbk="$fb_k" -v fvk="$fv_k" -v rbk="$rb_k" 'BEGIN {
     mib = 1048576
-    printf "\ninput %.0f MiB; ferry bundle %.0f MiB (%.1f%%), tar|zstd %.0f MiB (%.1f%%)\n", in/mib, b/mib, 100*b/in, r/mib, 100*r/in
-    printf "build : ferry %6.2f s (%7.1f MiB/s)  tar|zstd -T0 -3 %6.2f s (%7.1f MiB/s)  ratio %.2f (goal >= 1.0)\n", fb, in/mib/fb, rb, in/mib/rb, rb/fb
+    printf "\ninput %.0f MiB; ferry bundle %.0f MiB (%.1f%%), tar|zstd %.0f MiB (%.1f%%)\n", inp/mib, b/mib, 100*b/inp, r/mib, 100*r/inp
+    printf "build : ferry %6.2f s (%7.1f MiB/s)  tar|zstd -T0 -3 %6.2f s (%7.1f MiB/s)  ratio %.2f (goal >= 1.0)\n", fb, inp/mib/fb, rb, inp/mib/rb, rb/fb
     printf "verify: ferry %6.2f s (%7.1f MiB/s)  openssl dgst    %6.2f s (%7.1f MiB/s)  ratio %.2f (goal >= 0.9)\n", fv, b/mib/fv, rv, b/mib/rv, rv/fv
     printf "peak RSS: build %.1f MiB, verify %.1f MiB (goal <= 64 MiB); zstd pipeline %.1f MiB\n", fbk/1024, fvk/1024, rbk/1024
 }'

@@ -40,10 +40,19 @@ fn main() -> Res<()> {
 
     let docs = dir.join("site-docs");
     fs::create_dir_all(docs.join("runbooks"))?;
-    fs::write(docs.join("README.md"), "# Site documents\nCarried in the bundle as a directory.\n")?;
-    fs::write(docs.join("runbooks/restore.md"), "1. Stay calm.\n2. ferry install --answers site.toml\n".repeat(50))?;
+    fs::write(
+        docs.join("README.md"),
+        "# Site documents\nCarried in the bundle as a directory.\n",
+    )?;
+    fs::write(
+        docs.join("runbooks/restore.md"),
+        "1. Stay calm.\n2. ferry install --answers site.toml\n".repeat(50),
+    )?;
     fs::write(docs.join("runbooks/check.sh"), "#!/bin/sh\necho site ok\n")?;
-    fs::set_permissions(docs.join("runbooks/check.sh"), fs::Permissions::from_mode(0o755))?;
+    fs::set_permissions(
+        docs.join("runbooks/check.sh"),
+        fs::Permissions::from_mode(0o755),
+    )?;
     std::os::unix::fs::symlink("runbooks/restore.md", docs.join("RESTORE.md"))?;
 
     // Two images sharing a base layer: the bundle stores the base once.
@@ -52,20 +61,55 @@ fn main() -> Res<()> {
     let tool = layer(&[("tool/hello.txt", b"hello from demo/tool\n".as_slice())])?;
     docker_archive(
         &dir.join("images.tar"),
-        &[("demo/app:1.0", vec![&base, &app]), ("demo/tool:1.0", vec![&base, &tool])],
+        &[
+            ("demo/app:1.0", vec![&base, &app]),
+            ("demo/tool:1.0", vec![&base, &tool]),
+        ],
     )?;
 
-    stand_in(dir, "k3s-STAND-IN", "a stand-in for the k3s binary (no real k3s can be downloaded here)", true)?;
-    docker_archive(&dir.join("k3s-airgap-images-amd64-STAND-IN.tar"), &[("rancher/mirrored-pause:3.6", vec![&base])])?;
+    stand_in(
+        dir,
+        "k3s-STAND-IN",
+        "a stand-in for the k3s binary (no real k3s can be downloaded here)",
+        true,
+    )?;
+    docker_archive(
+        &dir.join("k3s-airgap-images-amd64-STAND-IN.tar"),
+        &[("rancher/mirrored-pause:3.6", vec![&base])],
+    )?;
     stand_in(dir, "kubectl-STAND-IN", "a stand-in for kubectl", true)?;
-    stand_in(dir, "NVIDIA-Linux-x86_64-550.90.07-STAND-IN.run", "a stand-in for the NVIDIA driver installer", true)?;
+    stand_in(
+        dir,
+        "NVIDIA-Linux-x86_64-550.90.07-STAND-IN.run",
+        "a stand-in for the NVIDIA driver installer",
+        true,
+    )?;
     let debs = dir.join("debs");
     fs::create_dir_all(&debs)?;
-    fs::write(debs.join("Packages"), "Package: chrony-STAND-IN\nVersion: 4.3-2\nFilename: chrony-STAND-IN_4.3-2_amd64.deb\n")?;
-    stand_in(&debs, "chrony-STAND-IN_4.3-2_amd64.deb", "a stand-in Debian package", false)?;
-    stand_in(dir, "mcd-2.3.0-STAND-IN.fap", "a stand-in AppPackage", false)?;
+    fs::write(
+        debs.join("Packages"),
+        "Package: chrony-STAND-IN\nVersion: 4.3-2\nFilename: chrony-STAND-IN_4.3-2_amd64.deb\n",
+    )?;
+    stand_in(
+        &debs,
+        "chrony-STAND-IN_4.3-2_amd64.deb",
+        "a stand-in Debian package",
+        false,
+    )?;
+    stand_in(
+        dir,
+        "mcd-2.3.0-STAND-IN.fap",
+        "a stand-in AppPackage",
+        false,
+    )?;
 
-    for f in ["k3s-STAND-IN", "k3s-airgap-images-amd64-STAND-IN.tar", "kubectl-STAND-IN", "NVIDIA-Linux-x86_64-550.90.07-STAND-IN.run", "mcd-2.3.0-STAND-IN.fap"] {
+    for f in [
+        "k3s-STAND-IN",
+        "k3s-airgap-images-amd64-STAND-IN.tar",
+        "kubectl-STAND-IN",
+        "NVIDIA-Linux-x86_64-550.90.07-STAND-IN.run",
+        "mcd-2.3.0-STAND-IN.fap",
+    ] {
         println!("{}  {f}", Digest::of(&fs::read(dir.join(f))?).hex());
     }
     Ok(())
@@ -73,8 +117,16 @@ fn main() -> Res<()> {
 
 fn stand_in(dir: &Path, name: &str, what: &str, executable: bool) -> Res<()> {
     let p = dir.join(name);
-    fs::write(&p, format!("#!/bin/sh\n# STAND-IN: {what}; made by make-demo-inputs.\necho \"{name}: {what}\"\n"))?;
-    fs::set_permissions(&p, fs::Permissions::from_mode(if executable { 0o755 } else { 0o644 }))?;
+    fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\n# STAND-IN: {what}; made by make-demo-inputs.\necho \"{name}: {what}\"\n"
+        ),
+    )?;
+    fs::set_permissions(
+        &p,
+        fs::Permissions::from_mode(if executable { 0o755 } else { 0o644 }),
+    )?;
     Ok(())
 }
 
@@ -126,7 +178,9 @@ fn docker_archive(path: &Path, images: &[(&str, Vec<&Vec<u8>>)]) -> Res<()> {
         if written.insert(config_name.clone()) {
             put(&mut b, &config_name, &config)?;
         }
-        manifest.push(serde_json::json!({ "Config": config_name, "RepoTags": [tag], "Layers": layer_names }));
+        manifest.push(
+            serde_json::json!({ "Config": config_name, "RepoTags": [tag], "Layers": layer_names }),
+        );
     }
     put(&mut b, "manifest.json", &serde_json::to_vec(&manifest)?)?;
     b.into_inner()?.flush()?;

@@ -806,6 +806,9 @@ fn check_free_space(dir: &Path, planned: &[PlannedItem]) -> Result<()> {
     Ok(())
 }
 
+/// Bytes per zstd job (see `write_blob`).
+const ZSTD_JOB_SIZE: u32 = 2 << 20;
+
 enum WriteError {
     Read(io::Error),
     Write(io::Error),
@@ -894,6 +897,10 @@ impl BlobWriter<'_> {
         let sink = if compress {
             let mut enc = zstd::stream::write::Encoder::new(sink, 3).map_err(WriteError::Write)?;
             enc.multithread(self.threads.max(1))
+                .map_err(WriteError::Write)?;
+            // Small fixed jobs bound memory (zstd's default at level 3 is 8 MiB per job, a few
+            // jobs in flight per worker) and keep the output independent of the worker count.
+            enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))
                 .map_err(WriteError::Write)?;
             loop {
                 let n = if first > 0 {
