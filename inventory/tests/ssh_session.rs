@@ -108,9 +108,16 @@ async fn refuses_a_wrong_password_without_retrying_or_echoing_it() {
     assert!(matches!(err, SshError::AuthRejected { .. }), "{err}");
     assert!(!err.is_transient());
     // No retry happened: a retry would have waited the 30 s backoff first.
-    assert!(start.elapsed() < Duration::from_secs(20), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
     let msg = err.to_string();
-    assert!(msg.contains("p: authentication as ferrytest-pass rejected"), "{msg}");
+    assert!(
+        msg.contains("p: authentication as ferrytest-pass rejected"),
+        "{msg}"
+    );
     assert!(!msg.contains("wrong-Password-42"), "{msg}");
 }
 
@@ -282,7 +289,10 @@ async fn a_wrong_sudo_password_is_a_clear_error() {
     let sess = Session::connect(&t, &options(dir.path())).await.unwrap();
     let err = sess.exec_ok("id -u", true).await.unwrap_err();
     assert!(matches!(err, SshError::SudoPasswordWrong { .. }), "{err}");
-    assert!(err.to_string().contains("sudo rejected the password"), "{err}");
+    assert!(
+        err.to_string().contains("sudo rejected the password"),
+        "{err}"
+    );
     assert!(!err.to_string().contains("not-the-sudo-pw"));
     assert!(!host_log(dir.path(), "sudopw").contains("not-the-sudo-pw"));
     // The session stays usable.
@@ -323,7 +333,10 @@ async fn a_shell_banner_does_not_break_commands() {
     let t = key_target("banner", &s, sshd::BANNER_USER);
     let sess = Session::connect(&t, &options(dir.path())).await.unwrap();
     let out = sess.exec_ok("echo ferry-marker", false).await.unwrap();
-    assert!(out.contains(sshd::BANNER_TEXT), "the rc file should print: {out}");
+    assert!(
+        out.contains(sshd::BANNER_TEXT),
+        "the rc file should print: {out}"
+    );
     assert!(out.trim_end().ends_with("ferry-marker"), "{out}");
 }
 

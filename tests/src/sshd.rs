@@ -40,7 +40,9 @@ pub const BANNER_TEXT: &str = "*** Welcome to a ferry test host: authorized use 
 /// returns false if `CI` is unset, panics if `CI=true` (CI must really run them).
 pub fn available() -> bool {
     let missing = if !Path::new(SSHD).exists() {
-        Some(format!("{SSHD} is missing (apt-get install openssh-server)"))
+        Some(format!(
+            "{SSHD} is missing (apt-get install openssh-server)"
+        ))
     } else if !is_root() {
         Some("tests with a real sshd need root (test users, sshd privilege separation)".into())
     } else {
@@ -94,7 +96,9 @@ fn run_ok(cmd: &mut Command) -> bool {
 }
 
 fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -337,8 +341,11 @@ impl Sshd {
         }
         fs::write(dir.path().join("authorized_keys"), &fx.keys.authorized)
             .unwrap_or_else(|e| panic!("writing authorized_keys: {e}"));
-        fs::write(dir.path().join("banner"), "ferry test sshd: pre-auth banner\n")
-            .unwrap_or_else(|e| panic!("writing banner: {e}"));
+        fs::write(
+            dir.path().join("banner"),
+            "ferry test sshd: pre-auth banner\n",
+        )
+        .unwrap_or_else(|e| panic!("writing banner: {e}"));
         let d = dir.path().display();
         // sshd takes the first value of a keyword: extra lines go first to override.
         let config = format!(
@@ -394,9 +401,7 @@ impl Sshd {
             .stderr(log)
             // Its own process group: killing it takes the per-connection children too.
             .process_group(0);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting sshd: {e}"));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting sshd: {e}"));
         self.child = Some(child);
         self.wait_ready();
     }
@@ -437,14 +442,20 @@ impl Sshd {
         s.read_exact(&mut buf).is_ok() && buf.starts_with(b"SSH-2.0")
     }
 
-    /// Kills this sshd and every session it is serving (the whole process group), as a crash
-    /// or power loss would.
+    /// Kills this sshd and every session it is serving (sshd puts each connection in its own
+    /// session, so the whole tree of descendants is collected first), as a crash or power loss
+    /// would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let pgid = child.id();
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pgid}")])
-                .status();
+            let root = child.id();
+            let mut tree = descendants(root);
+            tree.push(root);
+            for pid in tree {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
             let _ = child.wait();
         }
     }
@@ -492,6 +503,40 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Every descendant of `root` (from /proc), deepest last.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(pid, ppid) in &parent_of {
+            if ppid == p && !out.contains(&pid) {
+                out.push(pid);
+                frontier.push(pid);
+            }
+        }
+    }
+    out
 }
 
 /// A port nobody listens on right now.
@@ -561,7 +606,9 @@ impl Bastion {
         run(Command::new("ip").args(["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]));
         run(Command::new("ip").args(["link", "set", &host_if, "up"]));
         let nsx = |args: &[&str]| {
-            run(Command::new("ip").args(["netns", "exec", &netns]).args(args));
+            run(Command::new("ip")
+                .args(["netns", "exec", &netns])
+                .args(args));
         };
         nsx(&["ip", "link", "set", "lo", "up"]);
         nsx(&["ip", "addr", "add", &format!("{ns_ip}/30"), "dev", &ns_if]);
@@ -630,7 +677,13 @@ impl SmallDisk {
     pub fn mount(kib: u64) -> Self {
         let dir = ScratchDir::new("disk");
         run(Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={kib}k,mode=1777"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=1777"),
+                "tmpfs",
+            ])
             .arg(dir.path()));
         Self { dir }
     }

@@ -18,7 +18,9 @@ pub enum SshError {
         source: std::io::Error,
     },
     /// No connection or no SSH answer within the timeout.
-    #[error("{host}: no SSH answer from {addr} within {secs}s; check the address, firewall and sshd")]
+    #[error(
+        "{host}: no SSH answer from {addr} within {secs}s; check the address, firewall and sshd"
+    )]
     Timeout {
         /// Host name.
         host: String,
@@ -110,7 +112,9 @@ pub enum SshError {
         command: String,
     },
     /// sudo rejected the password.
-    #[error("{host}: sudo rejected the password of {user}; check the sudo password in the inventory")]
+    #[error(
+        "{host}: sudo rejected the password of {user}; check the sudo password in the inventory"
+    )]
     SudoPasswordWrong {
         /// Host name.
         host: String,

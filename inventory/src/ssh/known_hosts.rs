@@ -190,8 +190,10 @@ impl KnownHosts {
 mod tests {
     use super::*;
 
-    const A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
-    const B: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBvWXQVRH/7+8qgjgyhqwlF/DvVHj5+3ECdqGr4r3mGN";
+    const A: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    const B: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBvWXQVRH/7+8qgjgyhqwlF/DvVHj5+3ECdqGr4r3mGN";
 
     #[test]
     fn records_first_use_then_refuses_a_changed_key() {

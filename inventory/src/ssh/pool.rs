@@ -77,20 +77,20 @@ impl Pool {
             self.sessions.lock().await.remove(&key(target));
             return Box::pin(self.session(target)).await;
         }
-        slot.get_or_try_init(|| self.connect(target))
-            .await
-            .cloned()
+        slot.get_or_try_init(|| self.connect(target)).await.cloned()
     }
 
     async fn connect(&self, target: &Target) -> Result<Arc<Session>, SshError> {
         let via = match &target.bastion {
-            Some(b) => Some(Box::pin(self.session(b)).await.map_err(|e| {
-                SshError::Bastion {
-                    host: target.name.clone(),
-                    bastion: b.name.clone(),
-                    reason: e.to_string(),
-                }
-            })?),
+            Some(b) => Some(
+                Box::pin(self.session(b))
+                    .await
+                    .map_err(|e| SshError::Bastion {
+                        host: target.name.clone(),
+                        bastion: b.name.clone(),
+                        reason: e.to_string(),
+                    })?,
+            ),
             None => None,
         };
         let pacer = self.pacer(target).await;

@@ -11,7 +11,7 @@ use russh::client::{self, Handle, KeyboardInteractiveAuthResponse};
 use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::time::timeout;
 
 use super::known_hosts::KnownHosts;
@@ -205,13 +205,14 @@ impl Session {
         let handshake = async {
             match &via {
                 None => {
-                    let tcp = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
-                        .await
-                        .map_err(|source| SshError::Connect {
-                            host: host.clone(),
-                            addr: addr.clone(),
-                            source,
-                        })?;
+                    let tcp =
+                        tokio::net::TcpStream::connect((target.address.as_str(), target.port))
+                            .await
+                            .map_err(|source| SshError::Connect {
+                                host: host.clone(),
+                                addr: addr.clone(),
+                                source,
+                            })?;
                     let _ = tcp.set_nodelay(true);
                     client::connect_stream(config, tcp, handler)
                         .await
@@ -319,7 +320,10 @@ impl Session {
             source,
         };
         let channel = self.handle.channel_open_session().await.map_err(chan_err)?;
-        channel.exec(true, wire.as_bytes()).await.map_err(chan_err)?;
+        channel
+            .exec(true, wire.as_bytes())
+            .await
+            .map_err(chan_err)?;
         let (mut read, write) = channel.split();
         let mut early = Vec::new();
         if as_root && !matches!(self.sudo, Sudo::None) {
@@ -328,8 +332,10 @@ impl Session {
         }
         let (out_w, out_r) = tokio::io::duplex(256 * 1024);
         let (tx, rx) = oneshot::channel();
-        tokio::spawn(pump(read, out_w, early, self.log.clone(), id, tx));
+        let (ended_tx, ended) = watch::channel(false);
+        tokio::spawn(pump(read, out_w, early, self.log.clone(), id, tx, ended_tx));
         Ok(RemoteChild {
+            ended,
             host: self.name.clone(),
             command: command.to_string(),
             stdin: Some(Box::pin(write.make_writer())),
@@ -384,15 +390,9 @@ impl Session {
         let inner = format!("printf '%s\\n' {READY} >&2; {command}");
         match &self.sudo {
             Sudo::None => (command.to_string(), None),
-            Sudo::Passwordless => (
-                format!("sudo -n -- sh -c {}", shell_quote(&inner)),
-                None,
-            ),
+            Sudo::Passwordless => (format!("sudo -n -- sh -c {}", shell_quote(&inner)), None),
             Sudo::Password(pw) => (
-                format!(
-                    "sudo -k -S -p {PROMPT} -- sh -c {}",
-                    shell_quote(&inner)
-                ),
+                format!("sudo -k -S -p {PROMPT} -- sh -c {}", shell_quote(&inner)),
                 Some(pw.clone()),
             ),
         }
@@ -522,16 +522,16 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<()
         Auth::Key { path, passphrase } => {
             let key = russh::keys::load_secret_key(path, passphrase.as_ref().map(Secret::expose))
                 .map_err(|e| SshError::Key {
-                    host: host.clone(),
-                    path: path.clone(),
-                    reason: match (&e, passphrase) {
-                        (russh::keys::Error::KeyIsEncrypted, None) => {
-                            "it is encrypted and no passphrase is given".into()
-                        }
-                        (_, Some(_)) => format!("{e} (is the passphrase right?)"),
-                        _ => e.to_string(),
-                    },
-                })?;
+                host: host.clone(),
+                path: path.clone(),
+                reason: match (&e, passphrase) {
+                    (russh::keys::Error::KeyIsEncrypted, None) => {
+                        "it is encrypted and no passphrase is given".into()
+                    }
+                    (_, Some(_)) => format!("{e} (is the passphrase right?)"),
+                    _ => e.to_string(),
+                },
+            })?;
             let hash = handle
                 .best_supported_rsa_hash()
                 .await
@@ -605,6 +605,7 @@ async fn pump(
     log: Option<Arc<HostLog>>,
     id: u64,
     done: oneshot::Sender<Exit>,
+    ended: watch::Sender<bool>,
 ) {
     let mut exit = Exit::default();
     let mut out_open = true;
@@ -638,9 +639,13 @@ async fn pump(
                     exit.stderr_tail.drain(..cut);
                 }
             }
-            ChannelMsg::ExitStatus { exit_status } => exit.status = Some(exit_status),
+            ChannelMsg::ExitStatus { exit_status } => {
+                exit.status = Some(exit_status);
+                let _ = ended.send(true);
+            }
             ChannelMsg::ExitSignal { signal_name, .. } => {
-                exit.signal = Some(format!("{signal_name:?}"))
+                exit.signal = Some(format!("{signal_name:?}"));
+                let _ = ended.send(true);
             }
             ChannelMsg::Eof => {
                 let _ = out.shutdown().await;
@@ -651,6 +656,7 @@ async fn pump(
         }
     }
     drop(out);
+    let _ = ended.send(true);
     if let Some(log) = &log {
         log.exit(id, &exit.describe());
     }
@@ -703,6 +709,7 @@ pub struct RemoteChild {
     _write: ChannelWriteHalf<client::Msg>,
     stdout: DuplexStream,
     exit: oneshot::Receiver<Exit>,
+    ended: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for RemoteChild {
@@ -744,18 +751,35 @@ impl RemoteChild {
 
     /// Takes the streams out, for clients that need to own them; [`RemoteChild::wait`] still
     /// reports the end.
-    pub fn take_streams(
-        &mut self,
-    ) -> Option<(Pin<Box<dyn AsyncWrite + Send>>, DuplexStream)> {
+    pub fn take_streams(&mut self) -> Option<(Pin<Box<dyn AsyncWrite + Send>>, DuplexStream)> {
         let stdin = self.stdin.take()?;
         let (_, dummy) = tokio::io::duplex(1);
         Some((stdin, std::mem::replace(&mut self.stdout, dummy)))
     }
 
+    /// Writes all of `data` to stdin; fails (instead of waiting forever for window space) as
+    /// soon as the command has ended or the connection is gone.
+    pub async fn write_stdin(&mut self, data: &[u8]) -> std::io::Result<()> {
+        let gone =
+            || std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the remote command ended");
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(gone());
+        };
+        let mut ended = self.ended.clone();
+        tokio::select! {
+            r = stdin.write_all(data) => r,
+            _ = ended.wait_for(|e| *e) => Err(gone()),
+        }
+    }
+
     /// Sends end-of-file on stdin.
     pub async fn close_stdin(&mut self) {
         if let Some(mut s) = self.stdin.take() {
-            let _ = s.shutdown().await;
+            let mut ended = self.ended.clone();
+            tokio::select! {
+                _ = s.shutdown() => {}
+                _ = ended.wait_for(|e| *e) => {}
+            }
         }
     }
 
