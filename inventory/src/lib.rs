@@ -8,4 +8,7 @@ pub mod model;
 pub mod secrets;
 pub use model::{Credential, Host, Inventory, InventoryError, Problem, Role, SecretRef, SudoSpec};
 pub use secrets::{ProcessEnv, PromptRequest, SecretKind, SecretSource};
+pub mod facts;
+pub mod remote;
 pub mod ssh;
+pub mod transfer;
