@@ -62,6 +62,16 @@ fn main() {
     let bare = rate("bare Ed25519 signature check (reference)", budget, || {
         file.verify_signature(&trusted).unwrap();
     });
+    rate("  of which: parse armor + envelope", budget, || {
+        LicenseFile::parse(text.as_bytes()).unwrap();
+    });
+    let license = open(&file, &trusted, &request).unwrap();
+    rate("  of which: decrypt (HKDF + AEAD + payload JSON)", budget, || {
+        file.decrypt(&request).unwrap();
+    });
+    rate("  of which: fingerprint, dates, guards, usage", budget, || {
+        check(license.clone(), &site, Some(&guards)).unwrap();
+    });
     let full = rate(
         "full verification (parse+sig+decrypt+fingerprint+guards)",
         budget,
