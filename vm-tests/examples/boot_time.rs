@@ -31,10 +31,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|vm| format!("{}", vm.rss_kib().unwrap_or(0) / 1024))
         .collect();
+    let cpu: Vec<String> = bed
+        .vms()
+        .iter()
+        .map(|vm| {
+            format!(
+                "{:.1}",
+                vm.qemu_cpu_time().unwrap_or_default().as_secs_f64()
+            )
+        })
+        .collect();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "vms={n} accel={accel:?} ready_s={:.1} rss_mib={}",
+        "vms={n} accel={accel:?} ready_s={:.1} rss_mib={} qemu_cpu_s={} load1={}",
         bed.boot_time().as_secs_f64(),
-        rss.join(",")
+        rss.join(","),
+        cpu.join(","),
+        load.split_whitespace().next().unwrap_or("?")
     );
     if args.next().as_deref() == Some("hold") {
         for vm in bed.vms() {

@@ -46,6 +46,7 @@ impl Network {
     /// Takes a free slot and creates its bridge (host address 10.203.N.1/24) and `n` taps.
     pub(crate) fn create(n: usize) -> Result<Network, TestbedError> {
         fs::create_dir_all(SLOT_DIR).map_err(TestbedError::io(format!("creating {SLOT_DIR}")))?;
+        reap_abandoned_slots();
         let used = run("ip", &["-4", "-o", "addr", "show"])?;
         for slot in FIRST_SLOT..=LAST_SLOT {
             let prefix = format!("10.203.{slot}.");
@@ -181,6 +182,25 @@ fn forward_rule(bridge: &str) -> [&str; 7] {
 fn bridge_calls_iptables() -> bool {
     fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
         .is_ok_and(|v| v.trim() == "1")
+}
+
+/// Cleans every slot whose owner died without tearing down (killed with SIGKILL): its lock is
+/// free but its slot file still names a run directory.
+fn reap_abandoned_slots() {
+    for slot in FIRST_SLOT..=LAST_SLOT {
+        let path = Path::new(SLOT_DIR).join(format!("slot-{slot}"));
+        if fs::metadata(&path).map(|m| m.len() == 0).unwrap_or(true) {
+            continue;
+        }
+        let Ok(file) = OpenOptions::new().write(true).open(&path) else {
+            continue;
+        };
+        if let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            cleanup_slot(slot);
+            let _ = fs::write(&path, "");
+            drop(lock);
+        }
+    }
 }
 
 /// Kills the qemu processes of `slot`, removes its run directory, links and firewall rule. Only

@@ -333,3 +333,85 @@ fn dropping_a_testbed_removes_its_vms_and_links() {
     }
     assert!(!dir.exists(), "run directory left behind");
 }
+
+/// Not a test on its own: the child process of `a_testbed_whose_process_was_killed_is_reaped_by_the_next`.
+#[test]
+#[ignore = "helper, started by another test"]
+fn helper_hold_a_testbed() {
+    if std::env::var("FERRY_VM_HOLD_HELPER").is_err() {
+        return;
+    }
+    let bed = Testbed::start(1, &spec()).expect("start");
+    println!(
+        "HELD {} {} {}",
+        bed.vm(0).qemu_pid().unwrap(),
+        bed.bridge(),
+        bed.vm(0).tap()
+    );
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_testbed_whose_process_was_killed_is_reaped_by_the_next() {
+    use std::io::{BufRead, BufReader};
+    // Probe the environment first, so a machine without VMs skips (or fails in CI) here.
+    let Some(first) = start_or_skip(1, &spec()) else {
+        return;
+    };
+    drop(first);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_hold_a_testbed",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("FERRY_VM_HOLD_HELPER", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let held = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("HELD "))
+        .expect("the helper reports its testbed");
+    let parts: Vec<&str> = held.split_whitespace().collect();
+    let (qemu, bridge, tap) = (parts[1], parts[2], parts[3]);
+    child.kill().unwrap(); // SIGKILL: no Drop, no signal handler
+    child.wait().unwrap();
+    // A killed process whose new parent has not reaped it yet is a zombie: dead.
+    let alive = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+            st.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
+    };
+    let link_exists = |name: &str| {
+        std::process::Command::new("ip")
+            .args(["link", "show", name])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(
+        alive(qemu),
+        "the killed test left its qemu running (as expected)"
+    );
+    assert!(link_exists(bridge) && link_exists(tap));
+
+    let next = start_or_skip(1, &spec()).expect("a new testbed starts");
+    assert!(!alive(qemu), "the leftover qemu {qemu} was not killed");
+    // The freed slot may be the one the new testbed took: then its names are in use again.
+    if next.bridge() != bridge {
+        assert!(!link_exists(tap), "leftover tap {tap} still exists");
+        assert!(
+            !link_exists(bridge),
+            "leftover bridge {bridge} still exists"
+        );
+    } else {
+        assert_eq!(next.vm(0).tap(), tap);
+        assert!(next.vm(0).ssh("true").unwrap().success());
+    }
+}
