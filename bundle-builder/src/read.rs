@@ -412,10 +412,11 @@ impl Bundle {
                     return Err(BundleError::damaged(
                         &self.path,
                         format!(
-                            "blob {} (item {}) is corrupt: its stored bytes hash to {got}, the manifest says {}",
+                            "blob {} (item {}) is corrupt: its stored bytes hash to {got}, the manifest says {}{}",
                             b.digest,
                             self.users(&b.digest),
-                            b.stored_sha256
+                            b.stored_sha256,
+                            r.locate(pos - pad as u64 - parsed.size)
                         ),
                     ));
                 }
@@ -731,8 +732,16 @@ impl Read for BlobReader {
 
 /// Finds the layout of the bundle at `path`.
 pub fn resolve(path: &Path) -> Result<Layout> {
+    // A part given by name (`NAME.part001`) means the split bundle it belongs to.
+    let part_of = path.to_str().and_then(|s| {
+        let (base, n) = s.rsplit_once(".part")?;
+        (n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| PathBuf::from(format!("{base}.parts")))
+    });
     let index_path = if path.extension().is_some_and(|e| e == "parts") {
         Some(path.to_path_buf())
+    } else if let Some(index) = part_of.filter(|p| p.is_file()) {
+        Some(index)
     } else if path.is_file() {
         None
     } else {

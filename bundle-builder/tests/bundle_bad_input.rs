@@ -481,3 +481,39 @@ fn refuses_source_trees_with_links_that_leave_them() {
         "{err}"
     );
 }
+
+#[test]
+fn checks_free_space_before_writing_anything() {
+    // A real small file system: a 1 MiB tmpfs (needs root to mount).
+    let fx = Fixture::new();
+    let small = fx.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("cannot mount a tmpfs (the free-space test needs root)");
+        }
+        eprintln!(
+            "SKIPPED checks_free_space_before_writing_anything: cannot mount a tmpfs (needs root)"
+        );
+        return;
+    }
+    fs::write(fx.path().join("big.bin"), pseudo_random(3 << 20, 3)).unwrap();
+    let spec = fx.write_spec("[[files]]\nname = \"big\"\npath = \"big.bin\"\n");
+    let result = fx.build(&spec, &small.join("demo.bundle"), None);
+    let left = fs::read_dir(&small).unwrap().count();
+    let _ = std::process::Command::new("umount").arg(&small).status();
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "not enough free space in {}: the bundle needs up to",
+            small.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(left, 0, "a refused build wrote into the output directory");
+}

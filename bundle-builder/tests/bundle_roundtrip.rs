@@ -137,6 +137,9 @@ fn split_parts_verify_and_extract_without_joining() {
         let report = bundle.verify(true, &mut |_| {}).unwrap();
         assert!(report.parts > 3);
     }
+    // Naming any part opens the split bundle it belongs to.
+    let bundle = Bundle::open(&fx.path().join("demo.bundle.part002"), Some(&fx.public)).unwrap();
+    assert_eq!(bundle.manifest().items.len(), 4);
     let bundle = Bundle::open(&out, Some(&fx.public)).unwrap();
     let x = fx.path().join("x");
     bundle.extract(Some("random"), &x, &mut |_| {}).unwrap();
