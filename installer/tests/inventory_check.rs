@@ -1,0 +1,300 @@
+//! `ferry inventory check` and `ferry inventory facts` through the real binary, against a mixed
+//! set of real sshd hosts: password, key, sudo with a password, and a host behind a jump host.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use ferry_tests::sshd::{self, Bastion, SilentPort, Sshd};
+
+fn ferry(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(args)
+        .arg("--known-hosts")
+        .arg(dir.join("known_hosts"))
+        .arg("--run-dir")
+        .arg(dir.join("run"))
+        .env("HOME", dir)
+        .env_remove("SSH_AUTH_SOCK");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running ferry")
+}
+
+fn host_entry(name: &str, address: &str, port: u16, user: &str, extra: &str) -> String {
+    format!(
+        "[[hosts]]\nname = \"{name}\"\naddress = \"{address}\"\nport = {port}\nuser = \"{user}\"\n{extra}\n"
+    )
+}
+
+fn key_line() -> String {
+    format!("key = \"{}\"\n", sshd::fixture().keys.ed25519.display())
+}
+
+/// The mixed site: password, key, sudo-with-password hosts on three sshds, plus (when network
+/// namespaces work) a jump host and a host only it can reach.
+struct Site {
+    _servers: Vec<Sshd>,
+    bastion: Option<Bastion>,
+    toml: String,
+}
+
+fn mixed_site(with_bastion: bool) -> Site {
+    let servers: Vec<Sshd> = (0..3).map(|_| Sshd::start()).collect();
+    let mut toml = String::new();
+    toml += &host_entry(
+        "pw",
+        "127.0.0.1",
+        servers[0].port,
+        sshd::PASSWORD_USER,
+        "password_env = \"FERRYTEST_PW\"",
+    );
+    toml += &host_entry("key", "127.0.0.1", servers[1].port, sshd::KEY_USER, &key_line());
+    toml += &host_entry(
+        "sudopw",
+        "127.0.0.1",
+        servers[2].port,
+        sshd::SUDO_PASSWORD_USER,
+        &format!(
+            "{}sudo = \"password\"\nsudo_password_env = \"FERRYTEST_SUDO_PW\"",
+            key_line()
+        ),
+    );
+    let bastion = (with_bastion && sshd::netns_available()).then(|| Bastion::start(1));
+    if let Some(b) = &bastion {
+        toml += &host_entry(
+            "jump",
+            &b.bastion.address,
+            b.bastion.port,
+            sshd::KEY_USER,
+            &key_line(),
+        );
+        toml += &host_entry(
+            "inner",
+            "127.0.0.1",
+            b.inner[0].port,
+            sshd::SUDO_USER,
+            &format!("{}sudo = \"passwordless\"\nbastion = \"jump\"", key_line()),
+        );
+    }
+    Site {
+        _servers: servers,
+        bastion,
+        toml,
+    }
+}
+
+const ENV: &[(&str, &str)] = &[
+    ("FERRYTEST_PW", sshd::PASSWORD),
+    ("FERRYTEST_SUDO_PW", sshd::PASSWORD),
+];
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn check_passes_a_mixed_site_with_password_key_sudo_and_bastion() {
+    if !sshd::available() {
+        return;
+    }
+    let site = mixed_site(true);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.toml");
+    std::fs::write(&inv, &site.toml).unwrap();
+    let out = ferry(
+        dir.path(),
+        &["inventory", "check", "-i", inv.to_str().unwrap(), "--json"],
+        ENV,
+    );
+    let doc = json(&out);
+    assert!(out.status.success(), "{doc:#}");
+    assert_eq!(doc["ok"], true);
+    let hosts = doc["hosts"].as_array().unwrap();
+    let expected = if site.bastion.is_some() { 5 } else { 3 };
+    assert_eq!(hosts.len(), expected);
+    for h in hosts {
+        assert_eq!(h["ok"], true, "{h:#}");
+        assert!(h["clock_skew_seconds"].as_f64().unwrap().abs() < 2.0, "{h:#}");
+        assert!(!h["facts"]["kernel"].as_str().unwrap().is_empty(), "{h:#}");
+        assert_eq!(h["facts_source"], "shell");
+    }
+    let by = |name: &str| hosts.iter().find(|h| h["host"] == name).unwrap();
+    assert_eq!(by("sudopw")["sudo"], true);
+    assert_eq!(by("pw")["sudo"], serde_json::Value::Null);
+    if site.bastion.is_some() {
+        assert_eq!(by("inner")["sudo"], true);
+    }
+    // Secrets stay out of logs.
+    for entry in std::fs::read_dir(dir.path().join("run")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains(sshd::PASSWORD));
+    }
+    // Host keys were recorded in ferry's own file.
+    let known = std::fs::read_to_string(dir.path().join("known_hosts")).unwrap();
+    assert_eq!(known.lines().count(), expected, "{known}");
+}
+
+#[test]
+fn check_reports_each_failing_host_on_one_line_and_goes_on() {
+    if !sshd::available() {
+        return;
+    }
+    let site = mixed_site(false);
+    let silent = SilentPort::start();
+    let wrong = Sshd::start();
+    let badsudo = Sshd::start();
+    let mut toml = site.toml.clone();
+    toml += &host_entry(
+        "silent",
+        "127.0.0.1",
+        silent.port,
+        sshd::KEY_USER,
+        &key_line(),
+    );
+    toml += &host_entry(
+        "wrongpw",
+        "127.0.0.1",
+        wrong.port,
+        sshd::PASSWORD_USER,
+        "password_env = \"FERRYTEST_WRONG\"",
+    );
+    toml += &host_entry(
+        "badsudo",
+        "127.0.0.1",
+        badsudo.port,
+        sshd::SUDO_PASSWORD_USER,
+        &format!(
+            "{}sudo = \"password\"\nsudo_password_env = \"FERRYTEST_WRONG\"",
+            key_line()
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.toml");
+    std::fs::write(&inv, toml).unwrap();
+    let mut env = ENV.to_vec();
+    env.push(("FERRYTEST_WRONG", "not-the-password"));
+    let start = Instant::now();
+    let out = ferry(
+        dir.path(),
+        &[
+            "inventory",
+            "check",
+            "-i",
+            inv.to_str().unwrap(),
+            "--timeout",
+            "2",
+            "--attempts",
+            "1",
+        ],
+        &env,
+    );
+    let took = start.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAILED ")).collect();
+    assert_eq!(failed.len(), 3, "{stdout}");
+    assert!(
+        failed.iter().any(|l| l.starts_with("FAILED silent:") && l.contains("within 2s")),
+        "{stdout}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.starts_with("FAILED wrongpw:") && l.contains("rejected")),
+        "{stdout}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.starts_with("FAILED badsudo:") && l.contains("sudo rejected the password")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not-the-password"));
+    assert!(stdout.contains("3 of 6 hosts passed"), "{stdout}");
+    // The table lists every host.
+    for name in ["pw", "key", "sudopw", "silent", "wrongpw", "badsudo"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&format!("{name} "))),
+            "{name}: {stdout}"
+        );
+    }
+    // The silent host did not hold the others up beyond its own timeout.
+    assert!(took < Duration::from_secs(30), "{took:?}");
+}
+
+#[test]
+fn check_refuses_a_host_whose_key_changed() {
+    if !sshd::available() {
+        return;
+    }
+    let mut s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.toml");
+    std::fs::write(
+        &inv,
+        host_entry("node1", "127.0.0.1", s.port, sshd::KEY_USER, &key_line()),
+    )
+    .unwrap();
+    let args = ["inventory", "check", "-i", inv.to_str().unwrap()];
+    let first = ferry(dir.path(), &args, &[]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stdout));
+    s.change_host_keys();
+    let out = ferry(dir.path(), &args, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("FAILED node1:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("CHANGED") && line.contains("ssh-keygen -R"), "{line}");
+    assert_eq!(line.matches("SHA256:").count(), 2, "{line}");
+}
+
+#[test]
+fn facts_prints_json_for_every_host() {
+    if !sshd::available() {
+        return;
+    }
+    let site = mixed_site(false);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.toml");
+    std::fs::write(&inv, &site.toml).unwrap();
+    let out = ferry(
+        dir.path(),
+        &["inventory", "facts", "-i", inv.to_str().unwrap(), "--json"],
+        ENV,
+    );
+    let doc = json(&out);
+    assert!(out.status.success(), "{doc:#}");
+    let hosts = doc["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 3);
+    for h in hosts {
+        assert_eq!(h["error"], serde_json::Value::Null, "{h:#}");
+        assert!(h["facts"]["memory"]["total_bytes"].as_u64().unwrap() > 0, "{h:#}");
+        assert!(!h["facts"]["hostname"].as_str().unwrap().is_empty(), "{h:#}");
+    }
+}
+
+#[test]
+fn an_unreadable_inventory_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.toml");
+    std::fs::write(&inv, "[[hosts]]\nname = \"a\"\nbogus = 1\n").unwrap();
+    let out = ferry(
+        dir.path(),
+        &["inventory", "check", "-i", inv.to_str().unwrap()],
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: reading inventory"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
