@@ -179,6 +179,24 @@ fn reads_a_docker_archive_with_layers_in_place() {
 }
 
 #[test]
+fn reports_scan_progress_up_to_the_archive_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "saved.tar", &docker_archive().bytes);
+    let size = fs::metadata(&path).unwrap().len();
+    let mut seen = Vec::new();
+    image::from_archive_with_progress(&path, &mut |p| seen.push(p)).unwrap();
+    assert!(
+        seen.windows(2).all(|w| w[0].scanned <= w[1].scanned),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|p| p.total == size && p.scanned <= size),
+        "{seen:?}"
+    );
+    assert_eq!(seen.last().map(|p| p.scanned), Some(size));
+}
+
+#[test]
 fn a_layer_shared_by_two_images_has_one_digest() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "saved.tar", &docker_archive().bytes);

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use ferry_bundle::image::{self, ImageError, OciImage};
+use ferry_bundle::image::{self, EngineProgress, ImageError, OciImage};
 use ferry_bundle::BlobSource;
 use ferry_tests::docker::{self, Containerd, Dockerd};
 
@@ -113,7 +113,23 @@ fn two_images_sharing_a_base_share_the_layer_digest() {
     let engine = engine_with_two_images();
     let spool = tempfile::tempdir().unwrap();
     let refs = vec![APP.to_string(), BASE.to_string()];
-    let images = image::from_engine(&engine.host(), &refs, spool.path()).unwrap();
+    let mut events = Vec::new();
+    let images = image::from_engine_with_progress(&engine.host(), &refs, spool.path(), &mut |e| {
+        events.push(e)
+    })
+    .unwrap();
+    let found: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            EngineProgress::Found { reference, .. } => Some(reference.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(found, [APP, BASE]);
+    assert!(
+        matches!(events.last(), Some(EngineProgress::Scanning(p)) if p.scanned == p.total && p.total > 0),
+        "{events:?}"
+    );
     let (app, base) = (&images[0], &images[1]);
     assert_eq!(app.layers[0].digest, base.layers[0].digest);
     assert_ne!(app.layers[1].digest, base.layers[0].digest);

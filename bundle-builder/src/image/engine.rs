@@ -13,7 +13,7 @@ use bollard::{ClientVersion, Docker};
 use futures_util::StreamExt;
 
 use super::reference::normalize_reference;
-use super::{from_archive, ImageError, OciImage};
+use super::{from_archive_with_progress, ImageError, OciImage};
 use crate::Digest;
 
 /// Seconds one API request may take; an export of many gigabytes is one request.
@@ -40,10 +40,7 @@ pub enum EngineProgress {
         bytes: u64,
     },
     /// The export is complete and is being scanned and verified.
-    Scanning {
-        /// Total bytes of the export.
-        bytes: u64,
-    },
+    Scanning(super::ScanProgress),
 }
 
 /// [`from_engine_with_progress`] without progress reports.
@@ -88,9 +85,9 @@ pub fn from_engine_with_progress(
             return Err(e);
         }
     };
-    let bytes = fs::metadata(&spool).map(|m| m.len()).unwrap_or_default();
-    progress(EngineProgress::Scanning { bytes });
-    let images = match from_archive(&spool) {
+    let scanned =
+        from_archive_with_progress(&spool, &mut |p| progress(EngineProgress::Scanning(p)));
+    let images = match scanned {
         Ok(images) => images,
         Err(e) => {
             let _ = fs::remove_file(&spool);

@@ -222,7 +222,24 @@ pub enum ImageError {
 /// the config's `rootfs.diff_ids`, OCI blobs against their names. The returned blobs reference
 /// the archive in place (`BlobSource::Range`), so the file must stay in place while they are used.
 pub fn from_archive(path: &Path) -> Result<Vec<OciImage>, ImageError> {
-    let scan = tarscan::Scan::of(path)?;
+    from_archive_with_progress(path, &mut |_| {})
+}
+
+/// How far the scan of an archive has come, for a front end to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanProgress {
+    /// Bytes of the archive read and hashed so far.
+    pub scanned: u64,
+    /// The archive's size.
+    pub total: u64,
+}
+
+/// [`from_archive`], reporting the scan's progress every few megabytes (and once at the end).
+pub fn from_archive_with_progress(
+    path: &Path,
+    progress: &mut dyn FnMut(ScanProgress),
+) -> Result<Vec<OciImage>, ImageError> {
+    let scan = tarscan::Scan::of(path, progress)?;
     if scan.has("index.json") && scan.has("oci-layout") {
         oci_archive::images(&scan)
     } else if scan.has("manifest.json") {

@@ -9,9 +9,11 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use super::verify::hash_reader;
-use super::ImageError;
+use super::{ImageError, ScanProgress};
 use crate::{BlobSource, Digest};
 
+/// How often (in bytes scanned) progress is reported.
+const PROGRESS_STEP: u64 = 8 * 1024 * 1024;
 /// The largest metadata file (manifest, config, index) read into memory.
 const METADATA_LIMIT: u64 = 16 * 1024 * 1024;
 /// How many links are followed before a chain counts as a loop.
@@ -44,8 +46,9 @@ pub(crate) struct Scan {
 }
 
 impl Scan {
-    /// Reads the whole archive once, hashing each regular file.
-    pub fn of(path: &Path) -> Result<Scan, ImageError> {
+    /// Reads the whole archive once, hashing each regular file; `progress` gets the bytes
+    /// scanned so far and the archive's size, every few megabytes.
+    pub fn of(path: &Path, progress: &mut dyn FnMut(ScanProgress)) -> Result<Scan, ImageError> {
         let io_err = |source| ImageError::Io {
             path: path.to_path_buf(),
             source,
@@ -66,6 +69,14 @@ impl Scan {
             });
         }
         let file = File::open(path).map_err(io_err)?;
+        let total = file.metadata().map_err(io_err)?.len();
+        let mut next_report = 0u64;
+        let mut report = |scanned: u64| {
+            if scanned >= next_report {
+                progress(ScanProgress { scanned, total });
+                next_report = scanned + PROGRESS_STEP;
+            }
+        };
         let mut archive = tar::Archive::new(file);
         let mut entries = BTreeMap::new();
         let mut last: Option<String> = None;
@@ -101,8 +112,8 @@ impl Scan {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let offset = entry.raw_file_position();
                     let size = entry.size();
-                    let (digest, read) =
-                        hash_reader(&mut entry).map_err(|e| ImageError::Corrupt {
+                    let (digest, read) = hash_reader(&mut entry, &mut |n| report(offset + n))
+                        .map_err(|e| ImageError::Corrupt {
                             path: path.to_path_buf(),
                             detail: format!("reading entry {name}: {}", one_line(&e.to_string())),
                         })?;
@@ -144,6 +155,10 @@ impl Scan {
                 ),
             });
         }
+        progress(ScanProgress {
+            scanned: total,
+            total,
+        });
         if entries.is_empty() {
             return Err(ImageError::NotATar {
                 path: path.to_path_buf(),

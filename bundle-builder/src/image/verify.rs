@@ -69,7 +69,11 @@ impl<R: Read> Read for VerifyingReader<R> {
 }
 
 /// Hashes a reader to its end without keeping its bytes; returns the digest and the length.
-pub(crate) fn hash_reader(mut r: impl Read) -> io::Result<(Digest, u64)> {
+/// `read_so_far` is called after every chunk with the bytes read until then.
+pub(crate) fn hash_reader(
+    mut r: impl Read,
+    read_so_far: &mut dyn FnMut(u64),
+) -> io::Result<(Digest, u64)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
@@ -82,6 +86,7 @@ pub(crate) fn hash_reader(mut r: impl Read) -> io::Result<(Digest, u64)> {
         };
         hasher.update(&buf[..n]);
         total += n as u64;
+        read_so_far(total);
     }
     Ok((Digest::from_bytes(hasher.finalize().into()), total))
 }
