@@ -1,0 +1,242 @@
+//! ferry's own binary as a short-lived agent on a host: uploaded (content-addressed, skipped
+//! when already there) under the login's home, started over an exec channel (through sudo when
+//! asked), its stdin/stdout handed to the agent protocol, removed at the end. When it cannot
+//! start (a C library too old, a noexec home), the reason is said plainly and facts come from
+//! the POSIX shell fallback instead.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::facts::{parse_shell_output, shell_script, Facts};
+use crate::ssh::{shell_quote, RemoteChild, Session, SshError};
+use crate::transfer::{upload, LocalFile, TransferError, TransferEvent, UploadOptions};
+
+/// Agent errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// SSH failed.
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// Uploading the binary failed.
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+    /// The binary is on the host but cannot run there.
+    #[error("{host}: the ferry agent cannot run there: {reason}")]
+    AgentUnavailable {
+        /// Host name.
+        host: String,
+        /// Why, in plain words.
+        reason: String,
+    },
+    /// The local binary could not be found.
+    #[error("finding ferry's own binary to push as the agent: {0}")]
+    NoBinary(std::io::Error),
+}
+
+/// The binary pushed as the agent.
+#[derive(Debug, Clone)]
+pub struct AgentBinary {
+    file: LocalFile,
+}
+
+impl AgentBinary {
+    /// The running executable (`ferry` itself).
+    pub async fn current() -> Result<Self, RemoteError> {
+        let exe = std::env::current_exe().map_err(RemoteError::NoBinary)?;
+        Self::at(exe).await
+    }
+
+    /// A given binary (e.g. one built for an older glibc).
+    pub async fn at(path: impl Into<PathBuf>) -> Result<Self, RemoteError> {
+        Ok(Self {
+            file: LocalFile::open(path).await?,
+        })
+    }
+
+    /// The file and its digest.
+    pub fn file(&self) -> &LocalFile {
+        &self.file
+    }
+
+    /// Where it goes on a host, relative to the login's home: a directory only that user can
+    /// write (a shared /tmp would let another local user swap the binary before root runs it),
+    /// named by the binary's digest.
+    pub fn remote_dir(&self) -> String {
+        format!(
+            ".ferry/agent/{}",
+            &self.file.sha256[..16.min(self.file.sha256.len())]
+        )
+    }
+
+    /// The binary's path on a host.
+    pub fn remote_path(&self) -> String {
+        format!("{}/ferry", self.remote_dir())
+    }
+}
+
+/// Uploads the agent (skipped when present) and checks that it runs there.
+pub async fn push_agent(session: &Session, bin: &AgentBinary) -> Result<String, RemoteError> {
+    let path = bin.remote_path();
+    let opts = UploadOptions {
+        as_root: false,
+        mode: 0o700,
+    };
+    let quiet = |_: TransferEvent| {};
+    upload(session, bin.file(), &path, &opts, &quiet).await?;
+    let out = session
+        .exec(&format!("./{} --version", shell_quote(&path)), false)
+        .await?;
+    if out.exit.success() {
+        return Ok(path);
+    }
+    Err(RemoteError::AgentUnavailable {
+        host: session.host().to_string(),
+        reason: explain(out.exit.status, &out.exit.stderr_tail),
+    })
+}
+
+/// Why a binary did not start, in plain words.
+fn explain(status: Option<u32>, stderr: &str) -> String {
+    let said = stderr.trim();
+    if said.contains("GLIBC_") || said.contains("libc.so") {
+        format!(
+            "the host's C library is older than this ferry binary needs ({said}); \
+             push a ferry built for older glibc (see docs) or use the shell fallback"
+        )
+    } else if status == Some(126) || said.contains("Permission denied") {
+        format!("the home directory does not allow running programs (mounted noexec?): {said}")
+    } else if said.contains("Exec format error") || said.contains("cannot execute binary") {
+        format!("the binary is for another architecture: {said}")
+    } else {
+        format!("it exited with status {status:?}: {said}")
+    }
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct RemoteAgent {
+    child: RemoteChild,
+    dir: String,
+}
+
+impl RemoteAgent {
+    /// The agent's process: its stdin/stdout carry the agent protocol.
+    pub fn child(&mut self) -> &mut RemoteChild {
+        &mut self.child
+    }
+
+    /// Ends the agent (closes its stdin) and removes its binary from the host.
+    pub async fn finish(self, session: &Session) -> Result<(), RemoteError> {
+        let _ = self.child.wait().await;
+        remove_agent_dir(session, &self.dir).await
+    }
+}
+
+/// Pushes and starts `ferry agent` on the host, as root when `as_root`.
+pub async fn start_agent(
+    session: &Session,
+    bin: &AgentBinary,
+    as_root: bool,
+) -> Result<RemoteAgent, RemoteError> {
+    let path = push_agent(session, bin).await?;
+    let child = session
+        .spawn(&format!("exec ./{} agent", shell_quote(&path)), as_root)
+        .await?;
+    Ok(RemoteAgent {
+        child,
+        dir: bin.remote_dir(),
+    })
+}
+
+/// Removes the agent's directory (and `.ferry/agent`, `.ferry` when empty).
+pub async fn remove_agent_dir(session: &Session, dir: &str) -> Result<(), RemoteError> {
+    session
+        .exec_ok(
+            &format!(
+                "rm -rf {d} && rmdir .ferry/agent .ferry 2>/dev/null; true",
+                d = shell_quote(dir)
+            ),
+            false,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Where facts came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FactsSource {
+    /// The agent gathered them.
+    Agent,
+    /// The shell fallback did, because the agent could not run (the reason).
+    Shell(String),
+}
+
+/// Gathers a host's facts with the POSIX shell fallback (one exec, nothing left on the host).
+pub async fn shell_facts(session: &Session, as_root: bool) -> Result<Facts, RemoteError> {
+    let out = session
+        .exec_ok(&format!("sh -c {}", shell_quote(shell_script())), as_root)
+        .await?;
+    Ok(parse_shell_output(&out))
+}
+
+/// Gathers facts: through the agent when a binary is given and it runs there, through the shell
+/// fallback otherwise (the reason is returned with the facts).
+pub async fn gather_facts(
+    session: &Session,
+    agent: Option<&AgentBinary>,
+    as_root: bool,
+) -> Result<(Facts, FactsSource), RemoteError> {
+    let reason = match agent {
+        None => "no agent binary given".to_string(),
+        Some(bin) => match push_agent(session, bin).await {
+            // The agent protocol client comes with the agent; until a facts call over it is
+            // wired here, a runnable agent still gets its facts through the shell script.
+            Ok(_) => {
+                let facts = shell_facts(session, as_root).await?;
+                remove_agent_dir(session, &bin.remote_dir()).await?;
+                return Ok((
+                    facts,
+                    FactsSource::Shell("agent facts call not wired yet".into()),
+                ));
+            }
+            Err(RemoteError::AgentUnavailable { reason, .. }) => {
+                let _ = remove_agent_dir(session, &bin.remote_dir()).await;
+                reason
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    tracing::warn!(host = %session.host(), "facts through the shell fallback: {reason}");
+    Ok((
+        shell_facts(session, as_root).await?,
+        FactsSource::Shell(reason),
+    ))
+}
+
+/// The host's clock minus ours, in seconds (positive: the host is ahead), measured against the
+/// midpoint of the round trip.
+pub async fn clock_skew(session: &Session) -> Result<f64, RemoteError> {
+    let now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    };
+    let before = now();
+    let out = session.exec_ok("date -u +ferry-clock:%s.%N", false).await?;
+    let after = now();
+    let remote = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ferry-clock:"))
+        .and_then(|v| {
+            // busybox date has no %N: it prints it literally.
+            v.trim_end_matches(".%N").trim().parse::<f64>().ok()
+        })
+        .ok_or_else(|| SshError::CommandFailed {
+            host: session.host().to_string(),
+            command: "date".into(),
+            status: "exit 0".into(),
+            stderr: format!("unexpected output {:?}", out.trim()),
+        })?;
+    Ok(remote - (before + after) / 2.0)
+}
