@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
+use ferry_inventory::facts::Facts;
 use ferry_license::{
     time, ActivationRequest, HostComponents, IssueSpec, IssuerKey, IssuerPublicKey, License,
     LicenseFile, SiteFacts, StateDir, Usage, Verified,
@@ -92,8 +93,7 @@ fn site_facts(site: &SiteArgs) -> Result<SiteFacts> {
             inv.display()
         );
     }
-    let host = local_components(&site.root)?;
-    let gpus = local_gpus(&site.root);
+    let (host, gpus) = local_host(&site.root)?;
     Ok(SiteFacts {
         hosts: vec![host],
         usage: Usage { nodes: 1, gpus },
@@ -101,67 +101,36 @@ fn site_facts(site: &SiteArgs) -> Result<SiteFacts> {
     })
 }
 
-fn read_trimmed(path: &Path) -> Option<String> {
-    let s = std::fs::read_to_string(path).ok()?;
-    let s = s.trim();
-    (!s.is_empty()).then(|| s.to_owned())
+/// The fingerprint components of one host's facts: machine-id, product UUID, disk serials and
+/// the MACs of NICs backed by a device (bridges, veths and tunnels come and go).
+fn components(facts: &Facts, name: &str) -> HostComponents {
+    HostComponents {
+        name: name.to_owned(),
+        machine_id: facts.machine_id.clone(),
+        product_uuid: facts.product_uuid.clone(),
+        disk_serials: facts
+            .disks
+            .iter()
+            .filter_map(|d| d.serial.clone())
+            .collect(),
+        macs: facts
+            .nics
+            .iter()
+            .filter(|n| n.physical)
+            .filter_map(|n| n.mac.clone())
+            .collect(),
+    }
 }
 
-fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Reads this machine's fingerprint components under `root`.
-// TODO(inventory): move to ferry_inventory::facts once it gathers machine-id, product UUID,
-// disk serials and MACs; this private reader exists only until then.
-fn local_components(root: &Path) -> Result<HostComponents> {
-    let name = read_trimmed(&root.join("etc/hostname")).unwrap_or_else(|| "local".into());
-    let machine_id = read_trimmed(&root.join("etc/machine-id"));
-    let product_uuid = read_trimmed(&root.join("sys/class/dmi/id/product_uuid"));
-    let mut disk_serials = Vec::new();
-    for dev in sorted_entries(&root.join("sys/block")) {
-        let name = dev
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        // Virtual block devices change with every boot or container; they identify nothing.
-        if ["loop", "ram", "zram", "dm-", "md", "sr", "nbd"]
-            .iter()
-            .any(|p| name.starts_with(p))
-        {
-            continue;
-        }
-        if let Some(serial) = ["device/serial", "serial", "device/wwid"]
-            .iter()
-            .find_map(|f| read_trimmed(&dev.join(f)))
-        {
-            disk_serials.push(serial);
-        }
-    }
-    let mut macs = Vec::new();
-    for nic in sorted_entries(&root.join("sys/class/net")) {
-        // Only NICs backed by a device: bridges, veths, tunnels come and go.
-        if !nic.join("device").exists() {
-            continue;
-        }
-        if let Some(mac) = read_trimmed(&nic.join("address")) {
-            macs.push(mac);
-        }
-    }
-    let host = HostComponents {
-        name,
-        machine_id,
-        product_uuid,
-        disk_serials,
-        macs,
+/// This machine's fingerprint components and NVIDIA GPU count, read under `root`.
+fn local_host(root: &Path) -> Result<(HostComponents, u32)> {
+    let facts = ferry_inventory::facts::gather(root);
+    let name = if facts.hostname.is_empty() {
+        "local"
+    } else {
+        facts.hostname.as_str()
     };
+    let host = components(&facts, name);
     if host.machine_id.is_none()
         && host.product_uuid.is_none()
         && host.disk_serials.is_empty()
@@ -172,20 +141,7 @@ fn local_components(root: &Path) -> Result<HostComponents> {
             root.display()
         );
     }
-    Ok(host)
-}
-
-/// NVIDIA GPUs (PCI vendor 0x10de, display class 0x03) under `root`.
-fn local_gpus(root: &Path) -> u32 {
-    let mut n = 0;
-    for dev in sorted_entries(&root.join("sys/bus/pci/devices")) {
-        let vendor = read_trimmed(&dev.join("vendor"));
-        let class = read_trimmed(&dev.join("class")).unwrap_or_default();
-        if vendor.as_deref() == Some("0x10de") && class.starts_with("0x03") {
-            n += 1;
-        }
-    }
-    n
+    Ok((host, u32::try_from(facts.gpus.len()).unwrap_or(u32::MAX)))
 }
 
 fn request(a: RequestArgs) -> Result<ExitCode> {
