@@ -96,9 +96,18 @@ pub fn from_engine_with_progress(
     };
     let mut out = Vec::with_capacity(refs.len());
     for (reference, id) in refs.iter().zip(&ids) {
+        // Classic engines give the config digest as the image ID; engines on the containerd
+        // image store give the manifest (or index) digest; the name is the last resort.
+        let wanted = normalize_reference(reference);
         let image = images
             .iter()
             .find(|img| img.config.digest.to_string() == *id)
+            .or_else(|| {
+                images
+                    .iter()
+                    .find(|img| img.manifest.digest.to_string() == *id)
+            })
+            .or_else(|| images.iter().find(|img| img.reference == wanted))
             .ok_or_else(|| ImageError::Engine {
                 host: docker_host.to_string(),
                 what: format!("exporting {reference}"),
@@ -126,11 +135,9 @@ async fn export(
         what,
         detail: e.to_string(),
     };
-    let docker = connect(docker_host).map_err(|e| engine_err("connecting".into(), e))?;
-    let docker = docker
-        .negotiate_version()
+    let docker = negotiated(docker_host)
         .await
-        .map_err(|e| engine_err("negotiating the API version".into(), e))?;
+        .map_err(|e| engine_err("connecting".into(), e))?;
     let mut ids = Vec::with_capacity(refs.len());
     for reference in refs {
         match docker.inspect_image(reference).await {
@@ -176,11 +183,26 @@ async fn export(
     Ok(ids)
 }
 
-fn connect(docker_host: &str) -> Result<Docker, BollardError> {
+/// A client speaking an API version the engine accepts. Engines refuse versions above their
+/// own (Docker 20.10 stops at 1.41) and, from Docker 29 on, below 1.44; so ferry tries 1.41
+/// first and, if the engine refuses it, starts from the newest version the client knows and
+/// lets the engine lower it.
+async fn negotiated(docker_host: &str) -> Result<Docker, BollardError> {
+    let old = connect(docker_host, CLIENT_VERSION)?;
+    match old.negotiate_version().await {
+        Ok(docker) => Ok(docker),
+        Err(first) => match connect(docker_host, bollard::API_DEFAULT_VERSION) {
+            Ok(new) => new.negotiate_version().await.map_err(|_| first),
+            Err(_) => Err(first),
+        },
+    }
+}
+
+fn connect(docker_host: &str, version: &ClientVersion) -> Result<Docker, BollardError> {
     if docker_host.starts_with("tcp://") || docker_host.starts_with("http://") {
-        Docker::connect_with_http(docker_host, REQUEST_TIMEOUT_SECS, CLIENT_VERSION)
+        Docker::connect_with_http(docker_host, REQUEST_TIMEOUT_SECS, version)
     } else {
-        Docker::connect_with_unix(docker_host, REQUEST_TIMEOUT_SECS, CLIENT_VERSION)
+        Docker::connect_with_unix(docker_host, REQUEST_TIMEOUT_SECS, version)
     }
 }
 
