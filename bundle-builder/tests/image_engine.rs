@@ -235,3 +235,71 @@ fn the_private_engine_runs_containers_without_a_bridge() {
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("base-layer-present"), "{out}");
 }
+
+#[test]
+fn a_skopeo_made_oci_archive_with_gzip_layers_runs_in_containerd() {
+    if !docker::available() || !docker::containerd_available() || !skopeo_available() {
+        return;
+    }
+    let engine = engine_with_two_images();
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("app-saved.tar");
+    engine.save(&[APP], &saved);
+    // skopeo compresses layers for OCI destinations: a foreign layout with gzip layers.
+    let sk = dir.path().join("skopeo.oci.tar");
+    let out = std::process::Command::new(SKOPEO)
+        .args([
+            "copy",
+            &format!("docker-archive:{}", saved.display()),
+            &format!("oci-archive:{}:{APP_FULL}", sk.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo copy: {}", stdout(&out));
+
+    let images = image::from_archive(&sk).unwrap();
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].reference, APP_FULL);
+    assert_eq!(images[0].layers.len(), 2);
+    for layer in &images[0].layers {
+        assert_eq!(
+            layer.media_type, "application/vnd.oci.image.layer.v1.tar+gzip",
+            "gzip layers stay gzip"
+        );
+    }
+
+    let rewritten = dir.path().join("ferry.oci.tar");
+    write_archive(&images, &rewritten);
+    let containerd = Containerd::start();
+    let out = containerd.import(&rewritten);
+    assert!(out.status.success(), "ctr images import: {}", stdout(&out));
+    let out = containerd.run(
+        APP_FULL,
+        "ferry-run-skopeo",
+        &["/bin/sh", "-c", "cat /etc/base-marker /app-marker"],
+    );
+    assert!(out.status.success(), "ctr run: {}", stdout(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("base-layer-present") && text.contains("app-layer-present"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+const SKOPEO: &str = "/usr/bin/skopeo";
+
+/// skopeo is a second, independent reader/writer of OCI layouts (Debian's `skopeo`); same
+/// rule as the engine: a loud skip, or a failure under `CI=true`.
+fn skopeo_available() -> bool {
+    if Path::new(SKOPEO).exists() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but {SKOPEO} is missing (apt-get install skopeo)");
+    }
+    eprintln!(
+        "!!!!! SKIPPED: {SKOPEO} is missing (apt-get install skopeo); this test did NOT run !!!!!"
+    );
+    false
+}
