@@ -12,3 +12,4 @@ pub mod facts;
 pub mod remote;
 pub mod ssh;
 pub mod transfer;
+pub mod agent;
