@@ -48,6 +48,12 @@ pub struct SiteArgs {
     /// Fingerprint every host of this inventory.
     #[arg(short, long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
+    /// With -i: ferry's known_hosts file [default: ~/.ferry/known_hosts].
+    #[arg(long, value_name = "PATH", requires = "inventory")]
+    pub known_hosts: Option<PathBuf>,
+    /// With -i: the license state directory on every host.
+    #[arg(long, value_name = "DIR", requires = "inventory", default_value = ferry_license::DEFAULT_STATE_DIR)]
+    pub host_state_dir: PathBuf,
     /// With --local: read machine identity and devices under this root instead of /.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,

@@ -85,20 +85,125 @@ fn now(site: &SiteArgs) -> Result<i64> {
     }
 }
 
-/// This site's hosts and usage. `--local`: one node, read under `--root`.
-fn site_facts(site: &SiteArgs) -> Result<SiteFacts> {
+/// This site's hosts and usage. `--local`: one node, read under `--root`. `-i`: every host of
+/// the inventory, reached over SSH (the connections are kept for installing the state).
+fn site_facts(site: &SiteArgs) -> Result<(SiteFacts, Option<Remote>)> {
     if let Some(inv) = &site.inventory {
-        bail!(
-            "license operations on an inventory ({}) are not available yet: run them with --local on each host",
-            inv.display()
-        );
+        let (hosts, gpus, remote) = Remote::gather(inv, site.known_hosts.as_deref())?;
+        let nodes = u32::try_from(hosts.len()).unwrap_or(u32::MAX);
+        let facts = SiteFacts {
+            hosts,
+            usage: Usage { nodes, gpus },
+            now: now(site)?,
+        };
+        return Ok((facts, Some(remote)));
     }
     let (host, gpus) = local_host(&site.root)?;
-    Ok(SiteFacts {
-        hosts: vec![host],
-        usage: Usage { nodes: 1, gpus },
-        now: now(site)?,
-    })
+    Ok((
+        SiteFacts {
+            hosts: vec![host],
+            usage: Usage { nodes: 1, gpus },
+            now: now(site)?,
+        },
+        None,
+    ))
+}
+
+/// The hosts of an inventory, connected.
+// TODO(inventory): `ferry inventory`'s `reach` does the same with more options (agent, parallel,
+// run dir, secrets asked on the terminal); share it once it is public to other commands.
+struct Remote {
+    rt: tokio::runtime::Runtime,
+    sessions: Vec<(String, std::sync::Arc<ferry_inventory::ssh::Session>)>,
+}
+
+impl Remote {
+    /// Connects to every host (secrets from the environment) and reads its fingerprint
+    /// components and GPUs through the shell facts script.
+    fn gather(
+        inventory: &Path,
+        known_hosts: Option<&Path>,
+    ) -> Result<(Vec<HostComponents>, u32, Remote)> {
+        use ferry_inventory::ssh::{KnownHosts, Pool, SessionOptions};
+        let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        let inv = ferry_inventory::Inventory::load(inventory)
+            .with_context(|| format!("reading inventory {}", inventory.display()))?;
+        let targets = inv
+            .targets(&ferry_inventory::ProcessEnv)
+            .with_context(|| format!("resolving the hosts of {}", inventory.display()))?;
+        let known_hosts = match known_hosts {
+            Some(p) => p.to_owned(),
+            None => KnownHosts::default_path()?,
+        };
+        let pool = Pool::new(SessionOptions::new(known_hosts));
+        let (hosts, gpus, sessions) = rt.block_on(async {
+            let mut hosts = Vec::new();
+            let mut gpus = 0u32;
+            let mut sessions = Vec::new();
+            // One host after another: a license request is made once per site, not per minute.
+            for t in &targets {
+                let session = pool.session(t).await.with_context(|| format!("{}: connecting", t.name))?;
+                let facts = ferry_inventory::remote::shell_facts(&session, true)
+                    .await
+                    .with_context(|| format!("{}: gathering facts", t.name))?;
+                let host = components(&facts, &t.name);
+                if host.machine_id.is_none()
+                    && host.product_uuid.is_none()
+                    && host.disk_serials.is_empty()
+                    && host.macs.is_empty()
+                {
+                    bail!("{}: no machine-id, product UUID, disk serial or NIC MAC found: this host cannot be fingerprinted", t.name);
+                }
+                gpus = gpus.saturating_add(u32::try_from(facts.gpus.len()).unwrap_or(u32::MAX));
+                hosts.push(host);
+                sessions.push((t.name.clone(), session));
+            }
+            anyhow::Ok((hosts, gpus, sessions))
+        })?;
+        Ok((hosts, gpus, Remote { rt, sessions }))
+    }
+
+    /// Copies the site's license state (installed license, guard, activation record, pinned
+    /// keys) into `dir` on every host: temporary file, then rename; all mode 0600.
+    fn install(&self, state: &StateDir, request_id: &str, dir: &Path) -> Result<()> {
+        let mut files = vec![PathBuf::from("license.lic"), PathBuf::from("guard.json")];
+        files.push(Path::new("requests").join(format!("{request_id}.json")));
+        for entry in std::fs::read_dir(state.path().join("trusted"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            files.push(Path::new("trusted").join(entry.file_name()));
+        }
+        let q = |p: &Path| ferry_inventory::ssh::shell_quote(&p.display().to_string());
+        self.rt.block_on(async {
+            for (name, session) in &self.sessions {
+                for rel in &files {
+                    let local = state.path().join(rel);
+                    let data = std::fs::read(&local)
+                        .with_context(|| format!("reading {}", local.display()))?;
+                    let target = dir.join(rel);
+                    let what = || format!("{name}: writing {}", target.display());
+                    let tmp = PathBuf::from(format!("{}.tmp", target.display()));
+                    let cmd = format!(
+                        "umask 077 && mkdir -p {} && cat > {} && mv -f {} {}",
+                        q(target.parent().unwrap_or(dir)),
+                        q(&tmp),
+                        q(&tmp),
+                        q(&target)
+                    );
+                    let mut child = session.spawn(&cmd, true).await.with_context(what)?;
+                    child.write_stdin(&data).await.with_context(what)?;
+                    child.close_stdin().await;
+                    let exit = child.wait().await.with_context(what)?;
+                    if !exit.success() {
+                        bail!("{}: {}", what(), exit.describe());
+                    }
+                }
+            }
+            anyhow::Ok(())
+        })
+    }
 }
 
 /// The fingerprint components of one host's facts: machine-id, product UUID, disk serials and
@@ -145,7 +250,7 @@ fn local_host(root: &Path) -> Result<(HostComponents, u32)> {
 }
 
 fn request(a: RequestArgs) -> Result<ExitCode> {
-    let facts = site_facts(&a.site)?;
+    let (facts, _remote) = site_facts(&a.site)?;
     let req = ActivationRequest::new(&facts.hosts, facts.usage, facts.now)?;
     let state = StateDir::new(&a.site.state_dir);
     let record = state
@@ -249,7 +354,7 @@ fn print_verified(v: &Verified, facts: &SiteFacts) {
 fn activate(a: ActivateArgs) -> Result<ExitCode> {
     let state = StateDir::new(&a.site.state_dir);
     let keys = load_keys(&a.pubkey, &state)?;
-    let facts = site_facts(&a.site)?;
+    let (facts, remote) = site_facts(&a.site)?;
     let input = read(&a.license, "license")?;
     let v = state
         .activate(&input, &keys, &facts)
@@ -257,13 +362,21 @@ fn activate(a: ActivateArgs) -> Result<ExitCode> {
     state.pin_keys(&keys)?;
     print_verified(&v, &facts);
     println!("installed in {}", state.path().display());
+    if let Some(remote) = remote {
+        remote.install(&state, &v.license.request, &a.site.host_state_dir)?;
+        println!(
+            "installed on {} host(s) in {}",
+            remote.sessions.len(),
+            a.site.host_state_dir.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 fn verify(a: VerifyArgs) -> Result<ExitCode> {
     let state = StateDir::new(&a.site.state_dir);
     let keys = load_keys(&a.pubkey, &state)?;
-    let facts = site_facts(&a.site)?;
+    let (facts, _remote) = site_facts(&a.site)?;
     let input = read(&a.license, "license")?;
     let v = state
         .verify(&input, &keys, &facts)
@@ -358,7 +471,7 @@ fn chain(e: &ferry_license::LicenseError) -> String {
 fn status(a: StatusArgs) -> Result<ExitCode> {
     let state = StateDir::new(&a.site.state_dir);
     let keys = load_keys(&a.pubkey, &state)?;
-    let facts = site_facts(&a.site)?;
+    let (facts, _remote) = site_facts(&a.site)?;
     let st = state.status(&keys, &facts);
     let ok = st.result.is_ok();
     if a.json {

@@ -1,0 +1,158 @@
+//! `ferry license -i inventory.toml` through the real binary against real sshd hosts: the site's
+//! fingerprint gathered over SSH from every host, activation installing the license state on
+//! every host, verify and status counting the inventory's nodes.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use ferry_tests::sshd::{self, Sshd};
+
+fn ferry(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("license")
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("FERRY_STATE_DIR", dir.join("state"))
+        .env_remove("FERRY_LICENSE_NOW")
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = ferry(dir, args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "ferry license {args:?} failed:\n{text}"
+    );
+    text
+}
+
+fn inventory(dir: &Path, servers: &[Sshd]) -> String {
+    let key = sshd::fixture().keys.ed25519.display().to_string();
+    let mut toml = String::new();
+    for (i, s) in servers.iter().enumerate() {
+        toml += &format!(
+            "[[hosts]]\nname = \"node{i}\"\naddress = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nkey = \"{key}\"\nsudo = \"passwordless\"\n\n",
+            s.port,
+            sshd::SUDO_USER
+        );
+    }
+    std::fs::write(dir.join("inventory.toml"), toml).unwrap();
+    "inventory.toml".into()
+}
+
+#[test]
+fn activates_a_license_on_every_host_of_an_inventory() {
+    if !sshd::available() {
+        return;
+    }
+    let servers = [Sshd::start(), Sshd::start()];
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let inv = inventory(dir, &servers);
+    let hosts_dir = dir.join("on-hosts");
+    let hosts_dir_s = hosts_dir.to_str().unwrap();
+    let site = ["-i", inv.as_str(), "--host-state-dir", hosts_dir_s];
+
+    ok(dir, &["keygen", "-o", "vendor.key"]);
+    let out = ok(dir, &[&["request"][..], &site, &["-o", "req.txt"]].concat());
+    assert!(out.contains("for 2 host(s)"), "{out}");
+
+    std::fs::write(
+        dir.join("one.toml"),
+        "customer = \"c\"\nexpires = \"2027-12-31\"\nmax_nodes = 1\n",
+    )
+    .unwrap();
+    ok(
+        dir,
+        &[
+            "issue",
+            "--request",
+            "req.txt",
+            "--spec",
+            "one.toml",
+            "--key",
+            "vendor.key",
+            "-o",
+            "one.lic",
+        ],
+    );
+    let out = ferry(
+        dir,
+        &[
+            &["activate", "one.lic", "--pubkey", "vendor.key.pub"][..],
+            &site,
+        ]
+        .concat(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("2 nodes are in use but the license allows 1"),
+        "{err}"
+    );
+    assert!(
+        !hosts_dir.join("license.lic").exists(),
+        "a refused license was installed on the hosts"
+    );
+
+    std::fs::write(
+        dir.join("two.toml"),
+        "customer = \"c\"\nexpires = \"2027-12-31\"\nmax_nodes = 2\n",
+    )
+    .unwrap();
+    ok(
+        dir,
+        &[
+            "issue",
+            "--request",
+            "req.txt",
+            "--spec",
+            "two.toml",
+            "--key",
+            "vendor.key",
+            "-o",
+            "two.lic",
+        ],
+    );
+    let out = ok(
+        dir,
+        &[
+            &["activate", "two.lic", "--pubkey", "vendor.key.pub"][..],
+            &site,
+        ]
+        .concat(),
+    );
+    assert!(out.contains("installed on 2 host(s)"), "{out}");
+    for f in ["license.lic", "guard.json"] {
+        assert_eq!(
+            std::fs::read(hosts_dir.join(f)).unwrap(),
+            std::fs::read(dir.join("state").join(f)).unwrap(),
+            "{f} on the hosts differs from the jump host's"
+        );
+    }
+    let records: Vec<_> = std::fs::read_dir(hosts_dir.join("requests"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0].metadata().unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    ok(dir, &[&["verify", "two.lic"][..], &site].concat());
+    let out = ok(dir, &[&["status"][..], &site].concat());
+    assert!(
+        out.contains("nodes      2 in use of 2") && out.contains("status     OK"),
+        "{out}"
+    );
+}
