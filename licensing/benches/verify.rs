@@ -66,12 +66,20 @@ fn main() {
         LicenseFile::parse(text.as_bytes()).unwrap();
     });
     let license = open(&file, &trusted, &request).unwrap();
-    rate("  of which: decrypt (HKDF + AEAD + payload JSON)", budget, || {
-        file.decrypt(&request).unwrap();
-    });
-    rate("  of which: fingerprint, dates, guards, usage", budget, || {
-        check(license.clone(), &site, Some(&guards)).unwrap();
-    });
+    rate(
+        "  of which: decrypt (HKDF + AEAD + payload JSON)",
+        budget,
+        || {
+            file.decrypt(&request).unwrap();
+        },
+    );
+    rate(
+        "  of which: fingerprint, dates, guards, usage",
+        budget,
+        || {
+            check(license.clone(), &site, Some(&guards)).unwrap();
+        },
+    );
     let full = rate(
         "full verification (parse+sig+decrypt+fingerprint+guards)",
         budget,
