@@ -195,6 +195,27 @@ fn refuses_an_image_name_the_engine_does_not_have() {
 }
 
 #[test]
+fn refuses_an_export_that_cannot_fit_in_the_spool_directory() {
+    if !docker::available() {
+        return;
+    }
+    let engine = Dockerd::start();
+    engine.import_busybox(BASE, &[]);
+    // A 256 KiB file system; the busybox image alone is about 2 MB.
+    let disk = ferry_tests::sshd::SmallDisk::mount(256);
+    let err = image::from_engine(&engine.host(), &[BASE.to_string()], disk.path()).unwrap_err();
+    assert!(matches!(err, ImageError::SpoolSpace { .. }), "{err:?}");
+    let line = err.to_string();
+    assert!(line.contains(&disk.path().display().to_string()), "{line}");
+    assert!(!line.contains('\n'), "{line}");
+    assert_eq!(
+        fs::read_dir(disk.path()).unwrap().count(),
+        0,
+        "nothing was spooled"
+    );
+}
+
+#[test]
 fn refuses_an_engine_that_is_not_there() {
     let spool = tempfile::tempdir().unwrap();
     let sock = spool.path().join("no-such-docker.sock");

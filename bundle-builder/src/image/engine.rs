@@ -139,9 +139,11 @@ async fn export(
         .await
         .map_err(|e| engine_err("connecting".into(), e))?;
     let mut ids = Vec::with_capacity(refs.len());
+    let mut largest = 0u64;
     for reference in refs {
         match docker.inspect_image(reference).await {
             Ok(inspect) => {
+                largest = largest.max(inspect.size.unwrap_or_default().max(0) as u64);
                 let id = inspect.id.unwrap_or_default();
                 progress(EngineProgress::Found {
                     reference: reference.clone(),
@@ -159,6 +161,21 @@ async fn export(
             }
             Err(e) => return Err(engine_err(format!("looking up {reference}"), e)),
         }
+    }
+    // The export holds at least the largest image whole; refuse before writing if even that
+    // cannot fit. (Shared layers make a closer estimate impossible without per-layer sizes;
+    // running out later is still reported, and the partial spool file removed.)
+    let available =
+        free_space(spool.parent().unwrap_or(spool)).map_err(|source| ImageError::Spool {
+            path: spool.to_path_buf(),
+            source,
+        })?;
+    if largest > available {
+        return Err(ImageError::SpoolSpace {
+            dir: spool.parent().unwrap_or(spool).to_path_buf(),
+            needed: largest,
+            available,
+        });
     }
     let spool_err = |source| ImageError::Spool {
         path: spool.to_path_buf(),
@@ -204,6 +221,11 @@ fn connect(docker_host: &str, version: &ClientVersion) -> Result<Docker, Bollard
     } else {
         Docker::connect_with_unix(docker_host, REQUEST_TIMEOUT_SECS, version)
     }
+}
+
+fn free_space(dir: &Path) -> std::io::Result<u64> {
+    let stat = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
+    Ok((stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64))
 }
 
 /// True when the user named the image by (a prefix of) its ID rather than by a name.

@@ -201,6 +201,16 @@ pub enum ImageError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The spool directory cannot hold the export.
+    #[error("the spool directory {dir} has {available} bytes free but the image export needs at least {needed}: free space there or choose another directory")]
+    SpoolSpace {
+        /// The spool directory.
+        dir: PathBuf,
+        /// Bytes needed at least (the largest image).
+        needed: u64,
+        /// Bytes free.
+        available: u64,
+    },
     /// A blob's bytes changed between scanning and writing.
     #[error("blob {digest} from {source_desc} changed since it was read: {detail}")]
     BlobChanged {
