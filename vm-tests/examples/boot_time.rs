@@ -12,8 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let first = args.next().unwrap_or_else(|| "1".into());
     if first == "probe-kvm" {
-        let works = Testbed::probe_kvm(Duration::from_secs(120))?;
-        println!("kvm_works={works}");
+        match Testbed::probe_kvm(Duration::from_secs(90))? {
+            Some(cpu) => println!("kvm_works=true cpu={cpu}"),
+            None => println!("kvm_works=false"),
+        }
         return Ok(());
     }
     let n: usize = first.parse()?;

@@ -41,6 +41,9 @@ pub struct VmSpec {
     pub accel: Accel,
     /// How long to wait for a VM to answer SSH after qemu starts.
     pub boot_timeout: Duration,
+    /// qemu `-cpu` model; `None`: x86-64-v2 without AVX under TCG, `max` under KVM
+    /// (`FERRY_VM_CPU` sets it for `VmSpec::default()`).
+    pub cpu: Option<String>,
 }
 
 impl Default for VmSpec {
@@ -57,6 +60,7 @@ impl Default for VmSpec {
             .map(Duration::from_secs)
             .unwrap_or(Duration::from_secs(300));
         VmSpec {
+            cpu: std::env::var("FERRY_VM_CPU").ok(),
             memory_mib: 1024,
             cpus: 1,
             disk_gib: 4,
@@ -307,7 +311,15 @@ impl Vm {
             Accel::Tcg => "tcg",
             Accel::Kvm => "kvm",
         };
-        let cpu = std::env::var("FERRY_VM_CPU").unwrap_or_else(|_| DEFAULT_CPU.into());
+        // Under KVM the guest can only have what the host CPU offers: `max` is exactly that.
+        let cpu = self
+            .spec
+            .cpu
+            .clone()
+            .unwrap_or_else(|| match self.spec.accel {
+                Accel::Tcg => DEFAULT_CPU.into(),
+                Accel::Kvm => "max".into(),
+            });
         let path = |p: PathBuf| p.to_string_lossy().into_owned();
         cmd.args(["-name", &format!("guest={},debug-threads=off", self.name)])
             .args(["-machine", &format!("pc,accel={accel}")])
