@@ -191,7 +191,22 @@ impl Parsed {
         &mut self.groups[pos]
     }
 
-    fn add_host(&mut self, group: &str, host: &str, vars: Vec<(String, Value)>) {
+    fn add_host(&mut self, group: &str, host: &str, mut vars: Vec<(String, Value)>) {
+        // `host:port`, as Ansible allows (a bare IPv6 address has more than one colon).
+        let host = match host.split_once(':') {
+            Some((name, port))
+                if !port.contains(':')
+                    && !port.is_empty()
+                    && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                vars.insert(
+                    0,
+                    ("ansible_port".to_string(), Value::String(port.to_string())),
+                );
+                name
+            }
+            _ => host,
+        };
         if !self.host_vars.contains_key(host) {
             self.hosts.push(host.to_string());
         }

@@ -90,9 +90,11 @@ fn group(
                     )))
                 }
             },
-            other => return Err(shape(format!(
+            other => {
+                return Err(shape(format!(
                 "group `{name}` has key `{other}`; only `hosts`, `vars` and `children` are known"
-            ))),
+            )))
+            }
         }
     }
     Ok(())
