@@ -155,4 +155,9 @@ fn activates_a_license_on_every_host_of_an_inventory() {
         out.contains("nodes      2 in use of 2") && out.contains("status     OK"),
         "{out}"
     );
+    // The hosts' guards follow the highest time seen on the site.
+    assert_eq!(
+        std::fs::read(hosts_dir.join("guard.json")).unwrap(),
+        std::fs::read(dir.join("state").join("guard.json")).unwrap()
+    );
 }

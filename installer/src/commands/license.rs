@@ -94,7 +94,10 @@ fn site_facts(site: &SiteArgs) -> Result<(SiteFacts, Option<Remote>)> {
         let facts = SiteFacts {
             hosts,
             usage: Usage { nodes, gpus },
-            now: now(site)?,
+            now: match site.now {
+                Some(_) => now(site)?,
+                None => remote.earliest_clock(time::now()),
+            },
         };
         return Ok((facts, Some(remote)));
     }
@@ -115,6 +118,8 @@ fn site_facts(site: &SiteArgs) -> Result<(SiteFacts, Option<Remote>)> {
 struct Remote {
     rt: tokio::runtime::Runtime,
     sessions: Vec<(String, std::sync::Arc<ferry_inventory::ssh::Session>)>,
+    /// Each host's clock when it was reached, Unix seconds.
+    clocks: Vec<(String, i64)>,
 }
 
 impl Remote {
@@ -136,7 +141,8 @@ impl Remote {
             None => KnownHosts::default_path()?,
         };
         let pool = Pool::new(SessionOptions::new(known_hosts));
-        let (hosts, gpus, sessions) = rt.block_on(async {
+        let (hosts, gpus, sessions, clocks) = rt.block_on(async {
+            let mut clocks = Vec::new();
             let mut hosts = Vec::new();
             let mut gpus = 0u32;
             let mut sessions = Vec::new();
@@ -156,16 +162,58 @@ impl Remote {
                 }
                 gpus = gpus.saturating_add(u32::try_from(facts.gpus.len()).unwrap_or(u32::MAX));
                 hosts.push(host);
+                let clock = session
+                    .exec_ok("date -u +%s", false)
+                    .await
+                    .with_context(|| format!("{}: reading the clock", t.name))?;
+                let clock = clock.trim().parse::<i64>().with_context(|| {
+                    format!("{}: `date -u +%s` printed `{}`, not a time", t.name, clock.trim())
+                })?;
+                clocks.push((t.name.clone(), clock));
                 sessions.push((t.name.clone(), session));
             }
-            anyhow::Ok((hosts, gpus, sessions))
+            anyhow::Ok((hosts, gpus, sessions, clocks))
         })?;
-        Ok((hosts, gpus, Remote { rt, sessions }))
+        Ok((
+            hosts,
+            gpus,
+            Remote {
+                rt,
+                sessions,
+                clocks,
+            },
+        ))
+    }
+
+    /// The earliest clock on the site (this machine's included): the clock guard must see a
+    /// host whose clock was set back, so the site is judged by its earliest clock.
+    fn earliest_clock(&self, local: i64) -> i64 {
+        let Some((name, earliest)) = self.clocks.iter().min_by_key(|(_, t)| *t) else {
+            return local;
+        };
+        if *earliest < local - 60 {
+            eprintln!(
+                "note: judging time by {name}'s clock ({}), the earliest on the site; this machine says {}",
+                time::format_time(*earliest),
+                time::format_time(local)
+            );
+            return *earliest;
+        }
+        local.min(*earliest)
     }
 
     /// Copies the site's license state (installed license, guard, activation record, pinned
     /// keys) into `dir` on every host: temporary file, then rename; all mode 0600.
     fn install(&self, state: &StateDir, request_id: &str, dir: &Path) -> Result<()> {
+        self.push(state, &self.state_files(state, request_id), dir)
+    }
+
+    /// Copies the guard (its highest time seen just raised) to every host.
+    fn refresh_guard(&self, state: &StateDir, dir: &Path) -> Result<()> {
+        self.push(state, &[PathBuf::from("guard.json")], dir)
+    }
+
+    fn state_files(&self, state: &StateDir, request_id: &str) -> Vec<PathBuf> {
         let mut files = vec![PathBuf::from("license.lic"), PathBuf::from("guard.json")];
         files.push(Path::new("requests").join(format!("{request_id}.json")));
         for entry in std::fs::read_dir(state.path().join("trusted"))
@@ -175,10 +223,15 @@ impl Remote {
         {
             files.push(Path::new("trusted").join(entry.file_name()));
         }
+        files
+    }
+
+    /// Writes `files` (relative to the state dir) into `dir` on every host.
+    fn push(&self, state: &StateDir, files: &[PathBuf], dir: &Path) -> Result<()> {
         let q = |p: &Path| ferry_inventory::ssh::shell_quote(&p.display().to_string());
         self.rt.block_on(async {
             for (name, session) in &self.sessions {
-                for rel in &files {
+                for rel in files {
                     let local = state.path().join(rel);
                     let data = std::fs::read(&local)
                         .with_context(|| format!("reading {}", local.display()))?;
@@ -376,11 +429,16 @@ fn activate(a: ActivateArgs) -> Result<ExitCode> {
 fn verify(a: VerifyArgs) -> Result<ExitCode> {
     let state = StateDir::new(&a.site.state_dir);
     let keys = load_keys(&a.pubkey, &state)?;
-    let (facts, _remote) = site_facts(&a.site)?;
+    let (facts, remote) = site_facts(&a.site)?;
     let input = read(&a.license, "license")?;
     let v = state
         .verify(&input, &keys, &facts)
         .with_context(|| format!("verifying {}", a.license.display()))?;
+    if let Some(remote) = &remote {
+        if state.installed_file()?.is_some() {
+            remote.refresh_guard(&state, &a.site.host_state_dir)?;
+        }
+    }
     print_verified(&v, &facts);
     Ok(ExitCode::SUCCESS)
 }
@@ -471,9 +529,12 @@ fn chain(e: &ferry_license::LicenseError) -> String {
 fn status(a: StatusArgs) -> Result<ExitCode> {
     let state = StateDir::new(&a.site.state_dir);
     let keys = load_keys(&a.pubkey, &state)?;
-    let (facts, _remote) = site_facts(&a.site)?;
+    let (facts, remote) = site_facts(&a.site)?;
     let st = state.status(&keys, &facts);
     let ok = st.result.is_ok();
+    if let (true, Some(remote)) = (ok, &remote) {
+        remote.refresh_guard(&state, &a.site.host_state_dir)?;
+    }
     if a.json {
         let out = serde_json::json!({
             "valid": ok,
