@@ -18,7 +18,8 @@ use crate::Digest;
 
 /// Seconds one API request may take; an export of many gigabytes is one request.
 const REQUEST_TIMEOUT_SECS: u64 = 3600;
-/// Docker 20.10 speaks API 1.41; the client starts there and negotiates down if needed.
+/// Docker 20.10 (Debian's docker.io) speaks API 1.41 at most: the client tries it first (see
+/// `negotiated` for newer engines that refuse it).
 const CLIENT_VERSION: &ClientVersion = &ClientVersion {
     major_version: 1,
     minor_version: 41,
@@ -56,8 +57,9 @@ pub fn from_engine(
 /// path, or `tcp://host:port`) into a spool file in `spool_dir`, then reads it as a docker
 /// archive. Returns one image per reference, in the order given, named by the reference in full
 /// form (or by the image ID when the reference was an ID). The returned blobs point into the
-/// spool file: keep `spool_dir` until they have been written. An image the engine does not
-/// have is refused before anything is exported.
+/// spool file: keep `spool_dir` until they have been written, then remove it (the spool file
+/// is removed here only on failure). An image the engine does not have, or a spool directory
+/// too small for the largest image, is refused before anything is exported.
 pub fn from_engine_with_progress(
     docker_host: &str,
     refs: &[String],
