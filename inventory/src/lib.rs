@@ -7,7 +7,7 @@ pub use target::{Auth, Secret, Sudo, Target};
 pub mod model;
 pub mod secrets;
 pub use model::{Credential, Host, Inventory, InventoryError, Problem, Role, SecretRef, SudoSpec};
-pub use secrets::{ProcessEnv, PromptRequest, SecretKind, SecretSource};
+pub use secrets::{EnvAndPrompt, ProcessEnv, PromptRequest, SecretKind, SecretSource};
 pub mod facts;
 pub mod remote;
 pub mod ssh;

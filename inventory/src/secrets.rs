@@ -64,3 +64,45 @@ impl SecretSource for ProcessEnv {
         Err("prompting is not available here; use an environment variable".into())
     }
 }
+
+/// Secrets from the process environment, and prompts through a callback the front end gives
+/// (a terminal prompt, a TUI dialog). Each distinct request is asked once and remembered.
+pub struct EnvAndPrompt<F> {
+    prompt: F,
+    asked: std::sync::Mutex<std::collections::HashMap<PromptRequest, Secret>>,
+}
+
+impl<F> EnvAndPrompt<F>
+where
+    F: Fn(&PromptRequest) -> Result<Secret, String>,
+{
+    /// Uses `prompt` to ask for secrets the inventory marks `"prompt"`.
+    pub fn new(prompt: F) -> Self {
+        Self {
+            prompt,
+            asked: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl<F> SecretSource for EnvAndPrompt<F>
+where
+    F: Fn(&PromptRequest) -> Result<Secret, String>,
+{
+    fn env(&self, var: &str) -> Option<Secret> {
+        ProcessEnv.env(var)
+    }
+
+    fn prompt(&self, request: &PromptRequest) -> Result<Secret, String> {
+        let mut asked = self
+            .asked
+            .lock()
+            .map_err(|_| "an earlier prompt failed".to_string())?;
+        if let Some(s) = asked.get(request) {
+            return Ok(s.clone());
+        }
+        let secret = (self.prompt)(request)?;
+        asked.insert(request.clone(), secret.clone());
+        Ok(secret)
+    }
+}

@@ -232,3 +232,28 @@ fn load_names_the_file_in_errors_and_resolves_keys_beside_it() {
         "{missing}"
     );
 }
+
+#[test]
+fn env_and_prompt_reads_the_environment_and_asks_through_the_callback() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let text = "[[hosts]]\nname = \"a\"\naddress = \"h\"\nuser = \"u\"\npassword_env = \"FERRY_TEST_EAP_PW\"\nsudo_password = \"prompt\"\n";
+    let inv = Inventory::from_toml_str(text, "t").unwrap();
+    std::env::set_var("FERRY_TEST_EAP_PW", "from-env");
+    let calls = AtomicUsize::new(0);
+    let secrets = ferry_inventory::EnvAndPrompt::new(|r: &PromptRequest| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Ok(Secret::new(format!("typed for {}", r.text())))
+    });
+    let t = inv.target("a", &secrets).unwrap();
+    inv.target("a", &secrets).unwrap();
+    assert_eq!(t.auth, Auth::Password(Secret::new("from-env")));
+    assert_eq!(
+        t.sudo,
+        Sudo::Password(Secret::new("typed for sudo password for u@a"))
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "asked once, remembered after"
+    );
+}
