@@ -179,6 +179,12 @@ const MINIMAL_SPEC: &str =
 #[test]
 fn round_trips_keygen_request_issue_activate_verify_status() {
     let site = Site::new();
+    let root = site.root();
+    site.fails(
+        &["status", "--local", "--root", root.to_str().unwrap()],
+        None,
+        "status     PROBLEM: no license is installed",
+    );
     let out = site.ok(&["keygen", "-o", "vendor.key"], None);
     assert!(out.contains("issuer key"), "{out}");
     let mode = |p: &str| std::fs::metadata(site.p(p)).unwrap().permissions().mode() & 0o777;
