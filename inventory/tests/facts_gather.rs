@@ -191,3 +191,46 @@ fn the_shell_fallback_agrees_with_the_agent_on_this_host() {
     assert_eq!(mounts(&shell), mounts(&live));
     assert!(shell.time.unix_seconds.abs_diff(live.time.unix_seconds) < 60);
 }
+
+#[test]
+fn the_shell_fallback_sends_only_the_public_part_of_cluster_secrets() {
+    // Run the real script with the cluster paths moved under fixture trees, then put the paths
+    // back: what crosses the wire must hold the CA hashes and no token or key.
+    for (fixture, kind) in [
+        ("k3s-server", ClusterKind::K3sServer),
+        ("no-route", ClusterKind::K3sAgent),
+        ("centos7", ClusterKind::Kubelet),
+    ] {
+        let root = data().join(fixture);
+        let prefix = root.display().to_string();
+        let mut script = facts::shell_script().to_string();
+        for p in [
+            "/var/lib/rancher/",
+            "/etc/rancher/",
+            "/etc/systemd/system/k3s-agent",
+            "/etc/kubernetes/",
+            "/var/lib/ferry/",
+        ] {
+            script = script.replace(p, &format!("{prefix}{p}"));
+        }
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap().replace(&prefix, "");
+        assert!(!text.contains("very-secret"), "{fixture}: k3s secret sent");
+        assert!(!text.contains("U0VDUkVU"), "{fixture}: client key sent");
+        let shell = facts::parse_shell_output(&text);
+        let direct = fixture_installations(fixture);
+        assert!(
+            shell.installations.iter().any(|i| i.kind == kind),
+            "{fixture}"
+        );
+        assert_eq!(shell.installations, direct, "{fixture}");
+    }
+}
+
+fn fixture_installations(name: &str) -> Vec<facts::Installation> {
+    fixture(name).installations
+}
