@@ -214,6 +214,56 @@ fn a_layer_shared_by_two_images_has_one_digest() {
 }
 
 #[test]
+fn follows_a_hardlinked_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = docker_archive();
+    // Rebuild the archive with the app's copy of the base layer as a hard link instead.
+    let mut t = tar::Builder::new(Vec::new());
+    for e in tar::Archive::new(&fx.bytes[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        if name == "bbbb/layer.tar" {
+            let mut h = header(tar::EntryType::Link, 0);
+            t.append_link(&mut h, &name, "aaaa/layer.tar").unwrap();
+            continue;
+        }
+        let mut h = e.header().clone();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        t.append_data(&mut h, &name, &data[..]).unwrap();
+    }
+    let path = write(dir.path(), "hardlinked.tar", &t.into_inner().unwrap());
+    let images = image::from_archive(&path).unwrap();
+    let app = find(&images, "docker.io/ferry/app:2");
+    assert_eq!(app.layers[0].digest, Digest::of(&fx.base_layer));
+    assert_eq!(read_source(&app.layers[0].source), fx.base_layer);
+}
+
+#[test]
+fn refuses_a_layer_link_that_leaves_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = docker_archive();
+    let mut t = tar::Builder::new(Vec::new());
+    for e in tar::Archive::new(&fx.bytes[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        if name == "bbbb/layer.tar" {
+            let mut h = header(tar::EntryType::Symlink, 0);
+            t.append_link(&mut h, &name, "../../../etc/passwd").unwrap();
+            continue;
+        }
+        let mut h = e.header().clone();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        t.append_data(&mut h, &name, &data[..]).unwrap();
+    }
+    let path = write(dir.path(), "escaping.tar", &t.into_inner().unwrap());
+    let err = image::from_archive(&path).unwrap_err();
+    assert!(matches!(err, ImageError::MissingEntry { .. }), "{err:?}");
+    one_line(&err);
+}
+
+#[test]
 fn output_is_deterministic() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "saved.tar", &docker_archive().bytes);
