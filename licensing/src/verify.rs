@@ -94,7 +94,7 @@ pub fn check(license: License, site: &SiteFacts, guards: Option<&Guards>) -> Res
         .map_err(|detail| LicenseError::OtherHardware { detail })?;
     let now = site.now;
     if let Some(g) = guards {
-        if now < g.high_water - CLOCK_TOLERANCE_SECS {
+        if now < g.high_water.saturating_sub(CLOCK_TOLERANCE_SECS) {
             return Err(LicenseError::ClockRollback {
                 now: format_time(now),
                 high_water: format_time(g.high_water),
@@ -111,7 +111,7 @@ pub fn check(license: License, site: &SiteFacts, guards: Option<&Guards>) -> Res
     if now >= license.grace_end() {
         return Err(LicenseError::Expired {
             id: license.id.clone(),
-            expired: format_date(license.expires - 1),
+            expired: format_date(license.expires.saturating_sub(1)),
             grace_days: license.grace_days,
             grace_end: format_date(license.grace_end()),
         });
@@ -141,12 +141,16 @@ pub fn check(license: License, site: &SiteFacts, guards: Option<&Guards>) -> Res
             });
         }
     }
-    let days_left = (license.expires - now).div_euclid(DAY);
+    let days_left = license.expires.saturating_sub(now).div_euclid(DAY);
     let mut notices = Vec::new();
     if now >= license.expires {
         notices.push(Notice::InGrace {
-            expired: format_date(license.expires - 1),
-            days_left: (license.grace_end() - now + DAY - 1).div_euclid(DAY),
+            expired: format_date(license.expires.saturating_sub(1)),
+            days_left: license
+                .grace_end()
+                .saturating_sub(now)
+                .saturating_add(DAY - 1)
+                .div_euclid(DAY),
         });
     } else if days_left < 30 {
         notices.push(Notice::ExpiresSoon { days_left });

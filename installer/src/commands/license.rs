@@ -78,9 +78,14 @@ fn now(site: &SiteArgs) -> Result<i64> {
         Some(s) => s
             .parse::<i64>()
             .ok()
+            // Years 1970 to 9999 only, so date arithmetic cannot overflow.
+            .filter(|t| (0..=253_402_300_799).contains(t))
             .or_else(|| time::parse_date(s))
             .with_context(|| {
-                format!("FERRY_LICENSE_NOW / --now `{s}` is neither YYYY-MM-DD nor Unix seconds")
+                format!(
+                    "FERRY_LICENSE_NOW / --now `{s}` is neither YYYY-MM-DD nor Unix seconds \
+                     between 1970 and 9999"
+                )
             }),
     }
 }
@@ -355,7 +360,7 @@ fn issue(a: IssueArgs) -> Result<ExitCode> {
         license.customer,
         license.entitlements.max_nodes,
         license.entitlements.max_gpus.map_or("unlimited".into(), |g| g.to_string()),
-        time::format_date(license.expires - 1),
+        time::format_date(license.expires.saturating_sub(1)),
         license.sequence,
         req.id,
         req.fingerprint.hosts.len(),
@@ -396,7 +401,7 @@ fn print_verified(v: &Verified, facts: &SiteFacts) {
         l.entitlements
             .max_gpus
             .map_or(String::new(), |g| format!(" of {g}")),
-        time::format_date(l.expires - 1),
+        time::format_date(l.expires.saturating_sub(1)),
         v.days_left.max(0)
     );
     for n in &v.notices {
@@ -463,7 +468,7 @@ fn license_lines(l: &License) -> Vec<String> {
         format!(
             "valid      {} to {}, then {} days of grace",
             time::format_date(l.not_before),
-            time::format_date(l.expires - 1),
+            time::format_date(l.expires.saturating_sub(1)),
             l.grace_days
         ),
         format!("modules    {modules}"),
