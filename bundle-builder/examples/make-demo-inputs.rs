@@ -13,13 +13,21 @@ use std::path::Path;
 
 use ferry_bundle::Digest;
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+/// Errors of this example.
+pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> Res<()> {
     let dir = std::env::args()
         .nth(1)
         .ok_or("usage: make-demo-inputs DIR")?;
-    let dir = Path::new(&dir);
+    for (digest, name) in make(Path::new(&dir))? {
+        println!("{}  {name}", digest.hex());
+    }
+    Ok(())
+}
+
+/// Makes the inputs in `dir`; returns the digests of the pinned files (for bundle.toml).
+pub fn make(dir: &Path) -> Res<Vec<(Digest, &'static str)>> {
     fs::create_dir_all(dir)?;
 
     let payload: String = (0..20_000)
@@ -103,6 +111,7 @@ fn main() -> Res<()> {
         false,
     )?;
 
+    let mut pinned = vec![];
     for f in [
         "k3s-STAND-IN",
         "k3s-airgap-images-amd64-STAND-IN.tar",
@@ -110,9 +119,9 @@ fn main() -> Res<()> {
         "NVIDIA-Linux-x86_64-550.90.07-STAND-IN.run",
         "mcd-2.3.0-STAND-IN.fap",
     ] {
-        println!("{}  {f}", Digest::of(&fs::read(dir.join(f))?).hex());
+        pinned.push((Digest::of(&fs::read(dir.join(f))?), f));
     }
-    Ok(())
+    Ok(pinned)
 }
 
 fn stand_in(dir: &Path, name: &str, what: &str, executable: bool) -> Res<()> {

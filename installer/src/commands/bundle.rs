@@ -117,7 +117,6 @@ fn build_cmd(a: BuildArgs) -> anyhow::Result<ExitCode> {
     let summary = build(&spec, &opts, &mut on_event)
         .with_context(|| format!("building bundle {}", a.output.display()))?;
     overall.finish_and_clear();
-    drop(on_event);
     let _ = multi.clear();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
