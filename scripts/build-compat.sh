@@ -4,7 +4,7 @@
 # GLIBC_ symbol version it needs must be at most that version, or the script fails and lists
 # the symbols that need more.
 #
-#   scripts/build-compat.sh            # build + check, prints the binary's path
+#   scripts/build-compat.sh            # build + check; also writes ferry.stripped beside it
 #   scripts/build-compat.sh --check-only PATH   # check an existing binary
 #
 # Needs: cargo-zigbuild (cargo install cargo-zigbuild --locked), zig (the `ziglang` Python
@@ -54,3 +54,6 @@ bin="target/$TRIPLE/release/ferry"
 echo "build-compat: built $bin in $(( $(date +%s) - start ))s"
 check "$bin"
 "$bin" --version
+# The agent is uploaded to every host: a copy without debug info is a fraction of the size.
+objcopy --strip-debug "$bin" "$bin.stripped"
+echo "build-compat: $bin.stripped ($(du -h "$bin.stripped" | cut -f1), from $(du -h "$bin" | cut -f1))"
