@@ -220,8 +220,9 @@ impl StateDir {
         let (license, activation) = match opened {
             Some((f, l, a)) if *f == file => (l.clone(), a.clone()),
             _ => {
+                file.verify_signature(trusted)?;
                 let activation = self.load_request(file.request_id())?;
-                (verify::open(&file, trusted, &activation)?, activation)
+                (file.decrypt(&activation)?, activation)
             }
         };
         let path = self.guard_path();
@@ -286,8 +287,10 @@ impl StateDir {
         site: &SiteFacts,
     ) -> Result<Verified> {
         let file = LicenseFile::parse(input)?;
+        // Signature first: nothing unauthenticated decides which state file is read.
+        file.verify_signature(trusted)?;
         let activation = self.load_request(file.request_id())?;
-        let license = verify::open(&file, trusted, &activation)?;
+        let license = file.decrypt(&activation)?;
         let installed = self.installed(trusted, Some((&file, &license, &activation)))?;
         let guards = installed.as_ref().map(|(_, _, g)| g);
         let verified = verify::check(license, site, guards)?;
@@ -305,8 +308,10 @@ impl StateDir {
         site: &SiteFacts,
     ) -> Result<Verified> {
         let file = LicenseFile::parse(input)?;
+        // Signature first: nothing unauthenticated decides which state file is read.
+        file.verify_signature(trusted)?;
         let activation = self.load_request(file.request_id())?;
-        let license = verify::open(&file, trusted, &activation)?;
+        let license = file.decrypt(&activation)?;
         let installed = self.installed(trusted, Some((&file, &license, &activation)))?;
         let guards = installed.as_ref().map(|(_, _, g)| g);
         let verified = verify::check(license, site, guards)?;
