@@ -50,7 +50,13 @@ fn mixed_site(with_bastion: bool) -> Site {
         sshd::PASSWORD_USER,
         "password_env = \"FERRYTEST_PW\"",
     );
-    toml += &host_entry("key", "127.0.0.1", servers[1].port, sshd::KEY_USER, &key_line());
+    toml += &host_entry(
+        "key",
+        "127.0.0.1",
+        servers[1].port,
+        sshd::KEY_USER,
+        &key_line(),
+    );
     toml += &host_entry(
         "sudopw",
         "127.0.0.1",
@@ -122,7 +128,10 @@ fn check_passes_a_mixed_site_with_password_key_sudo_and_bastion() {
     assert_eq!(hosts.len(), expected);
     for h in hosts {
         assert_eq!(h["ok"], true, "{h:#}");
-        assert!(h["clock_skew_seconds"].as_f64().unwrap().abs() < 2.0, "{h:#}");
+        assert!(
+            h["clock_skew_seconds"].as_f64().unwrap().abs() < 2.0,
+            "{h:#}"
+        );
         assert!(!h["facts"]["kernel"].as_str().unwrap().is_empty(), "{h:#}");
         assert_eq!(h["facts_source"], "shell");
     }
@@ -199,10 +208,15 @@ fn check_reports_each_failing_host_on_one_line_and_goes_on() {
     let took = start.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAILED ")).collect();
+    let failed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("FAILED "))
+        .collect();
     assert_eq!(failed.len(), 3, "{stdout}");
     assert!(
-        failed.iter().any(|l| l.starts_with("FAILED silent:") && l.contains("within 2s")),
+        failed
+            .iter()
+            .any(|l| l.starts_with("FAILED silent:") && l.contains("within 2s")),
         "{stdout}"
     );
     assert!(
@@ -245,7 +259,11 @@ fn check_refuses_a_host_whose_key_changed() {
     .unwrap();
     let args = ["inventory", "check", "-i", inv.to_str().unwrap()];
     let first = ferry(dir.path(), &args, &[]);
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stdout));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stdout)
+    );
     s.change_host_keys();
     let out = ferry(dir.path(), &args, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -254,7 +272,10 @@ fn check_refuses_a_host_whose_key_changed() {
         .lines()
         .find(|l| l.starts_with("FAILED node1:"))
         .unwrap_or_else(|| panic!("{stdout}"));
-    assert!(line.contains("CHANGED") && line.contains("ssh-keygen -R"), "{line}");
+    assert!(
+        line.contains("CHANGED") && line.contains("ssh-keygen -R"),
+        "{line}"
+    );
     assert_eq!(line.matches("SHA256:").count(), 2, "{line}");
 }
 
@@ -278,8 +299,14 @@ fn facts_prints_json_for_every_host() {
     assert_eq!(hosts.len(), 3);
     for h in hosts {
         assert_eq!(h["error"], serde_json::Value::Null, "{h:#}");
-        assert!(h["facts"]["memory"]["total_bytes"].as_u64().unwrap() > 0, "{h:#}");
-        assert!(!h["facts"]["hostname"].as_str().unwrap().is_empty(), "{h:#}");
+        assert!(
+            h["facts"]["memory"]["total_bytes"].as_u64().unwrap() > 0,
+            "{h:#}"
+        );
+        assert!(
+            !h["facts"]["hostname"].as_str().unwrap().is_empty(),
+            "{h:#}"
+        );
     }
 }
 

@@ -5,8 +5,9 @@
 //! the POSIX shell fallback instead.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::agent::{AgentError, Client};
 use crate::facts::{parse_shell_output, shell_script, Facts};
 use crate::ssh::{shell_quote, RemoteChild, Session, SshError};
 use crate::transfer::{upload, LocalFile, TransferError, TransferEvent, UploadOptions};
@@ -125,9 +126,10 @@ impl RemoteAgent {
         &mut self.child
     }
 
-    /// Ends the agent (closes its stdin) and removes its binary from the host.
+    /// Ends the agent (closes its stdin; closes the channel if it does not exit within 10 s)
+    /// and removes its binary from the host.
     pub async fn finish(self, session: &Session) -> Result<(), RemoteError> {
-        let _ = self.child.wait().await;
+        let _ = self.child.wait_or_close(Duration::from_secs(10)).await;
         remove_agent_dir(session, &self.dir).await
     }
 }
@@ -171,6 +173,15 @@ pub enum FactsSource {
     Shell(String),
 }
 
+/// Asks a running agent for facts over its stdin/stdout, then tells it to exit.
+async fn agent_facts(child: &mut RemoteChild) -> Result<Facts, AgentError> {
+    let (writer, reader) = child.take_streams().ok_or(AgentError::Closed)?;
+    let mut client = Client::connect(reader, writer).await?;
+    let facts = client.facts().await?;
+    client.exit().await?;
+    Ok(facts)
+}
+
 /// Gathers a host's facts with the POSIX shell fallback (one exec, nothing left on the host).
 pub async fn shell_facts(session: &Session, as_root: bool) -> Result<Facts, RemoteError> {
     let out = session
@@ -188,16 +199,14 @@ pub async fn gather_facts(
 ) -> Result<(Facts, FactsSource), RemoteError> {
     let reason = match agent {
         None => "no agent binary given".to_string(),
-        Some(bin) => match push_agent(session, bin).await {
-            // The agent protocol client comes with the agent; until a facts call over it is
-            // wired here, a runnable agent still gets its facts through the shell script.
-            Ok(_) => {
-                let facts = shell_facts(session, as_root).await?;
-                remove_agent_dir(session, &bin.remote_dir()).await?;
-                return Ok((
-                    facts,
-                    FactsSource::Shell("agent facts call not wired yet".into()),
-                ));
+        Some(bin) => match start_agent(session, bin, as_root).await {
+            Ok(mut running) => {
+                let asked = agent_facts(running.child()).await;
+                running.finish(session).await?;
+                match asked {
+                    Ok(facts) => return Ok((facts, FactsSource::Agent)),
+                    Err(e) => format!("the agent started but failed: {e}"),
+                }
             }
             Err(RemoteError::AgentUnavailable { reason, .. }) => {
                 let _ = remove_agent_dir(session, &bin.remote_dir()).await;

@@ -216,6 +216,11 @@ pub type Progress<'a> = &'a (dyn Fn(TransferEvent) + Send + Sync);
 
 const CHUNK: usize = 256 * 1024;
 
+/// A shell function `h` printing the sha256 of stdin: OpenSSL when the host has it (it uses the
+/// CPU's SHA instructions: about 6x faster than coreutils' sha256sum here), sha256sum otherwise.
+const HASH_FN: &str = "h() { if command -v openssl >/dev/null 2>&1; \
+     then openssl dgst -sha256 -r | cut -d' ' -f1; else sha256sum | cut -d' ' -f1; fi; }; ";
+
 /// Uploads `file` to `dest` on the session's host.
 pub async fn upload(
     session: &Session,
@@ -235,7 +240,7 @@ pub async fn upload(
 
     // 1. What is there already?
     let probe = format!(
-        "if [ -f {d} ]; then printf 'ferry-dest %s\\n' \"$(sha256sum < {d} | cut -d' ' -f1)\"; fi; \
+        "{HASH_FN}if [ -f {d} ]; then printf 'ferry-dest %s\\n' \"$(h < {d})\"; fi; \
          if [ -f {p} ]; then printf 'ferry-partial %s\\n' \"$(wc -c < {p})\"; fi"
     );
     let seen = session.exec_ok(&probe, opts.as_root).await?;
@@ -261,10 +266,7 @@ pub async fn upload(
                     source,
                 })?;
             let there = session
-                .exec_ok(
-                    &format!("head -c {n} {p} | sha256sum | cut -d' ' -f1"),
-                    opts.as_root,
-                )
+                .exec_ok(&format!("{HASH_FN}head -c {n} {p} | h"), opts.as_root)
                 .await?;
             if field_line(&there).as_deref() == Some(local.1.as_str()) {
                 offset = n;
@@ -283,7 +285,7 @@ pub async fn upload(
 
     // 3. Check the digest there, then rename into place atomically.
     let finish = format!(
-        "h=$(sha256sum < {p} | cut -d' ' -f1); \
+        "{HASH_FN}h=$(h < {p}); \
          if [ \"$h\" != {want} ]; then rm -f {p}; printf 'ferry-mismatch %s\\n' \"$h\"; exit 0; fi; \
          chmod {mode:o} {p} && mv -f {p} {d} && printf 'ferry-placed\\n'",
         want = file.sha256,

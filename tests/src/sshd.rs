@@ -355,6 +355,7 @@ impl Sshd {
              UsePAM yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication yes\n\
              PubkeyAuthentication yes\nPermitRootLogin no\nAllowUsers ferrytest-*\n\
              AllowTcpForwarding yes\nMaxStartups {ms}\nMaxSessions 100\nPrintMotd no\n\
+             Subsystem sftp internal-sftp\n\
              LogLevel VERBOSE\n{banner}\n",
             listen = opts.listen,
             port = opts.port,

@@ -110,11 +110,11 @@ async fn reach(args: &ReachArgs, command: &str) -> anyhow::Result<Reach> {
                 .await
                 .context("reading ferry's own binary")?,
         )),
-        Some(p) => Some(Arc::new(
-            AgentBinary::at(p.clone())
-                .await
-                .with_context(|| format!("reading agent binary {}", p.display()))?,
-        )),
+        Some(p) => {
+            Some(Arc::new(AgentBinary::at(p.clone()).await.with_context(
+                || format!("reading agent binary {}", p.display()),
+            )?))
+        }
     };
     Ok(Reach {
         pool: Arc::new(Pool::with_limit(opts, args.parallel)),
@@ -176,7 +176,11 @@ async fn check_host(
             r.sudo = Some(matches!(&who, Ok(u) if u.trim().ends_with('0')));
             let who = who.map_err(|e| e.to_string())?;
             if !who.trim().ends_with('0') {
-                return Err(format!("{}: sudo did not make us root (id -u: {})", t.name, who.trim()));
+                return Err(format!(
+                    "{}: sudo did not make us root (id -u: {})",
+                    t.name,
+                    who.trim()
+                ));
             }
         }
         let skew = remote::clock_skew(&s).await.map_err(|e| e.to_string())?;

@@ -783,16 +783,37 @@ impl RemoteChild {
         }
     }
 
+    /// Like [`RemoteChild::wait`], but closes the channel (the command gets a hangup) when it
+    /// has not ended after `limit`.
+    pub async fn wait_or_close(mut self, limit: Duration) -> Result<Exit, SshError> {
+        match timeout(limit, self.end()).await {
+            Ok(r) => r,
+            Err(_) => {
+                let _ = self._write.close().await;
+                Err(SshError::CommandFailed {
+                    host: self.host,
+                    command: self.command,
+                    status: format!("still running after {}s, channel closed", limit.as_secs()),
+                    stderr: String::new(),
+                })
+            }
+        }
+    }
+
     /// Closes stdin, drains stdout, and waits for the command's end.
     pub async fn wait(mut self) -> Result<Exit, SshError> {
+        self.end().await
+    }
+
+    async fn end(&mut self) -> Result<Exit, SshError> {
         self.close_stdin().await;
         let mut sink = tokio::io::sink();
         let _ = tokio::io::copy(&mut self.stdout, &mut sink).await;
-        match self.exit.await {
+        match (&mut self.exit).await {
             Ok(exit) if exit.status.is_some() || exit.signal.is_some() => Ok(exit),
             _ => Err(SshError::ConnectionLost {
-                host: self.host,
-                command: self.command,
+                host: self.host.clone(),
+                command: self.command.clone(),
             }),
         }
     }

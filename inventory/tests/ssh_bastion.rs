@@ -1,0 +1,104 @@
+//! Jump hosts: an inner host reachable only through a bastion (a network namespace), many inner
+//! hosts sharing ONE bastion connection, and a bastion failure named as such.
+
+#[path = "ssh_common.rs"]
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use ferry_inventory::ssh::{Pool, Session, SshError};
+use ferry_inventory::{Auth, Sudo, Target};
+use ferry_tests::sshd::{self, Bastion};
+
+fn jump(b: &Bastion) -> Target {
+    key_target("jump", &b.bastion, sshd::KEY_USER)
+}
+
+fn inner(b: &Bastion, i: usize) -> Target {
+    let mut t = key_target(&format!("inner{i}"), &b.inner[i], sshd::SUDO_USER);
+    t.sudo = Sudo::Passwordless;
+    t.bastion = Some(Box::new(jump(b)));
+    t
+}
+
+#[tokio::test]
+async fn reaches_an_inner_host_only_through_its_bastion() {
+    if !sshd::netns_available() {
+        return;
+    }
+    let b = Bastion::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    let t = inner(&b, 0);
+    let sess = Session::connect(&t, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", b.bastion.log(), b.inner[0].log()));
+    assert_eq!(sess.exec_ok("id -u", true).await.unwrap().trim(), "0");
+    // The inner sshd sees the connection coming from the namespace's own loopback, through the
+    // bastion's forwarding.
+    assert!(b.inner[0].log().contains("Accepted publickey"));
+    assert!(b.bastion.log().contains("Accepted publickey"));
+
+    // Without the bastion, the same address is not the inner host.
+    let mut direct = t.clone();
+    direct.bastion = None;
+    let mut o = options(dir.path());
+    o.attempts = 1;
+    o.connect_timeout = std::time::Duration::from_secs(2);
+    match Session::connect(&direct, &o).await {
+        Err(_) => {}
+        Ok(_) => panic!("the inner host answered without its bastion"),
+    }
+}
+
+#[tokio::test]
+async fn hosts_behind_one_bastion_share_one_connection_to_it() {
+    if !sshd::netns_available() {
+        return;
+    }
+    // More inner hosts than MaxStartups' first threshold (10) on the bastion.
+    let n = 14;
+    let b = Bastion::start(n);
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Arc::new(Pool::new(options(dir.path())));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let t = inner(&b, i);
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = pool.session(&t).await?;
+            s.exec_ok("hostname", false).await
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let r = task.await.unwrap();
+        assert!(r.is_ok(), "inner{i}: {}", r.unwrap_err());
+    }
+    let accepted = b.bastion.log().matches("Accepted publickey").count();
+    assert_eq!(accepted, 1, "{}", b.bastion.log());
+    // The bastion plus every inner host.
+    assert_eq!(pool.len().await, n + 1);
+}
+
+#[tokio::test]
+async fn a_bastion_that_refuses_us_is_named_in_the_error() {
+    if !sshd::netns_available() {
+        return;
+    }
+    let b = Bastion::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = inner(&b, 0);
+    if let Some(j) = t.bastion.as_mut() {
+        j.auth = Auth::Key {
+            path: sshd::fixture().keys.unauthorized.clone(),
+            passphrase: None,
+        };
+    }
+    let pool = Pool::new(options(dir.path()));
+    let err = pool.session(&t).await.unwrap_err();
+    assert!(matches!(err, SshError::Bastion { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.starts_with("inner0: through jump host jump:"), "{msg}");
+    assert!(msg.contains("rejected"), "{msg}");
+}
