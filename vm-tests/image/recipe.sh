@@ -35,6 +35,18 @@ chroot "$root" systemctl enable systemd-networkd.service systemd-network-generat
 # Nothing may wait for a network that has no route out, nor spend emulated CPU on housekeeping.
 chroot "$root" systemctl mask systemd-networkd-wait-online.service apt-daily.timer \
   apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer
+# Under software emulation every unit and generator costs CPU on the boot path: drop the ones a
+# headless, disk-image VM has no use for (no VGA console, no EFI, no encrypted or GPT-discovered
+# disks, no hibernation). Modules they would preload still load on demand.
+chroot "$root" systemctl mask getty@tty1.service systemd-binfmt.service \
+  proc-sys-fs-binfmt_misc.automount proc-sys-fs-binfmt_misc.mount sys-kernel-debug.mount \
+  sys-kernel-tracing.mount sys-fs-fuse-connections.mount sys-kernel-config.mount \
+  dev-hugepages.mount modprobe@configfs.service modprobe@dm_mod.service modprobe@drm.service \
+  modprobe@efi_pstore.service modprobe@fuse.service modprobe@loop.service
+mkdir -p "$root/etc/systemd/system-generators"
+for g in cryptsetup debug gpt-auto hibernate-resume integritysetup veritysetup system-update run; do
+  ln -sf /dev/null "$root/etc/systemd/system-generators/systemd-$g-generator"
+done
 # containerd is installed but not running: the installer's container-runtime phase starts it.
 chroot "$root" systemctl disable containerd.service
 
@@ -78,7 +90,8 @@ if [ -n "${key:-}" ]; then
   done
 fi
 [ -e /etc/ssh/ssh_host_ed25519_key ] || /usr/local/sbin/ferry-hostkeys
-resize2fs /dev/vda >/dev/null 2>&1 || true
+# Grow the root file system only when the VM's disk is larger than the image (ferry.grow).
+grep -qw ferry.grow /proc/cmdline && resize2fs /dev/vda >/dev/null 2>&1 || true
 h=$(cat /proc/sys/kernel/hostname)
 # A VM keeps the name it was first booted with, like an installed host.
 [ "$(cat /etc/hostname)" != ferry-vm ] || echo "$h" > /etc/hostname

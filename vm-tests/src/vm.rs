@@ -293,7 +293,10 @@ impl Vm {
     }
 
     fn kernel_command_line(&self) -> String {
-        let extra = std::env::var("FERRY_VM_APPEND").unwrap_or_default();
+        let mut extra = std::env::var("FERRY_VM_APPEND").unwrap_or_default();
+        if self.spec.disk_gib > 4 {
+            extra.push_str(" ferry.grow");
+        }
         format!(
             "root=/dev/vda rw console=ttyS0 net.ifnames=0 \
              ip={addr}:::255.255.255.0:{name}:eth0:off systemd.hostname={name} \

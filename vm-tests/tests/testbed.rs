@@ -415,3 +415,25 @@ fn a_testbed_whose_process_was_killed_is_reaped_by_the_next() {
         assert!(next.vm(0).ssh("true").unwrap().success());
     }
 }
+
+#[test]
+fn the_root_file_system_fills_the_disk_size_of_the_spec() {
+    let spec = VmSpec {
+        disk_gib: 6,
+        ..spec()
+    };
+    let Some(bed) = start_or_skip(1, &spec) else {
+        return;
+    };
+    let kib: u64 = bed
+        .vm(0)
+        .ssh_ok("df --output=size -k / | tail -1")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        kib > 5 * 1024 * 1024,
+        "root file system is {kib} KiB on a 6 GiB disk"
+    );
+}
