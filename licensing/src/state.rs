@@ -50,6 +50,29 @@ fn guard_mac(activation: &ActivationRequest, g: &Guards) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// Parses a guard file and checks its MAC under `activation`'s key.
+fn read_guard(
+    bytes: &[u8],
+    activation: &ActivationRequest,
+) -> std::result::Result<Guards, &'static str> {
+    let g: GuardFile = serde_json::from_slice(bytes).map_err(|_| "the guard file is not valid")?;
+    let guards = Guards {
+        license: g.license,
+        sequence: g.sequence,
+        high_water: g.high_water,
+    };
+    // Both are hex of the same length; a timing difference reveals nothing useful offline.
+    if g.v != 1 || g.mac != guard_mac(activation, &guards) {
+        return Err("its MAC does not match");
+    }
+    Ok(guards)
+}
+
+/// Whether a guard file claims to belong to license `id`.
+fn guard_names(bytes: &[u8], id: &str) -> bool {
+    serde_json::from_slice::<GuardFile>(bytes).is_ok_and(|g| g.license == id)
+}
+
 /// Writes `data` to `path` atomically: temporary file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -231,22 +254,46 @@ impl StateDir {
             detail: detail.to_owned(),
         };
         let bytes = read_opt(&path)?.ok_or_else(|| tampered("the guard file is missing"))?;
-        let g: GuardFile =
-            serde_json::from_slice(&bytes).map_err(|_| tampered("the guard file is not valid"))?;
-        let guards = Guards {
-            license: g.license,
-            sequence: g.sequence,
-            high_water: g.high_water,
-        };
-        let expected = guard_mac(&activation, &guards);
-        // Both are hex of the same length; a timing difference reveals nothing useful offline.
-        if g.v != 1 || g.mac != expected {
-            return Err(tampered("its MAC does not match"));
-        }
+        let guards = read_guard(&bytes, &activation).map_err(&tampered)?;
         if guards.license != license.id || guards.sequence != license.sequence {
             return Err(tampered("it belongs to another license"));
         }
         Ok(Some((license, activation, guards)))
+    }
+
+    /// Takes in a copy of the guard kept on another host of the site (`origin` names it) when
+    /// it belongs to the installed license and has seen a later time: a jump host restored
+    /// from a backup cannot forget what the hosts have seen. A copy for another license is
+    /// ignored (that host missed an activation); an edited copy is refused. Returns whether the
+    /// copy raised the highest time seen.
+    pub fn adopt_guard(
+        &self,
+        trusted: &[IssuerPublicKey],
+        copy: &[u8],
+        origin: &Path,
+    ) -> Result<bool> {
+        let Some((license, activation, mine)) = self.installed(trusted, None)? else {
+            return Ok(false);
+        };
+        let theirs = read_guard(copy, &activation).map_err(|detail| LicenseError::GuardTampered {
+            path: origin.to_owned(),
+            detail: detail.to_owned(),
+        });
+        let theirs = match theirs {
+            Ok(g) => g,
+            // Another license's guard does not verify under this license's key: ignore it
+            // when it names another license, refuse it when it claims to be this one's.
+            Err(_) if !guard_names(copy, &license.id) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if theirs.license != license.id
+            || theirs.sequence != license.sequence
+            || theirs.high_water <= mine.high_water
+        {
+            return Ok(false);
+        }
+        self.write_guard(&activation, &theirs)?;
+        Ok(true)
     }
 
     fn write_guard(&self, activation: &ActivationRequest, g: &Guards) -> Result<()> {

@@ -597,3 +597,40 @@ fn round_trips_key_files() {
         "{err}"
     );
 }
+
+#[test]
+fn adopts_a_later_guard_from_another_host_and_refuses_an_edited_one() {
+    let fx = Fixture::new();
+    let lic = fx.issue(SPEC);
+    // Host B saw day 10; the jump host is then restored from a backup taken on day 1.
+    fx.state
+        .activate(lic.as_bytes(), &fx.trusted, &fx.site(NOW + DAY))
+        .unwrap();
+    let guard = fx.state.path().join("guard.json");
+    let backup = std::fs::read(&guard).unwrap();
+    fx.state
+        .verify(lic.as_bytes(), &fx.trusted, &fx.site(NOW + 10 * DAY))
+        .unwrap();
+    let host_b = std::fs::read(&guard).unwrap();
+    std::fs::write(&guard, &backup).unwrap();
+    fx.state
+        .verify(lic.as_bytes(), &fx.trusted, &fx.site(NOW + 2 * DAY))
+        .unwrap();
+
+    let origin = std::path::Path::new("node2:/var/lib/ferry/license/guard.json");
+    assert!(fx.state.adopt_guard(&fx.trusted, &host_b, origin).unwrap());
+    let err = fx
+        .state
+        .verify(lic.as_bytes(), &fx.trusted, &fx.site(NOW + 2 * DAY))
+        .unwrap_err();
+    assert!(matches!(err, LicenseError::ClockRollback { .. }), "{err}");
+    // An older copy changes nothing; an edited one is refused and names its origin.
+    assert!(!fx.state.adopt_guard(&fx.trusted, &backup, origin).unwrap());
+    let mut g: serde_json::Value = serde_json::from_slice(&host_b).unwrap();
+    g["high_water"] = (NOW + 100 * DAY).into();
+    let err = fx
+        .state
+        .adopt_guard(&fx.trusted, &serde_json::to_vec(&g).unwrap(), origin)
+        .unwrap_err();
+    assert!(err.to_string().contains("node2:"), "{err}");
+}
