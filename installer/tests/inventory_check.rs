@@ -1,5 +1,6 @@
 //! `ferry inventory check` and `ferry inventory facts` through the real binary, against a mixed
 //! set of real sshd hosts: password, key, sudo with a password, and a host behind a jump host.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::{Command, Output};

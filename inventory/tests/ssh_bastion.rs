@@ -1,5 +1,6 @@
 //! Jump hosts: an inner host reachable only through a bastion (a network namespace), many inner
 //! hosts sharing ONE bastion connection, and a bastion failure named as such.
+#![allow(clippy::unwrap_used)]
 
 #[path = "ssh_common.rs"]
 mod common;

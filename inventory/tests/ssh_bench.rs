@@ -2,6 +2,7 @@
 //! them): one upload vs `scp`, one file to N hosts vs N sequential `scp`, facts from 64 sshd.
 //! Sizes come from FERRY_BENCH_MIB (default 1024), FERRY_BENCH_MULTI_MIB (256),
 //! FERRY_BENCH_HOSTS (16) and FERRY_BENCH_FACTS_HOSTS (64).
+#![allow(clippy::unwrap_used)]
 
 #[path = "ssh_common.rs"]
 mod common;

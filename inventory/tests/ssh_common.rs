@@ -1,5 +1,6 @@
 //! Helpers shared by the ssh_* tests (included with `#[path]`): targets for the harness's
 //! users on a real sshd, and session options with a private known_hosts and run dir.
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
 //! SSH sessions against real OpenSSH servers: auth methods, host keys, timeouts, retries, sudo.
+#![allow(clippy::unwrap_used)]
 
 #[path = "ssh_common.rs"]
 mod common;

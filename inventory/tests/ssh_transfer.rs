@@ -1,4 +1,5 @@
 //! Uploads against real sshd: verify, skip, resume after sshd dies, disk full, banners, sudo.
+#![allow(clippy::unwrap_used)]
 
 #[path = "ssh_common.rs"]
 mod common;

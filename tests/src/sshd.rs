@@ -702,6 +702,7 @@ impl Drop for SmallDisk {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

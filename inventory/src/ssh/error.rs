@@ -37,7 +37,7 @@ pub enum SshError {
         /// address:port.
         addr: String,
         /// The cause.
-        source: russh::Error,
+        source: Box<russh::Error>,
     },
     /// The host key is not the recorded one, or the file is unusable.
     #[error("{host}: {source}")]
@@ -101,7 +101,7 @@ pub enum SshError {
         /// The command.
         command: String,
         /// The cause.
-        source: russh::Error,
+        source: Box<russh::Error>,
     },
     /// The connection dropped while a command ran.
     #[error("{host}: connection lost while running `{command}`")]
@@ -167,7 +167,7 @@ impl SshError {
             ),
             SshError::Timeout { .. } | SshError::ConnectionLost { .. } => true,
             SshError::Protocol { source, .. } => matches!(
-                source,
+                **source,
                 russh::Error::Disconnect
                     | russh::Error::HUP
                     | russh::Error::ConnectionTimeout

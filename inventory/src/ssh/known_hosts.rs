@@ -187,6 +187,7 @@ impl KnownHosts {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -26,6 +26,7 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::shell_quote;
 

@@ -198,7 +198,7 @@ impl Session {
                 source => SshError::Protocol {
                     host: host.clone(),
                     addr: addr.clone(),
-                    source,
+                    source: Box::new(source),
                 },
             }
         };
@@ -296,7 +296,7 @@ impl Session {
             .map_err(|source| SshError::Channel {
                 host: self.name.clone(),
                 command: format!("tunnel to {address}:{port}"),
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -317,7 +317,7 @@ impl Session {
         let chan_err = |source| SshError::Channel {
             host: self.name.clone(),
             command: command.to_string(),
-            source,
+            source: Box::new(source),
         };
         let channel = self.handle.channel_open_session().await.map_err(chan_err)?;
         channel
@@ -444,7 +444,7 @@ impl Session {
                             .map_err(|source| SshError::Channel {
                                 host: self.name.clone(),
                                 command: command.to_string(),
-                                source,
+                                source: Box::new(source),
                             })?;
                     }
                     if let Some(pos) = text.find(READY) {
@@ -516,7 +516,7 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<()
     let protocol = |source| SshError::Protocol {
         host: host.clone(),
         addr: format!("{}:{}", target.address, target.port),
-        source,
+        source: Box::new(source),
     };
     match &target.auth {
         Auth::Key { path, passphrase } => {
