@@ -325,3 +325,26 @@ fn skip(why: &str) {
     );
     eprintln!("SKIPPED (not in CI): {why}");
 }
+
+/// Not a gate, a figure: `cargo test -p ferry-installer --test agent_protocol -- --ignored
+/// --nocapture` prints the agent's put and get throughput over local pipes.
+#[tokio::test]
+#[ignore]
+async fn put_and_get_throughput_over_pipes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_child, mut c) = agent(dir.path()).await;
+    let data = pseudo_random(128 << 20);
+    let t = std::time::Instant::now();
+    c.put("/big", 0o644, &data[..]).await.unwrap();
+    let put = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let (size, _) = c.get("/big", tokio::io::sink()).await.unwrap();
+    let get = t.elapsed().as_secs_f64();
+    assert_eq!(size, data.len() as u64);
+    let mib = data.len() as f64 / (1 << 20) as f64;
+    eprintln!(
+        "agent put {:.0} MiB/s, get {:.0} MiB/s ({mib} MiB)",
+        mib / put,
+        mib / get
+    );
+}

@@ -13,6 +13,9 @@ use super::protocol::{
 use super::AgentError;
 use crate::facts::Facts;
 
+/// Chunk requests a put may have in flight before it waits for an answer.
+const PUT_WINDOW: usize = 16;
+
 /// How much output before the hello is skipped (a login banner) before giving up.
 const MAX_PREAMBLE: usize = 64 * 1024;
 
@@ -69,6 +72,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Client<R, W> {
         op: Op,
         what: &'static str,
     ) -> Result<T, AgentError> {
+        let id = self.send(op).await?;
+        self.recv(id, what).await
+    }
+
+    /// Sends a request without waiting for its answer; returns its id.
+    async fn send(&mut self, op: Op) -> Result<u64, AgentError> {
         let id = self.next_id;
         self.next_id += 1;
         let mut line = serde_json::to_vec(&Request { id, op })
@@ -76,6 +85,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Client<R, W> {
         line.push(b'\n');
         self.writer.write_all(&line).await?;
         self.writer.flush().await?;
+        Ok(id)
+    }
+
+    /// Reads the answer to request `id` (answers come in request order).
+    async fn recv<T: serde::de::DeserializeOwned>(
+        &mut self,
+        id: u64,
+        what: &'static str,
+    ) -> Result<T, AgentError> {
         let line = read_line(&mut self.reader)
             .await?
             .ok_or(AgentError::Closed)?;
@@ -124,13 +142,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Client<R, W> {
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut buf = vec![0u8; CHUNK_SIZE];
+        // Chunks are pipelined: up to PUT_WINDOW answers may be pending, so a slow link is not
+        // idle between chunks. The answers are tiny, so the agent never blocks writing them.
+        let mut pending = std::collections::VecDeque::new();
+        let mut failed: Option<AgentError> = None;
         loop {
             let n = match read_full(&mut source, &mut buf).await {
                 Ok(n) => n,
                 Err(e) => {
-                    let _: Result<serde_json::Value, _> =
-                        self.call(Op::PutAbort { handle }, "put").await;
-                    return Err(e.into());
+                    failed = Some(e.into());
+                    break;
                 }
             };
             if n == 0 {
@@ -139,7 +160,26 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Client<R, W> {
             hasher.update(&buf[..n]);
             size += n as u64;
             let data = base64::engine::general_purpose::STANDARD.encode(&buf[..n]);
-            let _: serde_json::Value = self.call(Op::PutChunk { handle, data }, "put").await?;
+            pending.push_back(self.send(Op::PutChunk { handle, data }).await?);
+            if pending.len() >= PUT_WINDOW {
+                if let Some(id) = pending.pop_front() {
+                    if let Err(e) = self.recv::<serde_json::Value>(id, "put").await {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        // Drain every pending answer; the first error is the one to report.
+        while let Some(id) = pending.pop_front() {
+            let answer = self.recv::<serde_json::Value>(id, "put").await;
+            if let (Err(e), None) = (answer, &failed) {
+                failed = Some(e);
+            }
+        }
+        if let Some(e) = failed {
+            let _: Result<serde_json::Value, _> = self.call(Op::PutAbort { handle }, "put").await;
+            return Err(e);
         }
         let sha256 = hex(&hasher.finalize());
         let op = Op::PutFinish {
