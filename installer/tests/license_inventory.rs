@@ -155,6 +155,29 @@ fn activates_a_license_on_every_host_of_an_inventory() {
         out.contains("nodes      2 in use of 2") && out.contains("status     OK"),
         "{out}"
     );
+    // The hosts keep the highest time seen: a jump host restored from a backup taken before a
+    // later status call still refuses a clock earlier than what the hosts saw.
+    let backup = std::fs::read(dir.join("state/guard.json")).unwrap();
+    let later = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([&["license", "status"][..], &site].concat())
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("FERRY_STATE_DIR", dir.join("state"))
+        .env("FERRY_LICENSE_NOW", "2027-06-01")
+        .output()
+        .unwrap();
+    assert!(
+        later.status.success(),
+        "{}",
+        String::from_utf8_lossy(&later.stdout)
+    );
+    std::fs::write(dir.join("state/guard.json"), &backup).unwrap();
+    let out = ferry(dir, &[&["verify", "two.lic"][..], &site].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("the clock was set back"),
+        "{err}"
+    );
     // The hosts' guards follow the highest time seen on the site.
     assert_eq!(
         std::fs::read(hosts_dir.join("guard.json")).unwrap(),

@@ -213,6 +213,29 @@ impl Remote {
         self.push(state, &self.state_files(state, request_id), dir)
     }
 
+    /// Takes in every host's copy of the guard that has seen a later time than this machine's.
+    fn adopt_guards(&self, state: &StateDir, keys: &[IssuerPublicKey], dir: &Path) -> Result<()> {
+        if state.installed_file()?.is_none() {
+            return Ok(());
+        }
+        let path = dir.join("guard.json");
+        let cmd = format!(
+            "cat {} 2>/dev/null || true",
+            ferry_inventory::ssh::shell_quote(&path.display().to_string())
+        );
+        for (name, session) in &self.sessions {
+            let copy = self
+                .rt
+                .block_on(session.exec_ok(&cmd, true))
+                .with_context(|| format!("{name}: reading {}", path.display()))?;
+            if !copy.trim().is_empty() {
+                let origin = PathBuf::from(format!("{name}:{}", path.display()));
+                state.adopt_guard(keys, copy.as_bytes(), &origin)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Copies the guard (its highest time seen just raised) to every host.
     fn refresh_guard(&self, state: &StateDir, dir: &Path) -> Result<()> {
         self.push(state, &[PathBuf::from("guard.json")], dir)
@@ -413,6 +436,9 @@ fn activate(a: ActivateArgs) -> Result<ExitCode> {
     let state = StateDir::new(&a.site.state_dir);
     let keys = load_keys(&a.pubkey, &state)?;
     let (facts, remote) = site_facts(&a.site)?;
+    if let Some(remote) = &remote {
+        remote.adopt_guards(&state, &keys, &a.site.host_state_dir)?;
+    }
     let input = read(&a.license, "license")?;
     let v = state
         .activate(&input, &keys, &facts)
@@ -435,6 +461,9 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
     let state = StateDir::new(&a.site.state_dir);
     let keys = load_keys(&a.pubkey, &state)?;
     let (facts, remote) = site_facts(&a.site)?;
+    if let Some(remote) = &remote {
+        remote.adopt_guards(&state, &keys, &a.site.host_state_dir)?;
+    }
     let input = read(&a.license, "license")?;
     let v = state
         .verify(&input, &keys, &facts)
@@ -539,6 +568,9 @@ fn status(a: StatusArgs) -> Result<ExitCode> {
         other => other?,
     };
     let (facts, remote) = site_facts(&a.site)?;
+    if let Some(remote) = &remote {
+        remote.adopt_guards(&state, &keys, &a.site.host_state_dir)?;
+    }
     let st = state.status(&keys, &facts);
     let ok = st.result.is_ok();
     if let (true, Some(remote)) = (ok, &remote) {
