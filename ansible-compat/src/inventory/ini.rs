@@ -73,7 +73,15 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Parsed, AnsibleError> {
                     if k.is_empty() {
                         return Err(err(format!("`{pair}` has an empty variable name")));
                     }
-                    vars.push((k.to_string(), Value::String(v.to_string())));
+                    let quoted = v.len() >= 2
+                        && (v.starts_with('"') && v.ends_with('"')
+                            || v.starts_with('\'') && v.ends_with('\''));
+                    let value = if quoted {
+                        Value::String(unquote(v))
+                    } else {
+                        literal(v)
+                    };
+                    vars.push((k.to_string(), value));
                 }
                 let names = pattern::expand(pattern).map_err(&err)?;
                 for name in names {
@@ -104,6 +112,26 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Parsed, AnsibleError> {
     Ok(parsed)
 }
 
+/// A host-line value as Ansible reads it: a Python literal (`2222`, `1.5`, `True`, `None`)
+/// where it is one, else a string. Values in `:vars` sections stay strings, as in Ansible.
+fn literal(v: &str) -> Value {
+    match v {
+        "True" => return Value::Bool(true),
+        "False" => return Value::Bool(false),
+        "None" => return Value::Null,
+        _ => {}
+    }
+    if let Ok(i) = v.parse::<i64>() {
+        return Value::from(i);
+    }
+    if v.contains('.') && !v.starts_with('.') && !v.ends_with('.') {
+        if let Some(n) = v.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+            return Value::Number(n);
+        }
+    }
+    Value::String(v.to_string())
+}
+
 fn unquote(v: &str) -> String {
     for q in ['"', '\''] {
         if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
@@ -113,16 +141,23 @@ fn unquote(v: &str) -> String {
     v.to_string()
 }
 
-/// Splits a host line on blanks, keeping quoted values (`a="x y"`) whole; `#` starts a comment.
+/// Splits a host line on blanks, keeping quoted values (`a="x y"`) whole, quotes included;
+/// `#` starts a comment.
 fn split_tokens(line: &str) -> Result<Vec<String>, String> {
     let mut tokens = Vec::new();
     let mut cur = String::new();
     let mut quote: Option<char> = None;
     for c in line.chars() {
         match quote {
-            Some(q) if c == q => quote = None,
+            Some(q) if c == q => {
+                quote = None;
+                cur.push(c);
+            }
             Some(_) => cur.push(c),
-            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                cur.push(c);
+            }
             None if c.is_whitespace() => {
                 if !cur.is_empty() {
                     tokens.push(std::mem::take(&mut cur));
