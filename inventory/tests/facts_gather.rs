@@ -234,3 +234,25 @@ fn the_shell_fallback_sends_only_the_public_part_of_cluster_secrets() {
 fn fixture_installations(name: &str) -> Vec<facts::Installation> {
     fixture(name).installations
 }
+
+#[test]
+fn huge_figures_from_the_shell_fallback_saturate_instead_of_overflowing() {
+    // A hostile or broken host may print any number; sizes are multiplied into bytes.
+    let max = u64::MAX;
+    let output = format!(
+        "@@ferry-file /proc/meminfo\nMemTotal: {max} kB\nMemFree: {max} kB\n\
+         @@ferry-file /proc/swaps\nFilename Type Size Used Priority\n/swap file {max} {max} -2\n\
+         @@ferry-file /sys/block/sda/size\n{max}\n\
+         @@ferry-file /proc/mounts\n/dev/sda1 / ext4 rw 0 0\n\
+         @@ferry-cmd df\nFilesystem 1024-blocks Used Available Capacity Mounted on\n\
+         /dev/sda1 {max} 1 {max} 1% /\n"
+    );
+    let f = facts::parse_shell_output(&output);
+    assert_eq!(f.memory.total_bytes, u64::MAX);
+    assert_eq!(f.memory.available_bytes, u64::MAX);
+    assert_eq!(f.swap[0].size_bytes, u64::MAX);
+    assert_eq!(f.swap[0].used_bytes, u64::MAX);
+    assert_eq!(f.disks[0].size_bytes, u64::MAX);
+    assert_eq!(f.filesystems[0].total_bytes, u64::MAX);
+    assert_eq!(f.filesystems[0].available_bytes, u64::MAX);
+}

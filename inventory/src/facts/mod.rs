@@ -316,12 +316,14 @@ fn cpu(text: String) -> Cpu {
     c
 }
 
+/// A `N kB` figure (as in /proc/meminfo, /proc/swaps, `df -k`) in bytes. The text comes from
+/// the remote host: a huge number saturates rather than overflowing.
 fn kib(v: &str) -> u64 {
     v.split_whitespace()
         .next()
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0)
-        * 1024
+        .saturating_mul(1024)
 }
 
 fn memory(text: &str) -> Memory {
@@ -371,7 +373,11 @@ fn disks(src: &dyn Source) -> Vec<Disk> {
             let b = format!("/sys/block/{name}");
             let r = |p: &str| first_line(src.read(&format!("{b}/{p}")));
             Disk {
-                size_bytes: r("size").and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) * 512,
+                // 512-byte sectors; the figure comes from the host, so saturate.
+                size_bytes: r("size")
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    .saturating_mul(512),
                 model: r("device/model"),
                 serial: r("device/serial")
                     .or_else(|| r("serial"))
@@ -419,8 +425,8 @@ fn filesystems(src: &dyn Source) -> Vec<Filesystem> {
             #[allow(clippy::unnecessary_cast)]
             if let Ok(st) = nix::sys::statvfs::statvfs(fs.mount.as_str()) {
                 let frag = st.fragment_size() as u64;
-                fs.total_bytes = st.blocks() as u64 * frag;
-                fs.available_bytes = st.blocks_available() as u64 * frag;
+                fs.total_bytes = (st.blocks() as u64).saturating_mul(frag);
+                fs.available_bytes = (st.blocks_available() as u64).saturating_mul(frag);
             }
         }
         out.push(fs);
