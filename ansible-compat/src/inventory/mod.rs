@@ -16,7 +16,7 @@ use ferry_inventory::{Inventory, Problem};
 use serde::Serialize;
 use serde_json::Value;
 
-pub use pattern::expand as expand_pattern;
+pub use pattern::{expand as expand_pattern, MAX_HOSTS_PER_PATTERN};
 
 /// Reading or converting an Ansible inventory failed.
 #[derive(Debug, thiserror::Error)]
