@@ -103,3 +103,61 @@ async fn a_bastion_that_refuses_us_is_named_in_the_error() {
     assert!(msg.starts_with("inner0: through jump host jump:"), "{msg}");
     assert!(msg.contains("rejected"), "{msg}");
 }
+
+/// Five logins to one sshd that accepts only three unauthenticated connections at once
+/// (`MaxStartups 3`): unpaced, sshd drops some; paced to one handshake at a time (sshd learns
+/// that a login finished a moment after we do, so pacing keeps a margin), all get in.
+#[tokio::test]
+async fn paces_handshakes_below_the_servers_max_startups() {
+    if !sshd::available() {
+        return;
+    }
+    let s = ferry_tests::sshd::Sshd::start_with(ferry_tests::sshd::SshdOptions {
+        max_startups: "3".into(),
+        ..Default::default()
+    });
+    let users = [
+        sshd::KEY_USER,
+        sshd::SUDO_USER,
+        sshd::SUDO_PASSWORD_USER,
+        sshd::BANNER_USER,
+    ];
+    let mut targets: Vec<Target> = users.iter().map(|u| key_target(u, &s, u)).collect();
+    targets.push(password_target("pw", &s, sshd::PASSWORD));
+    let run = |pace: usize| {
+        let targets = targets.clone();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let mut o = options(dir.path());
+            o.attempts = 1;
+            o.handshakes_per_sshd = pace;
+            let pool = Arc::new(Pool::new(o));
+            let tasks: Vec<_> = targets
+                .into_iter()
+                .map(|t| {
+                    let pool = pool.clone();
+                    tokio::spawn(async move { pool.session(&t).await.map(|_| ()) })
+                })
+                .collect();
+            let mut failed = 0;
+            for t in tasks {
+                if t.await.unwrap().is_err() {
+                    failed += 1;
+                }
+            }
+            failed
+        }
+    };
+    let paced = run(1).await;
+    assert_eq!(paced, 0, "paced handshakes were dropped\n{}", s.log());
+    // The same burst unpaced: the limit is real, so some are dropped (at least in some of a few
+    // tries: the password login is slow enough to overlap the others).
+    let mut dropped = 0;
+    for _ in 0..3 {
+        dropped += run(16).await;
+    }
+    assert!(
+        dropped > 0,
+        "MaxStartups 3 never dropped an unpaced burst of 5"
+    );
+}

@@ -2,8 +2,8 @@
 //!
 //! sshd's `MaxStartups` (default 10:30:100) starts dropping connections when more than ten are
 //! unauthenticated at once. So: every host behind one jump host shares ONE connection to it
-//! (inner connections are `direct-tcpip` channels on it), and at most [`HANDSHAKES_PER_SSHD`]
-//! handshakes run at once against any one sshd (a jump host counts as one, for all the hosts
+//! (inner connections are `direct-tcpip` channels on it), and at most
+//! [`SessionOptions::handshakes_per_sshd`] handshakes run at once against any one sshd (a jump host counts as one, for all the hosts
 //! behind it).
 
 use std::collections::HashMap;
@@ -18,8 +18,9 @@ use crate::target::Target;
 /// Default number of hosts worked on at once.
 pub const DEFAULT_CONCURRENCY: usize = 64;
 
-/// Handshakes in flight against one sshd (below MaxStartups' first threshold of 10).
-pub const HANDSHAKES_PER_SSHD: usize = 8;
+/// Default handshakes in flight against one sshd: below MaxStartups' first threshold (10), with
+/// a margin because sshd learns that a login finished a moment after the client does.
+pub const HANDSHAKES_PER_SSHD: usize = 6;
 
 type Slot = Arc<OnceCell<Arc<Session>>>;
 
@@ -111,7 +112,7 @@ impl Pool {
             .lock()
             .await
             .entry(k)
-            .or_insert_with(|| Arc::new(Semaphore::new(HANDSHAKES_PER_SSHD)))
+            .or_insert_with(|| Arc::new(Semaphore::new(self.opts.handshakes_per_sshd.max(1))))
             .clone()
     }
 

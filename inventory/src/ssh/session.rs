@@ -36,10 +36,14 @@ pub struct SessionOptions {
     pub backoff: Duration,
     /// Directory for per-host logs (`HOST.log`); `None` logs nothing.
     pub run_dir: Option<PathBuf>,
+    /// Handshakes a [`super::Pool`] runs at once against one sshd (a jump host counts as one
+    /// for all hosts behind it). Keep it below the servers' `MaxStartups` start value.
+    pub handshakes_per_sshd: usize,
 }
 
 impl SessionOptions {
-    /// Defaults: 10 s connect, 30 s auth, keepalive every 15 s, 3 attempts from 500 ms backoff.
+    /// Defaults: 10 s connect, 30 s auth, keepalive every 15 s, 3 attempts from 500 ms backoff,
+    /// 6 handshakes at once per sshd.
     pub fn new(known_hosts: impl Into<PathBuf>) -> Self {
         Self {
             known_hosts: Arc::new(KnownHosts::new(known_hosts)),
@@ -49,6 +53,7 @@ impl SessionOptions {
             attempts: 3,
             backoff: Duration::from_millis(500),
             run_dir: None,
+            handshakes_per_sshd: super::pool::HANDSHAKES_PER_SSHD,
         }
     }
 
