@@ -359,3 +359,31 @@ async fn a_failing_command_reports_status_and_stderr() {
     let log = host_log(dir.path(), "k");
     assert!(log.contains("to-stderr") && log.contains("exit 3"), "{log}");
 }
+
+#[tokio::test]
+async fn gives_up_on_a_frozen_host_within_the_keepalive_bound() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.keepalive_interval = Duration::from_secs(1);
+    let sess = Session::connect(&key_target("k", &s, sshd::KEY_USER), &opts)
+        .await
+        .unwrap();
+    sess.exec_ok("true", false).await.unwrap();
+    s.freeze();
+    let start = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(30), sess.exec_ok("true", false)).await;
+    let took = start.elapsed();
+    s.thaw();
+    match r {
+        Ok(Err(_)) => {}
+        Ok(Ok(_)) => panic!("a frozen host answered"),
+        Err(_) => panic!("still waiting on a frozen host after 30 s: keepalives do not work"),
+    }
+    // Three unanswered keepalives one second apart, plus scheduling slack.
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(!sess.is_open());
+}

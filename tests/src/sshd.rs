@@ -461,6 +461,31 @@ impl Sshd {
         }
     }
 
+    /// Stops (SIGSTOP) this sshd and every session it serves: a host that hangs or vanishes
+    /// from the network without closing anything. [`Sshd::thaw`] resumes it; drop kills it.
+    pub fn freeze(&self) {
+        self.signal_tree("-STOP");
+    }
+
+    /// Resumes a frozen sshd.
+    pub fn thaw(&self) {
+        self.signal_tree("-CONT");
+    }
+
+    fn signal_tree(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let root = child.id();
+            let mut tree = descendants(root);
+            tree.push(root);
+            for pid in tree {
+                let _ = Command::new("kill")
+                    .args([sig, &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+
     /// Starts it again on the same address, port and host keys.
     pub fn restart(&mut self) {
         self.kill();
