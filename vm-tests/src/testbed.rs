@@ -49,15 +49,17 @@ impl Testbed {
         fs::create_dir_all(&dir)
             .map_err(TestbedError::io(format!("creating {}", dir.display())))?;
         net.record(&dir)?;
-        if let Ok(mut live) = LIVE.lock() {
-            live.push(slot);
-        }
         let mut bed = Testbed {
             vms: Vec::with_capacity(n),
             net,
             dir,
             started: Duration::ZERO,
         };
+        // Registered only once `bed` exists, so its Drop always unregisters the slot: the
+        // handler must never clean a slot this process no longer owns.
+        if let Ok(mut live) = LIVE.lock() {
+            live.push(slot);
+        }
         let key = bed.dir.join("id_ed25519");
         let key_arg = key.to_string_lossy().into_owned();
         run(
