@@ -29,7 +29,8 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Parsed, AnsibleError> {
         if line.starts_with('[') {
             let Some(inner) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) else {
                 return Err(err(format!(
-                    "section header `{line}` does not end with `]`"
+                    "section header {} does not end with `]`",
+                    shown(line)
                 )));
             };
             let inner = inner.trim();
@@ -39,15 +40,20 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Parsed, AnsibleError> {
                 Some((g, "vars")) => Section::Vars(g.to_string()),
                 Some((_, other)) => {
                     return Err(err(format!(
-                        "section `[{inner}]`: `:{other}` is not known; use `:children` or `:vars`"
+                        "section {}: {} is not known; use `:children` or `:vars`",
+                        shown(&format!("[{inner}]")),
+                        shown(&format!(":{other}"))
                     )))
                 }
             };
             let name = match &section {
                 Section::Hosts(g) | Section::Children(g) | Section::Vars(g) => g,
             };
-            if name.is_empty() || name.contains(char::is_whitespace) {
-                return Err(err(format!("group name `{name}` is not valid")));
+            if name.is_empty() || name.contains(|c: char| c.is_whitespace() || "=\"'".contains(c)) {
+                return Err(err(format!(
+                    "group name {} is not valid: it is empty or has blanks, `=` or quotes",
+                    shown(name)
+                )));
             }
             parsed.group(name);
             continue;
@@ -55,23 +61,29 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Parsed, AnsibleError> {
         match &section {
             Section::Hosts(group) => {
                 let tokens = split_tokens(line).map_err(&err)?;
-                let Some((pattern, pairs)) = tokens.split_first() else {
+                let Some(((_, pattern), pairs)) = tokens.split_first() else {
                     continue;
                 };
-                if pattern.contains('=') {
+                if let Some((k, _)) = pattern.split_once('=') {
                     return Err(err(format!(
-                        "`{pattern}` looks like a variable, but host lines start with a host name"
+                        "the line starts with variable {}, but host lines start with a host name",
+                        shown(k)
                     )));
                 }
                 let mut vars = Vec::new();
-                for pair in pairs {
+                for (column, pair) in pairs {
+                    // Never echo the token: it may be a piece of a password split by a blank.
                     let (k, v) = pair.split_once('=').ok_or_else(|| {
                         err(format!(
-                            "`{pair}` after host `{pattern}` is not `key=value`"
+                            "the word at column {column} after host {} is not `key=value` \
+                             (quote values that contain blanks)",
+                            shown(pattern)
                         ))
                     })?;
                     if k.is_empty() {
-                        return Err(err(format!("`{pair}` has an empty variable name")));
+                        return Err(err(format!(
+                            "the variable at column {column} has an empty name"
+                        )));
                     }
                     let quoted = v.len() >= 2
                         && (v.starts_with('"') && v.ends_with('"')
@@ -91,16 +103,27 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Parsed, AnsibleError> {
             Section::Children(group) => {
                 if line.contains(char::is_whitespace) || line.contains('=') {
                     return Err(err(format!(
-                        "`{line}` in [{group}:children] is not a single group name"
+                        "the line starting with {} in [{group}:children] is not a single group name",
+                        shown(first_word(line))
                     )));
                 }
                 parsed.group(line);
                 parsed.group(group).children.push(line.to_string());
             }
             Section::Vars(group) => {
-                let (k, v) = line
-                    .split_once('=')
-                    .ok_or_else(|| err(format!("`{line}` in [{group}:vars] is not `key=value`")))?;
+                let (k, v) = line.split_once('=').ok_or_else(|| {
+                    // Name the key only when there is more than one word: a lone word may be
+                    // a stray piece of a value.
+                    let key = first_word(line);
+                    let key = if key.len() < line.len() {
+                        shown(key)
+                    } else {
+                        "(not shown)".to_string()
+                    };
+                    err(format!(
+                        "the line for {key} in [{group}:vars] is not `key=value`: it has no `=`"
+                    ))
+                })?;
                 let v = unquote(v.trim());
                 parsed
                     .group(group)
@@ -110,6 +133,29 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Parsed, AnsibleError> {
         }
     }
     Ok(parsed)
+}
+
+/// The first word of a line, up to a blank or `=`: the key on a `key=value` or `key value`
+/// line.
+fn first_word(line: &str) -> &str {
+    line.split(|c: char| c.is_whitespace() || c == '=')
+        .next()
+        .unwrap_or("")
+}
+
+/// A piece of a bad line for an error message, in backquotes: only if it cannot carry a
+/// value (no `=`, blanks or quotes, and not too long); else `(not shown)`. Errors end up in
+/// logs and terminals, so they name keys, lines and columns, never values.
+fn shown(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:[]@/*".contains(c));
+    if plain {
+        format!("`{s}`")
+    } else {
+        "(not shown)".to_string()
+    }
 }
 
 /// A host-line value as Ansible reads it: a Python literal (`2222`, `1.5`, `True`, `None`)
@@ -142,36 +188,40 @@ fn unquote(v: &str) -> String {
 }
 
 /// Splits a host line on blanks, keeping quoted values (`a="x y"`) whole, quotes included;
-/// `#` starts a comment.
-fn split_tokens(line: &str) -> Result<Vec<String>, String> {
+/// `#` starts a comment. Each word comes with its 1-based column in the trimmed line.
+fn split_tokens(line: &str) -> Result<Vec<(usize, String)>, String> {
     let mut tokens = Vec::new();
     let mut cur = String::new();
-    let mut quote: Option<char> = None;
-    for c in line.chars() {
+    let mut start = 0;
+    let mut quote: Option<(char, usize)> = None;
+    for (i, c) in line.chars().enumerate() {
+        if cur.is_empty() {
+            start = i + 1;
+        }
         match quote {
-            Some(q) if c == q => {
+            Some((q, _)) if c == q => {
                 quote = None;
                 cur.push(c);
             }
             Some(_) => cur.push(c),
             None if c == '"' || c == '\'' => {
-                quote = Some(c);
+                quote = Some((c, i + 1));
                 cur.push(c);
             }
             None if c.is_whitespace() => {
                 if !cur.is_empty() {
-                    tokens.push(std::mem::take(&mut cur));
+                    tokens.push((start, std::mem::take(&mut cur)));
                 }
             }
             None if c == '#' && cur.is_empty() => break,
             None => cur.push(c),
         }
     }
-    if let Some(q) = quote {
-        return Err(format!("unclosed {q} quote"));
+    if let Some((q, column)) = quote {
+        return Err(format!("unclosed {q} quote at column {column}"));
     }
     if !cur.is_empty() {
-        tokens.push(cur);
+        tokens.push((start, cur));
     }
     Ok(tokens)
 }

@@ -11,7 +11,7 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Parsed, AnsibleError> {
     let doc: Yaml = serde_yaml_ng::from_str(text).map_err(|e| AnsibleError::Syntax {
         file: file.to_string(),
         line: e.location().map(|l| l.line()).unwrap_or(0),
-        message: e.to_string(),
+        message: without_quoted(&e.to_string()),
     })?;
     let shape = |message: String| AnsibleError::Shape {
         file: file.to_string(),
@@ -35,8 +35,36 @@ fn key(k: &Yaml) -> Result<String, String> {
     match k {
         Yaml::String(s) => Ok(s.clone()),
         Yaml::Number(n) => Ok(n.to_string()),
-        other => Err(format!("{other:?} is not a valid name")),
+        // Never the key's Debug text: a mapping or sequence key would carry values.
+        Yaml::Bool(_) => Err("a true/false key is not a valid name".into()),
+        Yaml::Null => Err("an empty (null) key is not a valid name".into()),
+        Yaml::Sequence(_) => Err("a list key is not a valid name".into()),
+        Yaml::Mapping(_) => Err("a mapping key is not a valid name".into()),
+        Yaml::Tagged(_) => Err("a tagged key is not a valid name".into()),
     }
+}
+
+/// A YAML parser message with quoted parts (which may be values, e.g. a password) replaced
+/// by `…`; errors end up in logs and terminals.
+fn without_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quote: Option<char> = None;
+    for c in message.chars() {
+        match quote {
+            Some(q) if c == q => {
+                quote = None;
+                out.push(c);
+            }
+            Some(_) => {}
+            None if c == '"' || c == '`' => {
+                quote = Some(c);
+                out.push(c);
+                out.push('…');
+            }
+            None => out.push(c),
+        }
+    }
+    out
 }
 
 fn group(
@@ -111,8 +139,13 @@ fn vars(
             .iter()
             .map(|(k, v)| {
                 let k = key(k).map_err(shape)?;
-                let v = serde_json::to_value(v)
-                    .map_err(|e| shape(format!("{whose}: variable `{k}`: {e}")))?;
+                // The conversion error may quote the value: name the variable only.
+                let v = serde_json::to_value(v).map_err(|_| {
+                    shape(format!(
+                        "{whose}: variable `{k}` has a value JSON cannot hold \
+                         (a mapping key that is not text?)"
+                    ))
+                })?;
                 Ok((k, v))
             })
             .collect(),
