@@ -902,7 +902,17 @@ fn scan(r: &mut PartedReader, shown: &Path) -> Result<Vec<Entry>> {
             )));
         }
         let offset = pos + BLOCK;
-        let end = offset + parsed.size + tarfmt::padding(parsed.size);
+        // The header is canonical but the size in it is not trusted yet (the signature is
+        // checked later): a hostile base-256 size must not overflow.
+        let Some(end) = offset
+            .checked_add(parsed.size)
+            .and_then(|e| e.checked_add(tarfmt::padding(parsed.size)))
+        else {
+            return Err(damaged(format!(
+                "entry {:?} at offset {pos} claims an impossible size of {} bytes",
+                parsed.name, parsed.size
+            )));
+        };
         if end > total {
             return Err(damaged(format!(
                 "is truncated: entry {:?} needs {} bytes from offset {offset}, but the bundle ends at byte {total} (copy it again)",

@@ -517,3 +517,27 @@ fn checks_free_space_before_writing_anything() {
     );
     assert_eq!(left, 0, "a refused build wrote into the output directory");
 }
+
+#[test]
+fn refuses_a_header_claiming_an_impossible_size() {
+    // A canonical base-256 header whose size is u64::MAX, checksum recomputed: it passes the
+    // header check, and the size must then be refused, not overflow.
+    let (fx, out) = built();
+    let name = format!("blobs/sha256/{}", "ab".repeat(32));
+    let h = ferry_bundle::tarfmt::header(&name, u64::MAX, 1_700_000_000);
+    assert_eq!(
+        ferry_bundle::tarfmt::parse(&h).unwrap().size,
+        u64::MAX,
+        "the crafted header must pass the canonical check"
+    );
+    let mut data = h.to_vec();
+    data.extend_from_slice(&fs::read(&out).unwrap());
+    let p = fx.path().join("huge.bundle");
+    fs::write(&p, data).unwrap();
+    let err = Bundle::open(&p, Some(&fx.public)).unwrap_err().to_string();
+    one_line(&err);
+    assert!(
+        err.contains(&format!("entry {name:?}")) && err.contains("impossible size"),
+        "{err}"
+    );
+}

@@ -623,3 +623,38 @@ fn writing_refuses_a_layer_that_changed_after_reading() {
 fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+#[test]
+fn refuses_an_entry_claiming_an_impossible_size() {
+    // A valid archive, its end marker replaced by one more header whose (base-256) size is
+    // hostile, checksum correct: refused with one line naming the entry, never an overflow.
+    let dir = tempfile::tempdir().unwrap();
+    let base = docker_archive().bytes;
+    let body = &base[..base.len() - 1024];
+    assert!(base[body.len()..].iter().all(|b| *b == 0));
+    for (i, (kind, size)) in [
+        (tar::EntryType::Regular, u64::MAX),
+        (tar::EntryType::Regular, u64::MAX - 4096),
+        (tar::EntryType::Directory, u64::MAX - 4096),
+        (tar::EntryType::Symlink, 1 << 40),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut h = header(kind, size);
+        h.set_path("evil/layer.tar").unwrap();
+        h.set_cksum();
+        let mut bytes = body.to_vec();
+        bytes.extend_from_slice(h.as_bytes());
+        bytes.extend_from_slice(&[0u8; 1024]);
+        let path = write(dir.path(), &format!("huge-{i}.tar"), &bytes);
+        let err = image::from_archive(&path).unwrap_err();
+        assert!(matches!(err, ImageError::Corrupt { .. }), "{size}: {err:?}");
+        let line = one_line(&err);
+        // u64::MAX is caught inside the tar reader ("size overflow" after the entry before).
+        assert!(
+            line.contains("evil/layer.tar") || line.contains("size overflow"),
+            "{size}: {line}"
+        );
+    }
+}

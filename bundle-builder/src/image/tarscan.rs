@@ -106,7 +106,22 @@ impl Scan {
             let Some(name) = normalize(&raw_name) else {
                 continue;
             };
-            end = end.max(entry.raw_file_position() + entry.size().div_ceil(512) * 512);
+            // The size is the archive's claim: a hostile one must not overflow, nor point
+            // past the end of the file.
+            let entry_end = entry
+                .size()
+                .div_ceil(512)
+                .checked_mul(512)
+                .and_then(|padded| entry.raw_file_position().checked_add(padded))
+                .filter(|e| *e <= total)
+                .ok_or_else(|| ImageError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: format!(
+                        "entry {name} claims {} bytes, more than the archive holds ({total} bytes)",
+                        entry.size()
+                    ),
+                })?;
+            end = end.max(entry_end);
             let header = entry.header();
             let kind = match header.entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
