@@ -32,6 +32,9 @@ pub enum Layout {
         index_path: PathBuf,
         /// Its parsed content.
         index: PartsIndex,
+        /// The exact bytes `index` was parsed from: the signature is checked over these, so
+        /// what is verified is what is used.
+        raw: Vec<u8>,
     },
 }
 
@@ -126,9 +129,14 @@ impl Bundle {
                     p.clone(),
                 )
             }
-            Layout::Split { index_path, index } => {
-                (check_parts(index_path, index, key)?, index_path.clone())
-            }
+            Layout::Split {
+                index_path,
+                index,
+                raw,
+            } => (
+                check_parts(index_path, index, raw, key)?,
+                index_path.clone(),
+            ),
         };
         let mut r = PartedReader::new(parts.clone());
         let entries = scan(&mut r, &shown)?;
@@ -762,10 +770,18 @@ pub fn resolve(path: &Path) -> Result<Layout> {
     let Some(index_path) = index_path else {
         return Ok(Layout::Single(path.to_path_buf()));
     };
-    let bytes = fs::read(&index_path).map_err(BundleError::io(format!(
-        "reading parts index {}",
-        index_path.display()
-    )))?;
+    // Read once, with a cap: these same bytes are parsed here and signature-checked later.
+    let what = || format!("reading parts index {}", index_path.display());
+    let mut bytes = vec![];
+    fs::File::open(&index_path)
+        .and_then(|f| f.take(MAX_MANIFEST + 1).read_to_end(&mut bytes))
+        .map_err(BundleError::io(what()))?;
+    if bytes.len() as u64 > MAX_MANIFEST {
+        return Err(BundleError::damaged(
+            &index_path,
+            format!("parts index is larger than {MAX_MANIFEST} bytes: not a ferry parts index"),
+        ));
+    }
     let index: PartsIndex = serde_json::from_slice(&bytes)
         .map_err(|e| BundleError::damaged(&index_path, format!("parts index is malformed: {e}")))?;
     if index.format != PARTS_FORMAT {
@@ -777,12 +793,17 @@ pub fn resolve(path: &Path) -> Result<Layout> {
             ),
         ));
     }
-    Ok(Layout::Split { index_path, index })
+    Ok(Layout::Split {
+        index_path,
+        index,
+        raw: bytes,
+    })
 }
 
 fn check_parts(
     index_path: &Path,
     index: &PartsIndex,
+    raw: &[u8],
     key: Option<&PublicKey>,
 ) -> Result<Vec<Part>> {
     let dir = index_path.parent().unwrap_or(Path::new("."));
@@ -795,9 +816,7 @@ fn check_parts(
                 sig_path.display()
             ),
         })?;
-        let bytes = fs::read(index_path)
-            .map_err(BundleError::io(format!("reading {}", index_path.display())))?;
-        k.verify(&bytes, &sig, index_path, "the parts index")?;
+        k.verify(raw, &sig, index_path, "the parts index")?;
     }
     let mut parts = vec![];
     let mut total = 0u64;
