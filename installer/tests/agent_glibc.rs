@@ -50,7 +50,9 @@ fn the_compat_binary_needs_at_most_glibc_2_17_and_speaks_the_protocol() {
             std::env::var("CI").as_deref() != Ok("true"),
             "CI=true but FERRY_COMPAT_BIN is unset: run scripts/build-compat.sh first"
         );
-        eprintln!("SKIPPED (not in CI): set FERRY_COMPAT_BIN to the binary scripts/build-compat.sh built");
+        eprintln!(
+            "SKIPPED (not in CI): set FERRY_COMPAT_BIN to the binary scripts/build-compat.sh built"
+        );
         return;
     };
     if !have_objdump() {
