@@ -1,9 +1,12 @@
 //! Facts as a specification: fixture trees under `tests/data/facts/` (a GPU host, a k3s
 //! server with a ferry marker, a CentOS 7 kubeadm node, a host with no default route), each
 //! beside its expected facts as `NAME.json`; then the shell fallback run for real with `sh`
-//! against this machine, compared with `gather("/")`. `UPDATE_GOLDEN=1` rewrites the JSON.
+//! against this machine, compared with `gather("/")`. `UPDATE_GOLDEN=1` rewrites the JSON
+//! (refused under `CI=true`).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod golden;
 
 use std::path::{Path, PathBuf};
 
@@ -19,21 +22,18 @@ fn fixture(name: &str) -> Facts {
 
 #[test]
 fn fixture_trees_give_their_golden_facts() {
-    let mut failures = Vec::new();
-    for name in ["gpu-host", "k3s-server", "centos7", "no-route"] {
+    let fixtures = ["gpu-host", "k3s-server", "centos7", "no-route"];
+    let mut golden = golden::Golden::new();
+    for name in fixtures {
+        // A missing tree would give empty facts and, when updating, an empty golden file.
+        assert!(
+            data().join(name).join("etc").is_dir(),
+            "fixture {name} missing"
+        );
         let json = serde_json::to_string_pretty(&fixture(name)).unwrap() + "\n";
-        let golden = data().join(format!("{name}.json"));
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&golden, &json).unwrap();
-        } else if std::fs::read_to_string(&golden).unwrap_or_default() != json {
-            failures.push(format!("{}:\n{json}", golden.display()));
-        }
+        golden.check(&data().join(format!("{name}.json")), &json);
     }
-    assert!(
-        failures.is_empty(),
-        "golden mismatch:\n{}",
-        failures.join("\n")
-    );
+    golden.finish(fixtures.len());
 }
 
 #[test]

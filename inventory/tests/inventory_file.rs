@@ -1,8 +1,11 @@
 //! The inventory file as a specification: golden files under `tests/data/inventory/` (each
 //! `NAME.toml` beside `NAME.json`, each `bad-NAME.toml` beside the error line it must give),
-//! then how hosts become SSH targets. `UPDATE_GOLDEN=1` rewrites the `.json` files.
+//! then how hosts become SSH targets. `UPDATE_GOLDEN=1` rewrites the `.json` files (refused
+//! under `CI=true`).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod golden;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -37,38 +40,26 @@ fn parse(path: &Path) -> Result<Inventory, InventoryError> {
 fn good_inventories_parse_to_their_golden_json() {
     let files = inputs(false);
     assert!(files.len() >= 3, "golden inputs missing");
-    let mut failures = Vec::new();
-    for path in files {
-        let inv = parse(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut golden = golden::Golden::new();
+    for path in &files {
+        let inv = parse(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let json = serde_json::to_string_pretty(&inv).unwrap() + "\n";
-        let golden = path.with_extension("json");
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&golden, &json).unwrap();
-            continue;
-        }
-        let want = std::fs::read_to_string(&golden).unwrap_or_default();
-        if want != json {
-            failures.push(format!("{}:\n{json}", golden.display()));
-        }
+        golden.check(&path.with_extension("json"), &json);
     }
-    assert!(
-        failures.is_empty(),
-        "golden mismatch:\n{}",
-        failures.join("\n")
-    );
+    golden.finish(files.len());
 }
 
 #[test]
 fn bad_inventories_give_their_error_line() {
     let files = inputs(true);
-    assert!(files.len() >= 10, "bad inputs missing");
+    assert!(files.len() >= 13, "bad inputs missing");
     for path in files {
         let err = match parse(&path) {
             Ok(_) => panic!("{} was accepted", path.display()),
             Err(e) => e.to_string(),
         };
-        let want = std::fs::read_to_string(path.with_extension("err")).unwrap();
-        let want = want.trim_end();
+        let want = golden::expected_error(&path.with_extension("err"));
+        let want = want.as_str();
         assert!(
             err.starts_with(want),
             "{}:\n  got:  {err}\n  want: {want}",
