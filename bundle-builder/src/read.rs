@@ -546,11 +546,7 @@ impl Bundle {
             for top in tops(item) {
                 let from = staging.0.join(&top);
                 let to = dir.join(&top);
-                fs::rename(&from, &to).map_err(BundleError::io(format!(
-                    "moving {} to {}",
-                    from.display(),
-                    to.display()
-                )))?;
+                move_no_replace(&from, &to)?;
                 written.push(to);
             }
             progress(ReadEvent::ItemExtracted {
@@ -960,6 +956,35 @@ fn scan(r: &mut PartedReader, shown: &Path) -> Result<Vec<Entry>> {
         ));
     }
     Ok(entries)
+}
+
+/// Moves an extracted item from staging into place, atomically refusing to replace a path that
+/// appeared since the up-front check (`RENAME_NOREPLACE`). On a filesystem without that flag,
+/// falls back to check-then-rename.
+fn move_no_replace(from: &Path, to: &Path) -> Result<()> {
+    use nix::errno::Errno;
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    let exists = || BundleError::Unsafe {
+        msg: format!(
+            "{} appeared while extracting; will not overwrite it (extract into an empty directory)",
+            to.display()
+        ),
+    };
+    let io_err = |e: io::Error| BundleError::Io {
+        what: format!("moving {} to {}", from.display(), to.display()),
+        source: e,
+    };
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(Errno::EEXIST) => Err(exists()),
+        Err(Errno::EINVAL | Errno::ENOSYS) => {
+            if to.symlink_metadata().is_ok() {
+                return Err(exists());
+            }
+            fs::rename(from, to).map_err(io_err)
+        }
+        Err(e) => Err(io_err(io::Error::from(e))),
+    }
 }
 
 fn check_entry_name(name: &str) -> std::result::Result<(), String> {

@@ -541,3 +541,28 @@ fn refuses_a_header_claiming_an_impossible_size() {
         "{err}"
     );
 }
+
+#[test]
+fn extract_never_overwrites_a_file_that_appears_during_extraction() {
+    // The target is absent at the up-front check, then created while the item is being
+    // written to staging: the move into place must refuse, not replace it.
+    let (fx, out) = built();
+    let x = fx.path().join("x");
+    fs::create_dir_all(&x).unwrap();
+    let b = Bundle::open(&out, Some(&fx.public)).unwrap();
+    let racer = x.join("payload");
+    let err = b
+        .extract(None, &x, &mut |e| {
+            if matches!(e, ferry_bundle::ReadEvent::Bytes { .. }) && !racer.exists() {
+                fs::write(&racer, b"mine").unwrap();
+            }
+        })
+        .unwrap_err()
+        .to_string();
+    one_line(&err);
+    assert!(
+        err.contains("payload appeared while extracting; will not overwrite it"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&racer).unwrap(), b"mine");
+}
