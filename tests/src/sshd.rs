@@ -153,23 +153,32 @@ pub struct ClientKeys {
     pub authorized: String,
 }
 
-/// The per-process fixture: test users exist, client keys are generated.
+/// The fixture: test users exist, client keys are generated.
 #[derive(Debug)]
 pub struct Fixture {
-    _dir: ScratchDir,
     /// Client keys.
     pub keys: ClientKeys,
 }
 
 static FIXTURE: OnceLock<Fixture> = OnceLock::new();
 
-/// Users and keys, created on first call. Call [`available`] first.
+/// Users and keys, created on first call (keys once per machine, in /tmp/ferrytest-keys, reused
+/// by later test processes). Call [`available`] first.
 pub fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         ensure_users();
-        let dir = ScratchDir::new("keys");
+        let dir = Path::new("/tmp/ferrytest-keys");
+        let _guard = FileLock::take(Path::new("/tmp/ferrytest-keys.lock"));
+        let _ = fs::create_dir_all(dir);
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o755));
         let gen = |name: &str, ty: &[&str], pass: &str| -> PathBuf {
-            let p = dir.path().join(name);
+            let p = dir.join(name);
+            let pubk = dir.join(format!("{name}.pub"));
+            if p.exists() && pubk.exists() {
+                return p;
+            }
+            let _ = fs::remove_file(&p);
+            let _ = fs::remove_file(&pubk);
             run(Command::new("ssh-keygen")
                 .args(ty)
                 .args(["-q", "-N", pass, "-C", name, "-f"])
@@ -183,14 +192,12 @@ pub fn fixture() -> &'static Fixture {
         let unauthorized = gen("id_unauthorized", &["-t", "ed25519"], "");
         let mut authorized = String::new();
         for k in [&ed25519, &rsa, &ecdsa, &ed25519_passphrase] {
-            let pubk = fs::read_to_string(k.with_extension("pub"))
-                .or_else(|_| fs::read_to_string(format!("{}.pub", k.display())))
+            let pubk = fs::read_to_string(format!("{}.pub", k.display()))
                 .unwrap_or_else(|e| panic!("reading public key of {}: {e}", k.display()));
             authorized.push_str(pubk.trim());
             authorized.push('\n');
         }
         Fixture {
-            _dir: dir,
             keys: ClientKeys {
                 ed25519,
                 rsa,
