@@ -339,7 +339,7 @@ async fn send(
             .unwrap_or("."),
     );
     let redirect = if offset > 0 { ">>" } else { ">" };
-    let cmd = format!("mkdir -p {dir} && umask 077 && cat {redirect} {p}");
+    let cmd = format!("mkdir -p {dir} && umask 077 && LC_ALL=C cat {redirect} {p}");
     let mut local =
         tokio::fs::File::open(&file.path)
             .await
