@@ -173,9 +173,9 @@ async fn check_host(
         let as_root = !matches!(t.sudo, Sudo::None);
         if as_root {
             let who = s.exec_ok("id -u", true).await;
-            r.sudo = Some(matches!(&who, Ok(u) if u.trim().ends_with('0')));
+            r.sudo = Some(matches!(&who, Ok(u) if is_root_uid(u)));
             let who = who.map_err(|e| e.to_string())?;
-            if !who.trim().ends_with('0') {
+            if !is_root_uid(&who) {
                 return Err(format!(
                     "{}: sudo did not make us root (id -u: {})",
                     t.name,
@@ -390,4 +390,29 @@ async fn facts(args: FactsArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Whether `id -u` printed uid 0. A login shell may print a banner first, so the answer is the
+/// last non-empty line, and it must be exactly `0` (uid 10, 100 or 1000 also end in a zero).
+fn is_root_uid(id_u_output: &str) -> bool {
+    id_u_output
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        == Some("0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_root_uid;
+
+    #[test]
+    fn only_uid_zero_counts_as_root() {
+        assert!(is_root_uid("0\n"));
+        assert!(is_root_uid("Welcome to site A\n0\n\n"));
+        for not_root in ["10", "100", "1000\n", "", "0\n1000", "Welcome 0\n1000"] {
+            assert!(!is_root_uid(not_root), "{not_root:?} taken for root");
+        }
+    }
 }
