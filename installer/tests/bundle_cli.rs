@@ -421,3 +421,49 @@ fn verify_memory_does_not_grow_with_the_bundle() {
         "build memory grew with size: {small:?} -> {large:?}"
     );
 }
+
+#[test]
+fn extract_requires_a_pubkey_or_an_explicit_insecure_flag() {
+    let d = site();
+    let p = d.path();
+    ok(&ferry(
+        &[
+            "bundle",
+            "build",
+            "bundle.toml",
+            "-o",
+            "demo.bundle",
+            "--sign-key",
+            "key",
+        ],
+        p,
+    ));
+    let o = ferry(&["bundle", "extract", "demo.bundle", "-o", "x"], p);
+    assert!(!o.status.success(), "extract without --pubkey succeeded");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--pubkey") && err.contains("--insecure-skip-signature"),
+        "{err}"
+    );
+    assert!(!p.join("x").exists(), "an unchecked extract wrote x/");
+    let o = ferry(
+        &[
+            "bundle",
+            "extract",
+            "demo.bundle",
+            "-o",
+            "x",
+            "--insecure-skip-signature",
+        ],
+        p,
+    );
+    ok(&o);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("the signature is not checked"),
+        "no warning"
+    );
+    assert_eq!(
+        fs::read(p.join("x/payload/blob.bin")).unwrap(),
+        fs::read(p.join("payload/blob.bin")).unwrap()
+    );
+}

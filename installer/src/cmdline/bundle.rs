@@ -82,9 +82,14 @@ pub struct ExtractArgs {
     /// Directory to write into (created if missing; nothing in it is overwritten).
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
-    /// Check the signature with this public key first (strongly advised).
+    /// Check the signature with this public key first (required, unless
+    /// --insecure-skip-signature).
     #[arg(long, value_name = "PUBKEY")]
     pub pubkey: Option<PathBuf>,
+    /// Extract without checking who signed the bundle (blob digests are still
+    /// checked): anyone who could change the bundle chooses what is written.
+    #[arg(long, conflicts_with = "pubkey")]
+    pub insecure_skip_signature: bool,
     /// Write an image item as an OCI archive DIR/NAME.tar (for `ctr images import`).
     #[arg(long, requires = "item")]
     pub oci_archive: bool,

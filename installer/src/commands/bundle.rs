@@ -314,7 +314,14 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
 fn extract_cmd(a: ExtractArgs) -> anyhow::Result<ExitCode> {
     let key = a.pubkey.as_deref().map(load_pubkey).transpose()?;
     if key.is_none() {
-        eprintln!("warning: no --pubkey: the signature is not checked (blob digests still are)");
+        if !a.insecure_skip_signature {
+            anyhow::bail!(
+                "no --pubkey: give the signer's public key, or --insecure-skip-signature to extract unchecked"
+            );
+        }
+        eprintln!(
+            "warning: --insecure-skip-signature: the signature is not checked (blob digests still are)"
+        );
     }
     let bundle = Bundle::open(&a.bundle, key.as_ref()).context("extracting from bundle")?;
     if a.oci_archive {
