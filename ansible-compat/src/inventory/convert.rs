@@ -177,7 +177,8 @@ fn parse_jump(args: &str) -> Result<Option<Jump>, String> {
                 "proxyjump" => Some(v.to_string()),
                 "proxycommand" => Some(proxy_command(v)?),
                 _ => {
-                    rest.push(o.clone());
+                    // The option's name only: its value may be a secret.
+                    rest.push(format!("-o {}", plain(k)));
                     None
                 }
             }
@@ -186,7 +187,11 @@ fn parse_jump(args: &str) -> Result<Option<Jump>, String> {
         } else if let Some(v) = w.strip_prefix("-oProxyCommand=") {
             Some(proxy_command(v)?)
         } else {
-            rest.push(w.clone());
+            // Flags by name only; other words (flag values) may be secrets.
+            rest.push(match w.strip_prefix('-') {
+                Some(_) => plain(flag_name(w)),
+                None => "…".to_string(),
+            });
             None
         };
         if let Some(spec) = spec {
@@ -213,8 +218,17 @@ fn parse_jump(args: &str) -> Result<Option<Jump>, String> {
 
 fn proxy_command(cmd: &str) -> Result<String, String> {
     let words = shell_words(cmd);
+    // Errors name the program and flags only: a ProxyCommand may carry a password
+    // (`sshpass -p ...`).
     if words.first().map(String::as_str) != Some("ssh") || !words.iter().any(|w| w == "-W") {
-        return Err(format!("ProxyCommand `{cmd}` is not `ssh -W %h:%p host`"));
+        let program = words
+            .first()
+            .map(|w| w.rsplit('/').next().unwrap_or(w))
+            .unwrap_or("");
+        return Err(format!(
+            "ProxyCommand running {} is not `ssh -W %h:%p host`",
+            plain_or_dots(program)
+        ));
     }
     let mut port = None;
     let mut host = None;
@@ -228,17 +242,51 @@ fn proxy_command(cmd: &str) -> Result<String, String> {
             }
             "-q" => {}
             w if w.starts_with('-') => {
-                return Err(format!("ProxyCommand option `{w}` is not carried over"))
+                return Err(format!(
+                    "ProxyCommand option {} is not carried over",
+                    plain_or_dots(flag_name(w))
+                ))
             }
             w => host = Some(w.to_string()),
         }
         i += 1;
     }
-    let host = host.ok_or_else(|| format!("ProxyCommand `{cmd}` names no host"))?;
+    let host = host.ok_or_else(|| "ProxyCommand `ssh -W` names no host".to_string())?;
     Ok(match port {
         Some(p) => format!("{host}:{p}"),
         None => host,
     })
+}
+
+/// The name of a command-line flag without any value glued to it: `-ifile` is `-i`,
+/// `--opt=v` is `--opt`.
+fn flag_name(w: &str) -> &str {
+    if w.starts_with("--") {
+        w.split('=').next().unwrap_or(w)
+    } else {
+        w.get(..2).unwrap_or(w)
+    }
+}
+
+/// `s` in backquotes if it is a plain name (an option or program name), else `…`.
+fn plain_or_dots(s: &str) -> String {
+    match plain(s).as_str() {
+        "…" => "…".to_string(),
+        p => format!("`{p}`"),
+    }
+}
+
+/// `s` if it is a plain name (an option or program name), else `…`.
+fn plain(s: &str) -> String {
+    if !s.is_empty()
+        && s.len() <= 40
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        s.to_string()
+    } else {
+        "…".to_string()
+    }
 }
 
 fn shell_words(s: &str) -> Vec<String> {
@@ -678,5 +726,26 @@ mod tests {
         assert!(parse_jump("-o ProxyJump=a,b").is_err());
         assert!(parse_jump("-o StrictHostKeyChecking=no").is_err());
         assert_eq!(parse_jump("").unwrap(), None);
+    }
+
+    #[test]
+    fn jump_errors_name_options_but_never_their_values() {
+        for args in [
+            "-o ProxyCommand=\"sshpass -p hunter2 ssh -W %h:%p jump\"",
+            "-o ProxyCommand=\"ssh -W %h:%p -i hunter2 -P hunter2 jump\"",
+            "-o ProxyCommand=\"ssh -W %h:%p -ohunter2=x jump\"",
+            "-o IdentityAgent=hunter2",
+            "-i hunter2",
+            "-oPassword=hunter2",
+        ] {
+            let err = parse_jump(args).unwrap_err();
+            assert!(!err.contains("hunter2"), "{args}: {err}");
+        }
+        assert!(parse_jump("-o IdentityAgent=x")
+            .unwrap_err()
+            .contains("`-o IdentityAgent`"));
+        assert!(parse_jump("-o ProxyCommand=\"nc %h %p\"")
+            .unwrap_err()
+            .contains("`nc`"));
     }
 }
