@@ -77,3 +77,35 @@ fn a_syntax_error_names_the_line_and_writes_nothing() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(!out.exists());
 }
+
+#[test]
+fn a_bad_line_with_a_password_names_the_key_not_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("hosts.ini");
+    std::fs::write(
+        &input,
+        "[web]\nweb1 ansible_host=10.0.0.1\n[all:vars]\nansible_ssh_pass hunter2\n",
+    )
+    .unwrap();
+    let out = dir.path().join("inventory.toml");
+    let run = ferry()
+        .args(["inventory", "import-ansible"])
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stderr.contains(&format!("{}:4: ", input.display()))
+            && stderr.contains("`ansible_ssh_pass`"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2") && !stdout.contains("hunter2"),
+        "{stderr}{stdout}"
+    );
+    assert!(!out.exists());
+}
