@@ -214,12 +214,30 @@ fn refuses_a_license_signed_by_another_key() {
 
 #[test]
 fn accepts_rotated_keys_by_id() {
+    // The vendor rotated from `old` to `fx.key`; the site trusts both.
     let fx = Fixture::new();
     let old = IssuerKey::generate().unwrap();
-    let lic = fx.issue(SPEC);
+    let spec = IssueSpec::from_toml(SPEC).unwrap();
+    let under_old = issue(&spec, &fx.request, &old, NOW).unwrap().1.to_armored();
+    let under_new = fx.issue(SPEC);
     let trusted = vec![old.public(), fx.key.public()];
+    // A license issued under the old key still verifies after the rotation...
     fx.state
-        .activate(lic.as_bytes(), &trusted, &fx.site(NOW))
+        .verify(under_old.as_bytes(), &trusted, &fx.site(NOW))
+        .unwrap();
+    // ...as does one issued under the new key, whichever key comes first in the list.
+    let reversed = vec![fx.key.public(), old.public()];
+    fx.state
+        .verify(under_new.as_bytes(), &reversed, &fx.site(NOW))
+        .unwrap();
+    // Once the old key is no longer trusted, its licenses are refused by key id.
+    let err = fx
+        .state
+        .verify(under_old.as_bytes(), &fx.trusted, &fx.site(NOW))
+        .unwrap_err();
+    assert!(matches!(err, LicenseError::UntrustedKey { .. }), "{err}");
+    fx.state
+        .activate(under_old.as_bytes(), &trusted, &fx.site(NOW))
         .unwrap();
 }
 
