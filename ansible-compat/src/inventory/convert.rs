@@ -268,6 +268,25 @@ fn flag_name(w: &str) -> &str {
     }
 }
 
+const SECRET_DROPPED: &str =
+    "its name says it holds a secret; not written to the inventory, provide it another way";
+
+/// Whether a (non-`ansible_`) variable's name says it holds a secret: its value is then not
+/// written to the inventory file.
+fn secret_name(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    [
+        "pass",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "private_key",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+}
+
 /// `s` in backquotes if it is a plain name (an option or program name), else `…`.
 fn plain_or_dots(s: &str) -> String {
     match plain(s).as_str() {
@@ -387,7 +406,12 @@ pub(crate) fn convert(
         .unwrap_or_default();
     let mut raw = RawInventory::default();
     for (k, v) in &all_vars {
-        if !k.starts_with("ansible_") {
+        if k.starts_with("ansible_") {
+            continue;
+        }
+        if secret_name(k) {
+            notes.add("inventory", k, SECRET_DROPPED);
+        } else {
             match to_toml(v) {
                 Some(t) => {
                     raw.vars.insert(k.clone(), t);
@@ -572,6 +596,10 @@ pub(crate) fn convert(
                 }
                 continue;
             }
+            if secret_name(k) {
+                notes.add(&subject, k, SECRET_DROPPED);
+                continue;
+            }
             match to_toml(v) {
                 Some(t) if raw.vars.get(k) != Some(&t) => {
                     host.vars.insert(k.clone(), t);
@@ -726,6 +754,29 @@ mod tests {
         assert!(parse_jump("-o ProxyJump=a,b").is_err());
         assert!(parse_jump("-o StrictHostKeyChecking=no").is_err());
         assert_eq!(parse_jump("").unwrap(), None);
+    }
+
+    #[test]
+    fn variables_named_like_secrets_are_not_written() {
+        let text = "[web]\nweb1 ansible_host=10.0.0.1 db_password=hunter2 region=eu\n\
+                    [all:vars]\nvault_token=hunter2\nsite=lab\n";
+        let import = crate::inventory::import_str(
+            text,
+            crate::inventory::Format::Ini,
+            "hosts.ini",
+            &crate::inventory::ImportOptions::default(),
+        )
+        .unwrap();
+        let toml = import.inventory.to_toml_string().unwrap();
+        assert!(!toml.contains("hunter2"), "{toml}");
+        assert!(toml.contains("region") && toml.contains("site"), "{toml}");
+        for item in ["db_password", "vault_token"] {
+            assert!(
+                import.not_carried_over.iter().any(|n| n.item == item),
+                "{item} not listed"
+            );
+        }
+        assert!(!serde_json::to_string(&import).unwrap().contains("hunter2"));
     }
 
     #[test]
