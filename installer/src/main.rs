@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = cmdline::Cli::parse();
     match commands::run(cli) {
         Ok(code) => code,
@@ -18,4 +19,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `ferry ... | head`: when the reader goes away, end quietly like any Unix tool, instead of
+/// panicking on the next `println!` (the Rust runtime ignores SIGPIPE, turning it into EPIPE).
+fn restore_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: called first thing in main, before any other thread exists, and installs the
+    // default disposition (no Rust handler runs in signal context), so nothing can race it.
+    #[allow(unsafe_code)]
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }

@@ -467,3 +467,41 @@ fn extract_requires_a_pubkey_or_an_explicit_insecure_flag() {
         fs::read(p.join("payload/blob.bin")).unwrap()
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_ferry_quietly() {
+    // `ferry ... | head`: the reader is gone before ferry writes. No panic, no "Broken pipe".
+    let d = site();
+    let p = d.path();
+    ok(&ferry(
+        &[
+            "bundle",
+            "build",
+            "bundle.toml",
+            "-o",
+            "demo.bundle",
+            "--sign-key",
+            "key",
+        ],
+        p,
+    ));
+    for args in [
+        vec!["--help"],
+        vec!["bundle", "inspect", "demo.bundle", "--pubkey", "key.pub"],
+        vec!["bundle", "inspect", "demo.bundle", "--json"],
+    ] {
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        drop(read_end);
+        let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(&args)
+            .current_dir(p)
+            .stdout(std::process::Stdio::from(write_end))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+    }
+}
