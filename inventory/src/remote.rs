@@ -142,7 +142,8 @@ pub async fn start_agent(
 ) -> Result<RemoteAgent, RemoteError> {
     let path = push_agent(session, bin).await?;
     let child = session
-        .spawn(&format!("exec ./{} agent", shell_quote(&path)), as_root)
+        // The protocol carries file contents and facts: the host log gets byte counts only.
+        .spawn_unlogged(&format!("exec ./{} agent", shell_quote(&path)), as_root)
         .await?;
     Ok(RemoteAgent {
         child,
@@ -185,7 +186,8 @@ async fn agent_facts(child: &mut RemoteChild) -> Result<Facts, AgentError> {
 /// Gathers a host's facts with the POSIX shell fallback (one exec, nothing left on the host).
 pub async fn shell_facts(session: &Session, as_root: bool) -> Result<Facts, RemoteError> {
     let out = session
-        .exec_ok(&format!("sh -c {}", shell_quote(shell_script())), as_root)
+        // Facts name machine-id, serial numbers and MACs: keep them out of the host log.
+        .exec_ok_unlogged(&format!("sh -c {}", shell_quote(shell_script())), as_root)
         .await?;
     Ok(parse_shell_output(&out))
 }

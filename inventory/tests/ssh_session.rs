@@ -387,3 +387,65 @@ async fn gives_up_on_a_frozen_host_within_the_keepalive_bound() {
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(!sess.is_open());
 }
+
+#[tokio::test]
+async fn agent_and_facts_output_stays_out_of_a_private_host_log() {
+    if !sshd::available() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::AsyncReadExt;
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sess = Session::connect(
+        &key_target("agenthost", &s, sshd::KEY_USER),
+        &options(dir.path()),
+    )
+    .await
+    .unwrap();
+    // A stand-in agent that answers with something secret: start_agent runs it exactly like
+    // the real one (pushed, `--version` checked, then `agent` on an unlogged channel).
+    let secret = "ferry-secret-machine-id-7f3a9c";
+    let script = dir.path().join("fake-agent");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in --version) echo ferry-test;; agent) echo {secret};; esac\n"
+        ),
+    )
+    .unwrap();
+    let bin = ferry_inventory::remote::AgentBinary::at(&script)
+        .await
+        .unwrap();
+    let mut agent = ferry_inventory::remote::start_agent(&sess, &bin, false)
+        .await
+        .unwrap();
+    let mut out = String::new();
+    agent
+        .child()
+        .stdout()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    assert_eq!(out.trim(), secret);
+    agent.finish(&sess).await.unwrap();
+    // The shell facts fallback reads /etc/machine-id (same machine: sshd runs here).
+    let facts = ferry_inventory::remote::shell_facts(&sess, false)
+        .await
+        .unwrap();
+    let machine_id = facts.machine_id.clone().unwrap_or_default();
+
+    let log = host_log(dir.path(), "agenthost");
+    assert!(log.contains(" agent"), "the command is logged: {log}");
+    assert!(log.contains("bytes, not logged"), "{log}");
+    assert!(
+        !log.contains(secret),
+        "agent stdout leaked into the log: {log}"
+    );
+    if !machine_id.is_empty() {
+        assert!(!log.contains(&machine_id), "machine-id leaked: {log}");
+    }
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join("run")), 0o700);
+    assert_eq!(mode(&log_path(dir.path(), "agenthost")), 0o600);
+}

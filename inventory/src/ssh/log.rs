@@ -1,9 +1,13 @@
 //! The per-host log: every command ferry runs on a host and everything it prints, appended to
 //! `RUN_DIR/HOST.log`. Only commands and their output go here; what ferry sends on stdin (sudo
-//! passwords, file contents) never does.
+//! passwords, file contents) never does, and neither does the stdout of channels opened with
+//! [`super::Session::spawn_unlogged`] (the agent protocol, facts): for those only byte counts.
+//! The directory is created 0700 and the logs 0600: commands and their output can still name
+//! things only the host's admins should read.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,12 +42,28 @@ impl HostLog {
             path: path.clone(),
             source,
         };
-        fs::create_dir_all(dir).map_err(err)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
+        // A run directory that existed before (given by the user) is tightened too.
+        let meta = fs::metadata(dir).map_err(err)?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(err)?;
+        }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .map_err(err)?;
+        // An older log left with wider permissions is tightened as well.
+        let meta = file.metadata().map_err(err)?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(fs::Permissions::from_mode(0o600))
+                .map_err(err)?;
+        }
         Ok(Self {
             host: host.to_string(),
             path,

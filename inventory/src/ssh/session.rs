@@ -309,6 +309,27 @@ impl Session {
     /// through sudo as the target's sudo setting says; a sudo password goes on stdin, is
     /// never in argv or the log, and never reaches the command.
     pub async fn spawn(&self, command: &str, as_root: bool) -> Result<RemoteChild, SshError> {
+        self.spawn_with(command, as_root, true).await
+    }
+
+    /// Like [`Session::spawn`], but the host log gets only the command, its stderr and how
+    /// many bytes it printed on stdout, never the stdout itself. For channels that carry data
+    /// which must not land on disk in clear: the agent protocol (file contents, facts with
+    /// machine-id and serial numbers).
+    pub async fn spawn_unlogged(
+        &self,
+        command: &str,
+        as_root: bool,
+    ) -> Result<RemoteChild, SshError> {
+        self.spawn_with(command, as_root, false).await
+    }
+
+    async fn spawn_with(
+        &self,
+        command: &str,
+        as_root: bool,
+        log_stdout: bool,
+    ) -> Result<RemoteChild, SshError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (wire, password) = self.wrap(command, as_root);
         if let Some(log) = &self.log {
@@ -338,7 +359,18 @@ impl Session {
         let (out_w, out_r) = tokio::io::duplex(256 * 1024);
         let (tx, rx) = oneshot::channel();
         let (ended_tx, ended) = watch::channel(false);
-        tokio::spawn(pump(read, out_w, early, self.log.clone(), id, tx, ended_tx));
+        tokio::spawn(pump(
+            read,
+            out_w,
+            early,
+            Pump {
+                log: self.log.clone(),
+                log_stdout,
+                id,
+            },
+            tx,
+            ended_tx,
+        ));
         Ok(RemoteChild {
             ended,
             host: self.name.clone(),
@@ -353,7 +385,23 @@ impl Session {
     /// Runs `command` to its end and returns its output. For commands whose output is small;
     /// stream large output with [`Session::spawn`].
     pub async fn exec(&self, command: &str, as_root: bool) -> Result<Output, SshError> {
-        let mut child = self.spawn(command, as_root).await?;
+        self.exec_with(command, as_root, true).await
+    }
+
+    /// Like [`Session::exec_ok`], but the host log gets only the byte count of its stdout (see
+    /// [`Session::spawn_unlogged`]).
+    pub async fn exec_ok_unlogged(&self, command: &str, as_root: bool) -> Result<String, SshError> {
+        let out = self.exec_with(command, as_root, false).await?;
+        self.ok(command, out)
+    }
+
+    async fn exec_with(
+        &self,
+        command: &str,
+        as_root: bool,
+        log_stdout: bool,
+    ) -> Result<Output, SshError> {
+        let mut child = self.spawn_with(command, as_root, log_stdout).await?;
         child.close_stdin().await;
         let mut stdout = Vec::new();
         let _ = child.stdout().read_to_end(&mut stdout).await;
@@ -364,6 +412,10 @@ impl Session {
     /// Runs `command`; fails unless it exits 0. Returns its stdout.
     pub async fn exec_ok(&self, command: &str, as_root: bool) -> Result<String, SshError> {
         let out = self.exec(command, as_root).await?;
+        self.ok(command, out)
+    }
+
+    fn ok(&self, command: &str, out: Output) -> Result<String, SshError> {
         if out.exit.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
@@ -602,20 +654,34 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<()
     }
 }
 
+/// Where [`pump`] logs.
+struct Pump {
+    log: Option<Arc<HostLog>>,
+    /// False: stdout is counted, not logged.
+    log_stdout: bool,
+    id: u64,
+}
+
 /// Moves the channel's output to the stdout pipe and the log, and reports how it ended.
 async fn pump(
     mut read: ChannelReadHalf,
     mut out: DuplexStream,
     early: Vec<u8>,
-    log: Option<Arc<HostLog>>,
-    id: u64,
+    how: Pump,
     done: oneshot::Sender<Exit>,
     ended: watch::Sender<bool>,
 ) {
+    let Pump {
+        log,
+        log_stdout,
+        id,
+    } = how;
     let mut exit = Exit::default();
     let mut out_open = true;
+    let mut out_bytes: u64 = 0;
     if !early.is_empty() {
-        if let Some(log) = &log {
+        out_bytes += early.len() as u64;
+        if let (Some(log), true) = (&log, log_stdout) {
             log.output(id, "out", &early);
         }
         out_open = out.write_all(&early).await.is_ok();
@@ -623,7 +689,8 @@ async fn pump(
     while let Some(msg) = read.wait().await {
         match msg {
             ChannelMsg::Data { data } => {
-                if let Some(log) = &log {
+                out_bytes += data.len() as u64;
+                if let (Some(log), true) = (&log, log_stdout) {
                     log.output(id, "out", &data);
                 }
                 // A reader that went away does not stop the command; keep draining.
@@ -663,6 +730,13 @@ async fn pump(
     drop(out);
     let _ = ended.send(true);
     if let Some(log) = &log {
+        if !log_stdout {
+            log.output(
+                id,
+                "out",
+                format!("({out_bytes} bytes, not logged)").as_bytes(),
+            );
+        }
         log.exit(id, &exit.describe());
     }
     let _ = done.send(exit);
