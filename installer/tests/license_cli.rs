@@ -465,6 +465,26 @@ fn keygen_never_overwrites_a_key() {
 }
 
 #[test]
+fn keygen_force_replaces_a_symlink_instead_of_writing_through_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let site = Site::new();
+    std::fs::write(site.p("victim"), "precious").unwrap();
+    std::os::unix::fs::symlink(site.p("victim"), site.p("vendor.key")).unwrap();
+    std::os::unix::fs::symlink(site.p("victim"), site.p("vendor.key.pub")).unwrap();
+    site.ok(&["keygen", "-o", "vendor.key", "--force"], None);
+    assert_eq!(std::fs::read(site.p("victim")).unwrap(), b"precious");
+    for name in ["vendor.key", "vendor.key.pub"] {
+        let meta = std::fs::symlink_metadata(site.p(name)).unwrap();
+        assert!(meta.file_type().is_file(), "{name} is still a link");
+    }
+    let mode = std::fs::metadata(site.p("vendor.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
 fn help_fits_80_columns() {
     for sub in [
         "keygen", "request", "issue", "activate", "inspect", "verify", "status",

@@ -73,7 +73,9 @@ fn guard_names(bytes: &[u8], id: &str) -> bool {
     serde_json::from_slice::<GuardFile>(bytes).is_ok_and(|g| g.license == id)
 }
 
-/// Writes `data` to `path` atomically: temporary file in the same directory, fsync, rename.
+/// Writes `data` to `path` atomically: a new temporary file in the same directory (random name,
+/// created exclusively, never through a link), fsync, rename over `path` (a symlink there is
+/// replaced, not followed).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let io = |action, source| LicenseError::Io {
@@ -90,14 +92,35 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    // A fresh, unpredictable temporary name, created exclusively (O_CREAT|O_EXCL): a file or
+    // symlink planted at that name makes the open fail instead of being followed or reused.
+    let (tmp, mut f) = {
+        let mut attempt = 0;
+        loop {
+            let mut suffix = [0u8; 8];
+            getrandom::getrandom(&mut suffix).map_err(|e| {
+                io(
+                    "choosing a temporary name for",
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+            let tmp = dir.join(format!(".{name}.tmp-{}", hex::encode(suffix)));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&tmp)
+            {
+                Ok(f) => break (tmp, f),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(io("creating a temporary file for", e)),
+            }
+        }
+    };
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        // rename() replaces a symlink at `path` itself; it never writes through it.
         f.write_all(data)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;

@@ -652,3 +652,24 @@ fn adopts_a_later_guard_from_another_host_and_refuses_an_edited_one() {
         .unwrap_err();
     assert!(err.to_string().contains("node2:"), "{err}");
 }
+
+#[test]
+fn write_atomic_follows_no_symlink_at_the_path_or_a_temporary_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let path = dir.path().join("key");
+    // A link at the destination, and one planted at the old predictable temporary name.
+    std::os::unix::fs::symlink(&victim, &path).unwrap();
+    let planted = dir.path().join(format!(".key.tmp{}", std::process::id()));
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    ferry_license::write_atomic(&path, b"secret", 0o600).unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert!(meta.file_type().is_file(), "{path:?} is still a link");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read(&path).unwrap(), b"secret");
+    // Nothing but the victim, the key and the planted link is left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+}

@@ -34,8 +34,6 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
 }
 
 fn keygen(a: KeygenArgs) -> Result<ExitCode> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let public_path = PathBuf::from(format!("{}.pub", a.output.display()));
     for p in [&a.output, &public_path] {
         if p.exists() && !a.force {
@@ -46,21 +44,9 @@ fn keygen(a: KeygenArgs) -> Result<ExitCode> {
         }
     }
     let key = IssuerKey::generate()?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&a.output)
-        .with_context(|| format!("writing {}", a.output.display()))?;
-    // An existing file keeps its mode on open: make sure the private key is 0600.
-    std::fs::set_permissions(
-        &a.output,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .with_context(|| format!("restricting {}", a.output.display()))?;
-    f.write_all(key.to_armored().as_bytes())
-        .and_then(|()| f.sync_all())
+    // A fresh 0600 file renamed into place: a symlink at the key path is replaced, not followed,
+    // and an existing file's looser mode is not inherited.
+    ferry_license::write_atomic(&a.output, key.to_armored().as_bytes(), 0o600)
         .with_context(|| format!("writing {}", a.output.display()))?;
     ferry_license::write_atomic(&public_path, key.public().to_armored().as_bytes(), 0o644)?;
     println!(
