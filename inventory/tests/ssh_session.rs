@@ -449,3 +449,36 @@ async fn agent_and_facts_output_stays_out_of_a_private_host_log() {
     assert_eq!(mode(&dir.path().join("run")), 0o700);
     assert_eq!(mode(&log_path(dir.path(), "agenthost")), 0o600);
 }
+
+#[tokio::test]
+async fn exec_refuses_output_beyond_its_limit_instead_of_buffering_it() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sess = Session::connect(&key_target("big", &s, sshd::KEY_USER), &options(dir.path()))
+        .await
+        .unwrap();
+    let err = sess.exec("head -c 10M /dev/zero", false).await.unwrap_err();
+    assert!(
+        matches!(err, SshError::OutputTooLarge { limit, .. } if limit == ferry_inventory::ssh::EXEC_OUTPUT_LIMIT),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("big") && text.contains("head -c 10M /dev/zero"),
+        "{text}"
+    );
+    // Endless output is stopped too, and the session stays usable.
+    let err = sess.exec("yes", false).await.unwrap_err();
+    assert!(matches!(err, SshError::OutputTooLarge { .. }), "{err}");
+    assert_eq!(sess.exec_ok("echo ok", false).await.unwrap().trim(), "ok");
+    // Exactly at the limit is fine.
+    let n = ferry_inventory::ssh::EXEC_OUTPUT_LIMIT;
+    let out = sess
+        .exec(&format!("head -c {n} /dev/zero"), false)
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.len(), n);
+}

@@ -143,6 +143,19 @@ pub enum SshError {
         /// The end of its stderr.
         stderr: String,
     },
+    /// A command printed more than [`super::EXEC_OUTPUT_LIMIT`] for `exec`.
+    #[error(
+        "{host}: `{command}` printed more than {limit} bytes; ferry stopped it (stream large \
+         output with spawn instead of exec)"
+    )]
+    OutputTooLarge {
+        /// Host name.
+        host: String,
+        /// The command.
+        command: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The per-host log could not be written.
     #[error("{host}: writing host log {path}: {source}")]
     Log {
@@ -197,6 +210,7 @@ impl SshError {
             | SshError::SudoPasswordWrong { host, .. }
             | SshError::SudoRefused { host, .. }
             | SshError::CommandFailed { host, .. }
+            | SshError::OutputTooLarge { host, .. }
             | SshError::Log { host, .. } => host,
         }
     }

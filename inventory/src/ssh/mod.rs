@@ -12,7 +12,7 @@ mod session;
 pub use error::SshError;
 pub use known_hosts::{KnownHosts, KnownHostsError, Verdict};
 pub use pool::Pool;
-pub use session::{Exit, Output, RemoteChild, Session, SessionOptions};
+pub use session::{Exit, Output, RemoteChild, Session, SessionOptions, EXEC_OUTPUT_LIMIT};
 
 /// Quotes a string for a POSIX shell (single quotes; a `'` becomes `'\''`).
 pub fn shell_quote(s: &str) -> String {

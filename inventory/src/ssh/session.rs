@@ -404,7 +404,20 @@ impl Session {
         let mut child = self.spawn_with(command, as_root, log_stdout).await?;
         child.close_stdin().await;
         let mut stdout = Vec::new();
-        let _ = child.stdout().read_to_end(&mut stdout).await;
+        // One byte past the limit tells "exactly at the limit" from "more".
+        let limit = EXEC_OUTPUT_LIMIT as u64 + 1;
+        let _ = (&mut child.stdout)
+            .take(limit)
+            .read_to_end(&mut stdout)
+            .await;
+        if stdout.len() > EXEC_OUTPUT_LIMIT {
+            child.abort().await;
+            return Err(SshError::OutputTooLarge {
+                host: self.name.clone(),
+                command: command.to_string(),
+                limit: EXEC_OUTPUT_LIMIT,
+            });
+        }
         let exit = child.wait().await?;
         Ok(Output { stdout, exit })
     }
@@ -472,8 +485,18 @@ impl Session {
                 return Err(self.sudo_failed(&err, command));
             };
             match msg {
-                ChannelMsg::Data { data } => early_stdout.extend_from_slice(&data),
+                ChannelMsg::Data { data } => {
+                    if early_stdout.len() + data.len() > HANDSHAKE_LIMIT {
+                        let _ = write.close().await;
+                        return Err(self.sudo_flood(command, "stdout"));
+                    }
+                    early_stdout.extend_from_slice(&data);
+                }
                 ChannelMsg::ExtendedData { data, .. } => {
+                    if err.len() + data.len() > HANDSHAKE_LIMIT {
+                        let _ = write.close().await;
+                        return Err(self.sudo_flood(command, "stderr"));
+                    }
                     err.extend_from_slice(&data);
                     let text = String::from_utf8_lossy(&err).into_owned();
                     let seen = text.matches(PROMPT).count();
@@ -527,6 +550,19 @@ impl Session {
         }
     }
 
+    /// sudo (or the login shell) printed more than [`HANDSHAKE_LIMIT`] before the command
+    /// started.
+    fn sudo_flood(&self, command: &str, stream: &str) -> SshError {
+        SshError::SudoRefused {
+            host: self.name.clone(),
+            user: self.user.clone(),
+            message: format!(
+                "more than {HANDSHAKE_LIMIT} bytes on {stream} before `{command}` started \
+                 (a login script printing endlessly?)"
+            ),
+        }
+    }
+
     fn sudo_failed(&self, stderr: &[u8], command: &str) -> SshError {
         let text = String::from_utf8_lossy(stderr).replace(PROMPT, "");
         let message = text
@@ -550,6 +586,12 @@ impl Session {
         }
     }
 }
+
+/// The most stdout [`Session::exec`] keeps (4 MiB); more is an error.
+pub const EXEC_OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The most stderr (and early stdout) kept while waiting for sudo to start the command.
+const HANDSHAKE_LIMIT: usize = 64 * 1024;
 
 const PROMPT: &str = "[ferry-sudo-prompt]";
 const READY: &str = "FERRY-SUDO-READY";
@@ -877,6 +919,11 @@ impl RemoteChild {
                 })
             }
         }
+    }
+
+    /// Closes the channel without waiting (the command gets a hangup).
+    pub async fn abort(self) {
+        let _ = self._write.close().await;
     }
 
     /// Closes stdin, drains stdout, and waits for the command's end.
