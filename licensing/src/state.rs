@@ -73,6 +73,14 @@ fn guard_names(bytes: &[u8], id: &str) -> bool {
     serde_json::from_slice::<GuardFile>(bytes).is_ok_and(|g| g.license == id)
 }
 
+/// A license file checked against the site (see `StateDir::check_input`).
+struct Checked {
+    file: LicenseFile,
+    activation: ActivationRequest,
+    verified: Verified,
+    installed: Option<(License, ActivationRequest, Guards)>,
+}
+
 /// Writes `data` to `path` atomically: a new temporary file in the same directory (random name,
 /// created exclusively, never through a link), fsync, rename over `path` (a symlink there is
 /// replaced, not followed).
@@ -348,14 +356,14 @@ impl StateDir {
         Ok(())
     }
 
-    /// Verifies `input` (a license file) against the site and the installed guards, raising the
-    /// highest time seen. Installs nothing.
-    pub fn verify(
+    /// What `verify` and `activate` share: parse, check the signature, load this site's request,
+    /// decrypt, read the installed license and guards, and check the license against the site.
+    fn check_input(
         &self,
         input: &[u8],
         trusted: &[IssuerPublicKey],
         site: &SiteFacts,
-    ) -> Result<Verified> {
+    ) -> Result<Checked> {
         let file = LicenseFile::parse(input)?;
         // Signature first: nothing unauthenticated decides which state file is read.
         file.verify_signature(trusted)?;
@@ -364,6 +372,27 @@ impl StateDir {
         let installed = self.installed(trusted, Some((&file, &license, &activation)))?;
         let guards = installed.as_ref().map(|(_, _, g)| g);
         let verified = verify::check(license, site, guards)?;
+        Ok(Checked {
+            file,
+            activation,
+            verified,
+            installed,
+        })
+    }
+
+    /// Verifies `input` (a license file) against the site and the installed guards, raising the
+    /// highest time seen. Installs nothing.
+    pub fn verify(
+        &self,
+        input: &[u8],
+        trusted: &[IssuerPublicKey],
+        site: &SiteFacts,
+    ) -> Result<Verified> {
+        let Checked {
+            verified,
+            installed,
+            ..
+        } = self.check_input(input, trusted, site)?;
         if let Some((_, act, g)) = &installed {
             self.record_time(act, g, site.now)?;
         }
@@ -377,14 +406,13 @@ impl StateDir {
         trusted: &[IssuerPublicKey],
         site: &SiteFacts,
     ) -> Result<Verified> {
-        let file = LicenseFile::parse(input)?;
-        // Signature first: nothing unauthenticated decides which state file is read.
-        file.verify_signature(trusted)?;
-        let activation = self.load_request(file.request_id())?;
-        let license = file.decrypt(&activation)?;
-        let installed = self.installed(trusted, Some((&file, &license, &activation)))?;
+        let Checked {
+            file,
+            activation,
+            verified,
+            installed,
+        } = self.check_input(input, trusted, site)?;
         let guards = installed.as_ref().map(|(_, _, g)| g);
-        let verified = verify::check(license, site, guards)?;
         let high_water = guards.map_or(site.now, |g| g.high_water.max(site.now));
         let g = Guards {
             license: verified.license.id.clone(),
