@@ -178,25 +178,6 @@ async fn records_a_new_host_key_and_refuses_a_changed_one() {
 }
 
 #[tokio::test]
-async fn ignores_an_ssh_agent_in_the_environment() {
-    if !sshd::available() {
-        return;
-    }
-    // A bogus agent socket must change nothing: ferry never asks an agent unless told to.
-    std::env::set_var("SSH_AUTH_SOCK", "/nonexistent/ferry-bogus-agent.sock");
-    let s = Sshd::start();
-    let dir = tempfile::tempdir().unwrap();
-    for t in [
-        key_target("k", &s, sshd::KEY_USER),
-        password_target("p", &s, sshd::PASSWORD),
-    ] {
-        let sess = Session::connect(&t, &options(dir.path())).await.unwrap();
-        sess.exec_ok("true", false).await.unwrap();
-    }
-    assert!(!s.log().contains("Failed publickey"), "{}", s.log());
-}
-
-#[tokio::test]
 async fn a_silent_host_fails_within_the_connect_timeout() {
     if !sshd::available() {
         return;
