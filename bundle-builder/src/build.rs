@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -169,6 +169,7 @@ pub fn build(
         } else {
             opts.threads
         },
+        buf: vec![0u8; 1 << 20],
     };
     let mut blobs: Vec<BlobEntry> = vec![];
     let mut known: HashMap<Digest, usize> = HashMap::new();
@@ -300,6 +301,7 @@ pub fn build(
             opts.output.display()
         )))?;
     let blob_count = manifest.blobs.len();
+    drop(writer);
 
     let files = finish_output(out, &dir, &base, opts)?;
     drop(spool);
@@ -816,6 +818,26 @@ struct BlobWriter<'a> {
     out: &'a mut Output,
     mtime: u64,
     threads: u32,
+    buf: Vec<u8>,
+}
+
+/// Counts and hashes what passes through to the output.
+struct HashingWriter<'a> {
+    out: &'a mut Output,
+    hash: Sha256,
+    count: u64,
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Data that is already compressed: storing it as-is beats compressing it again.
@@ -847,68 +869,83 @@ fn worth_compressing(sample: &[u8]) -> bool {
 impl BlobWriter<'_> {
     /// Streams one blob into the tar: placeholder header, content, padding, then the real
     /// header patched in once the digest and stored size are known.
-    ///
-    /// The work is split over threads so no single core does it all in turn: a reader thread
-    /// reads the content (a 1 MiB sample, then 256 KiB buffers) and hashes it; this thread feeds zstd (whose workers
-    /// compress) or, for a blob stored as-is, writes the buffers; for a compressed blob a
-    /// writer thread hashes and writes zstd's output. Bounded channels keep memory flat. The
-    /// bytes are the same as a one-thread pass: zstd gets the same input in the same order.
     fn write_blob(
         &mut self,
-        reader: Box<dyn Read + Send>,
+        mut reader: Box<dyn Read + Send>,
         on_bytes: &mut dyn FnMut(u64),
     ) -> std::result::Result<BlobEntry, WriteError> {
         let header_at = self.out.len();
         self.out.write_all(&[0u8; 512]).map_err(WriteError::Write)?;
-        let threads = self.threads.max(1);
-        let out: &mut Output = self.out;
-        let (size, content, compression, stored_size, stored_sha256) = std::thread::scope(|s| {
-            let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(QUEUE);
-            let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
-            let hasher = s.spawn(move || read_and_hash(reader, &full_tx, &free_rx));
-            // The first buffer (a full MiB unless the blob is smaller) decides the storage, as before.
-            let first = match full_rx.recv() {
-                Ok(Ok(buf)) => Some(buf),
-                Ok(Err(e)) => return Err(WriteError::Read(e)),
-                Err(_) => None,
-            };
-            let compress = first.as_deref().is_some_and(worth_compressing);
-            let mut next = first;
-            if !compress {
-                let mut size = 0u64;
-                while let Some(buf) = next {
-                    out.write_all(&buf).map_err(WriteError::Write)?;
-                    size += buf.len() as u64;
-                    on_bytes(buf.len() as u64);
-                    let _ = free_tx.send(buf);
-                    next = recv_next(&full_rx)?;
-                }
-                let (digest, _) = joined(hasher)?;
-                return Ok((size, digest, Compression::None, size, digest));
+        // Sample the first MiB to decide how to store the blob.
+        let mut filled = 0;
+        while filled < self.buf.len() {
+            let n = read_retry(&mut reader, &mut self.buf[filled..]).map_err(WriteError::Read)?;
+            if n == 0 {
+                break;
             }
-            let (out_tx, out_rx) = mpsc::sync_channel::<Vec<u8>>(QUEUE);
-            let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
-            let writer = s.spawn(move || hash_and_write(out, out_rx, back_tx));
-            let sink = ChannelSink {
-                tx: out_tx,
-                free: back_rx,
-                pending: Vec::with_capacity(BUF_SIZE),
-            };
-            let fed = feed_zstd(sink, threads, next, &full_rx, &free_tx, on_bytes);
-            drop(full_rx);
-            let written = writer
-                .join()
-                .map_err(|_| WriteError::Write(io::Error::other("the writing thread failed")))?;
-            // A failed write shows to zstd as a closed channel: report the writer's error.
-            let (stored_sha256, stored_size) = match (fed, written) {
-                (Ok(()), Ok(w)) => w,
-                (Err(WriteError::Write(_)) | Ok(()), Err(e)) => return Err(WriteError::Write(e)),
-                (Err(e), _) => return Err(e),
-            };
-            let (digest, read) = joined(hasher)?;
-            Ok((read, digest, Compression::Zstd, stored_size, stored_sha256))
-        })?;
-        let digest = content;
+            filled += n;
+        }
+        let compress = worth_compressing(&self.buf[..filled]);
+        let mut content = Sha256::new();
+        let mut size = 0u64;
+        let sink = HashingWriter {
+            out: self.out,
+            hash: Sha256::new(),
+            count: 0,
+        };
+        let mut first = filled;
+        let sink = if compress {
+            let mut enc = zstd::stream::write::Encoder::new(sink, 3).map_err(WriteError::Write)?;
+            enc.multithread(self.threads.max(1))
+                .map_err(WriteError::Write)?;
+            // Small fixed jobs bound memory (zstd's default at level 3 is 8 MiB per job, a few
+            // jobs in flight per worker) and keep the output independent of the worker count.
+            enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))
+                .map_err(WriteError::Write)?;
+            loop {
+                let n = if first > 0 {
+                    std::mem::take(&mut first)
+                } else {
+                    read_retry(&mut reader, &mut self.buf).map_err(WriteError::Read)?
+                };
+                if n == 0 {
+                    break;
+                }
+                content.update(&self.buf[..n]);
+                enc.write_all(&self.buf[..n]).map_err(WriteError::Write)?;
+                size += n as u64;
+                on_bytes(n as u64);
+            }
+            enc.finish().map_err(WriteError::Write)?
+        } else {
+            let mut sink = sink;
+            loop {
+                let n = if first > 0 {
+                    std::mem::take(&mut first)
+                } else {
+                    read_retry(&mut reader, &mut self.buf).map_err(WriteError::Read)?
+                };
+                if n == 0 {
+                    break;
+                }
+                sink.write_all(&self.buf[..n]).map_err(WriteError::Write)?;
+                size += n as u64;
+                on_bytes(n as u64);
+            }
+            sink
+        };
+        let stored_size = sink.count;
+        let stored_sha256 = Digest::from_bytes(sink.hash.finalize().into());
+        let digest = if compress {
+            Digest::from_bytes(content.finalize().into())
+        } else {
+            stored_sha256
+        };
+        let compression = if compress {
+            Compression::Zstd
+        } else {
+            Compression::None
+        };
         let pad = tarfmt::padding(stored_size) as usize;
         self.out
             .write_all(&[0u8; 512][..pad])
@@ -933,143 +970,6 @@ impl BlobWriter<'_> {
         let pad = tarfmt::padding(bytes.len() as u64) as usize;
         self.out.write_all(&[0u8; 512][..pad])
     }
-}
-
-/// The first buffer of a blob: the sample that decides whether to compress it.
-const SAMPLE_SIZE: usize = 1 << 20;
-/// Size of the other buffers passed between the threads of `write_blob`.
-const BUF_SIZE: usize = 256 << 10;
-/// Buffers waiting in each channel of `write_blob` (bounds its memory).
-const QUEUE: usize = 4;
-
-fn joined(
-    h: std::thread::ScopedJoinHandle<'_, (Digest, u64)>,
-) -> std::result::Result<(Digest, u64), WriteError> {
-    h.join()
-        .map_err(|_| WriteError::Read(io::Error::other("the reading thread failed")))
-}
-
-/// The reader thread: reads full buffers, hashes them, passes them on; an error is passed on
-/// too. Stops early when the receiver is gone. Returns the content digest and size.
-fn read_and_hash(
-    mut reader: Box<dyn Read + Send>,
-    full: &mpsc::SyncSender<io::Result<Vec<u8>>>,
-    free: &mpsc::Receiver<Vec<u8>>,
-) -> (Digest, u64) {
-    let mut hash = Sha256::new();
-    let mut size = 0u64;
-    let mut want = SAMPLE_SIZE;
-    loop {
-        let mut buf = free.try_recv().unwrap_or_default();
-        buf.resize(std::mem::replace(&mut want, BUF_SIZE), 0);
-        let mut filled = 0;
-        while filled < buf.len() {
-            match read_retry(&mut reader, &mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) => {
-                    let _ = full.send(Err(e));
-                    return (Digest::from_bytes(hash.finalize().into()), size);
-                }
-            }
-        }
-        if filled == 0 {
-            break;
-        }
-        buf.truncate(filled);
-        hash.update(&buf);
-        size += filled as u64;
-        if full.send(Ok(buf)).is_err() {
-            break;
-        }
-    }
-    (Digest::from_bytes(hash.finalize().into()), size)
-}
-
-/// The next buffer from the reader thread; `None` at the end of the content.
-fn recv_next(
-    full: &mpsc::Receiver<io::Result<Vec<u8>>>,
-) -> std::result::Result<Option<Vec<u8>>, WriteError> {
-    match full.recv() {
-        Ok(Ok(buf)) => Ok(Some(buf)),
-        Ok(Err(e)) => Err(WriteError::Read(e)),
-        Err(_) => Ok(None),
-    }
-}
-
-/// Compresses every buffer from the reader thread into `sink` (zstd level 3, 2 MiB jobs).
-fn feed_zstd(
-    sink: ChannelSink,
-    threads: u32,
-    mut next: Option<Vec<u8>>,
-    full: &mpsc::Receiver<io::Result<Vec<u8>>>,
-    free: &mpsc::Sender<Vec<u8>>,
-    on_bytes: &mut dyn FnMut(u64),
-) -> std::result::Result<(), WriteError> {
-    let mut enc = zstd::stream::write::Encoder::new(sink, 3).map_err(WriteError::Write)?;
-    enc.multithread(threads).map_err(WriteError::Write)?;
-    // Small fixed jobs bound memory (zstd's default at level 3 is 8 MiB per job, a few jobs in
-    // flight per worker) and keep the output independent of the worker count.
-    enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))
-        .map_err(WriteError::Write)?;
-    while let Some(buf) = next {
-        enc.write_all(&buf).map_err(WriteError::Write)?;
-        on_bytes(buf.len() as u64);
-        let _ = free.send(buf);
-        next = recv_next(full)?;
-    }
-    let mut sink = enc.finish().map_err(WriteError::Write)?;
-    sink.flush().map_err(WriteError::Write)
-}
-
-/// Passes zstd's output to the writer thread in `BUF_SIZE` chunks, reusing the chunks it returns.
-struct ChannelSink {
-    tx: mpsc::SyncSender<Vec<u8>>,
-    free: mpsc::Receiver<Vec<u8>>,
-    pending: Vec<u8>,
-}
-
-impl Write for ChannelSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(BUF_SIZE - self.pending.len());
-        self.pending.extend_from_slice(&buf[..n]);
-        if self.pending.len() >= BUF_SIZE {
-            self.flush()?;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let mut next = self
-            .free
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(BUF_SIZE));
-        next.clear();
-        let chunk = std::mem::replace(&mut self.pending, next);
-        self.tx
-            .send(chunk)
-            .map_err(|_| io::Error::other("the bundle writer stopped"))
-    }
-}
-
-/// The writer thread: writes and hashes the stored bytes, hands the chunks back for reuse.
-/// Returns the digest and count of the stored bytes.
-fn hash_and_write(
-    out: &mut Output,
-    chunks: mpsc::Receiver<Vec<u8>>,
-    free: mpsc::Sender<Vec<u8>>,
-) -> io::Result<(Digest, u64)> {
-    let mut hash = Sha256::new();
-    let mut count = 0u64;
-    for chunk in chunks {
-        out.write_all(&chunk)?;
-        hash.update(&chunk);
-        count += chunk.len() as u64;
-        let _ = free.send(chunk);
-    }
-    Ok((Digest::from_bytes(hash.finalize().into()), count))
 }
 
 fn read_retry(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
