@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-mod golden;
+use ferry_tests::golden;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

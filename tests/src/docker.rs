@@ -56,29 +56,12 @@ pub fn containerd_available() -> bool {
 fn check(paths: &[&str], install: &str) -> bool {
     let missing = if let Some(p) = paths.iter().find(|p| !Path::new(p).exists()) {
         Some(format!("{p} is missing ({install})"))
-    } else if !is_root() {
+    } else if !crate::is_root() {
         Some("tests with a real Docker engine or containerd need root".into())
     } else {
         None
     };
-    match missing {
-        None => true,
-        Some(why) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but {why}");
-            }
-            eprintln!("!!!!! SKIPPED: {why}; this test did NOT run !!!!!");
-            false
-        }
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    crate::require(missing)
 }
 
 /// A private Docker engine. Dropping it stops dockerd (and the containerd it started).

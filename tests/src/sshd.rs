@@ -43,21 +43,12 @@ pub fn available() -> bool {
         Some(format!(
             "{SSHD} is missing (apt-get install openssh-server)"
         ))
-    } else if !is_root() {
+    } else if !crate::is_root() {
         Some("tests with a real sshd need root (test users, sshd privilege separation)".into())
     } else {
         None
     };
-    match missing {
-        None => true,
-        Some(why) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but {why}");
-            }
-            eprintln!("!!!!! SKIPPED: {why}; this test did NOT run !!!!!");
-            false
-        }
-    }
+    crate::require(missing)
 }
 
 /// Returns true when network namespaces can be made (root with CAP_SYS_ADMIN and `ip`).
@@ -77,14 +68,6 @@ pub fn netns_available() -> bool {
     }
     eprintln!("!!!!! SKIPPED: cannot create network namespaces; this test did NOT run !!!!!");
     false
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 fn run_ok(cmd: &mut Command) -> bool {

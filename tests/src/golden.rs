@@ -1,11 +1,12 @@
-//! Golden-file checks shared by this crate's test files (a copy lives in each crate's
-//! `tests/golden/`, since test crates of different packages cannot share a module).
+//! Golden-file checks shared by the parser tests of every crate (inventory files, facts
+//! fixtures, Ansible imports): each input beside its expected result.
 //!
 //! `UPDATE_GOLDEN=1` rewrites the expected files instead of comparing; it is refused when
 //! `CI=true`, so CI always compares. Every check names how many inputs it must see, so an
 //! empty or misnamed data directory fails instead of passing with nothing compared.
 
-#![allow(dead_code)] // each test file uses a part
+// A test harness: a failure to read or write a golden file is the test failing, loudly.
+#![allow(clippy::unwrap_used, clippy::new_without_default)]
 
 use std::path::Path;
 
