@@ -962,8 +962,10 @@ fn scan(r: &mut PartedReader, shown: &Path) -> Result<Vec<Entry>> {
 /// appeared since the up-front check (`RENAME_NOREPLACE`). On a filesystem without that flag,
 /// falls back to check-then-rename.
 fn move_no_replace(from: &Path, to: &Path) -> Result<()> {
-    use nix::errno::Errno;
-    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    // rustix issues the syscall itself: glibc only wraps renameat2 from 2.28, and the agent
+    // binary must run on glibc 2.17 hosts.
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    use rustix::io::Errno;
     let exists = || BundleError::Unsafe {
         msg: format!(
             "{} appeared while extracting; will not overwrite it (extract into an empty directory)",
@@ -974,10 +976,10 @@ fn move_no_replace(from: &Path, to: &Path) -> Result<()> {
         what: format!("moving {} to {}", from.display(), to.display()),
         source: e,
     };
-    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
         Ok(()) => Ok(()),
-        Err(Errno::EEXIST) => Err(exists()),
-        Err(Errno::EINVAL | Errno::ENOSYS) => {
+        Err(Errno::EXIST) => Err(exists()),
+        Err(Errno::INVAL | Errno::NOSYS) => {
             if to.symlink_metadata().is_ok() {
                 return Err(exists());
             }
