@@ -1,2 +1,17 @@
-//! The host OS layer: idempotent resources (observe, diff, apply, revert) for a host
-//! baseline. Later, the bootable appliance image and PXE.
+//! The host OS layer: idempotent resources (observe, diff, apply, revert) for a host's
+//! baseline — hostname, hosts file, sysctl, kernel modules, swap, time sync, DNS, limits,
+//! the offline package repository, the container runtime, GPU drivers. It knows hosts through
+//! the [`host::Host`] trait only; plans, journals and rollback live in the installer. Later:
+//! the bootable appliance image and PXE.
+
+pub mod baseline;
+pub mod host;
+pub mod os;
+pub mod resource;
+pub mod resources;
+pub mod spec;
+
+pub use baseline::{resources_for, BaselineConfig, HostContext, Member};
+pub use host::{CmdOutput, FileState, Host, HostError, SshHost};
+pub use resource::{Change, DynResource, Resource, ResourceError};
+pub use spec::ResourceSpec;
