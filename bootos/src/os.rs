@@ -61,6 +61,7 @@ pub fn require(facts: &Facts, what: &str, families: &[Family]) -> Result<(), Str
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -40,7 +40,7 @@ impl Change {
 pub enum ResourceError {
     /// Reaching the host or running a command failed.
     #[error(transparent)]
-    Host(#[from] HostError),
+    Host(Box<HostError>),
     /// The host is not in a state the resource can work with; the text says why and what to do.
     #[error("{0}")]
     Refused(String),
@@ -55,6 +55,12 @@ pub enum ResourceError {
         /// The parse error.
         source: serde_json::Error,
     },
+}
+
+impl From<HostError> for ResourceError {
+    fn from(e: HostError) -> Self {
+        ResourceError::Host(Box::new(e))
+    }
 }
 
 /// A host change with observe, diff, apply and revert. `State` is what `observe` finds; it is

@@ -57,7 +57,10 @@ pub fn netns_available() -> bool {
     if !available() {
         return false;
     }
-    let name = format!("ferrytest-probe-{}", std::process::id());
+    // Tests of one binary probe at the same time: each probe needs its own name.
+    static PROBES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("ferrytest-probe-{}-{n}", std::process::id());
     let ok = run_ok(Command::new("ip").args(["netns", "add", &name]));
     if ok {
         run_ok(Command::new("ip").args(["netns", "del", &name]));
