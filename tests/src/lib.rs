@@ -4,6 +4,7 @@
 pub mod docker;
 pub mod golden;
 pub mod sshd;
+pub mod vmhost;
 
 /// Whether a test's real parts are here. `missing` names what is not (and how to get it). On a
 /// developer machine a missing part is one loud line and the test returns early; under
