@@ -1,24 +1,334 @@
 //! What is installed from the bundle and the services that run: time sync, the offline
-//! package repository and its packages, the container runtime, the GPU driver.
+//! package repository and its packages, the container runtime, the GPU driver. This module
+//! chooses which of them a host gets and in what order; each lives in its own module.
+
+use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::{BaselineConfig, HostContext};
+use crate::baseline::{BaselineConfig, GpuPolicy, HostContext};
+use crate::host::{Host, HostError};
 use crate::resource::DynResource;
+
+use super::containerd::Containerd;
+use super::gpu::GpuDriver;
+use super::packages::{OsRepo, Packages, RepoRef};
+use super::timesync::TimeSync;
 
 /// A software resource, as a plan and a journal record it (`kind` names the variant).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum SoftwareResource {}
+pub enum SoftwareResource {
+    /// chrony: the site's time source or a follower of it.
+    TimeSync(TimeSync),
+    /// The bundle's OS package repository on the host, as an apt source.
+    OsRepo(OsRepo),
+    /// Packages installed from that repository.
+    Packages(Packages),
+    /// containerd installed and running.
+    Containerd(Containerd),
+    /// The NVIDIA driver from the bundle.
+    GpuDriver(GpuDriver),
+}
 
 impl SoftwareResource {
     /// The resource behind the variant.
     pub fn as_dyn(&self) -> &dyn DynResource {
-        match *self {}
+        match self {
+            SoftwareResource::TimeSync(r) => r,
+            SoftwareResource::OsRepo(r) => r,
+            SoftwareResource::Packages(r) => r,
+            SoftwareResource::Containerd(r) => r,
+            SoftwareResource::GpuDriver(r) => r,
+        }
     }
 }
 
-/// The software resources for `ctx`'s host, in apply order.
-pub fn resources(_cfg: &BaselineConfig, _ctx: &HostContext<'_>) -> Vec<SoftwareResource> {
-    Vec::new()
+/// The software resources for `ctx`'s host, in apply order: time first (package installs and
+/// TLS later on want a right clock), then the repository, the packages, containerd (which may
+/// come from the repository) and the GPU driver.
+pub fn resources(cfg: &BaselineConfig, ctx: &HostContext<'_>) -> Vec<SoftwareResource> {
+    let mut out = Vec::new();
+    if let Some(t) = TimeSync::for_host(&cfg.time, ctx) {
+        out.push(SoftwareResource::TimeSync(t));
+    }
+    let repo = ctx.artifacts.os_repo.as_ref();
+    let containerd_missing = !ctx
+        .facts
+        .container_runtimes
+        .iter()
+        .any(|r| r.name == "containerd" && r.binary.is_some());
+    let containerd_needs_repo = cfg.container_runtime && containerd_missing;
+    if let Some(repo) = repo {
+        if !cfg.packages.is_empty() || containerd_needs_repo {
+            out.push(SoftwareResource::OsRepo(OsRepo { repo: repo.clone() }));
+        }
+    }
+    let repo_ref = repo.map(RepoRef::of);
+    if !cfg.packages.is_empty() {
+        out.push(SoftwareResource::Packages(Packages {
+            packages: cfg.packages.clone(),
+            repo: repo_ref.clone(),
+        }));
+    }
+    if cfg.container_runtime {
+        out.push(SoftwareResource::Containerd(Containerd {
+            package: "containerd".into(),
+            repo: repo_ref,
+        }));
+    }
+    if let Some(driver) = &ctx.artifacts.gpu_driver {
+        let older = match &ctx.facts.nvidia_driver {
+            None => true,
+            Some(have) => compare_versions(have, &driver.version) == Ordering::Less,
+        };
+        if cfg.gpu == GpuPolicy::Auto && !ctx.facts.gpus.is_empty() && older {
+            out.push(SoftwareResource::GpuDriver(GpuDriver {
+                driver: driver.clone(),
+            }));
+        }
+    }
+    out
+}
+
+/// Compares dotted versions part by part, numerically where both parts are numbers
+/// (`535.104.05` > `535.54.03`; a missing part counts as less: `550.54` < `550.54.14`).
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    let mut left = a.trim().split('.');
+    let mut right = b.trim().split('.');
+    loop {
+        match (left.next(), right.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => {
+                let o = match (x.parse::<u64>(), y.parse::<u64>()) {
+                    (Ok(x), Ok(y)) => x.cmp(&y),
+                    _ => x.cmp(y),
+                };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+        }
+    }
+}
+
+/// Whether a systemd unit is enabled and active, as undo data for services ferry starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServiceState {
+    /// `systemctl is-enabled` said `enabled` (or `enabled-runtime`, `alias`).
+    pub enabled: bool,
+    /// `systemctl is-active` said `active`.
+    pub active: bool,
+}
+
+impl ServiceState {
+    /// Reads the unit's state.
+    pub(crate) async fn observe(host: &dyn Host, unit: &str) -> Result<Self, HostError> {
+        let out = host
+            .run(&format!(
+                "systemctl is-enabled {unit} 2>/dev/null; echo; systemctl is-active {unit} 2>/dev/null; true"
+            ))
+            .await?;
+        let words: Vec<&str> = out.stdout.split_whitespace().collect();
+        Ok(Self {
+            enabled: words
+                .iter()
+                .any(|w| matches!(*w, "enabled" | "enabled-runtime" | "alias")),
+            active: words.contains(&"active"),
+        })
+    }
+
+    /// Puts the unit back as it was.
+    pub(crate) async fn restore(&self, host: &dyn Host, unit: &str) -> Result<(), HostError> {
+        let enable = if self.enabled { "enable" } else { "disable" };
+        let run = if self.active { "restart" } else { "stop" };
+        host.run_ok(&format!(
+            "systemctl {enable} --quiet {unit} && systemctl {run} {unit}"
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// `enabled, active` / `disabled, inactive` for a plan row.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{}, {}",
+            if self.enabled { "enabled" } else { "disabled" },
+            if self.active { "active" } else { "inactive" }
+        )
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::PathBuf;
+
+    use ferry_inventory::facts::{ContainerRuntime, Facts, Gpu};
+
+    use super::*;
+    use crate::baseline::{Artifacts, LocalDriver, LocalRepo, Member};
+
+    #[test]
+    fn compares_dotted_versions_numerically() {
+        assert_eq!(
+            compare_versions("535.104.05", "535.54.03"),
+            Ordering::Greater
+        );
+        assert_eq!(compare_versions("550.54.14", "550.90.07"), Ordering::Less);
+        assert_eq!(compare_versions("550.90.07", "550.90.07"), Ordering::Equal);
+        assert_eq!(compare_versions("550.54", "550.54.14"), Ordering::Less);
+        assert_eq!(compare_versions("9.0", "10.0"), Ordering::Less);
+    }
+
+    struct World {
+        members: Vec<Member>,
+        facts: Facts,
+        artifacts: Artifacts,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let members = vec![
+                Member {
+                    name: "s1".into(),
+                    address: "10.0.0.1".into(),
+                    server: true,
+                },
+                Member {
+                    name: "a1".into(),
+                    address: "10.0.0.2".into(),
+                    server: false,
+                },
+            ];
+            let mut facts = Facts::default();
+            facts.os.id = "debian".into();
+            facts.os.version_id = "12".into();
+            facts.container_runtimes = vec![ContainerRuntime {
+                name: "containerd".into(),
+                binary: Some("/usr/bin/containerd".into()),
+                socket: None,
+            }];
+            let artifacts = Artifacts {
+                os_repo: Some(LocalRepo {
+                    dir: PathBuf::from("/tmp/repo"),
+                    digest: "sha256-abc".into(),
+                    distro: "debian-12".into(),
+                    format: "deb".into(),
+                }),
+                gpu_driver: Some(LocalDriver {
+                    file: PathBuf::from("/tmp/NVIDIA-Linux-x86_64-550.90.07.run"),
+                    sha256: "ab".repeat(32),
+                    version: "550.90.07".into(),
+                    kernels: vec![],
+                }),
+            };
+            Self {
+                members,
+                facts,
+                artifacts,
+            }
+        }
+
+        fn kinds(&self, cfg: &BaselineConfig, me: usize) -> Vec<String> {
+            let ctx = HostContext {
+                member: &self.members[me],
+                facts: &self.facts,
+                members: &self.members,
+                time_source: Some(&self.members[0]),
+                artifacts: &self.artifacts,
+                cluster_id: "c1",
+                cluster_name: "site",
+            };
+            resources(cfg, &ctx)
+                .iter()
+                .map(|r| r.as_dyn().id())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_plain_host_gets_time_and_containerd_only() {
+        let w = World::new();
+        assert_eq!(
+            w.kinds(&BaselineConfig::default(), 1),
+            ["timesync", "containerd"]
+        );
+    }
+
+    #[test]
+    fn packages_bring_the_repository_first() {
+        let w = World::new();
+        let cfg = BaselineConfig {
+            packages: vec!["jq".into()],
+            ..BaselineConfig::default()
+        };
+        assert_eq!(
+            w.kinds(&cfg, 1),
+            ["timesync", "os-repo", "packages", "containerd"]
+        );
+    }
+
+    #[test]
+    fn a_host_without_containerd_gets_the_repository_for_it() {
+        let mut w = World::new();
+        w.facts.container_runtimes.clear();
+        assert_eq!(
+            w.kinds(&BaselineConfig::default(), 1),
+            ["timesync", "os-repo", "containerd"]
+        );
+    }
+
+    #[test]
+    fn without_a_repository_packages_are_still_planned_and_refused() {
+        let mut w = World::new();
+        w.artifacts.os_repo = None;
+        let cfg = BaselineConfig {
+            packages: vec!["jq".into()],
+            ..BaselineConfig::default()
+        };
+        assert_eq!(w.kinds(&cfg, 1), ["timesync", "packages", "containerd"]);
+        let p = Packages {
+            packages: cfg.packages.clone(),
+            repo: None,
+        };
+        let why = crate::resource::Resource::supports(&p, &w.facts).unwrap_err();
+        assert!(why.contains("no OS package repository"), "{why}");
+    }
+
+    #[test]
+    fn the_gpu_driver_goes_only_to_gpu_hosts_with_an_older_or_no_driver() {
+        let mut w = World::new();
+        let cfg = BaselineConfig::default();
+        assert!(!w.kinds(&cfg, 1).contains(&"gpu-driver".to_string()));
+        w.facts.gpus = vec![Gpu {
+            pci_address: "0000:3b:00.0".into(),
+            vendor_id: "0x10de".into(),
+            device_id: "0x20b5".into(),
+            driver: None,
+        }];
+        assert_eq!(w.kinds(&cfg, 1).last().unwrap(), "gpu-driver");
+        w.facts.nvidia_driver = Some("550.54.14".into());
+        assert_eq!(w.kinds(&cfg, 1).last().unwrap(), "gpu-driver");
+        w.facts.nvidia_driver = Some("550.90.07".into());
+        assert!(!w.kinds(&cfg, 1).contains(&"gpu-driver".to_string()));
+        w.facts.nvidia_driver = None;
+        let skip = BaselineConfig {
+            gpu: GpuPolicy::Skip,
+            ..BaselineConfig::default()
+        };
+        assert!(!w.kinds(&skip, 1).contains(&"gpu-driver".to_string()));
+        w.artifacts.gpu_driver = None;
+        assert!(!w.kinds(&cfg, 1).contains(&"gpu-driver".to_string()));
+    }
+
+    #[test]
+    fn time_sync_off_means_no_time_resource() {
+        let w = World::new();
+        let mut cfg = BaselineConfig::default();
+        cfg.time.enabled = false;
+        assert_eq!(w.kinds(&cfg, 0), ["containerd"]);
+    }
 }

@@ -1,0 +1,186 @@
+//! containerd: installed from ferry's repository when its binary is missing, given the
+//! default configuration when it has none, enabled and running, and checked with `ctr version`
+//! (which talks to it through its socket). Revert stops and disables it as it was, puts the
+//! configuration back, and purges what the install added. RedHat differs only in the install
+//! (see `packages`); the unit and paths are the same.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ferry_inventory::facts::Facts;
+use ferry_inventory::ssh::shell_quote;
+use serde::{Deserialize, Serialize};
+
+use crate::host::{FileState, Host};
+use crate::os::{self, Family};
+use crate::resource::{Change, Resource, ResourceError};
+
+use super::packages::{self, RepoRef};
+use super::software::ServiceState;
+
+/// containerd's configuration file.
+pub const CONFIG: &str = "/etc/containerd/config.toml";
+const UNIT: &str = "containerd";
+
+/// containerd installed and running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Containerd {
+    /// The package to install when the binary is missing (`containerd`).
+    pub package: String,
+    /// ferry's repository, if the bundle has one.
+    pub repo: Option<RepoRef>,
+}
+
+/// What `containerd` finds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerdState {
+    /// The `containerd` binary is there.
+    pub installed: bool,
+    /// Packages present before, when the binary was missing (what an install adds is purged
+    /// on revert); empty when it was installed.
+    pub packages_before: BTreeSet<String>,
+    /// The service.
+    pub service: ServiceState,
+    /// The configuration file.
+    pub config: FileState,
+}
+
+#[async_trait]
+impl Resource for Containerd {
+    type State = ContainerdState;
+
+    fn id(&self) -> String {
+        "containerd".into()
+    }
+
+    fn supports(&self, facts: &Facts) -> Result<(), String> {
+        os::require(facts, "containerd", &[Family::Debian])
+    }
+
+    async fn observe(&self, host: &dyn Host) -> Result<ContainerdState, ResourceError> {
+        let installed = host.run("command -v containerd").await?.success();
+        let packages_before = if installed {
+            BTreeSet::new()
+        } else {
+            packages::present_packages(host).await?
+        };
+        Ok(ContainerdState {
+            installed,
+            packages_before,
+            service: ServiceState::observe(host, UNIT).await?,
+            config: host.read_file(CONFIG).await?,
+        })
+    }
+
+    fn diff(&self, observed: &ContainerdState) -> Vec<Change> {
+        let mut out = Vec::new();
+        if !observed.installed {
+            let to = match &self.repo {
+                Some(r) => format!("package {} from the bundle ({})", self.package, r.distro),
+                None => "refused: the bundle has no OS package repository".to_string(),
+            };
+            out.push(Change::new("containerd", "not installed", to));
+        }
+        if !observed.config.exists() {
+            out.push(Change::new(CONFIG, "absent", "containerd's default"));
+        }
+        let want = ServiceState {
+            enabled: true,
+            active: true,
+        };
+        if observed.service != want {
+            out.push(Change::new(
+                "containerd service",
+                observed.service.describe(),
+                want.describe(),
+            ));
+        }
+        out
+    }
+
+    async fn apply(
+        &self,
+        host: &dyn Host,
+        observed: &ContainerdState,
+    ) -> Result<(), ResourceError> {
+        if !observed.installed {
+            let Some(repo) = &self.repo else {
+                return Err(ResourceError::Refused(format!(
+                    "{}: containerd is not installed and the bundle has no OS package \
+                     repository to install it from: add containerd to bundle.toml's \
+                     [[os_packages]] and rebuild",
+                    host.name()
+                )));
+            };
+            packages::install(host, std::slice::from_ref(&self.package), repo).await?;
+        }
+        if !observed.config.exists() {
+            let tmp = shell_quote(&format!("{CONFIG}.ferry-tmp"));
+            host.run_ok(&format!(
+                "mkdir -p /etc/containerd && containerd config default > {tmp} && \
+                 chmod 644 {tmp} && mv -f {tmp} {CONFIG}"
+            ))
+            .await?;
+        }
+        host.run_ok(&format!(
+            "systemctl enable --quiet {UNIT} && systemctl restart {UNIT}"
+        ))
+        .await?;
+        let started = Instant::now();
+        loop {
+            let out = host.run("ctr version").await?;
+            if out.success() {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(ResourceError::Check(format!(
+                    "{}: containerd does not answer on its socket 30 s after start (`ctr \
+                     version`: {}); see `journalctl -u {UNIT}`",
+                    host.name(),
+                    out.stderr.trim()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn revert(&self, host: &dyn Host, before: &ContainerdState) -> Result<(), ResourceError> {
+        if before.installed {
+            before.service.restore(host, UNIT).await?;
+        } else {
+            host.run(&format!("systemctl disable --now --quiet {UNIT}"))
+                .await?;
+        }
+        host.restore_file(CONFIG, &before.config).await?;
+        if !before.installed {
+            packages::purge_added(host, &before.packages_before).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_installed_stopped_containerd_needs_config_and_start() {
+        let c = Containerd {
+            package: "containerd".into(),
+            repo: None,
+        };
+        let s = ContainerdState {
+            installed: true,
+            packages_before: BTreeSet::new(),
+            service: ServiceState::default(),
+            config: FileState::absent(),
+        };
+        let d = c.diff(&s);
+        let whats: Vec<&str> = d.iter().map(|c| c.what.as_str()).collect();
+        assert_eq!(whats, [CONFIG, "containerd service"]);
+        assert_eq!(d[1].from, "disabled, inactive");
+        assert_eq!(d[1].to, "enabled, active");
+    }
+}

@@ -1,0 +1,445 @@
+//! The bundle's offline OS package repository on a host (`os-repo`) and the packages installed
+//! from it (`packages`). apt reads only ferry's repository here: a site has no mirror, and a
+//! host's own sources would make every install wait for unreachable servers.
+//!
+//! The source is `[trusted=yes]`: the repository has no apt signature of its own, and its bytes
+//! were checked against the bundle's signed manifest on the jump host before they were sent.
+//! Revert purges exactly the packages a run added (dependencies included), from a `dpkg-query`
+//! list taken before. RedHat is designed in the same way (a `file://` repo in
+//! `/etc/yum.repos.d/ferry.repo`, `dnf --disablerepo='*' --enablerepo=ferry`, `rpm -qa` lists);
+//! only Debian/Ubuntu is implemented.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use ferry_inventory::facts::Facts;
+use ferry_inventory::ssh::shell_quote;
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::LocalRepo;
+use crate::host::{FileState, Host, HostError};
+use crate::os::{self, Family};
+use crate::resource::{Change, Resource, ResourceError};
+
+/// Where repositories are kept on hosts, one directory per bundle item digest.
+pub const REPO_ROOT: &str = "/var/lib/ferry/repo";
+/// ferry's apt source.
+pub const SOURCE_LIST: &str = "/etc/apt/sources.list.d/ferry.list";
+
+/// apt with ferry's repository as its only source: no waiting on a host's own mirrors, no
+/// questions, and the other sources' lists kept for when the host is back on its own network.
+const APT_OPTS: &str = "-q -o Dir::Etc::sourcelist=/etc/apt/sources.list.d/ferry.list \
+    -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0 -o DPkg::Lock::Timeout=120 \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
+
+/// The repository as the resources that use it need it (no jump-host path).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoRef {
+    /// The bundle item's digest (the directory name on hosts).
+    pub digest: String,
+    /// Distribution it fits (`debian-12`).
+    pub distro: String,
+}
+
+impl RepoRef {
+    /// The reference to a repository taken out of the bundle.
+    pub fn of(repo: &LocalRepo) -> Self {
+        Self {
+            digest: repo.digest.clone(),
+            distro: repo.distro.clone(),
+        }
+    }
+
+    /// Its directory on hosts.
+    pub fn dir(&self) -> String {
+        format!("{REPO_ROOT}/{}", self.digest)
+    }
+
+    /// The apt source line for it.
+    pub fn source_line(&self) -> String {
+        format!("deb [trusted=yes] file:{} ./\n", self.dir())
+    }
+}
+
+/// The repository directory sent to the host and made apt's source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsRepo {
+    /// The repository on the jump host.
+    pub repo: LocalRepo,
+}
+
+/// What `os-repo` finds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsRepoState {
+    /// ferry's apt source file.
+    pub source_list: FileState,
+    /// The repository directory is there, complete.
+    pub present: bool,
+}
+
+fn distro_of(facts: &Facts) -> String {
+    format!("{}-{}", facts.os.id, facts.os.version_id)
+}
+
+fn fits(distro: &str, facts: &Facts) -> bool {
+    let major = facts.os.version_id.split('.').next().unwrap_or("");
+    distro == distro_of(facts) || distro == format!("{}-{major}", facts.os.id)
+}
+
+#[async_trait]
+impl Resource for OsRepo {
+    type State = OsRepoState;
+
+    fn id(&self) -> String {
+        "os-repo".into()
+    }
+
+    fn supports(&self, facts: &Facts) -> Result<(), String> {
+        os::require(facts, "the offline package repository", &[Family::Debian])?;
+        if self.repo.format != "deb" {
+            return Err(format!(
+                "the bundle's OS repository holds {} packages; this host needs deb",
+                self.repo.format
+            ));
+        }
+        if !fits(&self.repo.distro, facts) {
+            return Err(format!(
+                "the bundle's OS repository is for {}; this host runs {}: add an \
+                 [[os_packages]] repository for it to bundle.toml and rebuild",
+                self.repo.distro,
+                distro_of(facts)
+            ));
+        }
+        Ok(())
+    }
+
+    async fn observe(&self, host: &dyn Host) -> Result<OsRepoState, ResourceError> {
+        let dir = shell_quote(&RepoRef::of(&self.repo).dir());
+        Ok(OsRepoState {
+            source_list: host.read_file(SOURCE_LIST).await?,
+            present: host.run(&format!("test -d {dir}")).await?.success(),
+        })
+    }
+
+    fn diff(&self, observed: &OsRepoState) -> Vec<Change> {
+        let r = RepoRef::of(&self.repo);
+        let mut out = Vec::new();
+        if !observed.present {
+            out.push(Change::new(
+                r.dir(),
+                "absent",
+                format!("{} repository", r.distro),
+            ));
+        }
+        if observed.source_list.content.as_deref() != Some(r.source_line().as_str()) {
+            let from = if observed.source_list.exists() {
+                "another repository"
+            } else {
+                "absent"
+            };
+            out.push(Change::new(SOURCE_LIST, from, r.dir()));
+        }
+        out
+    }
+
+    async fn apply(&self, host: &dyn Host, observed: &OsRepoState) -> Result<(), ResourceError> {
+        let r = RepoRef::of(&self.repo);
+        if !observed.present {
+            // Sent beside its final name and renamed once complete, so a present directory is
+            // always a whole repository.
+            let partial = format!("{}.partial", r.dir());
+            host.run_ok(&format!("rm -rf {}", shell_quote(&partial)))
+                .await?;
+            host.send_tree(&self.repo.dir, &partial).await?;
+            host.run_ok(&format!(
+                "mv {} {}",
+                shell_quote(&partial),
+                shell_quote(&r.dir())
+            ))
+            .await?;
+        }
+        host.write_file(SOURCE_LIST, r.source_line().as_bytes(), 0o644)
+            .await?;
+        Ok(())
+    }
+
+    async fn revert(&self, host: &dyn Host, before: &OsRepoState) -> Result<(), ResourceError> {
+        let r = RepoRef::of(&self.repo);
+        host.restore_file(SOURCE_LIST, &before.source_list).await?;
+        if !before.present {
+            // apt's list of this repository is named after its path.
+            let list = format!(
+                "/var/lib/apt/lists/{}",
+                r.dir().trim_start_matches('/').replace('/', "_")
+            );
+            host.run_ok(&format!(
+                "rm -rf {dir} {dir}.partial && rm -f {list}_*",
+                dir = shell_quote(&r.dir()),
+                list = shell_quote(&list)
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Packages installed from ferry's repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Packages {
+    /// Package names.
+    pub packages: Vec<String>,
+    /// The repository they come from; `None` when the bundle has none (refused).
+    pub repo: Option<RepoRef>,
+}
+
+/// What `packages` finds: the installed packages (all of them, so revert knows what a run
+/// added, dependencies included).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackagesState {
+    /// Every package present (installed or partly installed) before.
+    pub present: BTreeSet<String>,
+}
+
+#[async_trait]
+impl Resource for Packages {
+    type State = PackagesState;
+
+    fn id(&self) -> String {
+        "packages".into()
+    }
+
+    fn supports(&self, facts: &Facts) -> Result<(), String> {
+        os::require(facts, "package installs", &[Family::Debian])?;
+        if self.repo.is_none() {
+            return Err(format!(
+                "packages {} need the bundle's OS package repository, and there is no OS \
+                 package repository in the bundle for {}: add [[os_packages]] to bundle.toml \
+                 and rebuild",
+                self.packages.join(", "),
+                distro_of(facts)
+            ));
+        }
+        Ok(())
+    }
+
+    async fn observe(&self, host: &dyn Host) -> Result<PackagesState, ResourceError> {
+        Ok(PackagesState {
+            present: present_packages(host).await?,
+        })
+    }
+
+    fn diff(&self, observed: &PackagesState) -> Vec<Change> {
+        let from = self.repo.as_ref().map_or("none", |r| r.distro.as_str());
+        self.packages
+            .iter()
+            .filter(|p| !observed.present.contains(*p))
+            .map(|p| {
+                Change::new(
+                    format!("package {p}"),
+                    "absent",
+                    format!("installed from the bundle ({from})"),
+                )
+            })
+            .collect()
+    }
+
+    async fn apply(&self, host: &dyn Host, observed: &PackagesState) -> Result<(), ResourceError> {
+        let Some(repo) = &self.repo else {
+            return Err(ResourceError::Refused(format!(
+                "{}: no OS package repository in the bundle for packages {}",
+                host.name(),
+                self.packages.join(", ")
+            )));
+        };
+        let missing: Vec<String> = self
+            .packages
+            .iter()
+            .filter(|p| !observed.present.contains(*p))
+            .cloned()
+            .collect();
+        install(host, &missing, repo).await
+    }
+
+    async fn revert(&self, host: &dyn Host, before: &PackagesState) -> Result<(), ResourceError> {
+        purge_added(host, &before.present).await
+    }
+}
+
+/// Parses `dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n'`: the packages present,
+/// installed or partly (unpacked, half-configured...), not those gone or with only
+/// configuration files left.
+pub fn parse_present(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let name = w.next()?;
+            let status = w.next()?.chars().nth(1)?;
+            (!matches!(status, 'n' | 'c')).then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// The packages present on `host`.
+pub(crate) async fn present_packages(host: &dyn Host) -> Result<BTreeSet<String>, HostError> {
+    let out = host
+        .run_ok("dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n'")
+        .await?;
+    Ok(parse_present(&out))
+}
+
+/// The one line for packages the repository lacks.
+pub fn not_in_repo(missing: &[String], repo: &RepoRef) -> String {
+    match missing {
+        [one] => format!(
+            "package {one} is not in the bundle's repository ({}): add it to bundle.toml's \
+             [[os_packages]] and rebuild",
+            repo.distro
+        ),
+        many => format!(
+            "packages {} are not in the bundle's repository ({}): add them to bundle.toml's \
+             [[os_packages]] and rebuild",
+            many.join(", "),
+            repo.distro
+        ),
+    }
+}
+
+/// Installs `names` from ferry's repository (its apt source must be in place). Refuses before
+/// installing anything when one of them is not in the repository.
+pub(crate) async fn install(
+    host: &dyn Host,
+    names: &[String],
+    repo: &RepoRef,
+) -> Result<(), ResourceError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let list = host.read_file(SOURCE_LIST).await?;
+    if list.content.as_deref() != Some(repo.source_line().as_str()) {
+        return Err(ResourceError::Refused(format!(
+            "{}: {SOURCE_LIST} does not point at the bundle's repository ({}): the os-repo step \
+             must run first",
+            host.name(),
+            repo.dir()
+        )));
+    }
+    host.run_ok(&format!(
+        "DEBIAN_FRONTEND=noninteractive apt-get {APT_OPTS} update"
+    ))
+    .await?;
+    let quoted: Vec<String> = names.iter().map(|n| shell_quote(n)).collect();
+    let out = host
+        .run_ok(&format!(
+            "for p in {}; do apt-cache {APT_OPTS} show --no-all-versions \"$p\" >/dev/null \
+             2>&1 || echo \"$p\"; done",
+            quoted.join(" ")
+        ))
+        .await?;
+    let missing: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+    if !missing.is_empty() {
+        return Err(ResourceError::Refused(not_in_repo(&missing, repo)));
+    }
+    host.run_ok(&format!(
+        "DEBIAN_FRONTEND=noninteractive apt-get {APT_OPTS} install -y --no-install-recommends {}",
+        quoted.join(" ")
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Purges the packages present now that were not in `before`.
+pub(crate) async fn purge_added(
+    host: &dyn Host,
+    before: &BTreeSet<String>,
+) -> Result<(), ResourceError> {
+    let now = present_packages(host).await?;
+    let added: Vec<String> = now.difference(before).map(|p| shell_quote(p)).collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    // dpkg, not apt: it removes these and nothing else, and refuses if a package installed
+    // since depends on one of them.
+    host.run_ok(&format!(
+        "DEBIAN_FRONTEND=noninteractive dpkg --purge {}",
+        added.join(" ")
+    ))
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dpkg_query_lists_present_packages_only() {
+        let out = "\
+apt ii 
+containerd ii 
+ferry-test-tool iU 
+oldpkg rc 
+gone un 
+halfway iF 
+";
+        let p = parse_present(out);
+        let names: Vec<&str> = p.iter().map(String::as_str).collect();
+        assert_eq!(names, ["apt", "containerd", "ferry-test-tool", "halfway"]);
+    }
+
+    #[test]
+    fn one_line_names_the_package_and_the_fix() {
+        let r = RepoRef {
+            digest: "sha256-abc".into(),
+            distro: "debian-12".into(),
+        };
+        assert_eq!(
+            not_in_repo(&["jq".into()], &r),
+            "package jq is not in the bundle's repository (debian-12): add it to bundle.toml's \
+             [[os_packages]] and rebuild"
+        );
+        assert!(not_in_repo(&["a".into(), "b".into()], &r).starts_with("packages a, b are not"));
+        assert_eq!(
+            r.source_line(),
+            "deb [trusted=yes] file:/var/lib/ferry/repo/sha256-abc ./\n"
+        );
+    }
+
+    #[test]
+    fn the_repository_must_fit_the_host() {
+        let mut f = Facts::default();
+        f.os.id = "debian".into();
+        f.os.version_id = "12".into();
+        let repo = |distro: &str| OsRepo {
+            repo: LocalRepo {
+                dir: "/tmp/r".into(),
+                digest: "d".into(),
+                distro: distro.into(),
+                format: "deb".into(),
+            },
+        };
+        assert!(repo("debian-12").supports(&f).is_ok());
+        let e = repo("ubuntu-22.04").supports(&f).unwrap_err();
+        assert!(
+            e.contains("is for ubuntu-22.04; this host runs debian-12"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn diff_lists_the_absent_packages() {
+        let p = Packages {
+            packages: vec!["jq".into(), "curl".into()],
+            repo: Some(RepoRef {
+                digest: "d".into(),
+                distro: "debian-12".into(),
+            }),
+        };
+        let state = PackagesState {
+            present: ["curl".to_string()].into_iter().collect(),
+        };
+        let d = p.diff(&state);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].what, "package jq");
+    }
+}
