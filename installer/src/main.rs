@@ -3,6 +3,8 @@
 
 mod cmdline;
 mod commands;
+mod config;
+mod engine;
 
 use std::process::ExitCode;
 

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
+use super::ReachArgs;
+
 /// `ferry inventory ...`
 #[derive(Debug, Subcommand)]
 pub enum InventoryCmd {
@@ -15,36 +17,12 @@ pub enum InventoryCmd {
     Facts(FactsArgs),
 }
 
-/// How to reach the hosts (shared by `check` and `facts`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct ReachArgs {
-    /// The inventory file (TOML).
-    #[arg(short, long, value_name = "FILE")]
-    pub inventory: PathBuf,
-    /// ferry's known_hosts file [default: ~/.ferry/known_hosts].
-    #[arg(long, value_name = "PATH")]
-    pub known_hosts: Option<PathBuf>,
-    /// Seconds to wait for a host's SSH answer (per attempt).
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    pub timeout: u64,
-    /// Connection attempts on transient errors (refused, reset, timeout).
-    #[arg(long, default_value_t = 2)]
-    pub attempts: u32,
-    /// Hosts worked on at once.
-    #[arg(long, value_name = "N", default_value_t = 64)]
-    pub parallel: usize,
-    /// Directory for per-host logs [default: ~/.ferry/runs/<command>-<time>].
-    #[arg(long, value_name = "DIR")]
-    pub run_dir: Option<PathBuf>,
-    /// Push this ferry binary to gather facts with the agent (`self` for the running one);
-    /// without it, facts come from a shell script and nothing is left on the hosts.
-    #[arg(long, value_name = "BINARY")]
-    pub agent: Option<PathBuf>,
-}
-
 /// `ferry inventory check`
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
+    /// The inventory file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: PathBuf,
     /// How to reach the hosts.
     #[command(flatten)]
     pub reach: ReachArgs,
@@ -59,6 +37,9 @@ pub struct CheckArgs {
 /// `ferry inventory facts`
 #[derive(Debug, clap::Args)]
 pub struct FactsArgs {
+    /// The inventory file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: PathBuf,
     /// How to reach the hosts.
     #[command(flatten)]
     pub reach: ReachArgs,

@@ -1,11 +1,14 @@
 //! The command line as data: every subcommand and option is a clap derive struct here.
 //! Logic takes these structs, never raw arguments. One submodule per area.
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 pub mod agent;
 pub mod ansible;
 pub mod bundle;
+pub mod host;
 pub mod inventory;
 pub mod key;
 pub mod license;
@@ -34,7 +37,41 @@ pub enum Command {
     /// Check hosts, gather facts, import Ansible inventories.
     #[command(subcommand)]
     Inventory(inventory::InventoryCmd),
+    /// Check an answer file offline and show what it means.
+    Validate(host::ValidateArgs),
+    /// Show what initializing the hosts would change (changes nothing).
+    Plan(host::PlanArgs),
+    /// Initialize the hosts: apply the plan, rolling a failed host back.
+    Apply(host::ApplyArgs),
+    /// Undo the changes of an earlier `ferry apply` run.
+    Rollback(host::RollbackArgs),
     /// Run as the agent on a target host (started by ferry over SSH).
     #[command(hide = true)]
     Agent(agent::AgentArgs),
+}
+
+/// How to reach the hosts (shared by inventory and host commands; the inventory comes from
+/// `--inventory` or from the answer file).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReachArgs {
+    /// ferry's known_hosts file [default: ~/.ferry/known_hosts].
+    #[arg(long, value_name = "PATH")]
+    pub known_hosts: Option<PathBuf>,
+    /// Seconds to wait for a host's SSH answer (per attempt).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub timeout: u64,
+    /// Connection attempts on transient errors (refused, reset, timeout).
+    #[arg(long, default_value_t = 2)]
+    pub attempts: u32,
+    /// Hosts worked on at once.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub parallel: usize,
+    /// Where logs go [default: ~/.ferry/runs/<command>-<time>]; for plan, apply and rollback
+    /// the directory holding one directory per run [default: ~/.ferry/runs].
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Push this ferry binary to gather facts with the agent (`self` for the running one);
+    /// without it, facts come from a shell script and nothing is left on the hosts.
+    #[arg(long, value_name = "BINARY")]
+    pub agent: Option<PathBuf>,
 }

@@ -1,20 +1,19 @@
 //! Runs `ferry inventory` subcommands: `check` and `facts` reach every host of an inventory at
 //! once (bounded), each host failing on its own without stopping the others.
 
-use std::io::{BufRead, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::Context;
 use ferry_inventory::facts::Facts;
 use ferry_inventory::remote::{self, AgentBinary, FactsSource};
-use ferry_inventory::ssh::{KnownHosts, Pool, SessionOptions};
-use ferry_inventory::{Inventory, PromptRequest, Secret, SecretSource, Sudo, Target};
+use ferry_inventory::ssh::Pool;
+use ferry_inventory::{Sudo, Target};
 use serde::Serialize;
 
-use crate::cmdline::inventory::{CheckArgs, FactsArgs, InventoryCmd, ReachArgs};
+use super::reach::{is_root_uid, load_inventory, one_off_run_dir, reach, Reach};
+use crate::cmdline::inventory::{CheckArgs, FactsArgs, InventoryCmd};
 
 /// Runs one `ferry inventory` subcommand.
 pub fn run(cmd: InventoryCmd) -> anyhow::Result<ExitCode> {
@@ -27,101 +26,6 @@ pub fn run(cmd: InventoryCmd) -> anyhow::Result<ExitCode> {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("starting the async runtime")
-}
-
-/// Secrets from the environment, else asked on the terminal (never echoed).
-struct EnvOrTty;
-
-impl SecretSource for EnvOrTty {
-    fn env(&self, var: &str) -> Option<Secret> {
-        std::env::var(var).ok().map(Secret::new)
-    }
-
-    fn prompt(&self, request: &PromptRequest) -> Result<Secret, String> {
-        let tty = || -> std::io::Result<String> {
-            let mut out = std::fs::OpenOptions::new().write(true).open("/dev/tty")?;
-            let input = std::fs::File::open("/dev/tty")?;
-            let stty = |arg: &str| {
-                std::process::Command::new("stty")
-                    .arg(arg)
-                    .stdin(std::fs::File::open("/dev/tty")?)
-                    .status()
-            };
-            write!(out, "{}: ", request.text())?;
-            out.flush()?;
-            stty("-echo")?;
-            let mut line = String::new();
-            let read = std::io::BufReader::new(input).read_line(&mut line);
-            let _ = stty("echo");
-            writeln!(out)?;
-            read?;
-            Ok(line.trim_end_matches(['\r', '\n']).to_string())
-        };
-        tty().map(Secret::new).map_err(|e| {
-            format!(
-                "cannot ask for the {} on a terminal ({e}); set it in the environment variable the \
-                 inventory names",
-                request.kind.describe()
-            )
-        })
-    }
-}
-
-struct Reach {
-    pool: Arc<Pool>,
-    targets: Vec<Target>,
-    agent: Option<Arc<AgentBinary>>,
-    run_dir: PathBuf,
-}
-
-async fn reach(args: &ReachArgs, command: &str) -> anyhow::Result<Reach> {
-    let inv = Inventory::load(&args.inventory)
-        .with_context(|| format!("reading inventory {}", args.inventory.display()))?;
-    let targets = inv
-        .targets(&EnvOrTty)
-        .with_context(|| format!("resolving the hosts of {}", args.inventory.display()))?;
-    let known_hosts = match &args.known_hosts {
-        Some(p) => p.clone(),
-        None => KnownHosts::default_path()?,
-    };
-    let run_dir = match &args.run_dir {
-        Some(d) => d.clone(),
-        None => {
-            let secs = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            known_hosts
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_default()
-                .join("runs")
-                .join(format!("{command}-{secs}"))
-        }
-    };
-    let mut opts = SessionOptions::new(known_hosts);
-    opts.connect_timeout = Duration::from_secs(args.timeout.max(1));
-    opts.attempts = args.attempts.max(1);
-    opts.run_dir = Some(run_dir.clone());
-    let agent = match &args.agent {
-        None => None,
-        Some(p) if p.as_os_str() == "self" => Some(Arc::new(
-            AgentBinary::current()
-                .await
-                .context("reading ferry's own binary")?,
-        )),
-        Some(p) => {
-            Some(Arc::new(AgentBinary::at(p.clone()).await.with_context(
-                || format!("reading agent binary {}", p.display()),
-            )?))
-        }
-    };
-    Ok(Reach {
-        pool: Arc::new(Pool::with_limit(opts, args.parallel)),
-        targets,
-        agent,
-        run_dir,
-    })
 }
 
 /// One host's check result.
@@ -218,7 +122,9 @@ async fn check_host(
 }
 
 async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let reach = reach(&args.reach, "check").await?;
+    let inv = load_inventory(&args.inventory)?;
+    let run_dir = one_off_run_dir(&args.reach, "check")?;
+    let reach: Reach = reach(&args.reach, &inv, &args.inventory, run_dir).await?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for t in reach.targets.clone() {
@@ -344,7 +250,9 @@ struct HostFacts {
 }
 
 async fn facts(args: FactsArgs) -> anyhow::Result<ExitCode> {
-    let reach = reach(&args.reach, "facts").await?;
+    let inv = load_inventory(&args.inventory)?;
+    let run_dir = one_off_run_dir(&args.reach, "facts")?;
+    let reach: Reach = reach(&args.reach, &inv, &args.inventory, run_dir).await?;
     let mut tasks = Vec::new();
     for t in reach.targets.clone() {
         let (pool, agent) = (reach.pool.clone(), reach.agent.clone());
@@ -390,29 +298,4 @@ async fn facts(args: FactsArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// Whether `id -u` printed uid 0. A login shell may print a banner first, so the answer is the
-/// last non-empty line, and it must be exactly `0` (uid 10, 100 or 1000 also end in a zero).
-fn is_root_uid(id_u_output: &str) -> bool {
-    id_u_output
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        == Some("0")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_root_uid;
-
-    #[test]
-    fn only_uid_zero_counts_as_root() {
-        assert!(is_root_uid("0\n"));
-        assert!(is_root_uid("Welcome to site A\n0\n\n"));
-        for not_root in ["10", "100", "1000\n", "", "0\n1000", "Welcome 0\n1000"] {
-            assert!(!is_root_uid(not_root), "{not_root:?} taken for root");
-        }
-    }
 }

@@ -7,9 +7,11 @@ use crate::cmdline::{Cli, Command};
 mod agent;
 mod ansible;
 mod bundle;
+mod host;
 mod inventory;
 mod key;
 mod license;
+mod reach;
 
 /// Dispatches to the area that owns the subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -18,6 +20,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key(cmd) => key::run(cmd),
         Command::License(cmd) => license::run(cmd),
         Command::Inventory(cmd) => inventory::run(cmd),
+        Command::Validate(args) => host::validate(args),
+        Command::Plan(args) => host::plan(args),
+        Command::Apply(args) => host::apply(args),
+        Command::Rollback(args) => host::rollback(args),
         Command::Agent(args) => agent::run(args),
     }
 }

@@ -1,0 +1,68 @@
+//! Host initialization: `ferry validate`, `ferry plan`, `ferry apply` and `ferry rollback`,
+//! all driven by one answer file.
+
+use std::path::PathBuf;
+
+use super::ReachArgs;
+
+/// `ferry validate`
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// The answer file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub answers: PathBuf,
+}
+
+/// `ferry plan`
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The answer file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub answers: PathBuf,
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Take over this host even though it belongs to another cluster (repeat per host).
+    #[arg(long, value_name = "HOST")]
+    pub force: Vec<String>,
+    /// How to reach the hosts.
+    #[command(flatten)]
+    pub reach: ReachArgs,
+}
+
+/// `ferry apply`
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// The answer file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub answers: PathBuf,
+    /// Leave a failed host as it is (undo later with `ferry rollback`).
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// Take over this host even though it belongs to another cluster (repeat per host).
+    #[arg(long, value_name = "HOST")]
+    pub force: Vec<String>,
+    /// Print one JSON document at the end (progress lines go to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// How to reach the hosts.
+    #[command(flatten)]
+    pub reach: ReachArgs,
+}
+
+/// `ferry rollback`
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The run to undo (`ferry apply` printed it: `run: 20250101-120000-abcd`).
+    #[arg(long, value_name = "RUN-ID")]
+    pub run: String,
+    /// The answer file (TOML) the run used; it names the inventory.
+    #[arg(short, long, value_name = "FILE")]
+    pub answers: PathBuf,
+    /// Only this host (repeat per host) [default: every host of the run].
+    #[arg(long, value_name = "HOST")]
+    pub host: Vec<String>,
+    /// How to reach the hosts.
+    #[command(flatten)]
+    pub reach: ReachArgs,
+}

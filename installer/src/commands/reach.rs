@@ -1,0 +1,160 @@
+//! Reaching an inventory's hosts: SSH options, the session pool, the agent binary and where
+//! per-host logs go. Shared by `ferry inventory` and the host commands (plan, apply, rollback).
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use ferry_inventory::remote::AgentBinary;
+use ferry_inventory::ssh::{KnownHosts, Pool, SessionOptions};
+use ferry_inventory::{Inventory, PromptRequest, Secret, SecretSource, Target};
+
+use crate::cmdline::ReachArgs;
+
+/// Secrets from the environment, else asked on the terminal (never echoed).
+pub struct EnvOrTty;
+
+impl SecretSource for EnvOrTty {
+    fn env(&self, var: &str) -> Option<Secret> {
+        std::env::var(var).ok().map(Secret::new)
+    }
+
+    fn prompt(&self, request: &PromptRequest) -> Result<Secret, String> {
+        let tty = || -> std::io::Result<String> {
+            let mut out = std::fs::OpenOptions::new().write(true).open("/dev/tty")?;
+            let input = std::fs::File::open("/dev/tty")?;
+            let stty = |arg: &str| {
+                std::process::Command::new("stty")
+                    .arg(arg)
+                    .stdin(std::fs::File::open("/dev/tty")?)
+                    .status()
+            };
+            write!(out, "{}: ", request.text())?;
+            out.flush()?;
+            stty("-echo")?;
+            let mut line = String::new();
+            let read = std::io::BufReader::new(input).read_line(&mut line);
+            let _ = stty("echo");
+            writeln!(out)?;
+            read?;
+            Ok(line.trim_end_matches(['\r', '\n']).to_string())
+        };
+        tty().map(Secret::new).map_err(|e| {
+            format!(
+                "cannot ask for the {} on a terminal ({e}); set it in the environment variable the \
+                 inventory names",
+                request.kind.describe()
+            )
+        })
+    }
+}
+
+/// The hosts of an inventory, ready to be reached.
+pub struct Reach {
+    /// Sessions, bounded by `--parallel`.
+    pub pool: Arc<Pool>,
+    /// Every host, in inventory order.
+    pub targets: Vec<Target>,
+    /// The agent binary, when `--agent` was given.
+    pub agent: Option<Arc<AgentBinary>>,
+    /// Where per-host logs go.
+    pub run_dir: PathBuf,
+}
+
+/// ferry's known_hosts: `--known-hosts` or `~/.ferry/known_hosts`.
+pub fn known_hosts(args: &ReachArgs) -> anyhow::Result<PathBuf> {
+    Ok(match &args.known_hosts {
+        Some(p) => p.clone(),
+        None => KnownHosts::default_path()?,
+    })
+}
+
+/// `~/.ferry`, or the directory holding `--known-hosts` when one is given.
+pub fn ferry_home(args: &ReachArgs) -> anyhow::Result<PathBuf> {
+    Ok(known_hosts(args)?
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default())
+}
+
+/// `--run-dir`, or `~/.ferry/runs/<command>-<seconds>` for one-off commands.
+pub fn one_off_run_dir(args: &ReachArgs, command: &str) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &args.run_dir {
+        return Ok(d.clone());
+    }
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(ferry_home(args)?
+        .join("runs")
+        .join(format!("{command}-{secs}")))
+}
+
+/// Loads an inventory, naming the file in the error.
+pub fn load_inventory(path: &Path) -> anyhow::Result<Inventory> {
+    Inventory::load(path).with_context(|| format!("reading inventory {}", path.display()))
+}
+
+/// Resolves every host of `inv` (read from `origin`) and sets up the session pool; per-host
+/// logs go to `run_dir`.
+pub async fn reach(
+    args: &ReachArgs,
+    inv: &Inventory,
+    origin: &Path,
+    run_dir: PathBuf,
+) -> anyhow::Result<Reach> {
+    let targets = inv
+        .targets(&EnvOrTty)
+        .with_context(|| format!("resolving the hosts of {}", origin.display()))?;
+    let mut opts = SessionOptions::new(known_hosts(args)?);
+    opts.connect_timeout = Duration::from_secs(args.timeout.max(1));
+    opts.attempts = args.attempts.max(1);
+    opts.run_dir = Some(run_dir.clone());
+    let agent = match &args.agent {
+        None => None,
+        Some(p) if p.as_os_str() == "self" => Some(Arc::new(
+            AgentBinary::current()
+                .await
+                .context("reading ferry's own binary")?,
+        )),
+        Some(p) => {
+            Some(Arc::new(AgentBinary::at(p.clone()).await.with_context(
+                || format!("reading agent binary {}", p.display()),
+            )?))
+        }
+    };
+    Ok(Reach {
+        pool: Arc::new(Pool::with_limit(opts, args.parallel.max(1))),
+        targets,
+        agent,
+        run_dir,
+    })
+}
+
+/// Whether `id -u` printed uid 0. A login shell may print a banner first, so the answer is the
+/// last non-empty line, and it must be exactly `0` (uid 10, 100 or 1000 also end in a zero).
+pub fn is_root_uid(id_u_output: &str) -> bool {
+    id_u_output
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        == Some("0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_root_uid;
+
+    #[test]
+    fn only_uid_zero_counts_as_root() {
+        assert!(is_root_uid("0\n"));
+        assert!(is_root_uid("Welcome to site A\n0\n\n"));
+        for not_root in ["10", "100", "1000\n", "", "0\n1000", "Welcome 0\n1000"] {
+            assert!(!is_root_uid(not_root), "{not_root:?} taken for root");
+        }
+    }
+}

@@ -1,0 +1,498 @@
+//! The answer file: a strict TOML file (unknown keys refused, kebab-case) read into a raw
+//! struct, then turned into the validated [`InstallConfig`] by `TryFrom`, where every
+//! cross-field check lives. Plan, apply and rollback only ever see an `InstallConfig`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ferry_bootos::baseline::{
+    DefaultRouteFix, DnsConfig, GpuPolicy, LimitsConfig, TimeConfig,
+};
+use ferry_bootos::{BaselineConfig, Member};
+use ferry_inventory::{Inventory, Role};
+use serde::{Deserialize, Serialize};
+
+/// The answer file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawAnswers {
+    inventory: PathBuf,
+    bundle: Option<PathBuf>,
+    bundle_pubkey: Option<PathBuf>,
+    cluster: RawCluster,
+    #[serde(default)]
+    baseline: RawBaseline,
+    #[serde(default)]
+    preflight: RawPreflight,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCluster {
+    name: String,
+    id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawBaseline {
+    hostname: Option<bool>,
+    hosts_file: Option<bool>,
+    sysctl: Option<BTreeMap<String, String>>,
+    modules: Option<Vec<String>>,
+    swap_off: Option<bool>,
+    dns: Option<RawDns>,
+    limits: Option<RawLimits>,
+    default_route: Option<DefaultRouteFix>,
+    packages: Option<Vec<String>>,
+    container_runtime: Option<bool>,
+    gpu: Option<GpuPolicy>,
+    time: Option<RawTime>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawDns {
+    nameservers: Vec<String>,
+    #[serde(default)]
+    search: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLimits {
+    nofile: u64,
+    nproc: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawTime {
+    enabled: Option<bool>,
+    source: Option<String>,
+    upstream: Option<Vec<String>>,
+    max_skew_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPreflight {
+    min_cpus: Option<usize>,
+    min_memory_mib: Option<u64>,
+    min_disk_gib: Option<u64>,
+    max_clock_skew_secs: Option<f64>,
+    ports: Option<Vec<u16>>,
+}
+
+/// The checks run on every host before anything changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreflightConfig {
+    /// Fewest logical CPUs.
+    pub min_cpus: usize,
+    /// Least total memory, MiB.
+    pub min_memory_mib: u64,
+    /// Least free space on the file system holding `/var/lib`, GiB.
+    pub min_disk_gib: u64,
+    /// Largest clock difference from the median of all hosts, seconds.
+    pub max_clock_skew_secs: f64,
+    /// TCP ports that must be free (servers: all; agents: those not of the control plane).
+    pub ports: Vec<u16>,
+}
+
+impl Default for PreflightConfig {
+    fn default() -> Self {
+        Self {
+            min_cpus: 2,
+            min_memory_mib: 1800,
+            min_disk_gib: 10,
+            max_clock_skew_secs: 5.0,
+            ports: vec![6443, 10250, 2379, 2380],
+        }
+    }
+}
+
+/// The signed bundle the baseline's software comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BundleRef {
+    /// The bundle file (or split bundle name).
+    pub path: PathBuf,
+    /// The vendor's public key that must have signed it.
+    pub pubkey: PathBuf,
+}
+
+/// The cluster the hosts are prepared for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterIdentity {
+    /// Its name.
+    pub name: String,
+    /// Its id, written in every host's marker.
+    pub id: String,
+}
+
+/// A validated answer file: everything plan, apply and rollback need.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallConfig {
+    /// The inventory file, resolved against the answer file's directory.
+    pub inventory_path: PathBuf,
+    /// The inventory.
+    #[serde(skip)]
+    pub inventory: Inventory,
+    /// Every host as a cluster member, in inventory order.
+    pub members: Vec<Member>,
+    /// The bundle, if any.
+    pub bundle: Option<BundleRef>,
+    /// The cluster.
+    pub cluster: ClusterIdentity,
+    /// The baseline; `time.source` is always resolved to a member.
+    pub baseline: BaselineConfig,
+    /// Preflight thresholds.
+    pub preflight: PreflightConfig,
+}
+
+impl InstallConfig {
+    /// Reads and checks the answer file at `path` and the inventory it names.
+    pub fn load(path: &Path) -> anyhow::Result<InstallConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "reading answer file {}: {e}; give the answer file's path with --answers",
+                path.display()
+            )
+        })?;
+        let raw: RawAnswers = toml::from_str(&text).map_err(|e| {
+            let (line, col) = e
+                .span()
+                .map(|s| line_col(&text, s.start))
+                .unwrap_or((1, 1));
+            anyhow::anyhow!(
+                "{}:{line}:{col}: {}",
+                path.display(),
+                e.message().trim()
+            )
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Located { raw, base }
+            .try_into()
+            .map_err(|e: anyhow::Error| anyhow::anyhow!("{}: {e:#}", path.display()))
+    }
+
+    /// The member serving time, when time sync is managed.
+    pub fn time_source(&self) -> Option<&Member> {
+        if !self.baseline.time.enabled {
+            return None;
+        }
+        let name = self.baseline.time.source.as_deref()?;
+        self.members.iter().find(|m| m.name == name)
+    }
+}
+
+/// The raw answers with the directory relative paths are taken from.
+struct Located<'a> {
+    raw: RawAnswers,
+    base: &'a Path,
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count() + 1)
+        .unwrap_or(1);
+    (line, col)
+}
+
+/// `ferry-` and the first 16 hex digits of the name's sha256: stable, so re-running with the
+/// same answer file recognizes its own hosts.
+pub fn default_cluster_id(name: &str) -> String {
+    let hex = ferry_bundle::Digest::of(name.as_bytes()).hex();
+    format!("ferry-{}", &hex[..16])
+}
+
+fn bail(key: &str, msg: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{key}: {msg}")
+}
+
+fn plain_word(s: &str, extra: &[char]) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+}
+
+impl TryFrom<Located<'_>> for InstallConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(loc: Located<'_>) -> anyhow::Result<InstallConfig> {
+        let Located { raw, base } = loc;
+        let inventory_path = base.join(&raw.inventory);
+        let inventory = Inventory::load(&inventory_path)
+            .map_err(|e| bail("inventory", format!("{e}; fix the path or the file")))?;
+        if inventory.hosts().is_empty() {
+            return Err(bail(
+                "inventory",
+                format!("{} lists no hosts; add [[hosts]]", inventory_path.display()),
+            ));
+        }
+        let members: Vec<Member> = inventory
+            .hosts()
+            .iter()
+            .map(|h| Member {
+                name: h.name.clone(),
+                address: h.address.clone(),
+                server: h.has_role(&Role::Server),
+            })
+            .collect();
+
+        let bundle = match (raw.bundle, raw.bundle_pubkey) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(bail(
+                    "bundle-pubkey",
+                    "required when `bundle` is set; add bundle-pubkey = \"<vendor key>.pub\" \
+                     (the public key the bundle was signed with)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(bail(
+                    "bundle-pubkey",
+                    "set without `bundle`; add bundle = \"<file>.ferry\" or remove the key",
+                ))
+            }
+            (Some(b), Some(k)) => Some(BundleRef {
+                path: base.join(b),
+                pubkey: base.join(k),
+            }),
+        };
+
+        let name = raw.cluster.name.trim().to_string();
+        if name.is_empty() {
+            return Err(bail("cluster.name", "is empty; name the cluster (name = \"site-a\")"));
+        }
+        let id = match raw.cluster.id {
+            Some(id) if !plain_word(&id, &['-', '_', '.']) => {
+                return Err(bail(
+                    "cluster.id",
+                    format!("{id:?} may hold only letters, digits, '-', '_' and '.'; remove it to use the default"),
+                ))
+            }
+            Some(id) => id,
+            None => default_cluster_id(&name),
+        };
+
+        let baseline = baseline(raw.baseline, &members)?;
+        let preflight = preflight(raw.preflight)?;
+        Ok(InstallConfig {
+            inventory_path,
+            inventory,
+            members,
+            bundle,
+            cluster: ClusterIdentity { name, id },
+            baseline,
+            preflight,
+        })
+    }
+}
+
+fn baseline(raw: RawBaseline, members: &[Member]) -> anyhow::Result<BaselineConfig> {
+    let mut cfg = BaselineConfig::default();
+    if let Some(v) = raw.hostname {
+        cfg.hostname = v;
+    }
+    if let Some(v) = raw.hosts_file {
+        cfg.hosts_file = v;
+    }
+    for (k, v) in raw.sysctl.unwrap_or_default() {
+        if !plain_word(&k, &['.', '_', '-', '/']) {
+            return Err(bail(
+                "baseline.sysctl",
+                format!("key {k:?} is not a sysctl name (letters, digits, '.', '_', '-', '/'; no spaces)"),
+            ));
+        }
+        if v.trim().is_empty() || v.contains('\n') {
+            return Err(bail(
+                "baseline.sysctl",
+                format!("value of {k:?} must be one non-empty line"),
+            ));
+        }
+        cfg.sysctl.insert(k, v.trim().to_string());
+    }
+    if let Some(mods) = raw.modules {
+        if let Some(m) = mods.iter().find(|m| !plain_word(m, &['_', '-'])) {
+            return Err(bail(
+                "baseline.modules",
+                format!("{m:?} is not a kernel module name (letters, digits, '_', '-')"),
+            ));
+        }
+        cfg.modules = mods;
+    }
+    if let Some(v) = raw.swap_off {
+        cfg.swap_off = v;
+    }
+    if let Some(dns) = raw.dns {
+        if dns.nameservers.is_empty() {
+            return Err(bail(
+                "baseline.dns.nameservers",
+                "is empty; list at least one name server, or remove [baseline.dns] to leave DNS alone",
+            ));
+        }
+        if let Some(bad) = dns.nameservers.iter().find(|n| n.parse::<IpAddr>().is_err()) {
+            return Err(bail(
+                "baseline.dns.nameservers",
+                format!("{bad:?} is not an IP address"),
+            ));
+        }
+        if let Some(bad) = dns.search.iter().find(|d| !plain_word(d, &['.', '-'])) {
+            return Err(bail(
+                "baseline.dns.search",
+                format!("{bad:?} is not a domain name"),
+            ));
+        }
+        cfg.dns = Some(DnsConfig {
+            nameservers: dns.nameservers,
+            search: dns.search,
+        });
+    }
+    if let Some(l) = raw.limits {
+        if l.nofile == 0 || l.nproc == Some(0) {
+            return Err(bail("baseline.limits", "limits must be above 0"));
+        }
+        cfg.limits = Some(LimitsConfig {
+            nofile: l.nofile,
+            nproc: l.nproc,
+        });
+    }
+    if let Some(v) = raw.default_route {
+        cfg.default_route = v;
+    }
+    if let Some(p) = raw.packages {
+        if let Some(bad) = p.iter().find(|n| !plain_word(n, &['.', '+', '-', ':', '=', '~'])) {
+            return Err(bail(
+                "baseline.packages",
+                format!("{bad:?} is not a package name (`name` or `name=version`)"),
+            ));
+        }
+        cfg.packages = p;
+    }
+    if let Some(v) = raw.container_runtime {
+        cfg.container_runtime = v;
+    }
+    if let Some(v) = raw.gpu {
+        cfg.gpu = v;
+    }
+    let mut time = TimeConfig::default();
+    if let Some(t) = raw.time {
+        if let Some(v) = t.enabled {
+            time.enabled = v;
+        }
+        time.source = t.source;
+        time.upstream = t.upstream.unwrap_or_default();
+        if let Some(v) = t.max_skew_ms {
+            time.max_skew_ms = v;
+        }
+    }
+    if let Some(bad) = time.upstream.iter().find(|u| !plain_word(u, &['.', '-', ':'])) {
+        return Err(bail(
+            "baseline.time.upstream",
+            format!("{bad:?} is not a host name or address"),
+        ));
+    }
+    match &time.source {
+        Some(s) if !members.iter().any(|m| &m.name == s) => {
+            return Err(bail(
+                "baseline.time.source",
+                format!(
+                    "{s:?} is not a host of the inventory; name one of: {}",
+                    members
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ))
+        }
+        Some(_) => {}
+        None => {
+            time.source = members
+                .iter()
+                .find(|m| m.server)
+                .or(members.first())
+                .map(|m| m.name.clone());
+        }
+    }
+    cfg.time = time;
+    Ok(cfg)
+}
+
+fn preflight(raw: RawPreflight) -> anyhow::Result<PreflightConfig> {
+    let mut p = PreflightConfig::default();
+    if let Some(v) = raw.min_cpus {
+        p.min_cpus = v;
+    }
+    if let Some(v) = raw.min_memory_mib {
+        p.min_memory_mib = v;
+    }
+    if let Some(v) = raw.min_disk_gib {
+        p.min_disk_gib = v;
+    }
+    if let Some(v) = raw.max_clock_skew_secs {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(bail(
+                "preflight.max-clock-skew-secs",
+                "must be a number of seconds above 0",
+            ));
+        }
+        p.max_clock_skew_secs = v;
+    }
+    if let Some(ports) = raw.ports {
+        if ports.contains(&0) {
+            return Err(bail("preflight.ports", "port 0 is not a port; use 1-65535"));
+        }
+        p.ports = ports;
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, answers: &str) -> PathBuf {
+        std::fs::write(
+            dir.join("inventory.toml"),
+            "[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1\"\nuser = \"root\"\nroles = [\"agent\"]\n\n\
+             [[hosts]]\nname = \"b\"\naddress = \"10.0.0.2\"\nuser = \"root\"\nroles = [\"server\"]\n",
+        )
+        .unwrap();
+        let p = dir.join("site.toml");
+        std::fs::write(&p, answers).unwrap();
+        p
+    }
+
+    #[test]
+    fn defaults_come_from_the_baseline_and_the_first_server_serves_time() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "inventory = \"inventory.toml\"\n[cluster]\nname = \"x\"\n");
+        let c = InstallConfig::load(&p).unwrap();
+        let mut want = BaselineConfig::default();
+        want.time.source = Some("b".into());
+        assert_eq!(c.baseline, want);
+        assert_eq!(c.time_source().unwrap().name, "b");
+        assert_eq!(c.cluster.id, default_cluster_id("x"));
+        assert!(c.cluster.id.starts_with("ferry-") && c.cluster.id.len() == 22);
+    }
+
+    #[test]
+    fn sysctl_merges_over_defaults_and_modules_replace() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "inventory = \"inventory.toml\"\n[cluster]\nname = \"x\"\n[baseline]\n\
+             sysctl = { \"vm.swappiness\" = \"1\", \"vm.max_map_count\" = \"1\" }\nmodules = [\"overlay\"]\n",
+        );
+        let c = InstallConfig::load(&p).unwrap();
+        assert_eq!(c.baseline.sysctl["vm.swappiness"], "1");
+        assert_eq!(c.baseline.sysctl["vm.max_map_count"], "1");
+        assert_eq!(c.baseline.sysctl["net.ipv4.ip_forward"], "1");
+        assert_eq!(c.baseline.modules, vec!["overlay".to_string()]);
+    }
+}

@@ -1,0 +1,155 @@
+//! What the baseline takes from the bundle: the offline OS package repository for each of the
+//! hosts' distributions and the GPU driver. Each item is verified and extracted once into
+//! `~/.ferry/cache/<digest>/` (skipped when already there) and handed to bootos as `Artifacts`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ferry_bootos::baseline::{Artifacts, LocalDriver, LocalRepo};
+use ferry_bundle::{Bundle, Digest, Item, ItemKind, PublicKey};
+use ferry_inventory::facts::Facts;
+
+use crate::config::BundleRef;
+
+/// `debian-12`: os-release's id and version id.
+pub fn distro_of(facts: &Facts) -> String {
+    format!("{}-{}", facts.os.id, facts.os.version_id)
+}
+
+/// Whether a bundle item for `distro` fits the host (`debian-12` fits 12 and 12.5).
+pub fn fits(distro: &str, facts: &Facts) -> bool {
+    let major = facts.os.version_id.split('.').next().unwrap_or("");
+    distro == distro_of(facts) || distro == format!("{}-{major}", facts.os.id)
+}
+
+/// What the bundle offers, extracted on the jump host.
+#[derive(Debug, Clone, Default)]
+pub struct ArtifactSet {
+    /// A bundle was given.
+    pub bundle: bool,
+    /// Repositories by the distribution they fit.
+    pub os_repos: BTreeMap<String, LocalRepo>,
+    /// The GPU driver, when a host needs one and the bundle has one.
+    pub gpu_driver: Option<LocalDriver>,
+    /// Every distribution the bundle has repositories for (named when a host's is missing).
+    pub distros: Vec<String>,
+}
+
+impl ArtifactSet {
+    /// What one host gets.
+    pub fn for_host(&self, facts: &Facts) -> Artifacts {
+        Artifacts {
+            os_repo: self
+                .os_repos
+                .iter()
+                .find(|(d, _)| fits(d, facts))
+                .map(|(_, r)| r.clone()),
+            gpu_driver: self.gpu_driver.clone(),
+        }
+    }
+}
+
+/// A directory name for an item: the digest of its contents list, so a changed item gets a
+/// new directory and an unchanged one is found again.
+fn item_digest(item: &Item) -> String {
+    let ids: Vec<String> = item.contents.iter().map(|c| c.digest.hex()).collect();
+    Digest::of(ids.join("\n").as_bytes()).hex()
+}
+
+/// Extracts `item` into `cache/<digest>` unless already there; returns that directory.
+fn extract_once(bundle: &Bundle, item: &Item, cache: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let digest = item_digest(item);
+    let dir = cache.join(&digest);
+    if dir.is_dir() {
+        return Ok((dir, digest));
+    }
+    std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
+    // Extracted beside its final name and renamed when whole: a present directory is complete.
+    let tmp = cache.join(format!("{digest}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    bundle
+        .extract(Some(&item.name), &tmp, &mut |_| {})
+        .with_context(|| format!("extracting {} from the bundle", item.name))?;
+    std::fs::rename(&tmp, &dir).with_context(|| format!("moving into {}", dir.display()))?;
+    Ok((dir, digest))
+}
+
+/// The directory holding a `Packages` index under `dir` (the repository root), else `dir`.
+fn repo_root(dir: &Path) -> PathBuf {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if d.join("Packages").exists() || d.join("Packages.gz").exists() || d.join("repodata").is_dir() {
+            return d;
+        }
+        if let Ok(entries) = std::fs::read_dir(&d) {
+            for e in entries.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    dir.to_path_buf()
+}
+
+/// Opens the bundle (its signature checked against the pubkey), and extracts the repository
+/// of every distribution in `distros` it has, and the GPU driver when `gpu` is set.
+pub fn prepare(
+    bundle: &BundleRef,
+    cache: &Path,
+    distros: &[String],
+    gpu: bool,
+) -> anyhow::Result<ArtifactSet> {
+    let key = PublicKey::load(&bundle.pubkey)
+        .with_context(|| format!("bundle-pubkey {}", bundle.pubkey.display()))?;
+    let b = Bundle::open(&bundle.path, Some(&key))
+        .with_context(|| format!("bundle {}", bundle.path.display()))?;
+    let mut set = ArtifactSet {
+        bundle: true,
+        ..ArtifactSet::default()
+    };
+    for item in &b.manifest().items {
+        match &item.kind {
+            ItemKind::OsPackages { format, distro } => {
+                set.distros.push(distro.clone());
+                let wanted = distros.iter().any(|d| {
+                    d == distro || d.split('.').next() == Some(distro.as_str())
+                });
+                if !wanted || set.os_repos.contains_key(distro) {
+                    continue;
+                }
+                let (dir, digest) = extract_once(&b, item, cache)?;
+                set.os_repos.insert(
+                    distro.clone(),
+                    LocalRepo {
+                        dir: repo_root(&dir),
+                        digest,
+                        distro: distro.clone(),
+                        format: serde_json::to_value(format)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_else(|| "deb".into()),
+                    },
+                );
+            }
+            ItemKind::GpuDriver {
+                kernels,
+                pci_vendor,
+            } if gpu && set.gpu_driver.is_none() && pci_vendor.trim_start_matches("0x") == "10de" => {
+                let Some(content) = item.contents.first() else {
+                    continue;
+                };
+                let (dir, _) = extract_once(&b, item, cache)?;
+                set.gpu_driver = Some(LocalDriver {
+                    file: dir.join(&content.path),
+                    sha256: content.digest.hex(),
+                    version: item.version.clone().unwrap_or_default(),
+                    kernels: kernels.clone(),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(set)
+}

@@ -1,0 +1,493 @@
+//! Host initialization: survey every host (facts, measurements), guard and preflight them,
+//! plan each one's resources, apply the plan in parallel with a journal, and roll back. The
+//! engine reports through [`events`]; it never prints.
+
+pub mod apply;
+pub mod artifacts;
+pub mod events;
+pub mod guard;
+pub mod journal;
+pub mod plan;
+pub mod preflight;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use ferry_bootos::baseline::GpuPolicy;
+use ferry_bootos::{resources_for, HostContext, ResourceSpec, SshHost};
+use ferry_inventory::facts::Facts;
+use ferry_inventory::remote::{self, AgentBinary};
+use ferry_inventory::ssh::Pool;
+use ferry_inventory::{Sudo, Target};
+
+use crate::config::InstallConfig;
+use apply::{HostSummary, Outcome, RunJournal, Step};
+use artifacts::ArtifactSet;
+use events::{one_line, Event, Sink};
+use journal::Record;
+use plan::{HostPlan, HostStatus, Plan, PlannedChange};
+use preflight::{Finding, HostInput, Measured};
+
+/// The hosts and how to reach them.
+pub struct Hosts {
+    /// Sessions, bounded by `--parallel`.
+    pub pool: Arc<Pool>,
+    /// Every host of the inventory.
+    pub targets: Vec<Target>,
+    /// The agent binary for facts, if given.
+    pub agent: Option<Arc<AgentBinary>>,
+}
+
+impl Hosts {
+    fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+/// What a survey found on one reachable host.
+struct Surveyed {
+    facts: Facts,
+    measured: Measured,
+}
+
+async fn survey(pool: &Pool, t: &Target, agent: Option<&AgentBinary>) -> anyhow::Result<Surveyed> {
+    let s = pool.session(t).await?;
+    let skew = remote::clock_skew(&s).await.context("measuring the clock")?;
+    // Measured as root; when sudo fails, measured as the login user so the plan can say
+    // "not root" rather than "unreachable".
+    let out = match s.exec_ok(preflight::MEASURE_SCRIPT, true).await {
+        Ok(out) => out,
+        Err(_) => s
+            .exec_ok(preflight::MEASURE_SCRIPT, false)
+            .await
+            .context("measuring the host")?,
+    };
+    let measured = preflight::parse_measured(&out, skew);
+    let as_root = measured.root && !matches!(t.sudo, Sudo::None);
+    let (facts, _) = remote::gather_facts(&s, agent, as_root)
+        .await
+        .context("gathering facts")?;
+    Ok(Surveyed { facts, measured })
+}
+
+/// The artifacts the bundle gives for these hosts (none without a bundle).
+async fn artifacts_for(
+    cfg: &InstallConfig,
+    cache: PathBuf,
+    facts: &[&Facts],
+) -> anyhow::Result<ArtifactSet> {
+    let Some(bundle) = cfg.bundle.clone() else {
+        return Ok(ArtifactSet::default());
+    };
+    let distros: Vec<String> = facts
+        .iter()
+        .map(|f| artifacts::distro_of(f))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let gpu = cfg.baseline.gpu == GpuPolicy::Auto && facts.iter().any(|f| !f.gpus.is_empty());
+    tokio::task::spawn_blocking(move || artifacts::prepare(&bundle, &cache, &distros, gpu))
+        .await
+        .context("the bundle task crashed")?
+}
+
+/// Surveys every host, guards and preflights them, and plans the resources of those that
+/// pass. Reads only: nothing on any host changes. `forced` names hosts the guard lets through;
+/// `cache` is where bundle items are extracted.
+pub async fn plan(
+    cfg: &InstallConfig,
+    hosts: &Hosts,
+    forced: &[String],
+    cache: PathBuf,
+    sink: &Sink,
+) -> anyhow::Result<Plan> {
+    for f in forced {
+        if hosts.target(f).is_none() {
+            anyhow::bail!(
+                "--force {f}: no host named {f} in {}",
+                cfg.inventory_path.display()
+            );
+        }
+    }
+    let mut tasks = Vec::new();
+    for t in hosts.targets.clone() {
+        let (pool, agent, sink) = (hosts.pool.clone(), hosts.agent.clone(), sink.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = pool.permit().await;
+            let start = Instant::now();
+            let r = survey(&pool, &t, agent.as_deref()).await;
+            match &r {
+                Ok(_) => sink(Event::HostSurveyed {
+                    host: t.name.clone(),
+                    seconds: start.elapsed().as_secs_f64(),
+                }),
+                Err(e) => sink(Event::HostUnreachable {
+                    host: t.name.clone(),
+                    reason: one_line(e),
+                }),
+            }
+            (t.name, r.map_err(|e| one_line(&e)))
+        }));
+    }
+    let mut surveyed: Vec<(String, Result<Surveyed, String>)> = Vec::new();
+    for task in tasks {
+        surveyed.push(task.await.context("a host survey crashed")?);
+    }
+
+    let reachable: Vec<&Facts> = surveyed
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().map(|s| &s.facts))
+        .collect();
+    let arts = artifacts_for(cfg, cache, &reachable).await?;
+
+    let inputs: Vec<HostInput<'_>> = surveyed
+        .iter()
+        .filter_map(|(name, r)| {
+            let s = r.as_ref().ok()?;
+            let member = cfg.members.iter().find(|m| &m.name == name)?;
+            Some(HostInput {
+                name,
+                facts: &s.facts,
+                measured: &s.measured,
+                server: member.server,
+                ours: guard::is_ours(&s.facts, &cfg.cluster.id),
+            })
+        })
+        .collect();
+    let skews: Vec<f64> = inputs.iter().map(|h| h.measured.skew).collect();
+    let median = preflight::median(&skews);
+    let mut across = preflight::check_across(cfg, &inputs);
+
+    let mut host_tasks = Vec::new();
+    for (name, r) in &surveyed {
+        let s = match r {
+            Err(reason) => {
+                host_tasks.push(tokio::spawn(std::future::ready(HostPlan {
+                    host: name.clone(),
+                    status: HostStatus::Unreachable,
+                    reasons: vec![format!(
+                        "{reason}; fix: check the address, SSH access and credentials (`ferry inventory check`)"
+                    )],
+                    warnings: Vec::new(),
+                    changes: Vec::new(),
+                    resources: Vec::new(),
+                })));
+                continue;
+            }
+            Ok(s) => s,
+        };
+        let Some(input) = inputs.iter().find(|h| h.name == name.as_str()) else {
+            continue;
+        };
+        let mut findings: Vec<Finding> = Vec::new();
+        findings.extend(guard::check(
+            name,
+            &s.facts,
+            &cfg.cluster.id,
+            forced.contains(name),
+        ));
+        findings.extend(preflight::check_host(cfg, input, median));
+        findings.extend(across.remove(name.as_str()).unwrap_or_default());
+
+        let member = cfg
+            .members
+            .iter()
+            .find(|m| &m.name == name)
+            .context("a host of the inventory is not a member")?;
+        let host_artifacts = arts.for_host(&s.facts);
+        if !cfg.baseline.packages.is_empty() && host_artifacts.os_repo.is_none() {
+            let list = cfg.baseline.packages.join(", ");
+            findings.push(if arts.bundle {
+                Finding::block(
+                    format!(
+                        "packages {list} need a repository for {} and the bundle has {}",
+                        artifacts::distro_of(&s.facts),
+                        if arts.distros.is_empty() { "none".to_string() } else { arts.distros.join(", ") }
+                    ),
+                    "build a bundle with this distribution's os-packages",
+                )
+            } else {
+                Finding::block(
+                    format!("packages {list} need a bundle"),
+                    "set `bundle` and `bundle-pubkey` in the answer file, or empty baseline.packages",
+                )
+            });
+        }
+        let ctx = HostContext {
+            member,
+            facts: &s.facts,
+            members: &cfg.members,
+            time_source: cfg.time_source(),
+            artifacts: &host_artifacts,
+            cluster_id: &cfg.cluster.id,
+            cluster_name: &cfg.cluster.name,
+        };
+        let resources = resources_for(&cfg.baseline, &ctx);
+        for r in &resources {
+            if let Err(why) = r.as_dyn().supports(&s.facts) {
+                findings.push(Finding::block(
+                    why,
+                    "use a supported OS, or turn this setting off in [baseline]",
+                ));
+            }
+        }
+        let (blocking, warnings): (Vec<Finding>, Vec<Finding>) =
+            findings.into_iter().partition(|f| f.blocking);
+        let warnings: Vec<String> = warnings.iter().map(Finding::line).collect();
+        if !blocking.is_empty() {
+            host_tasks.push(tokio::spawn(std::future::ready(HostPlan {
+                host: name.clone(),
+                status: HostStatus::Blocked,
+                reasons: blocking.iter().map(Finding::line).collect(),
+                warnings,
+                changes: Vec::new(),
+                resources: Vec::new(),
+            })));
+            continue;
+        }
+        let Some(t) = hosts.target(name).cloned() else {
+            continue;
+        };
+        let pool = hosts.pool.clone();
+        let name = name.clone();
+        host_tasks.push(tokio::spawn(async move {
+            let _permit = pool.permit().await;
+            let observed = observe_all(&pool, &t, &resources).await;
+            match observed {
+                Ok(changes) => HostPlan {
+                    host: name,
+                    status: if changes.is_empty() {
+                        HostStatus::NoChanges
+                    } else {
+                        HostStatus::Ready
+                    },
+                    reasons: Vec::new(),
+                    warnings,
+                    changes,
+                    resources,
+                },
+                Err(e) => HostPlan {
+                    host: name,
+                    status: HostStatus::Blocked,
+                    reasons: vec![format!(
+                        "{}; fix: see the host's log in the run directory",
+                        one_line(&e)
+                    )],
+                    warnings,
+                    changes: Vec::new(),
+                    resources: Vec::new(),
+                },
+            }
+        }));
+    }
+    let mut out = Vec::new();
+    for t in host_tasks {
+        out.push(t.await.context("planning a host crashed")?);
+    }
+    Ok(Plan {
+        cluster_id: cfg.cluster.id.clone(),
+        hosts: out,
+    })
+}
+
+/// Observes every resource and returns the changes (reads only).
+async fn observe_all(
+    pool: &Pool,
+    t: &Target,
+    resources: &[ResourceSpec],
+) -> anyhow::Result<Vec<PlannedChange>> {
+    let host = SshHost::new(pool.session(t).await?);
+    let mut out = Vec::new();
+    for r in resources {
+        let id = r.id();
+        let observed = r
+            .as_dyn()
+            .observe(&host)
+            .await
+            .with_context(|| format!("observing {id}"))?;
+        for c in r.as_dyn().diff(&observed)? {
+            out.push(PlannedChange {
+                resource: id.clone(),
+                what: c.what,
+                from: c.from,
+                to: c.to,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Applies the plan: every ready host in parallel (bounded by the pool), each on its own, so
+/// a slow or failed host holds no other. Blocked, unreachable and unchanged hosts are only
+/// summarized.
+pub async fn apply(
+    plan: &Plan,
+    hosts: &Hosts,
+    journal: Arc<RunJournal>,
+    no_rollback: bool,
+    sink: &Sink,
+) -> anyhow::Result<Vec<HostSummary>> {
+    let mut tasks = Vec::new();
+    for hp in &plan.hosts {
+        let fixed = |outcome: Outcome, reason: Option<String>| HostSummary {
+            host: hp.host.clone(),
+            outcome,
+            changes: 0,
+            seconds: 0.0,
+            reason,
+        };
+        let summary = match hp.status {
+            HostStatus::Blocked => fixed(Outcome::Blocked, Some(hp.reasons.join("; "))),
+            HostStatus::Unreachable => fixed(Outcome::Unreachable, Some(hp.reasons.join("; "))),
+            HostStatus::NoChanges => fixed(Outcome::NoChanges, None),
+            HostStatus::Ready => {
+                let Some(t) = hosts.target(&hp.host).cloned() else {
+                    continue;
+                };
+                let steps: Vec<Arc<dyn Step>> = hp
+                    .resources
+                    .iter()
+                    .map(|r| Arc::new(r.clone()) as Arc<dyn Step>)
+                    .collect();
+                let (pool, journal, sink) = (hosts.pool.clone(), journal.clone(), sink.clone());
+                tasks.push(tokio::spawn(async move {
+                    let _permit = pool.permit().await;
+                    let start = Instant::now();
+                    match pool.session(&t).await {
+                        Ok(s) => {
+                            let host = SshHost::new(s);
+                            apply::apply_host(&host, &steps, &journal, no_rollback, &sink).await
+                        }
+                        Err(e) => HostSummary {
+                            host: t.name.clone(),
+                            outcome: Outcome::Unreachable,
+                            changes: 0,
+                            seconds: start.elapsed().as_secs_f64(),
+                            reason: Some(one_line(&e)),
+                        },
+                    }
+                }));
+                continue;
+            }
+        };
+        tasks.push(tokio::spawn(std::future::ready(summary)));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.context("applying a host crashed")?);
+    }
+    Ok(out)
+}
+
+/// One host's rollback result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RollbackSummary {
+    /// The host.
+    pub host: String,
+    /// Changes reverted.
+    pub reverted: usize,
+    /// Resources that could not be reverted (or the host not reached: all of them).
+    pub failed: Vec<String>,
+    /// Why, when something failed.
+    pub reason: Option<String>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Reverts `pending` (per host, newest first, from [`journal::pending_reverts`]) on every
+/// host in parallel, journaling each revert.
+pub async fn rollback(
+    hosts: &Hosts,
+    pending: BTreeMap<String, Vec<Record>>,
+    journal: Arc<RunJournal>,
+    sink: &Sink,
+) -> anyhow::Result<Vec<RollbackSummary>> {
+    let mut tasks = Vec::new();
+    for (name, records) in pending {
+        let ids: Vec<String> = records.iter().map(|r| r.resource_id.clone()).collect();
+        let Some(t) = hosts.target(&name).cloned() else {
+            tasks.push(tokio::spawn(std::future::ready(RollbackSummary {
+                host: name.clone(),
+                reverted: 0,
+                failed: ids,
+                reason: Some(format!("{name} is no longer in the inventory; add it back to roll it back")),
+                seconds: 0.0,
+            })));
+            continue;
+        };
+        let mut items: Vec<(Arc<dyn Step>, serde_json::Value)> = Vec::new();
+        let mut unreadable = Vec::new();
+        for r in records {
+            if let journal::Entry::Begin { resource, observed, .. } = r.entry {
+                match serde_json::from_value::<ResourceSpec>(resource) {
+                    Ok(spec) => items.push((Arc::new(spec), observed)),
+                    Err(e) => unreadable.push(format!("{} ({e})", r.resource_id)),
+                }
+            }
+        }
+        let (pool, journal, sink) = (hosts.pool.clone(), journal.clone(), sink.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = pool.permit().await;
+            let start = Instant::now();
+            let count = items.len();
+            let mut summary = RollbackSummary {
+                host: t.name.clone(),
+                reverted: 0,
+                failed: Vec::new(),
+                reason: None,
+                seconds: 0.0,
+            };
+            match pool.session(&t).await {
+                Ok(s) => {
+                    let host = SshHost::new(s);
+                    let failed = apply::revert_all(&host, items, &journal, &sink).await;
+                    summary.reverted = count - failed.len();
+                    summary.failed = failed;
+                }
+                Err(e) => {
+                    summary.failed = ids;
+                    summary.reason = Some(one_line(&e));
+                }
+            }
+            if !unreadable.is_empty() {
+                summary.reason = Some(format!(
+                    "journal entries this ferry cannot read: {}",
+                    unreadable.join(", ")
+                ));
+                summary.failed.extend(unreadable);
+            }
+            summary.seconds = (start.elapsed().as_secs_f64() * 100.0).round() / 100.0;
+            summary
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.context("rolling back a host crashed")?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Fixtures shared by the engine's unit tests.
+    #![allow(clippy::unwrap_used)]
+
+    use crate::config::InstallConfig;
+
+    /// A config for two hosts `a` (agent) and `b` (server), all defaults.
+    pub fn config() -> InstallConfig {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("inventory.toml"),
+            "[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1\"\nuser = \"root\"\nroles = [\"agent\"]\n\n\
+             [[hosts]]\nname = \"b\"\naddress = \"10.0.0.2\"\nuser = \"root\"\nroles = [\"server\"]\n",
+        )
+        .unwrap();
+        let p = d.path().join("site.toml");
+        std::fs::write(&p, "inventory = \"inventory.toml\"\n[cluster]\nname = \"t\"\n").unwrap();
+        InstallConfig::load(&p).unwrap()
+    }
+}
