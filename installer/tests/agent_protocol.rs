@@ -32,15 +32,7 @@ async fn agent(root: &Path) -> (Child, Client<ChildStdout, ChildStdin>) {
 }
 
 fn pseudo_random(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    ferry_tests::noise::bytes(len, 1)
 }
 
 fn sha256sum(path: &Path) -> String {

@@ -49,15 +49,7 @@ fn site() -> tempfile::TempDir {
     let p = d.path();
     fs::create_dir_all(p.join("payload/docs")).unwrap();
     fs::write(p.join("payload/docs/a.txt"), "alpha\n".repeat(20_000)).unwrap();
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let random: Vec<u8> = (0..200_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect();
+    let random = ferry_tests::noise::bytes(200_000, 0x2545_F491_4F6C_DD1D);
     fs::write(p.join("payload/blob.bin"), random).unwrap();
     fs::write(
         p.join("bundle.toml"),
@@ -362,15 +354,7 @@ fn verify_memory_does_not_grow_with_the_bundle() {
     for (name, mib) in [("small", 8usize), ("large", 160)] {
         fs::create_dir_all(p.join(name)).unwrap();
         // Half text, half pseudo-random, so both storage paths are used.
-        let mut x: u64 = 88172645463325252;
-        let random: Vec<u8> = (0..mib << 19)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let random = ferry_tests::noise::bytes(mib << 19, 88172645463325252);
         fs::write(p.join(name).join("random.bin"), random).unwrap();
         let text: String = (0..(mib << 19) / 32)
             .map(|i| format!("{i:>12} some log text..\n"))

@@ -7,7 +7,6 @@
 #[path = "ssh_common.rs"]
 mod common;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -27,21 +26,7 @@ fn env_num(name: &str, default: usize) -> usize {
 }
 
 fn noise_file(path: &Path, size: usize) {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut x = 0x9e3779b97f4a7c15u64;
-    let mut buf = vec![0u8; 1 << 16];
-    let mut left = size;
-    while left > 0 {
-        for chunk in buf.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
-        let n = left.min(buf.len());
-        f.write_all(&buf[..n]).unwrap();
-        left -= n;
-    }
+    ferry_tests::noise::write_file(path, size as u64, 7).unwrap();
 }
 
 fn owned_dir(user: &str) -> ScratchDir {

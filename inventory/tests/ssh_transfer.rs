@@ -4,7 +4,6 @@
 #[path = "ssh_common.rs"]
 mod common;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -19,21 +18,7 @@ use ferry_tests::sshd::{self, ScratchDir, SmallDisk, Sshd, SshdOptions};
 
 /// Writes `size` bytes of deterministic noise (incompressible, so nothing is cheated).
 fn noise_file(path: &Path, size: usize, seed: u64) {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut x = seed | 1;
-    let mut buf = vec![0u8; 1 << 16];
-    let mut left = size;
-    while left > 0 {
-        for chunk in buf.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
-        let n = left.min(buf.len());
-        f.write_all(&buf[..n]).unwrap();
-        left -= n;
-    }
+    ferry_tests::noise::write_file(path, size as u64, seed).unwrap();
 }
 
 /// A directory the given user owns (the "remote" disk is this machine's).
