@@ -1,0 +1,990 @@
+//! `ferry plan`, `apply` and `rollback` of the host baseline on three real Debian VMs, checked
+//! the way an operator would check them: over SSH on each host, before and after each command.
+//! Also the helper behind benches/baseline/run.sh (`bench_baseline_apply`, ignored).
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vm_tests::{start_or_skip, Testbed, Vm, VmSpec};
+
+/// Each test boots its own 3 VMs: never two testbeds at once on a 2-core machine.
+static ONE_BED: Mutex<()> = Mutex::new(());
+
+/// How long one `ferry` command may take on 3 emulated VMs before the test gives up on it.
+const COMMAND_LIMIT: Duration = Duration::from_secs(900);
+
+/// The other cluster whose marker a host carries in the guard scenario.
+const OTHER_CLUSTER: &str = "ferry-0ther0c1u5ter0000";
+
+// ------------------------------------------------------------------------------ the jump host
+
+/// A jump host's working directory: a private HOME (so `~/.ferry` is this test's own), the
+/// testbed's inventory and the answer files.
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new(bed: &Testbed) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("home")).unwrap();
+        fs::write(
+            dir.path().join("inventory.toml"),
+            ferry_tests::vmhost::inventory_toml(bed, 1),
+        )
+        .unwrap();
+        Site { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn home(&self) -> PathBuf {
+        self.path().join("home")
+    }
+
+    /// Writes answer file `name`: the default baseline with `baseline` lines added to
+    /// `[baseline]` and `top` lines before the first table. Preflight minima are lowered to the
+    /// testbed's VM size (1 vCPU, 1 GiB, 4 GiB disk); everything else is the defaults.
+    fn answers(&self, name: &str, top: &str, baseline: &str) -> PathBuf {
+        let text = format!(
+            "inventory = \"inventory.toml\"\n{top}\n\n[cluster]\nname = \"vm-baseline\"\n\n\
+             [baseline]\n{baseline}\n\n[preflight]\nmin-cpus = 1\nmin-memory-mib = 512\n\
+             min-disk-gib = 1\n"
+        );
+        let path = self.path().join(name);
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let bin = std::env::var_os("FERRY_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ferry")));
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("HOME", self.home())
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Runs `ferry ARGS` to its end (at most [`COMMAND_LIMIT`]).
+    fn ferry(&self, args: &[&str]) -> Run {
+        let running = self.start(args);
+        running.finish(|_| {})
+    }
+
+    /// Starts `ferry ARGS`; its output lines arrive as they are printed.
+    fn start(&self, args: &[&str]) -> Running {
+        let started = Instant::now();
+        let mut child = self
+            .command(args)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting ferry {}: {e}", args.join(" ")));
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let readers = vec![line_reader(out, false, tx.clone()), line_reader(err, true, tx)];
+        Running {
+            args: args.join(" "),
+            child,
+            rx,
+            readers,
+            started,
+        }
+    }
+
+    fn journal(&self, run_id: &str) -> PathBuf {
+        self.home()
+            .join(".ferry/runs")
+            .join(run_id)
+            .join("journal.jsonl")
+    }
+}
+
+fn line_reader(
+    stream: impl Read + Send + 'static,
+    stderr: bool,
+    tx: mpsc::Sender<(bool, String)>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send((stderr, line)).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// A `ferry` command still running.
+struct Running {
+    args: String,
+    child: Child,
+    rx: mpsc::Receiver<(bool, String)>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    started: Instant,
+}
+
+impl Running {
+    /// Waits for the end, calling `on_line` with each stdout/stderr line as it comes.
+    fn finish(mut self, mut on_line: impl FnMut(&str)) -> Run {
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        let deadline = self.started + COMMAND_LIMIT;
+        loop {
+            match self.rx.recv_timeout(Duration::from_millis(200)) {
+                Ok((is_err, line)) => {
+                    on_line(&line);
+                    let buf = if is_err { &mut stderr } else { &mut stdout };
+                    buf.push_str(&line);
+                    buf.push('\n');
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if Instant::now() > deadline {
+                        let _ = self.child.kill();
+                        let _ = self.child.wait();
+                        panic!(
+                            "`ferry {}` still running after {} s; killed. So far:\n--- stdout\n\
+                             {stdout}--- stderr\n{stderr}",
+                            self.args,
+                            COMMAND_LIMIT.as_secs()
+                        );
+                    }
+                }
+            }
+        }
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        let status = self.child.wait().unwrap();
+        Run {
+            args: self.args,
+            code: status.code(),
+            stdout,
+            stderr,
+            secs: self.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// A finished `ferry` command.
+struct Run {
+    args: String,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    secs: f64,
+}
+
+impl Run {
+    fn show(&self) -> String {
+        format!(
+            "`ferry {}` exited {:?} after {:.1} s\n--- stdout\n{}--- stderr\n{}",
+            self.args, self.code, self.secs, self.stdout, self.stderr
+        )
+    }
+
+    fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    fn expect_ok(&self, what: &str) -> &Run {
+        assert!(self.ok(), "{what}: expected exit 0\n{}", self.show());
+        self
+    }
+
+    fn expect_fail(&self, what: &str) -> &Run {
+        assert!(
+            !self.ok() && self.code.is_some(),
+            "{what}: expected a non-zero exit\n{}",
+            self.show()
+        );
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "`ferry {}` printed no JSON document ({e})\n{}",
+                self.args,
+                self.show()
+            )
+        })
+    }
+
+    /// The run id printed as `run: YYYYMMDD-HHMMSS-xxxx`.
+    fn run_id(&self) -> String {
+        let found = self
+            .stderr
+            .lines()
+            .chain(self.stdout.lines())
+            .find_map(|l| l.trim().strip_prefix("run: ").map(str::trim));
+        let id = found.unwrap_or_else(|| panic!("no `run: ID` line\n{}", self.show()));
+        let id = id.split_whitespace().next().unwrap_or_default().to_string();
+        let b = id.as_bytes();
+        let well_formed = b.len() == 20
+            && b[8] == b'-'
+            && b[15] == b'-'
+            && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
+            && b[16..].iter().all(u8::is_ascii_hexdigit);
+        assert!(
+            well_formed,
+            "run id {id:?} is not YYYYMMDD-HHMMSS-xxxx\n{}",
+            self.show()
+        );
+        id
+    }
+
+    /// The host's row of the apply summary (the last line naming the host followed by an
+    /// outcome), without the host name: `ok 14 3.2`, `rolled back 0 2.1 ...`.
+    fn outcome(&self, host: &str) -> String {
+        const OUTCOMES: [&str; 6] = ["ok", "no", "rolled", "failed", "blocked", "unreachable"];
+        let row = self.stdout.lines().rev().find_map(|l| {
+            let l = l.replace('|', " ");
+            let mut words = l.split_whitespace();
+            if words.next() != Some(host) {
+                return None;
+            }
+            let rest: Vec<&str> = words.collect();
+            let first = rest.first()?.to_ascii_lowercase();
+            OUTCOMES.contains(&first.as_str()).then(|| rest.join(" "))
+        });
+        row.unwrap_or_else(|| panic!("no summary row for {host}\n{}", self.show()))
+    }
+
+    fn expect_outcome(&self, host: &str, want: &str) {
+        let row = self.outcome(host);
+        assert!(
+            row.to_ascii_lowercase().starts_with(want),
+            "{host}: the summary says {row:?}, expected {want:?}\n{}",
+            self.show()
+        );
+    }
+}
+
+// ------------------------------------------------------------------------------- plan --json
+
+/// One host of `ferry plan --json`.
+struct PlannedHost {
+    status: String,
+    reasons: Vec<String>,
+    changes: usize,
+}
+
+fn planned(plan: &Run, host: &str) -> PlannedHost {
+    let doc = plan.json();
+    let hosts = doc["hosts"].as_array().cloned().unwrap_or_default();
+    let h = hosts
+        .iter()
+        .find(|h| h["host"] == host)
+        .unwrap_or_else(|| panic!("the plan has no entry for {host}\n{}", plan.show()));
+    PlannedHost {
+        status: h["status"].as_str().unwrap_or_default().to_string(),
+        reasons: h["reasons"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        changes: h["changes"].as_array().map_or(0, Vec::len),
+    }
+}
+
+fn expect_status(plan: &Run, host: &str, want: &str) -> PlannedHost {
+    let p = planned(plan, host);
+    assert_eq!(
+        p.status,
+        want,
+        "{host}: the plan says {:?} (reasons {:?}), expected {want:?}\n{}",
+        p.status,
+        p.reasons,
+        plan.show()
+    );
+    p
+}
+
+// ------------------------------------------------------------------------ what a host looks like
+
+/// What an operator would look at on a host, by section (`sysctl`, `modules`, `etc`, ...).
+type Observed = BTreeMap<String, String>;
+
+/// Everything under /etc ferry could touch is in `etc` (path, mode, sha256) and `etc-mtime`;
+/// the other sections are the running state those files do not show.
+const OBSERVE: &str = r#"
+s() { echo "@@@$1"; }
+s hostname; hostname
+s etc-hostname; cat /etc/hostname
+s etc-hosts; cat /etc/hosts
+s sysctl
+for k in net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables \
+         fs.inotify.max_user_instances fs.inotify.max_user_watches vm.max_map_count; do
+  echo "$k=$(sysctl -n $k 2>/dev/null || echo absent)"
+done
+s modules; lsmod | tail -n +2 | awk '{print $1}' | sort
+s swap; swapon --noheadings --show=NAME
+s chrony-sources; chronyc -n sources 2>&1 | awk '/^\^/ {print $2}' | sort
+s containerd; echo "$(systemctl is-active containerd) $(systemctl is-enabled containerd)"
+s default-route; ip route show default; ip -br link show type dummy | awk '{print $1}'
+s marker; if [ -e /var/lib/ferry/cluster.json ]; then stat -c %Y /var/lib/ferry/cluster.json; cat /var/lib/ferry/cluster.json; else echo absent; fi
+s var-lib-ferry; find /var/lib/ferry 2>/dev/null | sort
+s packages; dpkg-query -W -f '${Package} ${Status}\n' 'ferry-standin-*' 2>/dev/null
+s etc; find /etc -xdev -type f ! -path /etc/adjtime ! -path /etc/ld.so.cache -exec sha256sum {} + | sort -k2
+find /etc -xdev \( -type f -o -type d \) -printf '%p mode %m\n' | sort
+find /etc -xdev -type l -printf '%p -> %l\n' | sort
+s etc-mtime; find /etc -xdev -type f ! -path /etc/adjtime ! -path /etc/ld.so.cache -printf '%p %T@\n' | sort
+"#;
+
+fn observe(vm: &Vm) -> Observed {
+    let out = vm
+        .ssh_ok(OBSERVE)
+        .unwrap_or_else(|e| panic!("observing {} over SSH: {e}", vm.name()));
+    let mut map = Observed::new();
+    let mut current: Option<String> = None;
+    for line in out.lines() {
+        if let Some(name) = line.strip_prefix("@@@") {
+            current = Some(name.to_string());
+            map.insert(name.to_string(), String::new());
+        } else if let Some(name) = &current {
+            let v = map.get_mut(name).unwrap();
+            v.push_str(line);
+            v.push('\n');
+        }
+    }
+    map
+}
+
+fn observe_all(bed: &Testbed) -> Vec<Observed> {
+    bed.vms().iter().map(observe).collect()
+}
+
+/// Fails, listing each differing section line by line, unless `after` equals `before` outside
+/// the sections in `skip`.
+fn assert_same(host: &str, when: &str, before: &Observed, after: &Observed, skip: &[&str]) {
+    let mut report = String::new();
+    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    for key in keys {
+        if skip.contains(&key.as_str()) {
+            continue;
+        }
+        let b = before.get(key).map(String::as_str).unwrap_or("<missing>");
+        let a = after.get(key).map(String::as_str).unwrap_or("<missing>");
+        if a == b {
+            continue;
+        }
+        let bl: BTreeSet<&str> = b.lines().collect();
+        let al: BTreeSet<&str> = a.lines().collect();
+        report.push_str(&format!("  [{key}]\n"));
+        for l in bl.difference(&al) {
+            report.push_str(&format!("    before only: {l}\n"));
+        }
+        for l in al.difference(&bl) {
+            report.push_str(&format!("    now only:    {l}\n"));
+        }
+        if bl == al {
+            report.push_str(&format!("    order differs: before {b:?}, now {a:?}\n"));
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "{host}: {when}, the host is not as it was before:\n{report}"
+    );
+}
+
+fn section<'a>(o: &'a Observed, key: &str) -> &'a str {
+    o.get(key).map(String::as_str).unwrap_or("")
+}
+
+/// Makes the VMs look like freshly installed hosts the baseline has work on: a host name
+/// that is not the inventory name, and a swap file in use and in fstab.
+fn make_fresh(bed: &Testbed) {
+    for (i, vm) in bed.vms().iter().enumerate() {
+        vm.ssh_ok(&format!(
+            "set -e; echo fresh-{i} > /etc/hostname; hostname fresh-{i}; \
+             fallocate -l 32M /swapfile; chmod 600 /swapfile; mkswap -q /swapfile; \
+             swapon /swapfile; echo '/swapfile none swap sw 0 0' >> /etc/fstab; sync"
+        ))
+        .unwrap_or_else(|e| panic!("preparing {}: {e}", vm.name()));
+    }
+}
+
+fn sync_all(bed: &Testbed) {
+    for vm in bed.vms() {
+        vm.ssh_ok("sync").unwrap();
+    }
+}
+
+/// What `ferry apply` must leave on each host, checked as an operator would.
+fn assert_baseline(bed: &Testbed, cluster_id: &str) {
+    let source = bed.vm(0).address().to_string();
+    for vm in bed.vms() {
+        let name = vm.name();
+        let o = observe(vm);
+        assert_eq!(section(&o, "hostname").trim(), name, "{name}: `hostname`");
+        assert_eq!(section(&o, "etc-hostname").trim(), name, "{name}: /etc/hostname");
+        for other in bed.vms() {
+            let listed = section(&o, "etc-hosts").lines().any(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                w.first() == Some(&other.address().to_string().as_str())
+                    && w.contains(&other.name())
+            });
+            assert!(
+                listed,
+                "{name}: /etc/hosts does not map {} to {}:\n{}",
+                other.address(),
+                other.name(),
+                section(&o, "etc-hosts")
+            );
+        }
+        for (key, want) in [
+            ("net.ipv4.ip_forward", "1"),
+            ("net.bridge.bridge-nf-call-iptables", "1"),
+            ("vm.max_map_count", "262144"),
+        ] {
+            assert!(
+                section(&o, "sysctl")
+                    .lines()
+                    .any(|l| l == format!("{key}={want}")),
+                "{name}: sysctl {key} is not {want}:\n{}",
+                section(&o, "sysctl")
+            );
+        }
+        for module in ["overlay", "br_netfilter"] {
+            assert!(
+                section(&o, "modules").lines().any(|l| l == module),
+                "{name}: module {module} is not loaded (lsmod)"
+            );
+        }
+        assert!(
+            section(&o, "swap").trim().is_empty(),
+            "{name}: swap still on: {}",
+            section(&o, "swap")
+        );
+        let fstab = vm.ssh_ok("cat /etc/fstab").unwrap();
+        assert!(
+            !fstab.lines().any(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                !l.trim_start().starts_with('#') && w.get(2) == Some(&"swap")
+            }),
+            "{name}: /etc/fstab still turns swap on at boot:\n{fstab}"
+        );
+        if vm.address().to_string() != source {
+            assert!(
+                section(&o, "chrony-sources").lines().any(|l| l == source),
+                "{name}: chrony does not follow vm0 ({source}); `chronyc sources` lists:\n{}",
+                section(&o, "chrony-sources")
+            );
+        }
+        assert!(
+            section(&o, "containerd").starts_with("active "),
+            "{name}: containerd is not running: {}",
+            section(&o, "containerd")
+        );
+        assert!(
+            section(&o, "marker").contains(cluster_id),
+            "{name}: /var/lib/ferry/cluster.json does not name cluster {cluster_id}:\n{}",
+            section(&o, "marker")
+        );
+    }
+}
+
+/// The run's journal on the jump host (JSON lines, `begin` and `done` records) and on each host.
+fn assert_journals(site: &Site, bed: &Testbed, run_id: &str) {
+    let path = site.journal(run_id);
+    let text = fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the jump host's journal {}: {e}", path.display()));
+    let mut kinds = BTreeSet::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("journal line is not JSON ({e}): {line}"));
+        let kind = ["event", "kind", "type", "record"]
+            .iter()
+            .find_map(|k| v[*k].as_str())
+            .unwrap_or_default()
+            .to_string();
+        kinds.insert(kind);
+    }
+    assert!(
+        kinds.contains("begin") && kinds.contains("done"),
+        "the journal {} has no begin/done records (kinds {kinds:?})",
+        path.display()
+    );
+    for vm in bed.vms() {
+        let out = vm
+            .ssh(&format!(
+                "stat -c '%a' /var/lib/ferry/journal /var/lib/ferry/journal/{run_id}.jsonl && \
+                 wc -l < /var/lib/ferry/journal/{run_id}.jsonl"
+            ))
+            .unwrap();
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert!(
+            out.success() && lines.len() == 3,
+            "{}: no journal /var/lib/ferry/journal/{run_id}.jsonl: {}{}",
+            vm.name(),
+            out.stdout,
+            out.stderr
+        );
+        assert_eq!(
+            (lines[0], lines[1]),
+            ("700", "600"),
+            "{}: the host's journal dir/file modes",
+            vm.name()
+        );
+        assert!(
+            lines[2].trim().parse::<u32>().unwrap_or(0) > 0,
+            "{}: the host's journal is empty",
+            vm.name()
+        );
+    }
+}
+
+fn start_bed() -> Option<(std::sync::MutexGuard<'static, ()>, Testbed, f64)> {
+    let guard = ONE_BED.lock().unwrap_or_else(|p| p.into_inner());
+    let t0 = Instant::now();
+    let bed = start_or_skip(3, &VmSpec::default())?;
+    let boot = t0.elapsed().as_secs_f64();
+    eprintln!("testbed of 3 VMs up in {boot:.1} s");
+    Some((guard, bed, boot))
+}
+
+fn step(name: &str, t0: Instant) {
+    eprintln!("==== [{:6.1} s] {name}", t0.elapsed().as_secs_f64());
+}
+
+// ------------------------------------------------------------------------------------ tests
+
+/// The whole happy path an operator walks: plan, apply, plan again, reboot, roll back.
+#[test]
+fn baseline_applies_converges_survives_a_reboot_and_rolls_back() {
+    let Some((_guard, bed, _)) = start_bed() else {
+        return;
+    };
+    let t0 = Instant::now();
+    let site = Site::new(&bed);
+    let answers = site.answers("site.toml", "", "");
+    let answers = answers.to_str().unwrap();
+    make_fresh(&bed);
+    let before = observe_all(&bed);
+
+    step("1. plan on fresh hosts shows changes for every host and touches nothing", t0);
+    let plan = site.ferry(&["plan", "--answers", answers]);
+    plan.expect_ok("plan on 3 fresh hosts");
+    for vm in bed.vms() {
+        assert!(
+            plan.stdout.lines().any(|l| l.split_whitespace().next() == Some(vm.name())
+                || l.trim_start().starts_with(&format!("| {}", vm.name()))),
+            "the plan table has no row for {}\n{}",
+            vm.name(),
+            plan.show()
+        );
+    }
+    let last = plan.stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    assert!(
+        last.starts_with("plan: 3 hosts, 3 to change"),
+        "the plan's last line should count 3 hosts to change, it is {last:?}"
+    );
+    let plan_json = site.ferry(&["plan", "--answers", answers, "--json"]);
+    plan_json.expect_ok("plan --json on 3 fresh hosts");
+    let cluster_id = plan_json.json()["cluster_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(cluster_id.starts_with("ferry-"), "cluster id {cluster_id:?}");
+    for vm in bed.vms() {
+        let p = expect_status(&plan_json, vm.name(), "ready");
+        assert!(p.changes >= 5, "{}: only {} changes planned", vm.name(), p.changes);
+    }
+    for (vm, b) in bed.vms().iter().zip(&before) {
+        assert_same(vm.name(), "after `ferry plan`", b, &observe(vm), &[]);
+    }
+
+    step("2. apply sets the baseline on every host", t0);
+    let apply = site.ferry(&["apply", "--answers", answers]);
+    apply.expect_ok("first apply");
+    let run_id = apply.run_id();
+    for vm in bed.vms() {
+        apply.expect_outcome(vm.name(), "ok");
+        assert!(
+            apply.stdout.lines().any(|l| l.starts_with(vm.name()) && l.contains("applied")),
+            "no `{} <resource> applied` progress line\n{}",
+            vm.name(),
+            apply.show()
+        );
+    }
+    eprintln!("first apply on 3 hosts: {:.1} s", apply.secs);
+    assert_baseline(&bed, &cluster_id);
+    assert_journals(&site, &bed, &run_id);
+
+    step("3. plan again: no changes; apply again: touches nothing", t0);
+    let again = site.ferry(&["plan", "--answers", answers, "--json"]);
+    again.expect_ok("plan after apply");
+    for vm in bed.vms() {
+        let p = expect_status(&again, vm.name(), "no-changes");
+        assert_eq!(p.changes, 0, "{}: changes planned after apply", vm.name());
+    }
+    let text = site.ferry(&["plan", "--answers", answers]);
+    for vm in bed.vms() {
+        assert!(
+            text.stdout.contains(&format!("{}: no changes", vm.name())),
+            "the plan does not say `{}: no changes`\n{}",
+            vm.name(),
+            text.show()
+        );
+    }
+    let applied = observe_all(&bed);
+    let second = site.ferry(&["apply", "--answers", answers]);
+    second.expect_ok("second apply");
+    for vm in bed.vms() {
+        second.expect_outcome(vm.name(), "no changes");
+    }
+    for (vm, a) in bed.vms().iter().zip(&applied) {
+        // etc-mtime is compared too: a rewrite with the same content is a change.
+        assert_same(vm.name(), "after a second apply", a, &observe(vm), &["var-lib-ferry"]);
+    }
+
+    step("4. a reboot keeps every setting", t0);
+    let vm2 = bed.vm(2);
+    vm2.ssh_ok("sync").unwrap();
+    vm2.power_off().unwrap();
+    vm2.power_on().unwrap();
+    let rebooted = observe(vm2);
+    assert_same(
+        "vm2",
+        "after a reboot",
+        &applied[2],
+        &rebooted,
+        &["var-lib-ferry", "chrony-sources"],
+    );
+    assert!(
+        section(&rebooted, "chrony-sources")
+            .lines()
+            .any(|l| l == bed.vm(0).address().to_string()),
+        "vm2: after a reboot chrony does not follow vm0: {}",
+        section(&rebooted, "chrony-sources")
+    );
+    let after_boot = site.ferry(&["plan", "--answers", answers, "--json"]);
+    after_boot.expect_ok("plan after a reboot");
+    expect_status(&after_boot, "vm2", "no-changes");
+
+    step("5. rollback returns every host to its pre-run state", t0);
+    let rollback = site.ferry(&["rollback", "--run", &run_id, "--answers", answers]);
+    rollback.expect_ok("rollback of the first run");
+    for (vm, b) in bed.vms().iter().zip(&before) {
+        // The journal stays (it is the record of the run); restored files have new mtimes.
+        assert_same(
+            vm.name(),
+            "after `ferry rollback`",
+            b,
+            &observe(vm),
+            &["var-lib-ferry", "etc-mtime"],
+        );
+    }
+    let twice = site.ferry(&["rollback", "--run", &run_id, "--answers", answers]);
+    twice.expect_ok("a second rollback of the same run");
+    let all = format!("{}{}", twice.stdout, twice.stderr);
+    assert!(
+        all.contains("nothing to roll back"),
+        "a second rollback should say `nothing to roll back`\n{}",
+        twice.show()
+    );
+    step("done", t0);
+}
+
+/// Failures: a package that cannot be installed, a host powered off mid-run, a host of
+/// another cluster, cloned machine-ids.
+#[test]
+fn failures_roll_back_the_failed_host_and_guards_refuse_foreign_hosts() {
+    let have_dpkg = which("dpkg-deb") && which("dpkg-scanpackages");
+    if !ferry_tests::require(
+        (!have_dpkg).then(|| "dpkg-deb/dpkg-scanpackages missing (Debian package dpkg-dev)".into()),
+    ) {
+        return;
+    }
+    let Some((_guard, bed, _)) = start_bed() else {
+        return;
+    };
+    let t0 = Instant::now();
+    let site = Site::new(&bed);
+    build_bundle(site.path());
+    let bundle_top = "bundle = \"site.ferry\"\nbundle-pubkey = \"vendor.pub\"";
+    let broken = site.answers(
+        "broken.toml",
+        bundle_top,
+        "packages = [\"ferry-standin-hello\", \"ferry-standin-broken\"]",
+    );
+    let absent = site.answers("absent.toml", bundle_top, "packages = [\"ferry-standin-absent\"]");
+    let answers = site.answers("site.toml", "", "");
+    let answers = answers.to_str().unwrap();
+    make_fresh(&bed);
+    let before = observe_all(&bed);
+    let no_journal = ["var-lib-ferry", "etc-mtime"];
+
+    step("6a. a package whose install fails mid-run: each host rolled back", t0);
+    let run = site.ferry(&["apply", "--answers", broken.to_str().unwrap()]);
+    run.expect_fail("apply with a package that fails to install");
+    for (vm, b) in bed.vms().iter().zip(&before) {
+        run.expect_outcome(vm.name(), "rolled back");
+        assert_same(vm.name(), "after a failed, rolled back apply", b, &observe(vm), &no_journal);
+    }
+
+    step("6b. a package missing from the bundle's repo: refused or rolled back", t0);
+    let run = site.ferry(&["apply", "--answers", absent.to_str().unwrap()]);
+    run.expect_fail("apply with a package missing from the bundle");
+    assert!(
+        format!("{}{}", run.stdout, run.stderr).contains("ferry-standin-absent"),
+        "the failure does not name the missing package\n{}",
+        run.show()
+    );
+    for (vm, b) in bed.vms().iter().zip(&before) {
+        let row = run.outcome(vm.name()).to_ascii_lowercase();
+        assert!(
+            row.starts_with("blocked") || row.starts_with("rolled back"),
+            "{}: the summary says {row:?}, expected blocked or rolled back\n{}",
+            vm.name(),
+            run.show()
+        );
+        assert_same(vm.name(), "after an apply missing a package", b, &observe(vm), &no_journal);
+    }
+
+    step("6c. vm2 powered off mid-apply: vm0 and vm1 done, vm2 rolled back later", t0);
+    sync_all(&bed);
+    let vm2 = bed.vm(2);
+    let running = site.start(&["apply", "--answers", answers]);
+    let mut killed = false;
+    let run = running.finish(|line| {
+        let mut w = line.split_whitespace();
+        if !killed && w.next() == Some("vm2") && line.contains("applied") {
+            vm2.power_off().unwrap();
+            killed = true;
+        }
+    });
+    assert!(killed, "never saw a `vm2 ... applied` line to power vm2 off on\n{}", run.show());
+    run.expect_fail("apply with vm2 powered off mid-run");
+    run.expect_outcome("vm0", "ok");
+    run.expect_outcome("vm1", "ok");
+    let row = run.outcome("vm2").to_ascii_lowercase();
+    assert!(
+        row.starts_with("failed") || row.starts_with("unreachable"),
+        "vm2 was powered off mid-run but the summary says {row:?}\n{}",
+        run.show()
+    );
+    let run_id = run.run_id();
+    vm2.power_on().unwrap();
+    let rollback = site.ferry(&["rollback", "--run", &run_id, "--answers", answers, "--host", "vm2"]);
+    rollback.expect_ok("rollback of vm2 after its power loss");
+    // The testbed names a VM on its kernel command line at each boot: the running host name
+    // after a power cycle is the testbed's, so only /etc/hostname is compared.
+    let mut skip = no_journal.to_vec();
+    skip.push("hostname");
+    assert_same("vm2", "after power loss and `ferry rollback --host vm2`", &before[2], &observe(vm2), &skip);
+    for vm in &bed.vms()[..2] {
+        let o = observe(vm);
+        assert!(
+            section(&o, "marker").contains("ferry-"),
+            "{}: `rollback --host vm2` touched {} (its marker is gone)",
+            vm.name(),
+            vm.name()
+        );
+    }
+
+    step("7. a host of another cluster is refused until --force names it", t0);
+    vm2.ssh_ok(&format!(
+        "mkdir -p /var/lib/ferry && printf '{{\"cluster_id\":\"{OTHER_CLUSTER}\"}}\\n' > /var/lib/ferry/cluster.json"
+    ))
+    .unwrap();
+    let foreign = observe(vm2);
+    let plan = site.ferry(&["plan", "--answers", answers, "--json"]);
+    plan.expect_fail("plan with a host of another cluster");
+    let p = expect_status(&plan, "vm2", "blocked");
+    let why = p.reasons.join(" ");
+    assert!(
+        why.contains(OTHER_CLUSTER) && why.contains("--force vm2"),
+        "vm2's blocked reason should name cluster {OTHER_CLUSTER} and `--force vm2`: {why:?}"
+    );
+    expect_status(&plan, "vm0", "no-changes");
+    expect_status(&plan, "vm1", "no-changes");
+    let apply = site.ferry(&["apply", "--answers", answers]);
+    apply.expect_fail("apply with a host of another cluster");
+    apply.expect_outcome("vm2", "blocked");
+    apply.expect_outcome("vm0", "no changes");
+    apply.expect_outcome("vm1", "no changes");
+    assert_same("vm2", "after an apply that must not touch it", &foreign, &observe(vm2), &[]);
+    let forced = site.ferry(&["apply", "--answers", answers, "--force", "vm2"]);
+    forced.expect_ok("apply --force vm2");
+    forced.expect_outcome("vm2", "ok");
+    let o = observe(vm2);
+    assert!(
+        !section(&o, "marker").contains(OTHER_CLUSTER),
+        "vm2: after --force it still carries the other cluster's marker"
+    );
+
+    step("8. cloned machine-ids block both hosts until one is fixed", t0);
+    let id = bed.vm(0).ssh_ok("cat /etc/machine-id").unwrap();
+    // A bind mount over the file: the clone is undone by unmounting, whatever systemd put there.
+    bed.vm(1)
+        .ssh_ok(&format!(
+            "echo {} > /run/ferry-cloned-id && mount --bind /run/ferry-cloned-id /etc/machine-id",
+            id.trim()
+        ))
+        .unwrap();
+    let plan = site.ferry(&["plan", "--answers", answers, "--json"]);
+    let restore = bed.vm(1).ssh("umount /etc/machine-id").unwrap();
+    plan.expect_fail("plan with two hosts sharing a machine-id");
+    for host in ["vm0", "vm1"] {
+        let p = expect_status(&plan, host, "blocked");
+        let why = p.reasons.join(" ");
+        assert!(
+            why.contains("machine-id") && why.contains("systemd-machine-id-setup"),
+            "{host}: the blocked reason should name the machine-id and the fix: {why:?}"
+        );
+    }
+    expect_status(&plan, "vm2", "no-changes");
+    assert!(restore.success(), "restoring vm1's machine-id: {}", restore.stderr);
+    let plan = site.ferry(&["plan", "--answers", answers, "--json"]);
+    plan.expect_ok("plan after the machine-id is unique again");
+    step("done", t0);
+}
+
+/// benches/baseline/run.sh: boots `FERRY_BENCH_VMS` fresh VMs (default 3) outside the timing,
+/// then times `ferry apply` of the default baseline (no bundle) and prints one line.
+#[test]
+#[ignore = "benchmark: run by benches/baseline/run.sh"]
+fn bench_baseline_apply() {
+    let n: usize = std::env::var("FERRY_BENCH_VMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let _guard = ONE_BED.lock().unwrap_or_else(|p| p.into_inner());
+    let t0 = Instant::now();
+    let Some(bed) = start_or_skip(n, &VmSpec::default()) else {
+        return;
+    };
+    let boot = t0.elapsed().as_secs_f64();
+    let site = Site::new(&bed);
+    let answers = site.answers("site.toml", "", "");
+    let answers = answers.to_str().unwrap();
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load1 = load.split_whitespace().next().unwrap_or("?").to_string();
+    let apply = site.ferry(&["apply", "--answers", answers]);
+    apply.expect_ok("benchmark apply");
+    for vm in bed.vms() {
+        apply.expect_outcome(vm.name(), "ok");
+    }
+    let plan = site.ferry(&["plan", "--answers", answers, "--json"]);
+    plan.expect_ok("plan after the benchmark apply");
+    let qemu_cpu: f64 = bed
+        .vms()
+        .iter()
+        .filter_map(Vm::qemu_cpu_time)
+        .map(|d| d.as_secs_f64())
+        .sum();
+    println!(
+        "BENCH vms={n} apply_s={:.1} plan_after_s={:.1} boot_s={boot:.1} load1_before={load1} \
+         qemu_cpu_s_total={qemu_cpu:.1}",
+        apply.secs, plan.secs
+    );
+}
+
+// ------------------------------------------------------------------------ the stand-in bundle
+
+fn which(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A signed bundle `site.ferry` (key `vendor`) whose `debian-12` deb repository holds two
+/// STAND-IN packages built here: `ferry-standin-hello` (installs one file) and
+/// `ferry-standin-broken` (its postinst fails, as a real package's can).
+fn build_bundle(dir: &Path) {
+    let debs = dir.join("debs");
+    fs::create_dir_all(&debs).unwrap();
+    build_deb(dir, &debs, "ferry-standin-hello", "exit 0");
+    build_deb(
+        dir,
+        &debs,
+        "ferry-standin-broken",
+        "echo 'ferry-standin-broken: failing on purpose (test)' >&2; exit 1",
+    );
+    let index = Command::new("dpkg-scanpackages")
+        .args(["-m", "."])
+        .current_dir(&debs)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(index.status.success(), "dpkg-scanpackages failed");
+    fs::write(debs.join("Packages"), &index.stdout).unwrap();
+    fs::write(
+        dir.join("bundle.toml"),
+        "[bundle]\nname = \"vm-baseline\"\nversion = \"1.0.0\"\n\n[[os_packages]]\n\
+         name = \"debian-base\"\nformat = \"deb\"\ndistro = \"debian-12\"\narch = \"amd64\"\n\
+         path = \"debs\"\n",
+    )
+    .unwrap();
+    let ferry = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", dir.join("home"))
+            .env_remove("FERRY_SIGN_KEY")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "ferry {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    ferry(&["key", "generate", "-o", "vendor"]);
+    ferry(&["bundle", "build", "bundle.toml", "-o", "site.ferry", "--sign-key", "vendor"]);
+}
+
+fn build_deb(dir: &Path, debs: &Path, name: &str, postinst: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = dir.join(format!("build-{name}"));
+    fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    fs::create_dir_all(root.join("usr/share/ferry-standin")).unwrap();
+    fs::write(
+        root.join("usr/share/ferry-standin").join(name),
+        "STAND-IN package built by ferry's VM tests\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("DEBIAN/control"),
+        format!(
+            "Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: ferry tests \
+             <tests@ferry.invalid>\nDescription: STAND-IN package built by ferry's VM tests\n"
+        ),
+    )
+    .unwrap();
+    let script = root.join("DEBIAN/postinst");
+    fs::write(&script, format!("#!/bin/sh\n{postinst}\n")).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-Zgzip", "--build"])
+        .arg(&root)
+        .arg(debs.join(format!("{name}_1.0_all.deb")))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dpkg-deb --build {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
