@@ -352,3 +352,291 @@ pub async fn revert_all(
     }
     failed
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! The engine's ordering and failure handling over an in-memory [`Host`] (a test double of
+    //! bootos's own trait) and a small file resource; real hosts are covered by the VM tests.
+
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use ferry_bootos::{Change, CmdOutput, FileState, HostError, Resource, ResourceError};
+    use ferry_inventory::facts::Facts;
+
+    use super::*;
+    use crate::engine::events::quiet;
+    use crate::engine::journal;
+
+    #[derive(Default)]
+    struct MemHost {
+        files: Mutex<BTreeMap<String, String>>,
+        fail_write: BTreeSet<String>,
+        fail_restore: BTreeSet<String>,
+        ops: Mutex<Vec<String>>,
+        host_journal: Mutex<Vec<String>>,
+    }
+
+    impl MemHost {
+        fn with(files: &[(&str, &str)]) -> MemHost {
+            let h = MemHost::default();
+            for (p, c) in files {
+                h.files.lock().unwrap().insert(p.to_string(), c.to_string());
+            }
+            h
+        }
+
+        fn file(&self, p: &str) -> Option<String> {
+            self.files.lock().unwrap().get(p).cloned()
+        }
+
+        fn failed(&self, what: &str) -> HostError {
+            HostError::Failed {
+                host: "mem".into(),
+                command: what.into(),
+                status: "exit 1".into(),
+                stderr: "injected".into(),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Host for MemHost {
+        fn name(&self) -> &str {
+            "mem"
+        }
+
+        async fn run(&self, script: &str) -> Result<CmdOutput, HostError> {
+            if script.contains(HOST_JOURNAL_DIR) {
+                self.host_journal.lock().unwrap().push(script.to_string());
+            }
+            Ok(CmdOutput {
+                status: Some(0),
+                described: "exit 0".into(),
+                ..CmdOutput::default()
+            })
+        }
+
+        async fn write_file(&self, path: &str, content: &[u8], _mode: u32) -> Result<(), HostError> {
+            if self.fail_write.contains(path) {
+                return Err(self.failed(path));
+            }
+            self.ops.lock().unwrap().push(format!("write {path}"));
+            self.files
+                .lock()
+                .unwrap()
+                .insert(path.into(), String::from_utf8_lossy(content).into());
+            Ok(())
+        }
+
+        async fn upload(&self, _: &Path, _: &str, _: u32) -> Result<(), HostError> {
+            Err(self.failed("upload"))
+        }
+
+        async fn send_tree(&self, _: &Path, _: &str) -> Result<(), HostError> {
+            Err(self.failed("send_tree"))
+        }
+
+        async fn read_file(&self, path: &str) -> Result<FileState, HostError> {
+            Ok(match self.file(path) {
+                Some(c) => FileState {
+                    content: Some(c),
+                    mode: Some(0o644),
+                },
+                None => FileState::absent(),
+            })
+        }
+
+        async fn restore_file(&self, path: &str, state: &FileState) -> Result<(), HostError> {
+            if self.fail_restore.contains(path) {
+                return Err(self.failed(path));
+            }
+            self.ops.lock().unwrap().push(format!("restore {path}"));
+            let mut files = self.files.lock().unwrap();
+            match &state.content {
+                Some(c) => files.insert(path.into(), c.clone()),
+                None => files.remove(path),
+            };
+            Ok(())
+        }
+    }
+
+    /// One whole file with a wanted content.
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    struct TestFile {
+        path: String,
+        content: String,
+    }
+
+    #[async_trait]
+    impl Resource for TestFile {
+        type State = FileState;
+
+        fn id(&self) -> String {
+            self.path.clone()
+        }
+
+        fn supports(&self, _: &Facts) -> Result<(), String> {
+            Ok(())
+        }
+
+        async fn observe(&self, host: &dyn Host) -> Result<FileState, ResourceError> {
+            Ok(host.read_file(&self.path).await?)
+        }
+
+        fn diff(&self, observed: &FileState) -> Vec<Change> {
+            if observed.content.as_deref() == Some(self.content.as_str()) {
+                return Vec::new();
+            }
+            vec![Change::new(
+                &self.path,
+                observed.content.clone().unwrap_or("absent".into()),
+                &self.content,
+            )]
+        }
+
+        async fn apply(&self, host: &dyn Host, _: &FileState) -> Result<(), ResourceError> {
+            Ok(host
+                .write_file(&self.path, self.content.as_bytes(), 0o644)
+                .await?)
+        }
+
+        async fn revert(&self, host: &dyn Host, before: &FileState) -> Result<(), ResourceError> {
+            Ok(host.restore_file(&self.path, before).await?)
+        }
+    }
+
+    impl Step for TestFile {
+        fn id(&self) -> String {
+            self.path.clone()
+        }
+
+        fn journal_form(&self) -> Value {
+            serde_json::to_value(self).unwrap()
+        }
+
+        fn resource(&self) -> &dyn DynResource {
+            self
+        }
+    }
+
+    fn steps(files: &[(&str, &str)]) -> Vec<Arc<dyn Step>> {
+        files
+            .iter()
+            .map(|(p, c)| {
+                Arc::new(TestFile {
+                    path: p.to_string(),
+                    content: c.to_string(),
+                }) as Arc<dyn Step>
+            })
+            .collect()
+    }
+
+    fn run_journal(dir: &Path) -> RunJournal {
+        RunJournal {
+            run_id: "20250101-000000-abcd".into(),
+            local: Arc::new(Journal::open(dir).unwrap()),
+        }
+    }
+
+    fn events(j: &RunJournal) -> Vec<String> {
+        journal::read(j.local.path())
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let e = serde_json::to_value(&r.entry).unwrap();
+                format!("{} {}", e["event"].as_str().unwrap(), r.resource_id)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn applies_in_order_journals_each_change_and_skips_what_is_already_right() {
+        let d = tempfile::tempdir().unwrap();
+        let j = run_journal(d.path());
+        let host = MemHost::with(&[("/b", "B")]);
+        let s = apply_host(&host, &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C")]), &j, false, &quiet()).await;
+        assert_eq!(s.outcome, Outcome::Ok);
+        assert_eq!(s.changes, 2);
+        assert_eq!(*host.ops.lock().unwrap(), ["write /a", "write /c"]);
+        assert_eq!(events(&j), ["begin /a", "done /a", "begin /c", "done /c"]);
+        // Every line is mirrored on the host.
+        assert_eq!(host.host_journal.lock().unwrap().len(), 4);
+        let again = apply_host(&host, &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C")]), &j, false, &quiet()).await;
+        assert_eq!(again.outcome, Outcome::NoChanges);
+    }
+
+    #[tokio::test]
+    async fn a_failure_reverts_this_runs_changes_newest_first() {
+        let d = tempfile::tempdir().unwrap();
+        let j = run_journal(d.path());
+        let mut host = MemHost::with(&[("/a", "old a")]);
+        host.fail_write.insert("/c".into());
+        let s = apply_host(&host, &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C"), ("/d", "D")]), &j, false, &quiet()).await;
+        assert_eq!(s.outcome, Outcome::RolledBack);
+        assert!(s.reason.as_deref().unwrap().starts_with("/c: "), "{s:?}");
+        assert_eq!(
+            *host.ops.lock().unwrap(),
+            ["write /a", "write /b", "restore /c", "restore /b", "restore /a"]
+        );
+        assert_eq!(host.file("/a").as_deref(), Some("old a"));
+        assert_eq!(host.file("/b"), None);
+        assert_eq!(
+            events(&j),
+            [
+                "begin /a", "done /a", "begin /b", "done /b", "begin /c", "failed /c",
+                "reverted /c", "reverted /b", "reverted /a"
+            ]
+        );
+        // Nothing left for `ferry rollback`.
+        assert!(journal::pending_reverts(&journal::read(j.local.path()).unwrap(), &[]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn no_rollback_leaves_the_host_and_says_how_to_undo_later() {
+        let d = tempfile::tempdir().unwrap();
+        let j = run_journal(d.path());
+        let mut host = MemHost::default();
+        host.fail_write.insert("/b".into());
+        let s = apply_host(&host, &steps(&[("/a", "A"), ("/b", "B")]), &j, true, &quiet()).await;
+        assert_eq!(s.outcome, Outcome::Failed);
+        assert!(s.reason.as_deref().unwrap().contains("ferry rollback --run 20250101-000000-abcd"));
+        assert_eq!(host.file("/a").as_deref(), Some("A"));
+        // The later rollback reverts the failed (maybe half-made) change and the done one.
+        let pending = journal::pending_reverts(&journal::read(j.local.path()).unwrap(), &[]);
+        let ids: Vec<&str> = pending["mem"].iter().map(|r| r.resource_id.as_str()).collect();
+        assert_eq!(ids, ["/b", "/a"]);
+        let items = pending["mem"]
+            .iter()
+            .map(|r| match &r.entry {
+                journal::Entry::Begin { resource, observed, .. } => (
+                    Arc::new(serde_json::from_value::<TestFile>(resource.clone()).unwrap()) as Arc<dyn Step>,
+                    observed.clone(),
+                ),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert!(revert_all(&host, items, &j, &quiet()).await.is_empty());
+        assert_eq!(host.file("/a"), None);
+        assert!(journal::pending_reverts(&journal::read(j.local.path()).unwrap(), &[]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_revert_that_fails_is_reported_and_the_others_still_revert() {
+        let d = tempfile::tempdir().unwrap();
+        let j = run_journal(d.path());
+        let mut host = MemHost::default();
+        host.fail_write.insert("/c".into());
+        host.fail_restore.insert("/b".into());
+        let s = apply_host(&host, &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C")]), &j, false, &quiet()).await;
+        assert_eq!(s.outcome, Outcome::RollbackIncomplete);
+        assert!(s.reason.as_deref().unwrap().contains("not reverted: /b"), "{s:?}");
+        assert_eq!(host.file("/a"), None);
+        assert_eq!(host.file("/b").as_deref(), Some("B"));
+        let pending = journal::pending_reverts(&journal::read(j.local.path()).unwrap(), &[]);
+        assert_eq!(pending["mem"].len(), 1);
+    }
+}

@@ -482,8 +482,8 @@ pub(crate) mod testing {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(
             d.path().join("inventory.toml"),
-            "[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1\"\nuser = \"root\"\nroles = [\"agent\"]\n\n\
-             [[hosts]]\nname = \"b\"\naddress = \"10.0.0.2\"\nuser = \"root\"\nroles = [\"server\"]\n",
+            "[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1\"\nuser = \"root\"\nkey = \"/k\"\nroles = [\"agent\"]\n\n\
+             [[hosts]]\nname = \"b\"\naddress = \"10.0.0.2\"\nuser = \"root\"\nkey = \"/k\"\nroles = [\"server\"]\n",
         )
         .unwrap();
         let p = d.path().join("site.toml");

@@ -64,31 +64,31 @@ pub struct Measured {
 }
 
 /// The script that measures [`Measured`] (run as root); [`parse_measured`] reads its output.
+/// Listening ports come from `/proc/net/tcp{,6}` (state `0A`), not `ss`: `ss` makes the kernel
+/// load the `inet_diag` and `tcp_diag` modules, and a plan must leave hosts as it found them.
 pub const MEASURE_SCRIPT: &str = "echo \"uid=$(id -u)\"; \
-if command -v ss >/dev/null 2>&1; then ss -Hltn | awk '{print \"listen=\" $4}'; else echo ss=missing; fi; \
+if [ -r /proc/net/tcp ]; then echo tcp=read; \
+awk 'FNR>1 && $4==\"0A\" {n=split($2,a,\":\"); print \"listenhex=\" a[n]}' /proc/net/tcp /proc/net/tcp6 2>/dev/null; fi; \
 df -Pk /var/lib 2>/dev/null | awk 'NR==2 {print \"varlib_kib=\" $4}'";
 
 /// Reads [`MEASURE_SCRIPT`]'s output; `skew` is measured separately.
 pub fn parse_measured(out: &str, skew: f64) -> Measured {
     let mut m = Measured {
         skew,
-        listening: Some(Vec::new()),
         ..Measured::default()
     };
     for line in out.lines() {
         let line = line.trim();
         if let Some(uid) = line.strip_prefix("uid=") {
             m.root = uid.trim() == "0";
-        } else if let Some(addr) = line.strip_prefix("listen=") {
-            // `0.0.0.0:22`, `[::]:22`, `*:22`, `10.0.0.1%eth0:53`: the port follows the last colon.
-            let port = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
-            if let (Some(p), Some(list)) = (port, m.listening.as_mut()) {
+        } else if line == "tcp=read" {
+            m.listening.get_or_insert_with(Vec::new);
+        } else if let Some(hex) = line.strip_prefix("listenhex=") {
+            if let (Ok(p), Some(list)) = (u16::from_str_radix(hex.trim(), 16), m.listening.as_mut()) {
                 if !list.contains(&p) {
                     list.push(p);
                 }
             }
-        } else if line == "ss=missing" {
-            m.listening = None;
         } else if let Some(kib) = line.strip_prefix("varlib_kib=") {
             m.var_lib_free = kib.trim().parse::<u64>().ok().map(|k| k * 1024);
         }
@@ -189,7 +189,7 @@ pub fn check_host(cfg: &InstallConfig, h: &HostInput<'_>, median_skew: f64) -> V
                     ));
                 }
             }
-            None => out.push(Finding::warn("ports not checked: `ss` is missing (iproute2)", "")),
+            None => out.push(Finding::warn("ports not checked: /proc/net/tcp is not readable", "")),
         }
     }
     let off = m.skew - median_skew;
@@ -281,7 +281,7 @@ mod tests {
     }
 
     fn good_measured() -> Measured {
-        parse_measured("uid=0\nlisten=0.0.0.0:22\nlisten=[::]:22\nvarlib_kib=20971520\n", 0.2)
+        parse_measured("uid=0\ntcp=read\nlistenhex=0016\nlistenhex=0016\nvarlib_kib=20971520\n", 0.2)
     }
 
     fn input<'a>(name: &'a str, f: &'a Facts, m: &'a Measured) -> HostInput<'a> {
@@ -297,15 +297,28 @@ mod tests {
     #[test]
     fn parses_what_the_measure_script_prints() {
         let m = parse_measured(
-            "uid=0\nlisten=127.0.0.1:631\nlisten=[::1]:631\nlisten=*:6443\nlisten=10.0.0.1%eth0:53\nvarlib_kib=1024\n",
+            "uid=0\ntcp=read\nlistenhex=0277\nlistenhex=0277\nlistenhex=192B\nlistenhex=0035\nvarlib_kib=1024\n",
             1.5,
         );
         assert!(m.root);
         assert_eq!(m.listening, Some(vec![631, 6443, 53]));
         assert_eq!(m.var_lib_free, Some(1 << 20));
         assert_eq!(m.skew, 1.5);
-        assert_eq!(parse_measured("uid=1000\nss=missing\n", 0.0).listening, None);
+        assert_eq!(parse_measured("uid=1000\n", 0.0).listening, None);
         assert!(!parse_measured("uid=1000\n", 0.0).root);
+    }
+
+    #[test]
+    fn the_measure_script_finds_a_listening_port_on_this_machine() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let out = std::process::Command::new("sh")
+            .args(["-c", MEASURE_SCRIPT])
+            .output()
+            .unwrap();
+        let m = parse_measured(&String::from_utf8_lossy(&out.stdout), 0.0);
+        assert!(m.listening.unwrap().contains(&port), "port {port} not seen");
+        assert!(m.var_lib_free.unwrap() > 0);
     }
 
     #[test]
@@ -320,7 +333,7 @@ mod tests {
         f.arch = "riscv64".into();
         f.cpu.logical = 1;
         f.memory.total_bytes = 1 << 30;
-        let m = parse_measured("uid=1000\nlisten=*:6443\nvarlib_kib=1024\n", 0.0);
+        let m = parse_measured("uid=1000\ntcp=read\nlistenhex=192B\nvarlib_kib=1024\n", 0.0);
         let found = check_host(&cfg(), &input("vm0", &f, &m), 0.0);
         let text: Vec<String> = found.iter().map(Finding::line).collect();
         assert_eq!(found.len(), 6, "{text:#?}");
@@ -333,11 +346,11 @@ mod tests {
     #[test]
     fn agents_are_not_checked_for_control_plane_ports_and_our_hosts_not_at_all() {
         let f = good_facts();
-        let m = parse_measured("uid=0\nlisten=*:6443\nvarlib_kib=20971520\n", 0.0);
+        let m = parse_measured("uid=0\ntcp=read\nlistenhex=192B\nvarlib_kib=20971520\n", 0.0);
         let mut h = input("vm0", &f, &m);
         h.server = false;
         assert_eq!(check_host(&cfg(), &h, 0.0), vec![]);
-        let m2 = parse_measured("uid=0\nlisten=*:10250\nvarlib_kib=20971520\n", 0.0);
+        let m2 = parse_measured("uid=0\ntcp=read\nlistenhex=280A\nvarlib_kib=20971520\n", 0.0);
         let mut h2 = input("vm0", &f, &m2);
         h2.server = false;
         assert_eq!(check_host(&cfg(), &h2, 0.0).len(), 1);

@@ -1,0 +1,177 @@
+//! `ferry plan`, `apply` and `rollback` given bad input: each stops before reaching any host
+//! with one line naming the cause and what to do, and a non-zero exit. (Real hosts: the VM
+//! tests in `baseline_vm.rs`.)
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ferry(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir.join("home"))
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap()
+}
+
+/// The one error line, after checking the command failed without panicking.
+fn error_line(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "succeeded:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr.lines().next().unwrap_or_default().to_string()
+}
+
+fn site() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("inventory.toml"),
+        "[[hosts]]\nname = \"vm0\"\naddress = \"127.0.0.1\"\nport = 1\nuser = \"root\"\nkey = \"k\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("site.toml"),
+        "inventory = \"inventory.toml\"\n[cluster]\nname = \"t\"\n",
+    )
+    .unwrap();
+    d
+}
+
+#[test]
+fn a_missing_answer_file_is_named() {
+    let d = site();
+    for cmd in ["plan", "apply"] {
+        let line = error_line(&ferry(d.path(), &[cmd, "--answers", "nope.toml"]));
+        assert!(
+            line.starts_with("error: reading answer file nope.toml:")
+                && line.contains("--answers"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_key_is_named_with_its_line() {
+    let d = site();
+    std::fs::write(
+        d.path().join("typo.toml"),
+        "inventory = \"inventory.toml\"\n[cluster]\nname = \"t\"\n[baseline]\nswapoff = true\n",
+    )
+    .unwrap();
+    let line = error_line(&ferry(d.path(), &["plan", "--answers", "typo.toml"]));
+    assert!(
+        line.starts_with("error: typo.toml:5:1: unknown field `swapoff`, expected one of"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_missing_inventory_is_named() {
+    let d = site();
+    std::fs::write(
+        d.path().join("a.toml"),
+        "inventory = \"gone.toml\"\n[cluster]\nname = \"t\"\n",
+    )
+    .unwrap();
+    let line = error_line(&ferry(d.path(), &["apply", "--answers", "a.toml"]));
+    assert!(
+        line.starts_with("error: a.toml: inventory: reading inventory gone.toml:"),
+        "{line}"
+    );
+}
+
+#[test]
+fn force_needs_a_host_name_and_a_host_of_the_inventory() {
+    let d = site();
+    let line = error_line(&ferry(d.path(), &["plan", "--answers", "site.toml", "--force"]));
+    assert!(line.contains("a value is required for '--force <HOST>'"), "{line}");
+    let out = ferry(
+        d.path(),
+        &["plan", "--answers", "site.toml", "--force", "vm9", "--timeout", "1"],
+    );
+    let line = error_line(&out);
+    assert!(
+        line.starts_with("error: --force vm9: no host named vm9 in inventory.toml"),
+        "{line}"
+    );
+}
+
+#[test]
+fn rolling_back_an_unknown_run_names_the_runs_directory() {
+    let d = site();
+    let line = error_line(&ferry(
+        d.path(),
+        &["rollback", "--run", "NOPE", "--answers", "site.toml"],
+    ));
+    let runs = d.path().join("home/.ferry/runs");
+    assert_eq!(
+        line,
+        format!(
+            "error: no run NOPE in {}; there are no runs there (give the --run-dir the run used)",
+            runs.display()
+        )
+    );
+    // With runs present, it lists them.
+    for id in ["20250101-000000-aaaa", "20250102-000000-bbbb"] {
+        std::fs::create_dir_all(runs.join(id)).unwrap();
+        std::fs::write(runs.join(id).join("journal.jsonl"), "").unwrap();
+    }
+    let line = error_line(&ferry(
+        d.path(),
+        &["rollback", "--run", "20250103-000000-cccc", "--answers", "site.toml"],
+    ));
+    assert!(
+        line.ends_with("runs there: 20250102-000000-bbbb, 20250101-000000-aaaa (newest 20250102-000000-bbbb)"),
+        "{line}"
+    );
+}
+
+#[test]
+fn rolling_back_a_run_with_nothing_left_is_harmless() {
+    let d = site();
+    let run = d.path().join("runs/20250101-000000-aaaa");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("journal.jsonl"), "").unwrap();
+    let out = ferry(
+        d.path(),
+        &[
+            "rollback", "--run", "20250101-000000-aaaa", "--answers", "site.toml", "--run-dir", "runs",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "nothing to roll back in run 20250101-000000-aaaa\n"
+    );
+}
+
+#[test]
+fn a_bundle_without_its_public_key_is_refused() {
+    let d = site();
+    std::fs::write(
+        d.path().join("b.toml"),
+        "inventory = \"inventory.toml\"\nbundle = \"site.ferry\"\n[cluster]\nname = \"t\"\n",
+    )
+    .unwrap();
+    let line = error_line(&ferry(d.path(), &["plan", "--answers", "b.toml"]));
+    assert!(
+        line.starts_with("error: b.toml: bundle-pubkey: required when `bundle` is set"),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_unreachable_host_is_reported_in_the_plan_and_fails_it() {
+    let d = site();
+    let out = ferry(
+        d.path(),
+        &["plan", "--answers", "site.toml", "--json", "--timeout", "2", "--attempts", "1"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["hosts"][0]["host"], "vm0");
+    assert_eq!(v["hosts"][0]["status"], "unreachable");
+    assert!(v["hosts"][0]["reasons"][0].as_str().unwrap().contains("fix:"));
+}
