@@ -167,13 +167,10 @@ impl Resource for OsRepo {
         let r = RepoRef::of(&self.repo);
         host.restore_file(SOURCE_LIST, &before.source_list).await?;
         if !before.present {
-            // apt's list of this repository is named after its path.
-            let list = format!(
-                "/var/lib/apt/lists/{}",
-                r.dir().trim_start_matches('/').replace('/', "_")
-            );
+            // apt names its copy of the index after the path (`_var_lib_ferry_repo_<digest>_._Packages`).
+            let list = r.dir().trim_start_matches('/').replace('/', "_");
             host.run_ok(&format!(
-                "rm -rf {dir} {dir}.partial && rm -f {list}_*",
+                "rm -rf {dir} {dir}.partial && rm -f /var/lib/apt/lists/*{list}_*",
                 dir = shell_quote(&r.dir()),
                 list = shell_quote(&list)
             ))
