@@ -708,10 +708,7 @@ fn baseline_applies_converges_survives_a_reboot_and_rolls_back() {
 /// another cluster, cloned machine-ids.
 #[test]
 fn failures_roll_back_the_failed_host_and_guards_refuse_foreign_hosts() {
-    let have_dpkg = which("dpkg-deb") && which("dpkg-scanpackages");
-    if !ferry_tests::require(
-        (!have_dpkg).then(|| "dpkg-deb/dpkg-scanpackages missing (Debian package dpkg-dev)".into()),
-    ) {
+    if !ferry_tests::require(ferry_tests::standin::missing_tools()) {
         return;
     }
     let Some((_guard, bed, _)) = start_bed() else {
@@ -901,34 +898,21 @@ fn bench_baseline_apply() {
 
 // ------------------------------------------------------------------------ the stand-in bundle
 
-fn which(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// A signed bundle `site.ferry` (key `vendor`) whose `debian-12` deb repository holds two
 /// STAND-IN packages built here: `ferry-standin-hello` (installs one file) and
-/// `ferry-standin-broken` (its postinst fails, as a real package's can).
+/// `ferry-standin-broken` (its postinst fails, as a real package's can, after dpkg unpacked it).
 fn build_bundle(dir: &Path) {
+    use ferry_tests::standin::{deb, flat_repo, DebFile};
     let debs = dir.join("debs");
     fs::create_dir_all(&debs).unwrap();
-    build_deb(dir, &debs, "ferry-standin-hello", "exit 0");
-    build_deb(
-        dir,
-        &debs,
-        "ferry-standin-broken",
-        "echo 'ferry-standin-broken: failing on purpose (test)' >&2; exit 1",
-    );
-    let index = Command::new("dpkg-scanpackages")
-        .args(["-m", "."])
-        .current_dir(&debs)
-        .stderr(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(index.status.success(), "dpkg-scanpackages failed");
-    fs::write(debs.join("Packages"), &index.stdout).unwrap();
+    let file = DebFile {
+        path: "/usr/share/ferry-standin/hello",
+        content: "STAND-IN package built by ferry's VM tests\n",
+        mode: 0o644,
+    };
+    deb(&debs, "ferry-standin-hello", "1.0", &[], &[file]);
+    broken_deb(dir, &debs);
+    flat_repo(&debs);
     fs::write(
         dir.join("bundle.toml"),
         "[bundle]\nname = \"vm-baseline\"\nversion = \"1.0.0\"\n\n[[os_packages]]\n\
@@ -955,8 +939,11 @@ fn build_bundle(dir: &Path) {
     ferry(&["bundle", "build", "bundle.toml", "-o", "site.ferry", "--sign-key", "vendor"]);
 }
 
-fn build_deb(dir: &Path, debs: &Path, name: &str, postinst: &str) {
+/// `ferry-standin-broken`: standin::deb makes packages without maintainer scripts, and this
+/// one needs a failing postinst.
+fn broken_deb(dir: &Path, debs: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
+    let name = "ferry-standin-broken";
     let root = dir.join(format!("build-{name}"));
     fs::create_dir_all(root.join("DEBIAN")).unwrap();
     fs::create_dir_all(root.join("usr/share/ferry-standin")).unwrap();
@@ -974,7 +961,11 @@ fn build_deb(dir: &Path, debs: &Path, name: &str, postinst: &str) {
     )
     .unwrap();
     let script = root.join("DEBIAN/postinst");
-    fs::write(&script, format!("#!/bin/sh\n{postinst}\n")).unwrap();
+    fs::write(
+        &script,
+        "#!/bin/sh\necho 'ferry-standin-broken: failing on purpose (test)' >&2\nexit 1\n",
+    )
+    .unwrap();
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
     let out = Command::new("dpkg-deb")
         .args(["--root-owner-group", "-Zgzip", "--build"])
