@@ -123,10 +123,7 @@ impl Resource for Containerd {
             ))
             .await?;
         }
-        host.run_ok(&format!(
-            "systemctl enable --quiet {UNIT} && systemctl restart {UNIT}"
-        ))
-        .await?;
+        observed.service.start(host, UNIT).await?;
         let started = Instant::now();
         loop {
             let out = host.run("ctr version").await?;

@@ -151,6 +151,20 @@ impl ServiceState {
         Ok(())
     }
 
+    /// Enables the unit (unless this state says it is) and (re)starts it so it reads its
+    /// configuration anew. `systemctl enable` is skipped when not needed: for units with a
+    /// SysV script beside them it runs update-rc.d, seconds on a small host.
+    pub(crate) async fn start(&self, host: &dyn Host, unit: &str) -> Result<(), HostError> {
+        let enable = if self.enabled {
+            String::new()
+        } else {
+            format!("systemctl enable --quiet {unit} && ")
+        };
+        host.run_ok(&format!("{enable}systemctl restart {unit}"))
+            .await?;
+        Ok(())
+    }
+
     /// `enabled, active` / `disabled, inactive` for a plan row.
     pub(crate) fn describe(&self) -> String {
         format!(

@@ -373,10 +373,7 @@ impl Resource for TimeSync {
         }
         let mode = observed.chrony_conf.mode.unwrap_or(0o644);
         host.write_file(CHRONY_CONF, main.as_bytes(), mode).await?;
-        host.run_ok(&format!(
-            "systemctl enable --quiet {UNIT} && systemctl restart {UNIT}"
-        ))
-        .await?;
+        observed.service.start(host, UNIT).await?;
         match &self.role {
             TimeRole::Follower { source } => self.check_follower(host, source).await,
             TimeRole::Source { .. } => {
