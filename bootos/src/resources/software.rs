@@ -20,6 +20,7 @@ use super::timesync::TimeSync;
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum SoftwareResource {
     /// chrony: the site's time source or a follower of it.
+    #[serde(rename = "timesync")]
     TimeSync(TimeSync),
     /// The bundle's OS package repository on the host, as an apt source.
     OsRepo(OsRepo),
@@ -336,6 +337,35 @@ mod tests {
         assert!(!w.kinds(&skip, 1).contains(&"gpu-driver".to_string()));
         w.artifacts.gpu_driver = None;
         assert!(!w.kinds(&cfg, 1).contains(&"gpu-driver".to_string()));
+    }
+
+    #[test]
+    fn a_journal_can_rebuild_every_resource_from_json() {
+        let mut w = World::new();
+        w.facts.container_runtimes.clear();
+        w.facts.gpus = vec![Gpu::default()];
+        let cfg = BaselineConfig {
+            packages: vec!["jq".into()],
+            ..BaselineConfig::default()
+        };
+        let ctx = HostContext {
+            member: &w.members[1],
+            facts: &w.facts,
+            members: &w.members,
+            time_source: Some(&w.members[0]),
+            artifacts: &w.artifacts,
+            cluster_id: "c1",
+            cluster_name: "site",
+        };
+        let all = resources(&cfg, &ctx);
+        assert_eq!(all.len(), 5);
+        for r in all {
+            let json = serde_json::to_value(&r).unwrap();
+            let kind = json["kind"].as_str().unwrap().to_string();
+            assert_eq!(kind, r.as_dyn().id(), "{json}");
+            let back: SoftwareResource = serde_json::from_value(json).unwrap();
+            assert_eq!(back, r);
+        }
     }
 
     #[test]

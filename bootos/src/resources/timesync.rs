@@ -31,8 +31,12 @@ const UNIT: &str = "chrony";
 const DISABLED: &str = "#ferry: ";
 const BEGIN: &str = "# BEGIN ferry time sync";
 const END: &str = "# END ferry time sync";
-/// How long a follower may take to select the source and come within the limit.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a follower may take, by default, to select the source and come within the limit.
+pub const CHECK_TIMEOUT_SECS: u64 = 60;
+
+fn default_check_timeout() -> u64 {
+    CHECK_TIMEOUT_SECS
+}
 
 /// What a host does in the site's time sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +63,9 @@ pub struct TimeSync {
     pub role: TimeRole,
     /// Largest offset from the source accepted after sync (followers), in milliseconds.
     pub max_skew_ms: u64,
+    /// How long a follower may take to select the source and come within the limit.
+    #[serde(default = "default_check_timeout")]
+    pub check_timeout_secs: u64,
 }
 
 /// What `observe` finds: the two files, chrony's presence and its service.
@@ -99,6 +106,7 @@ impl TimeSync {
         Some(TimeSync {
             role,
             max_skew_ms: cfg.max_skew_ms,
+            check_timeout_secs: CHECK_TIMEOUT_SECS,
         })
     }
 
@@ -207,13 +215,13 @@ impl TimeSync {
                 (Some(s), _) => format!("chrony selected {s}, not {source}"),
                 (None, _) => format!("chrony has not selected {source} yet"),
             };
-            if started.elapsed() > CHECK_TIMEOUT {
+            if started.elapsed() > Duration::from_secs(self.check_timeout_secs) {
                 return Err(ResourceError::Check(format!(
                     "{}: time did not follow {source} within {} s: {last}; check that {source} \
                      runs chrony as the time source (it is set up first) and that UDP port 123 \
                      from this host to it is open (`chronyc -n sources` shows what chrony sees)",
                     host.name(),
-                    CHECK_TIMEOUT.as_secs()
+                    self.check_timeout_secs
                 )));
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -433,6 +441,7 @@ rtcsync
                 upstream: vec![],
             },
             max_skew_ms: 500,
+            check_timeout_secs: CHECK_TIMEOUT_SECS,
         }
     }
 
@@ -442,6 +451,7 @@ rtcsync
                 source: "10.0.0.1".into(),
             },
             max_skew_ms: 500,
+            check_timeout_secs: CHECK_TIMEOUT_SECS,
         }
     }
 
