@@ -324,7 +324,8 @@ fn expect_status(plan: &Run, host: &str, want: &str) -> PlannedHost {
 type Observed = BTreeMap<String, String>;
 
 /// Everything under /etc ferry could touch is in `etc` (path, mode, sha256) and `etc-mtime`;
-/// the other sections are the running state those files do not show.
+/// the other sections are the running state those files do not show. /etc/machine-id's mtime
+/// changes at each boot (the testbed gives the id on the kernel command line).
 const OBSERVE: &str = r#"
 s() { echo "@@@$1"; }
 s hostname; hostname
@@ -346,7 +347,7 @@ s packages; dpkg-query -W -f '${Package} ${Status}\n' 'ferry-standin-*' 2>/dev/n
 s etc; find /etc -xdev -type f ! -path /etc/adjtime ! -path /etc/ld.so.cache -exec sha256sum {} + | sort -k2
 find /etc -xdev \( -type f -o -type d \) -printf '%p mode %m\n' | sort
 find /etc -xdev -type l -printf '%p -> %l\n' | sort
-s etc-mtime; find /etc -xdev -type f ! -path /etc/adjtime ! -path /etc/ld.so.cache -printf '%p %T@\n' | sort
+s etc-mtime; find /etc -xdev -type f ! -path /etc/adjtime ! -path /etc/ld.so.cache ! -path /etc/machine-id -printf '%p %T@\n' | sort
 "#;
 
 fn observe(vm: &Vm) -> Observed {
