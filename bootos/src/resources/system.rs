@@ -166,11 +166,13 @@ mod tests {
 
     #[test]
     fn applies_in_the_documented_order_and_ids_are_unique() {
-        let mut cfg = BaselineConfig::default();
-        cfg.dns = Some(DnsConfig {
-            nameservers: vec!["10.0.0.53".into()],
-            search: vec![],
-        });
+        let cfg = BaselineConfig {
+            dns: Some(DnsConfig {
+                nameservers: vec!["10.0.0.53".into()],
+                search: vec![],
+            }),
+            ..BaselineConfig::default()
+        };
         let got = ids(&cfg, &Facts::default());
         assert_eq!(
             got,
