@@ -224,7 +224,7 @@ async fn packages_come_from_the_bundle_and_go_on_revert(
     standin::flat_repo(&repo_dir);
     let local = LocalRepo {
         dir: repo_dir,
-        digest: "sha256-ferrytestrepo".into(),
+        digest: format!("sha256:{}", "0f".repeat(32)),
         distro: "debian-12".into(),
         format: "deb".into(),
     };

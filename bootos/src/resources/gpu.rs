@@ -66,7 +66,10 @@ impl GpuDriver {
 
     /// The directory the package is sent to on hosts.
     pub fn remote_dir(&self) -> String {
-        format!("{DRIVER_ROOT}/{}", self.driver.sha256)
+        format!(
+            "{DRIVER_ROOT}/{}",
+            super::packages::path_name(&self.driver.sha256)
+        )
     }
 
     fn kernel_refusal(&self, kernel: &str) -> Option<String> {

@@ -50,15 +50,21 @@ impl RepoRef {
         }
     }
 
-    /// Its directory on hosts.
+    /// Its directory on hosts: named after the digest, with `:` as `-` (`sha256-<hex>`), since
+    /// a colon in a `file:` URI path is not something to trust every apt version with.
     pub fn dir(&self) -> String {
-        format!("{REPO_ROOT}/{}", self.digest)
+        format!("{REPO_ROOT}/{}", path_name(&self.digest))
     }
 
     /// The apt source line for it.
     pub fn source_line(&self) -> String {
         format!("deb [trusted=yes] file:{} ./\n", self.dir())
     }
+}
+
+/// A digest as one path component.
+pub(crate) fn path_name(digest: &str) -> String {
+    digest.replace(':', "-").replace(['/', ' '], "_")
 }
 
 /// The repository directory sent to the host and made apt's source.
@@ -387,7 +393,7 @@ halfway iF
     #[test]
     fn one_line_names_the_package_and_the_fix() {
         let r = RepoRef {
-            digest: "sha256-abc".into(),
+            digest: "sha256:abc".into(),
             distro: "debian-12".into(),
         };
         assert_eq!(
