@@ -78,7 +78,21 @@ fn system_baseline_applies_rolls_back_and_survives_a_reboot() {
          mkswap -q /swapfile >/dev/null; echo '/swapfile none swap sw 0 0' >> /etc/fstab; swapon -a; \
          ip -4 route del default 2>/dev/null || true",
     );
-    assert!(sh(vm, "cat /proc/swaps").contains("/swapfile"));
+    // Two swap areas from units of their own, not fstab: one shipped like a package's (masked
+    // by the resource), one hand-written in /etc (disabled: mask cannot shadow it).
+    sh(
+        vm,
+        "set -e; for n in 2 3; do dd if=/dev/zero of=/swap$n bs=1M count=32 status=none; \
+         chmod 600 /swap$n; mkswap -q /swap$n >/dev/null; done; \
+         u='[Swap]\\nWhat=%s\\n[Install]\\nWantedBy=swap.target\\n'; \
+         printf \"$u\" /swap2 > /usr/lib/systemd/system/swap2.swap; \
+         printf \"$u\" /swap3 > /etc/systemd/system/swap3.swap; \
+         systemctl daemon-reload; systemctl enable --now swap2.swap swap3.swap 2>/dev/null",
+    );
+    let swaps = sh(vm, "cat /proc/swaps");
+    for s in ["/swapfile", "/swap2", "/swap3"] {
+        assert!(swaps.contains(s), "{s} not on: {swaps}");
+    }
     assert_eq!(sh(vm, "ip -4 route show default"), "");
 
     let host = rt.block_on(host_for(vm, dir.path()));
@@ -217,7 +231,11 @@ fn system_baseline_applies_rolls_back_and_survives_a_reboot() {
         }
         assert_eq!(observe_all(&host, &set).await, befores);
         assert_eq!(sh(vm, "hostname").trim(), "pre-ferry");
-        assert!(sh(vm, "cat /proc/swaps").contains("/swapfile"));
+        let swaps = sh(vm, "cat /proc/swaps");
+        for s in ["/swapfile", "/swap2", "/swap3"] {
+            assert!(swaps.contains(s), "{s} not back on after rollback: {swaps}");
+        }
+        assert_eq!(sh(vm, "systemctl is-enabled swap3.swap").trim(), "enabled");
         assert_eq!(sh(vm, "ip -4 route show default"), "");
         assert!(!vm.ssh("ip link show ferry0").unwrap().success());
 

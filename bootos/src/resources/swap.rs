@@ -1,7 +1,9 @@
 //! Swap off now (`swapoff -a`) and at boot: the swap lines of `/etc/fstab` are commented out
 //! with a `# ferry: ` prefix (systemd's fstab generator then makes no swap unit for them), and a
-//! swap active from elsewhere (a hand-written `.swap` unit) has its unit masked. Revert puts the
-//! old fstab back, unmasks what it masked and turns the swap areas that were on back on.
+//! swap active from a `.swap` unit of its own has that unit masked (a packaged or generated
+//! unit) or disabled (a unit file in /etc/systemd/system, which `systemctl mask` cannot
+//! shadow). Revert puts the old fstab back, unmasks and re-enables what it changed, and turns
+//! the swap areas that were on back on.
 
 use async_trait::async_trait;
 use ferry_inventory::facts::Facts;
@@ -29,6 +31,9 @@ pub struct SwapState {
     pub active: Vec<String>,
     /// Masked `.swap` units.
     pub masked: Vec<String>,
+    /// `.swap` units enabled in /etc/systemd/system (wanted by a target).
+    #[serde(default)]
+    pub enabled: Vec<String>,
 }
 
 /// Whether an fstab line is an active swap entry (type field `swap`).
@@ -93,8 +98,16 @@ pub fn parse_unit_list(out: &str) -> Vec<String> {
 const MASKED: &str = "for f in /etc/systemd/system/*.swap /run/systemd/system/*.swap; do \
      if [ \"$(readlink \"$f\" 2>/dev/null)\" = /dev/null ]; then echo \"${f##*/}\"; fi; done";
 
+/// Enabled swap units: their links in a target's `.wants` directory.
+const ENABLED: &str = "for f in /etc/systemd/system/*.wants/*.swap; do \
+     if [ -L \"$f\" ]; then echo \"${f##*/}\"; fi; done";
+
 async fn masked_units(host: &dyn Host) -> Result<Vec<String>, ResourceError> {
     Ok(parse_unit_list(&host.run_ok(MASKED).await?))
+}
+
+async fn enabled_units(host: &dyn Host) -> Result<Vec<String>, ResourceError> {
+    Ok(parse_unit_list(&host.run_ok(ENABLED).await?))
 }
 
 #[async_trait]
@@ -118,6 +131,7 @@ impl Resource for SwapOff {
             fstab,
             active: parse_proc_swaps(&swaps),
             masked: masked_units(host).await?,
+            enabled: enabled_units(host).await?,
         })
     }
 
@@ -149,9 +163,9 @@ impl Resource for SwapOff {
             host.write_file(FSTAB, new.as_bytes(), observed.fstab.mode.unwrap_or(0o644))
                 .await?;
         }
-        // A swap that fstab did not give comes from a unit file of its own (hand-written, or
-        // a generator such as zram's): mask it, or it is back at the next boot. One turned on
-        // by hand has no unit file and does not come back.
+        // A swap that fstab did not give comes from a unit file of its own (packaged,
+        // hand-written, or a generator's such as zram's): mask or disable it, or it is back at
+        // the next boot. One turned on by hand has no unit file and does not come back.
         let mut script = String::new();
         for path in observed.active.iter().filter(|p| !from_fstab.contains(p)) {
             let p = shell_quote(path);
@@ -159,7 +173,9 @@ impl Resource for SwapOff {
                 "u=$(systemd-escape -p --suffix=swap {p}); \
                  if [ -n \"$(systemctl show --value -p FragmentPath \"$u\" 2>/dev/null)\" ] \
                  && [ \"$(systemctl show --value -p SourcePath \"$u\")\" != /etc/fstab ]; then \
-                 systemctl mask --quiet \"$u\"; fi\n"
+                 case \"$(systemctl show --value -p FragmentPath \"$u\")\" in \
+                 /etc/systemd/system/*) systemctl disable --quiet \"$u\" ;; \
+                 *) systemctl mask --quiet \"$u\" ;; esac; fi\n"
             ));
         }
         script.push_str("swapoff -a\n");
@@ -187,12 +203,16 @@ impl Resource for SwapOff {
                 ));
             }
         }
+        let enabled = enabled_units(host).await?;
+        for unit in before.enabled.iter().filter(|u| !enabled.contains(u)) {
+            script.push_str(&format!("systemctl enable --quiet {}\n", shell_quote(unit)));
+        }
         script.push_str("if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi\n");
         for path in &before.active {
             let p = shell_quote(path);
             // Idempotent: only what is not on already.
             script.push_str(&format!(
-                "if ! tail -n +2 /proc/swaps | awk '{{print $1}}' | grep -qxF -- {p}; then swapon -- {p}; fi\n"
+                "if ! swapon --show=NAME --noheadings | grep -qxF -- {p}; then swapon -- {p}; fi\n"
             ));
         }
         host.run_ok(&script).await?;
@@ -250,6 +270,7 @@ UUID=abc / ext4 errors=remount-ro 0 1\n\
             },
             active: vec![],
             masked: vec![],
+            enabled: vec![],
         };
         assert!(SwapOff {}.diff(&s).is_empty());
     }
@@ -263,6 +284,7 @@ UUID=abc / ext4 errors=remount-ro 0 1\n\
             },
             active: vec!["/swapfile".into()],
             masked: vec![],
+            enabled: vec![],
         };
         assert_eq!(
             SwapOff {}.diff(&s),
