@@ -343,6 +343,22 @@ async fn gpu_driver_installs_verifies_and_uninstalls(
     }
     assert!(!ok(vm, "command -v nvidia-smi"));
 
+    // A package that is not the version it claims: the check after the install catches it,
+    // and revert after that failed apply takes the install away.
+    let mut mislabelled = driver(vec![kernel.clone()]);
+    mislabelled.driver.version = "550.90.08".into();
+    let observed = mislabelled.observe(h).await.unwrap();
+    match mislabelled.apply(h, &observed).await {
+        Err(ResourceError::Check(why)) => assert!(
+            why.contains("after installing NVIDIA driver 550.90.08, nvidia-smi reports 550.90.07"),
+            "{why}"
+        ),
+        r => panic!("expected a failed check, got {r:?}"),
+    }
+    mislabelled.revert(h, &observed).await.unwrap();
+    assert!(!ok(vm, "command -v nvidia-smi"));
+    assert!(!ok(vm, "command -v nvidia-installer"));
+
     let g = driver(vec![kernel]);
     let (before, took) = apply(&g, h).await;
     assert_eq!(

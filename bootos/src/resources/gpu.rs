@@ -6,6 +6,8 @@
 //! cannot come back from the bundle, so revert says so instead of leaving the host without one.
 //! The `.run` contract is the same on RedHat (it builds the module against the running kernel).
 
+use std::cmp::Ordering;
+
 use async_trait::async_trait;
 use ferry_inventory::facts::Facts;
 use ferry_inventory::ssh::shell_quote;
@@ -17,7 +19,6 @@ use crate::os::{self, Family};
 use crate::resource::{Change, Resource, ResourceError};
 
 use super::software::compare_versions;
-use std::cmp::Ordering;
 
 /// Where driver packages are kept on hosts, one directory per package sha256.
 pub const DRIVER_ROOT: &str = "/var/lib/ferry/drivers";
@@ -36,6 +37,10 @@ pub struct GpuState {
     pub version: Option<String>,
     /// The running kernel (`uname -r`).
     pub kernel: String,
+    /// `nvidia-installer` was there (an install that failed before `nvidia-smi` worked still
+    /// leaves it, and revert must then uninstall).
+    #[serde(default)]
+    pub installer: bool,
 }
 
 /// Reads the version `nvidia-smi --query-gpu=driver_version --format=csv,noheader` printed
@@ -85,6 +90,10 @@ impl GpuDriver {
         ))
     }
 
+    async fn has_installer(host: &dyn Host) -> Result<bool, ResourceError> {
+        Ok(host.run("command -v nvidia-installer").await?.success())
+    }
+
     async fn read_version(host: &dyn Host) -> Result<Option<String>, ResourceError> {
         let out = host
             .run(
@@ -125,6 +134,7 @@ impl Resource for GpuDriver {
         Ok(GpuState {
             version: Self::read_version(host).await?,
             kernel,
+            installer: Self::has_installer(host).await?,
         })
     }
 
@@ -167,12 +177,13 @@ impl Resource for GpuDriver {
 
     async fn revert(&self, host: &dyn Host, before: &GpuState) -> Result<(), ResourceError> {
         let now = Self::read_version(host).await?;
-        if now == before.version {
+        let left_an_installer = !before.installer && Self::has_installer(host).await?;
+        if now == before.version && !left_an_installer {
             host.run_ok(&format!("rm -rf {}", shell_quote(&self.remote_dir())))
                 .await?;
             return Ok(());
         }
-        if let Some(old) = &before.version {
+        if let Some(old) = before.version.as_ref().filter(|_| now != before.version) {
             return Err(ResourceError::Refused(format!(
                 "{}: NVIDIA driver {old} was replaced by {}; ferry cannot put {old} back (the \
                  bundle holds only the new one): reinstall {old} from its own package if it is \
@@ -245,6 +256,7 @@ mod tests {
         let at = |v: Option<&str>| GpuState {
             version: v.map(str::to_string),
             kernel: "6.1.0-18-amd64".into(),
+            installer: v.is_some(),
         };
         assert_eq!(d.diff(&at(None))[0].from, "absent");
         assert_eq!(d.diff(&at(Some("535.104.05")))[0].to, "550.90.07");

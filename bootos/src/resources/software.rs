@@ -143,12 +143,15 @@ impl ServiceState {
 
     /// Puts the unit back as it was.
     pub(crate) async fn restore(&self, host: &dyn Host, unit: &str) -> Result<(), HostError> {
-        let enable = if self.enabled { "enable" } else { "disable" };
+        // Only when it differs: enabling or disabling may run update-rc.d (see `start`).
+        let enable = if self.enabled {
+            format!("systemctl is-enabled --quiet {unit} || systemctl enable --quiet {unit}")
+        } else {
+            format!("! systemctl is-enabled --quiet {unit} || systemctl disable --quiet {unit}")
+        };
         let run = if self.active { "restart" } else { "stop" };
-        host.run_ok(&format!(
-            "systemctl {enable} --quiet {unit} && systemctl {run} {unit}"
-        ))
-        .await?;
+        host.run_ok(&format!("{{ {enable}; }} && systemctl {run} {unit}"))
+            .await?;
         Ok(())
     }
 
