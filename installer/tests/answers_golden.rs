@@ -66,7 +66,11 @@ fn bad_answer_files_give_one_line_naming_the_key_and_the_fix() {
         let out = validate(&path);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(1), "{}: {stderr}", path.display());
-        assert!(out.stdout.is_empty(), "{}: printed a config", path.display());
+        assert!(
+            out.stdout.is_empty(),
+            "{}: printed a config",
+            path.display()
+        );
         let abs = Path::new(env!("CARGO_MANIFEST_DIR")).join(&path);
         let want = golden::expected_error(&abs.with_extension("err"));
         let got = stderr.trim_end();

@@ -45,8 +45,7 @@ fn a_missing_answer_file_is_named() {
     for cmd in ["plan", "apply"] {
         let line = error_line(&ferry(d.path(), &[cmd, "--answers", "nope.toml"]));
         assert!(
-            line.starts_with("error: reading answer file nope.toml:")
-                && line.contains("--answers"),
+            line.starts_with("error: reading answer file nope.toml:") && line.contains("--answers"),
             "{line}"
         );
     }
@@ -85,11 +84,25 @@ fn a_missing_inventory_is_named() {
 #[test]
 fn force_needs_a_host_name_and_a_host_of_the_inventory() {
     let d = site();
-    let line = error_line(&ferry(d.path(), &["plan", "--answers", "site.toml", "--force"]));
-    assert!(line.contains("a value is required for '--force <HOST>'"), "{line}");
+    let line = error_line(&ferry(
+        d.path(),
+        &["plan", "--answers", "site.toml", "--force"],
+    ));
+    assert!(
+        line.contains("a value is required for '--force <HOST>'"),
+        "{line}"
+    );
     let out = ferry(
         d.path(),
-        &["plan", "--answers", "site.toml", "--force", "vm9", "--timeout", "1"],
+        &[
+            "plan",
+            "--answers",
+            "site.toml",
+            "--force",
+            "vm9",
+            "--timeout",
+            "1",
+        ],
     );
     let line = error_line(&out);
     assert!(
@@ -120,10 +133,18 @@ fn rolling_back_an_unknown_run_names_the_runs_directory() {
     }
     let line = error_line(&ferry(
         d.path(),
-        &["rollback", "--run", "20250103-000000-cccc", "--answers", "site.toml"],
+        &[
+            "rollback",
+            "--run",
+            "20250103-000000-cccc",
+            "--answers",
+            "site.toml",
+        ],
     ));
     assert!(
-        line.ends_with("runs there: 20250102-000000-bbbb, 20250101-000000-aaaa (newest 20250102-000000-bbbb)"),
+        line.ends_with(
+            "runs there: 20250102-000000-bbbb, 20250101-000000-aaaa (newest 20250102-000000-bbbb)"
+        ),
         "{line}"
     );
 }
@@ -137,10 +158,20 @@ fn rolling_back_a_run_with_nothing_left_is_harmless() {
     let out = ferry(
         d.path(),
         &[
-            "rollback", "--run", "20250101-000000-aaaa", "--answers", "site.toml", "--run-dir", "runs",
+            "rollback",
+            "--run",
+            "20250101-000000-aaaa",
+            "--answers",
+            "site.toml",
+            "--run-dir",
+            "runs",
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "nothing to roll back in run 20250101-000000-aaaa\n"
@@ -167,11 +198,28 @@ fn an_unreachable_host_is_reported_in_the_plan_and_fails_it() {
     let d = site();
     let out = ferry(
         d.path(),
-        &["plan", "--answers", "site.toml", "--json", "--timeout", "2", "--attempts", "1"],
+        &[
+            "plan",
+            "--answers",
+            "site.toml",
+            "--json",
+            "--timeout",
+            "2",
+            "--attempts",
+            "1",
+        ],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["hosts"][0]["host"], "vm0");
     assert_eq!(v["hosts"][0]["status"], "unreachable");
-    assert!(v["hosts"][0]["reasons"][0].as_str().unwrap().contains("fix:"));
+    assert!(v["hosts"][0]["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("fix:"));
 }

@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use ferry_bootos::baseline::{
-    DefaultRouteFix, DnsConfig, GpuPolicy, LimitsConfig, TimeConfig,
-};
+use ferry_bootos::baseline::{DefaultRouteFix, DnsConfig, GpuPolicy, LimitsConfig, TimeConfig};
 use ferry_bootos::{BaselineConfig, Member};
 use ferry_inventory::{Inventory, Role};
 use serde::{Deserialize, Serialize};
@@ -160,15 +158,8 @@ impl InstallConfig {
             )
         })?;
         let raw: RawAnswers = toml::from_str(&text).map_err(|e| {
-            let (line, col) = e
-                .span()
-                .map(|s| line_col(&text, s.start))
-                .unwrap_or((1, 1));
-            anyhow::anyhow!(
-                "{}:{line}:{col}: {}",
-                path.display(),
-                e.message().trim()
-            )
+            let (line, col) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
+            anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message().trim())
         })?;
         let base = path.parent().unwrap_or(Path::new(""));
         Located { raw, base }
@@ -215,7 +206,9 @@ fn bail(key: &str, msg: impl std::fmt::Display) -> anyhow::Error {
 }
 
 fn plain_word(s: &str, extra: &[char]) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
 }
 
 impl TryFrom<Located<'_>> for InstallConfig {
@@ -265,7 +258,10 @@ impl TryFrom<Located<'_>> for InstallConfig {
 
         let name = raw.cluster.name.trim().to_string();
         if name.is_empty() {
-            return Err(bail("cluster.name", "is empty; name the cluster (name = \"site-a\")"));
+            return Err(bail(
+                "cluster.name",
+                "is empty; name the cluster (name = \"site-a\")",
+            ));
         }
         let id = match raw.cluster.id {
             Some(id) if !plain_word(&id, &['-', '_', '.']) => {
@@ -334,7 +330,11 @@ fn baseline(raw: RawBaseline, members: &[Member]) -> anyhow::Result<BaselineConf
                 "is empty; list at least one name server, or remove [baseline.dns] to leave DNS alone",
             ));
         }
-        if let Some(bad) = dns.nameservers.iter().find(|n| n.parse::<IpAddr>().is_err()) {
+        if let Some(bad) = dns
+            .nameservers
+            .iter()
+            .find(|n| n.parse::<IpAddr>().is_err())
+        {
             return Err(bail(
                 "baseline.dns.nameservers",
                 format!("{bad:?} is not an IP address"),
@@ -364,7 +364,10 @@ fn baseline(raw: RawBaseline, members: &[Member]) -> anyhow::Result<BaselineConf
         cfg.default_route = v;
     }
     if let Some(p) = raw.packages {
-        if let Some(bad) = p.iter().find(|n| !plain_word(n, &['.', '+', '-', ':', '=', '~'])) {
+        if let Some(bad) = p
+            .iter()
+            .find(|n| !plain_word(n, &['.', '+', '-', ':', '=', '~']))
+        {
             return Err(bail(
                 "baseline.packages",
                 format!("{bad:?} is not a package name (`name` or `name=version`)"),
@@ -389,7 +392,11 @@ fn baseline(raw: RawBaseline, members: &[Member]) -> anyhow::Result<BaselineConf
             time.max_skew_ms = v;
         }
     }
-    if let Some(bad) = time.upstream.iter().find(|u| !plain_word(u, &['.', '-', ':'])) {
+    if let Some(bad) = time
+        .upstream
+        .iter()
+        .find(|u| !plain_word(u, &['.', '-', ':']))
+    {
         return Err(bail(
             "baseline.time.upstream",
             format!("{bad:?} is not a host name or address"),
@@ -459,8 +466,8 @@ mod tests {
     fn write(dir: &Path, answers: &str) -> PathBuf {
         std::fs::write(
             dir.join("inventory.toml"),
-            "[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1\"\nuser = \"root\"\nroles = [\"agent\"]\n\n\
-             [[hosts]]\nname = \"b\"\naddress = \"10.0.0.2\"\nuser = \"root\"\nroles = [\"server\"]\n",
+            "[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1\"\nuser = \"root\"\nkey = \"/k\"\nroles = [\"agent\"]\n\n\
+             [[hosts]]\nname = \"b\"\naddress = \"10.0.0.2\"\nuser = \"root\"\nkey = \"/k\"\nroles = [\"server\"]\n",
         )
         .unwrap();
         let p = dir.join("site.toml");
@@ -471,7 +478,10 @@ mod tests {
     #[test]
     fn defaults_come_from_the_baseline_and_the_first_server_serves_time() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), "inventory = \"inventory.toml\"\n[cluster]\nname = \"x\"\n");
+        let p = write(
+            d.path(),
+            "inventory = \"inventory.toml\"\n[cluster]\nname = \"x\"\n",
+        );
         let c = InstallConfig::load(&p).unwrap();
         let mut want = BaselineConfig::default();
         want.time.source = Some("b".into());

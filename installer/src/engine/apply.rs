@@ -420,7 +420,12 @@ mod tests {
             })
         }
 
-        async fn write_file(&self, path: &str, content: &[u8], _mode: u32) -> Result<(), HostError> {
+        async fn write_file(
+            &self,
+            path: &str,
+            content: &[u8],
+            _mode: u32,
+        ) -> Result<(), HostError> {
             if self.fail_write.contains(path) {
                 return Err(self.failed(path));
             }
@@ -558,14 +563,28 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let j = run_journal(d.path());
         let host = MemHost::with(&[("/b", "B")]);
-        let s = apply_host(&host, &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C")]), &j, false, &quiet()).await;
+        let s = apply_host(
+            &host,
+            &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C")]),
+            &j,
+            false,
+            &quiet(),
+        )
+        .await;
         assert_eq!(s.outcome, Outcome::Ok);
         assert_eq!(s.changes, 2);
         assert_eq!(*host.ops.lock().unwrap(), ["write /a", "write /c"]);
         assert_eq!(events(&j), ["begin /a", "done /a", "begin /c", "done /c"]);
         // Every line is mirrored on the host.
         assert_eq!(host.host_journal.lock().unwrap().len(), 4);
-        let again = apply_host(&host, &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C")]), &j, false, &quiet()).await;
+        let again = apply_host(
+            &host,
+            &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C")]),
+            &j,
+            false,
+            &quiet(),
+        )
+        .await;
         assert_eq!(again.outcome, Outcome::NoChanges);
     }
 
@@ -575,20 +594,40 @@ mod tests {
         let j = run_journal(d.path());
         let mut host = MemHost::with(&[("/a", "old a")]);
         host.fail_write.insert("/c".into());
-        let s = apply_host(&host, &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C"), ("/d", "D")]), &j, false, &quiet()).await;
+        let s = apply_host(
+            &host,
+            &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C"), ("/d", "D")]),
+            &j,
+            false,
+            &quiet(),
+        )
+        .await;
         assert_eq!(s.outcome, Outcome::RolledBack);
         assert!(s.reason.as_deref().unwrap().starts_with("/c: "), "{s:?}");
         assert_eq!(
             *host.ops.lock().unwrap(),
-            ["write /a", "write /b", "restore /c", "restore /b", "restore /a"]
+            [
+                "write /a",
+                "write /b",
+                "restore /c",
+                "restore /b",
+                "restore /a"
+            ]
         );
         assert_eq!(host.file("/a").as_deref(), Some("old a"));
         assert_eq!(host.file("/b"), None);
         assert_eq!(
             events(&j),
             [
-                "begin /a", "done /a", "begin /b", "done /b", "begin /c", "failed /c",
-                "reverted /c", "reverted /b", "reverted /a"
+                "begin /a",
+                "done /a",
+                "begin /b",
+                "done /b",
+                "begin /c",
+                "failed /c",
+                "reverted /c",
+                "reverted /b",
+                "reverted /a"
             ]
         );
         // Nothing left for `ferry rollback`.
@@ -601,19 +640,36 @@ mod tests {
         let j = run_journal(d.path());
         let mut host = MemHost::default();
         host.fail_write.insert("/b".into());
-        let s = apply_host(&host, &steps(&[("/a", "A"), ("/b", "B")]), &j, true, &quiet()).await;
+        let s = apply_host(
+            &host,
+            &steps(&[("/a", "A"), ("/b", "B")]),
+            &j,
+            true,
+            &quiet(),
+        )
+        .await;
         assert_eq!(s.outcome, Outcome::Failed);
-        assert!(s.reason.as_deref().unwrap().contains("ferry rollback --run 20250101-000000-abcd"));
+        assert!(s
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("ferry rollback --run 20250101-000000-abcd"));
         assert_eq!(host.file("/a").as_deref(), Some("A"));
         // The later rollback reverts the failed (maybe half-made) change and the done one.
         let pending = journal::pending_reverts(&journal::read(j.local.path()).unwrap(), &[]);
-        let ids: Vec<&str> = pending["mem"].iter().map(|r| r.resource_id.as_str()).collect();
+        let ids: Vec<&str> = pending["mem"]
+            .iter()
+            .map(|r| r.resource_id.as_str())
+            .collect();
         assert_eq!(ids, ["/b", "/a"]);
         let items = pending["mem"]
             .iter()
             .map(|r| match &r.entry {
-                journal::Entry::Begin { resource, observed, .. } => (
-                    Arc::new(serde_json::from_value::<TestFile>(resource.clone()).unwrap()) as Arc<dyn Step>,
+                journal::Entry::Begin {
+                    resource, observed, ..
+                } => (
+                    Arc::new(serde_json::from_value::<TestFile>(resource.clone()).unwrap())
+                        as Arc<dyn Step>,
                     observed.clone(),
                 ),
                 _ => unreachable!(),
@@ -631,9 +687,19 @@ mod tests {
         let mut host = MemHost::default();
         host.fail_write.insert("/c".into());
         host.fail_restore.insert("/b".into());
-        let s = apply_host(&host, &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C")]), &j, false, &quiet()).await;
+        let s = apply_host(
+            &host,
+            &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C")]),
+            &j,
+            false,
+            &quiet(),
+        )
+        .await;
         assert_eq!(s.outcome, Outcome::RollbackIncomplete);
-        assert!(s.reason.as_deref().unwrap().contains("not reverted: /b"), "{s:?}");
+        assert!(
+            s.reason.as_deref().unwrap().contains("not reverted: /b"),
+            "{s:?}"
+        );
         assert_eq!(host.file("/a"), None);
         assert_eq!(host.file("/b").as_deref(), Some("B"));
         let pending = journal::pending_reverts(&journal::read(j.local.path()).unwrap(), &[]);

@@ -79,7 +79,10 @@ fn extract_once(bundle: &Bundle, item: &Item, cache: &Path) -> anyhow::Result<(P
 fn repo_root(dir: &Path) -> PathBuf {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        if d.join("Packages").exists() || d.join("Packages.gz").exists() || d.join("repodata").is_dir() {
+        if d.join("Packages").exists()
+            || d.join("Packages.gz").exists()
+            || d.join("repodata").is_dir()
+        {
             return d;
         }
         if let Ok(entries) = std::fs::read_dir(&d) {
@@ -113,9 +116,9 @@ pub fn prepare(
         match &item.kind {
             ItemKind::OsPackages { format, distro } => {
                 set.distros.push(distro.clone());
-                let wanted = distros.iter().any(|d| {
-                    d == distro || d.split('.').next() == Some(distro.as_str())
-                });
+                let wanted = distros
+                    .iter()
+                    .any(|d| d == distro || d.split('.').next() == Some(distro.as_str()));
                 if !wanted || set.os_repos.contains_key(distro) {
                     continue;
                 }
@@ -136,7 +139,10 @@ pub fn prepare(
             ItemKind::GpuDriver {
                 kernels,
                 pci_vendor,
-            } if gpu && set.gpu_driver.is_none() && pci_vendor.trim_start_matches("0x") == "10de" => {
+            } if gpu
+                && set.gpu_driver.is_none()
+                && pci_vendor.trim_start_matches("0x") == "10de" =>
+            {
                 let Some(content) = item.contents.first() else {
                     continue;
                 };

@@ -73,14 +73,30 @@ mod tests {
     #[test]
     fn a_fresh_host_and_our_own_host_pass() {
         assert!(check("vm0", &Facts::default(), "ferry-1", false).is_none());
-        assert!(check("vm0", &with(ClusterKind::Ferry, Some("ferry-1")), "ferry-1", false).is_none());
+        assert!(check(
+            "vm0",
+            &with(ClusterKind::Ferry, Some("ferry-1")),
+            "ferry-1",
+            false
+        )
+        .is_none());
     }
 
     #[test]
     fn another_clusters_marker_blocks_and_names_both_ids_and_the_fix() {
-        let f = check("vm1", &with(ClusterKind::Ferry, Some("ferry-2")), "ferry-1", false).unwrap();
+        let f = check(
+            "vm1",
+            &with(ClusterKind::Ferry, Some("ferry-2")),
+            "ferry-1",
+            false,
+        )
+        .unwrap();
         assert!(f.blocking);
-        assert!(f.reason.contains("ferry-2") && f.reason.contains("ferry-1"), "{}", f.reason);
+        assert!(
+            f.reason.contains("ferry-2") && f.reason.contains("ferry-1"),
+            "{}",
+            f.reason
+        );
         assert!(f.fix.contains("--force vm1"), "{}", f.fix);
     }
 

@@ -274,7 +274,10 @@ mod tests {
     fn run_ids_are_utc_timestamps_that_sort() {
         assert_eq!(run_id_at(0, [0, 0]), "19700101-000000-0000");
         // 2024-02-29 23:59:59 UTC, a leap day.
-        assert_eq!(run_id_at(1_709_251_199, [0xab, 0x0c]), "20240229-235959-ab0c");
+        assert_eq!(
+            run_id_at(1_709_251_199, [0xab, 0x0c]),
+            "20240229-235959-ab0c"
+        );
         assert!(run_id_at(1_709_251_199, [0xff, 0xff]) < run_id_at(1_709_251_200, [0, 0]));
         let id = new_run_id();
         assert!(is_run_id(&id), "{id}");

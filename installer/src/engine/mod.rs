@@ -55,7 +55,9 @@ struct Surveyed {
 
 async fn survey(pool: &Pool, t: &Target, agent: Option<&AgentBinary>) -> anyhow::Result<Surveyed> {
     let s = pool.session(t).await?;
-    let skew = remote::clock_skew(&s).await.context("measuring the clock")?;
+    let skew = remote::clock_skew(&s)
+        .await
+        .context("measuring the clock")?;
     // Measured as root; when sudo fails, measured as the login user so the plan can say
     // "not root" rather than "unreachable".
     let out = match s.exec_ok(preflight::MEASURE_SCRIPT, true).await {
@@ -413,7 +415,9 @@ pub async fn rollback(
                 host: name.clone(),
                 reverted: 0,
                 failed: ids,
-                reason: Some(format!("{name} is no longer in the inventory; add it back to roll it back")),
+                reason: Some(format!(
+                    "{name} is no longer in the inventory; add it back to roll it back"
+                )),
                 seconds: 0.0,
             })));
             continue;
@@ -421,7 +425,10 @@ pub async fn rollback(
         let mut items: Vec<(Arc<dyn Step>, serde_json::Value)> = Vec::new();
         let mut unreadable = Vec::new();
         for r in records {
-            if let journal::Entry::Begin { resource, observed, .. } = r.entry {
+            if let journal::Entry::Begin {
+                resource, observed, ..
+            } = r.entry
+            {
                 match serde_json::from_value::<ResourceSpec>(resource) {
                     Ok(spec) => items.push((Arc::new(spec), observed)),
                     Err(e) => unreadable.push(format!("{} ({e})", r.resource_id)),
@@ -487,7 +494,11 @@ pub(crate) mod testing {
         )
         .unwrap();
         let p = d.path().join("site.toml");
-        std::fs::write(&p, "inventory = \"inventory.toml\"\n[cluster]\nname = \"t\"\n").unwrap();
+        std::fs::write(
+            &p,
+            "inventory = \"inventory.toml\"\n[cluster]\nname = \"t\"\n",
+        )
+        .unwrap();
         InstallConfig::load(&p).unwrap()
     }
 }

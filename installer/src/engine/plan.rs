@@ -185,7 +185,7 @@ mod tests {
             warnings: Vec::new(),
             changes: (0..changes)
                 .map(|i| PlannedChange {
-                    resource: format!("sysctl"),
+                    resource: "sysctl".to_string(),
                     what: format!("key.{i}"),
                     from: "absent".into(),
                     to: "1".into(),
@@ -202,7 +202,12 @@ mod tests {
             hosts: vec![
                 host("vm0", HostStatus::NoChanges, 0, &[]),
                 host("vm1", HostStatus::Ready, 2, &[]),
-                host("vm2", HostStatus::Blocked, 0, &["belongs to another cluster; fix: --force vm2"]),
+                host(
+                    "vm2",
+                    HostStatus::Blocked,
+                    0,
+                    &["belongs to another cluster; fix: --force vm2"],
+                ),
             ],
         };
         assert_eq!(
@@ -221,7 +226,10 @@ mod tests {
     fn json_has_the_documented_fields() {
         let plan = Plan {
             cluster_id: "ferry-1".into(),
-            hosts: vec![host("vm1", HostStatus::Ready, 1, &[]), host("vm3", HostStatus::Unreachable, 0, &["refused"])],
+            hosts: vec![
+                host("vm1", HostStatus::Ready, 1, &[]),
+                host("vm3", HostStatus::Unreachable, 0, &["refused"]),
+            ],
         };
         let v = serde_json::to_value(&plan).unwrap();
         assert_eq!(v["cluster_id"], "ferry-1");

@@ -84,7 +84,8 @@ pub fn parse_measured(out: &str, skew: f64) -> Measured {
         } else if line == "tcp=read" {
             m.listening.get_or_insert_with(Vec::new);
         } else if let Some(hex) = line.strip_prefix("listenhex=") {
-            if let (Ok(p), Some(list)) = (u16::from_str_radix(hex.trim(), 16), m.listening.as_mut()) {
+            if let (Ok(p), Some(list)) = (u16::from_str_radix(hex.trim(), 16), m.listening.as_mut())
+            {
                 if !list.contains(&p) {
                     list.push(p);
                 }
@@ -143,20 +144,29 @@ pub fn check_host(cfg: &InstallConfig, h: &HostInput<'_>, median_skew: f64) -> V
     }
     if f.arch != "x86_64" && f.arch != "aarch64" {
         out.push(Finding::block(
-            format!("architecture {:?} is not supported (x86_64 and aarch64 are)", f.arch),
+            format!(
+                "architecture {:?} is not supported (x86_64 and aarch64 are)",
+                f.arch
+            ),
             "use an x86_64 or aarch64 host",
         ));
     }
     if f.cpu.logical < p.min_cpus {
         out.push(Finding::block(
-            format!("{} CPUs, fewer than the {} required", f.cpu.logical, p.min_cpus),
+            format!(
+                "{} CPUs, fewer than the {} required",
+                f.cpu.logical, p.min_cpus
+            ),
             "give the host more CPUs or lower preflight.min-cpus",
         ));
     }
     let mem_mib = f.memory.total_bytes / (1 << 20);
     if mem_mib < p.min_memory_mib {
         out.push(Finding::block(
-            format!("{mem_mib} MiB of memory, less than the {} MiB required", p.min_memory_mib),
+            format!(
+                "{mem_mib} MiB of memory, less than the {} MiB required",
+                p.min_memory_mib
+            ),
             "give the host more memory or lower preflight.min-memory-mib",
         ));
     }
@@ -170,7 +180,10 @@ pub fn check_host(cfg: &InstallConfig, h: &HostInput<'_>, median_skew: f64) -> V
             "free space on the file system holding /var/lib or lower preflight.min-disk-gib",
         )),
         Some(_) => {}
-        None => out.push(Finding::warn("free space under /var/lib could not be measured (df)", "")),
+        None => out.push(Finding::warn(
+            "free space under /var/lib could not be measured (df)",
+            "",
+        )),
     }
     if !h.ours {
         match &m.listening {
@@ -189,7 +202,10 @@ pub fn check_host(cfg: &InstallConfig, h: &HostInput<'_>, median_skew: f64) -> V
                     ));
                 }
             }
-            None => out.push(Finding::warn("ports not checked: /proc/net/tcp is not readable", "")),
+            None => out.push(Finding::warn(
+                "ports not checked: /proc/net/tcp is not readable",
+                "",
+            )),
         }
     }
     let off = m.skew - median_skew;
@@ -202,7 +218,9 @@ pub fn check_host(cfg: &InstallConfig, h: &HostInput<'_>, median_skew: f64) -> V
         );
         if cfg.baseline.time.enabled {
             out.push(Finding::warn(
-                format!("{reason}; time sync is managed: chrony's makestep will step it when applied"),
+                format!(
+                    "{reason}; time sync is managed: chrony's makestep will step it when applied"
+                ),
                 "",
             ));
         } else {
@@ -223,7 +241,10 @@ pub fn check_host(cfg: &InstallConfig, h: &HostInput<'_>, median_skew: f64) -> V
 
 /// The checks across hosts: shared machine-ids (cloned VMs), and shared hostnames when ferry
 /// does not set them. Keyed by host name.
-pub fn check_across(cfg: &InstallConfig, hosts: &[HostInput<'_>]) -> BTreeMap<String, Vec<Finding>> {
+pub fn check_across(
+    cfg: &InstallConfig,
+    hosts: &[HostInput<'_>],
+) -> BTreeMap<String, Vec<Finding>> {
     let mut out: BTreeMap<String, Vec<Finding>> = BTreeMap::new();
     let mut by_id: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -232,7 +253,10 @@ pub fn check_across(cfg: &InstallConfig, hosts: &[HostInput<'_>]) -> BTreeMap<St
             by_id.entry(id).or_default().push(h.name);
         }
         if !h.facts.hostname.is_empty() {
-            by_name.entry(h.facts.hostname.as_str()).or_default().push(h.name);
+            by_name
+                .entry(h.facts.hostname.as_str())
+                .or_default()
+                .push(h.name);
         }
     }
     for names in by_id.values().filter(|n| n.len() > 1) {
@@ -240,9 +264,7 @@ pub fn check_across(cfg: &InstallConfig, hosts: &[HostInput<'_>]) -> BTreeMap<St
             let others: Vec<&str> = names.iter().copied().filter(|o| o != n).collect();
             out.entry(n.to_string()).or_default().push(Finding::block(
                 format!("same machine-id as {} (a cloned VM)", others.join(", ")),
-                format!(
-                    "on all but one of them run `rm /etc/machine-id && systemd-machine-id-setup`"
-                ),
+                "on all but one of them run `rm /etc/machine-id && systemd-machine-id-setup`",
             ));
         }
     }
@@ -270,18 +292,23 @@ mod tests {
     }
 
     fn good_facts() -> Facts {
-        let mut f = Facts::default();
-        f.arch = "x86_64".into();
+        let mut f = Facts {
+            arch: "x86_64".into(),
+            hostname: "vm0".into(),
+            machine_id: Some("aaaa".into()),
+            default_routes: vec![Default::default()],
+            ..Facts::default()
+        };
         f.cpu.logical = 4;
         f.memory.total_bytes = 4 << 30;
-        f.hostname = "vm0".into();
-        f.machine_id = Some("aaaa".into());
-        f.default_routes.push(Default::default());
         f
     }
 
     fn good_measured() -> Measured {
-        parse_measured("uid=0\ntcp=read\nlistenhex=0016\nlistenhex=0016\nvarlib_kib=20971520\n", 0.2)
+        parse_measured(
+            "uid=0\ntcp=read\nlistenhex=0016\nlistenhex=0016\nvarlib_kib=20971520\n",
+            0.2,
+        )
     }
 
     fn input<'a>(name: &'a str, f: &'a Facts, m: &'a Measured) -> HostInput<'a> {
@@ -337,20 +364,34 @@ mod tests {
         let found = check_host(&cfg(), &input("vm0", &f, &m), 0.0);
         let text: Vec<String> = found.iter().map(Finding::line).collect();
         assert_eq!(found.len(), 6, "{text:#?}");
-        assert!(found.iter().all(|f| f.blocking && !f.fix.is_empty()), "{text:#?}");
-        for want in ["as root", "riscv64", "1 CPUs", "1024 MiB", "GiB free", "6443"] {
-            assert!(text.iter().any(|t| t.contains(want)), "{want} missing in {text:#?}");
+        assert!(
+            found.iter().all(|f| f.blocking && !f.fix.is_empty()),
+            "{text:#?}"
+        );
+        for want in [
+            "as root", "riscv64", "1 CPUs", "1024 MiB", "GiB free", "6443",
+        ] {
+            assert!(
+                text.iter().any(|t| t.contains(want)),
+                "{want} missing in {text:#?}"
+            );
         }
     }
 
     #[test]
     fn agents_are_not_checked_for_control_plane_ports_and_our_hosts_not_at_all() {
         let f = good_facts();
-        let m = parse_measured("uid=0\ntcp=read\nlistenhex=192B\nvarlib_kib=20971520\n", 0.0);
+        let m = parse_measured(
+            "uid=0\ntcp=read\nlistenhex=192B\nvarlib_kib=20971520\n",
+            0.0,
+        );
         let mut h = input("vm0", &f, &m);
         h.server = false;
         assert_eq!(check_host(&cfg(), &h, 0.0), vec![]);
-        let m2 = parse_measured("uid=0\ntcp=read\nlistenhex=280A\nvarlib_kib=20971520\n", 0.0);
+        let m2 = parse_measured(
+            "uid=0\ntcp=read\nlistenhex=280A\nvarlib_kib=20971520\n",
+            0.0,
+        );
         let mut h2 = input("vm0", &f, &m2);
         h2.server = false;
         assert_eq!(check_host(&cfg(), &h2, 0.0).len(), 1);
