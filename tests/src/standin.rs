@@ -177,11 +177,14 @@ echo "installed stand-in driver $VERSION" >> /var/log/nvidia-installer.log
     let mut f = fs::File::create(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     f.write_all(script.as_bytes())
         .unwrap_or_else(|e| panic!("{e}"));
-    fs::set_permissions(&file, fs::Permissions::from_mode(0o755))
-        .unwrap_or_else(|e| panic!("{e}"));
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
     let sha = run(Command::new("sha256sum").arg(&file));
     StandinDriver {
-        sha256: sha.split_whitespace().next().unwrap_or_default().to_string(),
+        sha256: sha
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
         file,
         version: version.to_string(),
     }
