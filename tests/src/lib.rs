@@ -6,7 +6,6 @@ pub mod golden;
 pub mod noise;
 pub mod sshd;
 pub mod standin;
-pub mod standin;
 pub mod vmhost;
 
 /// Whether a test's real parts are here. `missing` names what is not (and how to get it). On a
