@@ -152,7 +152,7 @@ fn system_baseline_applies_rolls_back_and_survives_a_reboot() {
         r.as_dyn().supports(&facts).unwrap();
     }
 
-    rt.block_on(async {
+    let befores = rt.block_on(async {
         // sysctl before its modules: the bridge keys do not exist, and the apply says so in
         // one line; reverting that half-done apply restores what was there.
         let sysctl = set
@@ -199,6 +199,11 @@ fn system_baseline_applies_rolls_back_and_survives_a_reboot() {
         assert_eq!(pending(&set, &again), Vec::<String>::new());
 
         // What a user checks by hand.
+        assert_eq!(
+            sh(vm, "stat -c %a /etc/systemd/system.conf.d").trim(),
+            "755",
+            "a new config directory must stay readable"
+        );
         assert_eq!(sh(vm, "hostname").trim(), vm.name());
         assert_eq!(sh(vm, "cat /etc/hostname").trim(), vm.name());
         assert!(sh(vm, "getent hosts peer-1").starts_with("10.99.0.2"));
@@ -266,6 +271,7 @@ fn system_baseline_applies_rolls_back_and_survives_a_reboot() {
             first_apply.as_secs_f64(),
         );
         assert!(second_apply < Duration::from_secs(120), "{second_apply:?}");
+        befores
     });
     drop(host);
 
@@ -301,4 +307,32 @@ fn system_baseline_applies_rolls_back_and_survives_a_reboot() {
         sh(vm, "systemctl show -p DefaultLimitNOFILE").trim(),
         "DefaultLimitNOFILE=1048576"
     );
+
+    // Rolling back modules while one is in use (an overlay mount, as a container would hold):
+    // the rollback goes on, the boot file is gone, the module in use stays, the other leaves.
+    sh(
+        vm,
+        "set -e; mkdir -p /root/o/l /root/o/u /root/o/w /root/o/m; \
+         mount -t overlay overlay -o lowerdir=/root/o/l,upperdir=/root/o/u,workdir=/root/o/w /root/o/m",
+    );
+    let i = set
+        .iter()
+        .position(|r| r.as_dyn().id() == "modules")
+        .unwrap();
+    assert_eq!(befores[i]["loaded"]["overlay"], Value::Bool(false));
+    let modules = set[i].as_dyn();
+    if let Err(e) = rt.block_on(modules.revert(&host, &befores[i])) {
+        panic!("reverting modules with overlay in use: {e}");
+    }
+    assert!(!vm
+        .ssh("test -e /etc/modules-load.d/ferry.conf")
+        .unwrap()
+        .success());
+    let loaded = sh(vm, "cat /proc/modules");
+    assert!(loaded.contains("overlay "), "overlay in use was unloaded");
+    assert!(
+        !loaded.contains("br_netfilter "),
+        "br_netfilter not unloaded"
+    );
+    sh(vm, "umount /root/o/m");
 }

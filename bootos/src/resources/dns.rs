@@ -184,6 +184,10 @@ impl Resource for Dns {
         }
         let (path, want) = self.wanted(observed.resolved);
         if observed.resolved {
+            // Made here, 0755: Host::write_file would make it under umask 077, and resolved
+            // reads its configuration as its own user.
+            host.run_ok("install -d -m 0755 /etc/systemd/resolved.conf.d")
+                .await?;
             host.write_file(path, want.as_bytes(), 0o644).await?;
             host.run_ok("systemctl restart systemd-resolved").await?;
         } else {

@@ -142,6 +142,9 @@ impl Resource for Limits {
     }
 
     async fn apply(&self, host: &dyn Host, _observed: &LimitsState) -> Result<(), ResourceError> {
+        // Made here, 0755 like their siblings: Host::write_file would make them under umask 077.
+        host.run_ok("install -d -m 0755 /etc/security/limits.d /etc/systemd/system.conf.d")
+            .await?;
         host.write_file(PAM_DROPIN, render_pam(self).as_bytes(), 0o644)
             .await?;
         host.write_file(SYSTEMD_DROPIN, render_systemd(self).as_bytes(), 0o644)
