@@ -223,3 +223,19 @@ fn an_unreachable_host_is_reported_in_the_plan_and_fails_it() {
         .unwrap()
         .contains("fix:"));
 }
+
+#[test]
+fn the_example_answer_file_is_valid() {
+    let d = site();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/site.toml");
+    std::fs::copy(example, d.path().join("example.toml")).unwrap();
+    let out = ferry(d.path(), &["validate", "--answers", "example.toml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cluster"]["name"], "site-a");
+    assert_eq!(v["baseline"]["time"]["source"], "vm0");
+}

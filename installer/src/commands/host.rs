@@ -77,7 +77,15 @@ fn printer(to_stderr: bool) -> Sink {
                 error,
             } => format!("{host} {resource} revert FAILED: {error}"),
             Event::Warning { host, message } => format!("{host}: warning: {message}"),
-            Event::HostSurveyed { .. } | Event::HostUnreachable { .. } => return,
+            // Progress only: the plan itself says what was found.
+            Event::HostSurveyed { host, seconds } => {
+                eprintln!("{host} surveyed ({seconds:.1}s)");
+                return;
+            }
+            Event::HostUnreachable { host, reason } => {
+                eprintln!("{host} unreachable: {reason}");
+                return;
+            }
         };
         if to_stderr {
             eprintln!("{line}");

@@ -159,7 +159,14 @@ impl InstallConfig {
         })?;
         let raw: RawAnswers = toml::from_str(&text).map_err(|e| {
             let (line, col) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
-            anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message().trim())
+            let msg = e.message().trim();
+            // serde says what is missing, not what to do about it.
+            let hint = if msg.starts_with("missing field") {
+                "; add it (examples/site.toml shows every key)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("{}:{line}:{col}: {msg}{hint}", path.display())
         })?;
         let base = path.parent().unwrap_or(Path::new(""));
         Located { raw, base }
