@@ -71,7 +71,13 @@ fn extract_once(bundle: &Bundle, item: &Item, cache: &Path) -> anyhow::Result<(P
     bundle
         .extract(Some(&item.name), &tmp, &mut |_| {})
         .with_context(|| format!("extracting {} from the bundle", item.name))?;
-    std::fs::rename(&tmp, &dir).with_context(|| format!("moving into {}", dir.display()))?;
+    if let Err(e) = std::fs::rename(&tmp, &dir) {
+        // Another ferry extracted the same item meanwhile: theirs is as good as ours.
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !dir.is_dir() {
+            return Err(e).with_context(|| format!("moving into {}", dir.display()));
+        }
+    }
     Ok((dir, digest))
 }
 
@@ -158,4 +164,57 @@ pub fn prepare(
         }
     }
     Ok(set)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn facts(id: &str, version: &str) -> Facts {
+        let mut f = Facts::default();
+        f.os.id = id.into();
+        f.os.version_id = version.into();
+        f
+    }
+
+    fn repo(distro: &str) -> LocalRepo {
+        LocalRepo {
+            dir: PathBuf::from(format!("/cache/{distro}")),
+            digest: "d".into(),
+            distro: distro.into(),
+            format: "deb".into(),
+        }
+    }
+
+    #[test]
+    fn each_host_gets_the_repository_of_its_own_distribution() {
+        let mut set = ArtifactSet {
+            bundle: true,
+            ..ArtifactSet::default()
+        };
+        set.os_repos.insert("debian-12".into(), repo("debian-12"));
+        set.os_repos
+            .insert("ubuntu-22.04".into(), repo("ubuntu-22.04"));
+        let pick = |f: &Facts| set.for_host(f).os_repo.map(|r| r.distro);
+        assert_eq!(pick(&facts("debian", "12")).as_deref(), Some("debian-12"));
+        assert_eq!(
+            pick(&facts("ubuntu", "22.04")).as_deref(),
+            Some("ubuntu-22.04")
+        );
+        assert_eq!(pick(&facts("debian", "11")), None);
+        assert_eq!(pick(&facts("rocky", "9")), None);
+        assert_eq!(distro_of(&facts("debian", "12")), "debian-12");
+    }
+
+    #[test]
+    fn the_repository_root_is_where_its_index_is() {
+        let d = tempfile::tempdir().unwrap();
+        let deep = d.path().join("repo/debian-12");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("Packages"), "").unwrap();
+        assert_eq!(repo_root(d.path()), deep);
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(repo_root(empty.path()), empty.path());
+    }
 }
