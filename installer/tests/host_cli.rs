@@ -239,3 +239,17 @@ fn the_example_answer_file_is_valid() {
     assert_eq!(v["cluster"]["name"], "site-a");
     assert_eq!(v["baseline"]["time"]["source"], "vm0");
 }
+
+#[test]
+fn host_commands_help_fits_80_columns() {
+    let d = site();
+    for cmd in ["validate", "plan", "apply", "rollback"] {
+        let out = ferry(d.path(), &[cmd, "--help"]);
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("--answers"), "{cmd}: {text}");
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{cmd} --help: {line:?}");
+        }
+    }
+}
