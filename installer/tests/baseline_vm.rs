@@ -1014,6 +1014,9 @@ fn bench_baseline_apply() {
     }
     let plan = site.ferry(&["plan", "--answers", answers, "--json"]);
     plan.expect_ok("plan after the benchmark apply");
+    for vm in bed.vms() {
+        expect_status(&plan, vm.name(), "no-changes");
+    }
     println!(
         "BENCH vms={n} apply_s={:.1} plan_after_s={:.1} boot_s={boot:.1} load1_before={load1} \
          apply_qemu_cpu_s={apply_cpu:.1} hosts={}",
