@@ -80,12 +80,26 @@ pub struct FileState {
     pub content: Option<String>,
     /// Permission bits, when the file exists.
     pub mode: Option<u32>,
+    /// When the file is absent: its parent directories that were absent too, innermost first.
+    /// Writing the file creates them; restoring "absent" removes them again when they are
+    /// empty, so a rollback leaves no empty directory behind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_dirs: Vec<String>,
 }
 
 impl FileState {
     /// The file is absent.
     pub fn absent() -> Self {
         Self::default()
+    }
+
+    /// The file exists with `content` and `mode`.
+    pub fn present(content: impl Into<String>, mode: u32) -> Self {
+        Self {
+            content: Some(content.into()),
+            mode: Some(mode),
+            missing_dirs: Vec::new(),
+        }
     }
 
     /// Whether it exists.
@@ -105,7 +119,7 @@ pub trait Host: Send + Sync {
     async fn run(&self, script: &str) -> Result<CmdOutput, HostError>;
 
     /// Writes `content` to `path` atomically (temporary file beside it, then rename), with
-    /// `mode`, creating parent directories. Content never reaches a log.
+    /// `mode`, creating missing parent directories (mode 0755). Content never reaches a log.
     async fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<(), HostError>;
 
     /// Sends a local file to `remote` (resumable, skipped when the same content is there).
@@ -132,19 +146,26 @@ pub trait Host: Send + Sync {
     /// Reads a text file: its content and mode, or [`FileState::absent`].
     async fn read_file(&self, path: &str) -> Result<FileState, HostError> {
         let p = shell_quote(path);
-        // The mode comes first on its own line, then the content verbatim.
+        // The mode comes first on its own line, then the content verbatim. An absent file is
+        // followed by its absent parent directories, one per line, innermost first.
         let out = self
             .run_ok(&format!(
-                "if [ -f {p} ]; then stat -c %a {p} && cat {p}; else echo absent; fi"
+                "if [ -f {p} ]; then stat -c %a {p} && cat {p}; else echo absent; \
+                 d=$(dirname {p}); while [ ! -d \"$d\" ]; do echo \"$d\"; \
+                 d=$(dirname \"$d\"); done; fi"
             ))
             .await?;
         let (first, rest) = out.split_once('\n').unwrap_or((out.as_str(), ""));
         if first == "absent" {
-            return Ok(FileState::absent());
+            return Ok(FileState {
+                missing_dirs: rest.lines().map(str::to_string).collect(),
+                ..FileState::absent()
+            });
         }
         Ok(FileState {
             content: Some(rest.to_string()),
             mode: u32::from_str_radix(first.trim(), 8).ok(),
+            missing_dirs: Vec::new(),
         })
     }
 
@@ -155,11 +176,41 @@ pub trait Host: Send + Sync {
                 self.write_file(path, c.as_bytes(), state.mode.unwrap_or(0o644))
                     .await
             }
-            None => self
-                .run_ok(&format!("rm -f {}", shell_quote(path)))
-                .await
-                .map(|_| ()),
+            None => {
+                self.run_ok(&format!("rm -f {}", shell_quote(path))).await?;
+                self.remove_empty_dirs(&state.missing_dirs).await
+            }
         }
+    }
+
+    /// `dir` and those of its parents that do not exist, innermost first: what a later
+    /// `mkdir -p` (or a service) would create.
+    async fn missing_dirs(&self, dir: &str) -> Result<Vec<String>, HostError> {
+        let out = self
+            .run_ok(&format!(
+                "d={}; while [ ! -d \"$d\" ]; do echo \"$d\"; d=$(dirname \"$d\"); done",
+                shell_quote(dir)
+            ))
+            .await?;
+        Ok(out.lines().map(str::to_string).collect())
+    }
+
+    /// Removes `dirs` in order (innermost first) while they are empty: `rmdir` refuses one that
+    /// is not, and whatever else is in it stays, with its parents.
+    async fn remove_empty_dirs(&self, dirs: &[String]) -> Result<(), HostError> {
+        if dirs.is_empty() {
+            return Ok(());
+        }
+        let script: Vec<String> = dirs
+            .iter()
+            .map(|d| {
+                format!(
+                    "{{ [ ! -e {q} ] || rmdir {q} 2>/dev/null || exit 0; }}",
+                    q = shell_quote(d)
+                )
+            })
+            .collect();
+        self.run_ok(&script.join(" && ")).await.map(|_| ())
     }
 }
 
@@ -232,8 +283,8 @@ impl Host for SshHost {
         let p = shell_quote(path);
         let tmp = shell_quote(&format!("{path}.ferry-tmp"));
         let script = format!(
-            "umask 077 && mkdir -p \"$(dirname {p})\" && cat > {tmp} && chmod {mode:o} {tmp} \
-             && mv -f {tmp} {p}"
+            "(umask 022 && mkdir -p \"$(dirname {p})\") && umask 077 && cat > {tmp} \
+             && chmod {mode:o} {tmp} && mv -f {tmp} {p}"
         );
         let out = self.run_with_stdin(&script, content).await?;
         if out.success() {

@@ -22,6 +22,8 @@ use super::software::ServiceState;
 /// containerd's configuration file.
 pub const CONFIG: &str = "/etc/containerd/config.toml";
 const UNIT: &str = "containerd";
+/// The directory containerd's CRI plugin makes at its first start (for CNI configurations).
+const CNI_CONF_DIR: &str = "/etc/cni/net.d";
 
 /// containerd installed and running.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +46,10 @@ pub struct ContainerdState {
     pub service: ServiceState,
     /// The configuration file.
     pub config: FileState,
+    /// [`CNI_CONF_DIR`] and its parents that did not exist, innermost first: removed on revert
+    /// while still empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cni_missing: Vec<String>,
 }
 
 #[async_trait]
@@ -70,6 +76,7 @@ impl Resource for Containerd {
             packages_before,
             service: ServiceState::observe(host, UNIT).await?,
             config: host.read_file(CONFIG).await?,
+            cni_missing: host.missing_dirs(CNI_CONF_DIR).await?,
         })
     }
 
@@ -153,6 +160,7 @@ impl Resource for Containerd {
         if !before.installed {
             packages::purge_added(host, &before.packages_before).await?;
         }
+        host.remove_empty_dirs(&before.cni_missing).await?;
         Ok(())
     }
 }
@@ -173,6 +181,7 @@ mod tests {
             packages_before: BTreeSet::new(),
             service: ServiceState::default(),
             config: FileState::absent(),
+            cni_missing: Vec::new(),
         };
         let d = c.diff(&s);
         let whats: Vec<&str> = d.iter().map(|c| c.what.as_str()).collect();

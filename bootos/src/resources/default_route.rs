@@ -193,14 +193,8 @@ mod tests {
 
     fn done() -> DefaultRouteState {
         DefaultRouteState {
-            netdev: FileState {
-                content: Some(render_netdev()),
-                mode: Some(0o644),
-            },
-            network: FileState {
-                content: Some(render_network()),
-                mode: Some(0o644),
-            },
+            netdev: FileState::present(render_netdev(), 0o644),
+            network: FileState::present(render_network(), 0o644),
             link: true,
             route: true,
         }

@@ -184,10 +184,8 @@ impl Resource for Dns {
         }
         let (path, want) = self.wanted(observed.resolved);
         if observed.resolved {
-            // Made here, 0755: Host::write_file would make it under umask 077, and resolved
-            // reads its configuration as its own user.
-            host.run_ok("install -d -m 0755 /etc/systemd/resolved.conf.d")
-                .await?;
+            // Host::write_file makes the drop-in directory 0755: resolved reads its
+            // configuration as its own user.
             host.write_file(path, want.as_bytes(), 0o644).await?;
             host.run_ok("systemctl restart systemd-resolved").await?;
         } else {
@@ -226,10 +224,7 @@ mod tests {
     }
 
     fn file(c: &str) -> FileState {
-        FileState {
-            content: Some(c.into()),
-            mode: Some(0o644),
-        }
+        FileState::present(c, 0o644)
     }
 
     fn plain(resolv: &str) -> DnsState {

@@ -166,6 +166,7 @@ mod tests {
             etc_hostname: FileState {
                 content: etc.map(str::to_string),
                 mode: etc.map(|_| 0o644),
+                ..FileState::absent()
             },
             running: running.into(),
         }

@@ -203,10 +203,7 @@ mod tests {
     }
 
     fn file(c: &str) -> FileState {
-        FileState {
-            content: Some(c.into()),
-            mode: Some(0o644),
-        }
+        FileState::present(c, 0o644)
     }
 
     const DEBIAN: &str = "127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n\n::1 ip6-localhost\n";

@@ -142,9 +142,6 @@ impl Resource for Limits {
     }
 
     async fn apply(&self, host: &dyn Host, _observed: &LimitsState) -> Result<(), ResourceError> {
-        // Made here, 0755 like their siblings: Host::write_file would make them under umask 077.
-        host.run_ok("install -d -m 0755 /etc/security/limits.d /etc/systemd/system.conf.d")
-            .await?;
         host.write_file(PAM_DROPIN, render_pam(self).as_bytes(), 0o644)
             .await?;
         host.write_file(SYSTEMD_DROPIN, render_systemd(self).as_bytes(), 0o644)
@@ -177,14 +174,8 @@ mod tests {
     fn diff_is_empty_when_already_set() {
         let r = res();
         let s = LimitsState {
-            pam: FileState {
-                content: Some(render_pam(&r)),
-                mode: Some(0o644),
-            },
-            systemd: FileState {
-                content: Some(render_systemd(&r)),
-                mode: Some(0o644),
-            },
+            pam: FileState::present(render_pam(&r), 0o644),
+            systemd: FileState::present(render_systemd(&r), 0o644),
             manager: parse_show(
                 "DefaultLimitNOFILE=1048576\nDefaultLimitNOFILESoft=1048576\n\
                  DefaultLimitNPROC=3646\nDefaultLimitNPROCSoft=3646\n",

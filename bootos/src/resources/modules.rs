@@ -183,10 +183,7 @@ mod tests {
     fn diff_is_empty_when_already_set() {
         let r = res();
         let s = ModulesState {
-            dropin: FileState {
-                content: Some(render_dropin(&r.modules)),
-                mode: Some(0o644),
-            },
+            dropin: FileState::present(render_dropin(&r.modules), 0o644),
             loaded: parse_loaded("overlay 1\nbr_netfilter 1\n"),
         };
         assert!(r.diff(&s).is_empty());

@@ -264,10 +264,7 @@ UUID=abc / ext4 errors=remount-ro 0 1\n\
     #[test]
     fn diff_is_empty_when_already_set() {
         let s = SwapState {
-            fstab: FileState {
-                content: Some(comment_out_swaps(FSTAB_TEXT)),
-                mode: Some(0o644),
-            },
+            fstab: FileState::present(comment_out_swaps(FSTAB_TEXT), 0o644),
             active: vec![],
             masked: vec![],
             enabled: vec![],
@@ -278,10 +275,7 @@ UUID=abc / ext4 errors=remount-ro 0 1\n\
     #[test]
     fn diff_says_swap_is_on_and_in_fstab() {
         let s = SwapState {
-            fstab: FileState {
-                content: Some(FSTAB_TEXT.into()),
-                mode: Some(0o644),
-            },
+            fstab: FileState::present(FSTAB_TEXT, 0o644),
             active: vec!["/swapfile".into()],
             masked: vec![],
             enabled: vec![],

@@ -261,10 +261,7 @@ mod tests {
     fn diff_is_empty_when_already_set() {
         let r = res();
         let state = SysctlState {
-            dropin: FileState {
-                content: Some(render_dropin(&r.settings)),
-                mode: Some(0o644),
-            },
+            dropin: FileState::present(render_dropin(&r.settings), 0o644),
             runtime: parse_runtime(
                 "net.ipv4.ip_forward\tset\t1\nnet.bridge.bridge-nf-call-iptables\tset\t1\n\
                  net.ipv4.tcp_rmem\tset\t4096\t131072\t6291456\n",

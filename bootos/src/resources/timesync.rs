@@ -550,10 +550,7 @@ MS Name/IP address         Stratum Poll Reach LastRx Last sample
     #[test]
     fn diff_names_files_and_service() {
         let observed = TimeSyncState {
-            chrony_conf: FileState {
-                content: Some(BOOKWORM.into()),
-                mode: Some(0o644),
-            },
+            chrony_conf: FileState::present(BOOKWORM, 0o644),
             ferry_conf: FileState::absent(),
             installed: true,
             service: ServiceState {
@@ -570,13 +567,11 @@ MS Name/IP address         Stratum Poll Reach LastRx Last sample
         let f = follower();
         let (main, ferry) = f.render(BOOKWORM);
         let done = TimeSyncState {
-            chrony_conf: FileState {
-                content: Some(main),
-                mode: Some(0o644),
-            },
+            chrony_conf: FileState::present(main, 0o644),
             ferry_conf: FileState {
                 content: ferry,
                 mode: Some(0o644),
+                ..FileState::absent()
             },
             installed: true,
             service: ServiceState {

@@ -447,10 +447,7 @@ mod tests {
 
         async fn read_file(&self, path: &str) -> Result<FileState, HostError> {
             Ok(match self.file(path) {
-                Some(c) => FileState {
-                    content: Some(c),
-                    mode: Some(0o644),
-                },
+                Some(c) => FileState::present(c, 0o644),
                 None => FileState::absent(),
             })
         }
