@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::resource::DynResource;
 use crate::resources::software::SoftwareResource;
 use crate::resources::system::SystemResource;
+use crate::resources::timesync::TimeRole;
 
 /// One resource of a host's baseline. Serialized with a `kind` field naming it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,5 +30,13 @@ impl ResourceSpec {
     /// Its id (unique on one host).
     pub fn id(&self) -> String {
         self.as_dyn().id()
+    }
+
+    /// The host's part in the site's time sync, when this is its time sync resource.
+    pub fn time_role(&self) -> Option<&TimeRole> {
+        match self {
+            ResourceSpec::Software(SoftwareResource::TimeSync(t)) => Some(&t.role),
+            _ => None,
+        }
     }
 }

@@ -77,6 +77,7 @@ fn printer(to_stderr: bool) -> Sink {
                 error,
             } => format!("{host} {resource} revert FAILED: {error}"),
             Event::Warning { host, message } => format!("{host}: warning: {message}"),
+            Event::Waiting { host, resource, on } => format!("{host} {resource} waits for {on}"),
             // Progress only: the plan itself says what was found.
             Event::HostSurveyed { host, seconds } => {
                 eprintln!("{host} surveyed ({seconds:.1}s)");

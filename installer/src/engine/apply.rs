@@ -9,6 +9,7 @@ use ferry_bootos::{DynResource, Host, ResourceSpec};
 use ferry_inventory::ssh::shell_quote;
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::watch;
 
 use super::events::{one_line, Event, Sink};
 use super::journal::{Entry, Journal, Record, HOST_JOURNAL_DIR};
@@ -160,6 +161,50 @@ async fn append_on_host(host: &dyn Host, run_id: &str, line: &str) -> anyhow::Re
     Ok(())
 }
 
+/// Cross-host ordering within one apply: a step on this host that waits until another host
+/// has passed one of its steps. Followers' time sync waits for the time source's (their check
+/// needs it serving); the cluster install will have agents wait for the first server.
+#[derive(Default)]
+pub struct Gates {
+    /// Before the step with this id: wait until the gate opens, or until the host that would
+    /// open it has finished without doing so (then the step runs and its own check decides).
+    pub wait: Vec<(String, String, watch::Receiver<bool>)>,
+    /// After the step with this id, whatever its outcome, open the gate. Gates still closed
+    /// when the host's apply ends (it failed earlier, or had no such step) open then.
+    pub open: Vec<(String, watch::Sender<bool>)>,
+}
+
+impl Gates {
+    /// A gate: the opening side for the host that opens it, the waiting side (clone it for
+    /// every waiting host).
+    pub fn channel() -> (watch::Sender<bool>, watch::Receiver<bool>) {
+        watch::channel(false)
+    }
+
+    async fn before(&mut self, host: &str, id: &str, sink: &Sink) {
+        for (step, what, rx) in self.wait.iter_mut().filter(|(s, _, _)| s == id) {
+            if *rx.borrow() {
+                continue;
+            }
+            sink(Event::Waiting {
+                host: host.to_string(),
+                resource: step.clone(),
+                on: what.clone(),
+            });
+            // An error means the opening side is gone: nothing more to wait for.
+            let _ = rx.wait_for(|open| *open).await;
+        }
+    }
+
+    fn after(&mut self, id: &str) {
+        for (step, tx) in &self.open {
+            if step == id {
+                tx.send_replace(true);
+            }
+        }
+    }
+}
+
 fn secs(start: Instant) -> f64 {
     (start.elapsed().as_secs_f64() * 100.0).round() / 100.0
 }
@@ -167,9 +212,11 @@ fn secs(start: Instant) -> f64 {
 /// Applies `steps` on `host` in order: each is observed again, skipped when already as
 /// wanted, else journaled (`begin`), applied and journaled (`done`/`failed`). On the first
 /// failure the changes begun in this run are reverted newest first, unless `no_rollback`.
+/// `gates` order steps against other hosts' (see [`Gates`]).
 pub async fn apply_host(
     host: &dyn Host,
     steps: &[Arc<dyn Step>],
+    mut gates: Gates,
     journal: &RunJournal,
     no_rollback: bool,
     sink: &Sink,
@@ -181,6 +228,7 @@ pub async fn apply_host(
     for step in steps {
         let id = step.id();
         let r = step.resource();
+        gates.before(&name, &id, sink).await;
         let t = Instant::now();
         let result: anyhow::Result<bool> = async {
             let observed = r.observe(host).await?;
@@ -208,6 +256,7 @@ pub async fn apply_host(
             Ok(true)
         }
         .await;
+        gates.after(&id);
         match result {
             Ok(false) => {}
             Ok(true) => {
@@ -248,6 +297,8 @@ pub async fn apply_host(
             }
         }
     }
+    // Whoever waits on this host goes on now, not after its rollback.
+    drop(gates);
     let applied = begun.len();
     let Some(reason) = failure else {
         return HostSummary {
@@ -563,6 +614,7 @@ mod tests {
         let s = apply_host(
             &host,
             &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C")]),
+            Gates::default(),
             &j,
             false,
             &quiet(),
@@ -577,6 +629,7 @@ mod tests {
         let again = apply_host(
             &host,
             &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C")]),
+            Gates::default(),
             &j,
             false,
             &quiet(),
@@ -594,6 +647,7 @@ mod tests {
         let s = apply_host(
             &host,
             &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C"), ("/d", "D")]),
+            Gates::default(),
             &j,
             false,
             &quiet(),
@@ -640,6 +694,7 @@ mod tests {
         let s = apply_host(
             &host,
             &steps(&[("/a", "A"), ("/b", "B")]),
+            Gates::default(),
             &j,
             true,
             &quiet(),
@@ -687,6 +742,7 @@ mod tests {
         let s = apply_host(
             &host,
             &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C")]),
+            Gates::default(),
             &j,
             false,
             &quiet(),
@@ -701,5 +757,68 @@ mod tests {
         assert_eq!(host.file("/b").as_deref(), Some("B"));
         let pending = journal::pending_reverts(&journal::read(j.local.path()).unwrap(), &[]);
         assert_eq!(pending["mem"].len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_gated_step_waits_for_the_other_host_and_the_steps_before_it_do_not() {
+        let d = tempfile::tempdir().unwrap();
+        let j = run_journal(d.path());
+        let host = MemHost::with(&[]);
+        let (tx, rx) = Gates::channel();
+        let gates = Gates {
+            wait: vec![("/b".into(), "the source".into(), rx)],
+            open: Vec::new(),
+        };
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink: Sink = {
+            let seen = seen.clone();
+            Arc::new(move |e| seen.lock().unwrap().push(e))
+        };
+        let ab = steps(&[("/a", "A"), ("/b", "B")]);
+        let apply = apply_host(&host, &ab, gates, &j, false, &sink);
+        let other = async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let before = (host.file("/a"), host.file("/b"));
+            tx.send_replace(true);
+            before
+        };
+        let (s, before) = tokio::join!(apply, other);
+        assert_eq!(before, (Some("A".to_string()), None), "/a applied, /b held");
+        assert_eq!(s.outcome, Outcome::Ok);
+        assert_eq!(host.file("/b").as_deref(), Some("B"));
+        assert!(seen.lock().unwrap().contains(&Event::Waiting {
+            host: "mem".into(),
+            resource: "/b".into(),
+            on: "the source".into(),
+        }));
+    }
+
+    #[tokio::test]
+    async fn a_host_that_fails_before_its_gate_step_releases_the_waiting_hosts() {
+        let d = tempfile::tempdir().unwrap();
+        let j = run_journal(d.path());
+        let mut source = MemHost::with(&[]);
+        source.fail_write.insert("/a".into());
+        let follower = MemHost::with(&[]);
+        let (tx, rx) = Gates::channel();
+        let opens = Gates {
+            wait: Vec::new(),
+            open: vec![("/b".into(), tx)],
+        };
+        let waits = Gates {
+            wait: vec![("/b".into(), "the source".into(), rx)],
+            open: Vec::new(),
+        };
+        let (ab, b, sink) = (
+            steps(&[("/a", "A"), ("/b", "B")]),
+            steps(&[("/b", "B")]),
+            quiet(),
+        );
+        let (s, f) = tokio::join!(
+            apply_host(&source, &ab, opens, &j, false, &sink),
+            apply_host(&follower, &b, waits, &j, false, &sink),
+        );
+        assert_eq!(s.outcome, Outcome::RolledBack);
+        assert_eq!(f.outcome, Outcome::Ok, "the follower went on: {f:?}");
     }
 }

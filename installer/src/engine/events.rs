@@ -56,6 +56,15 @@ pub enum Event {
         /// Why (one line).
         error: String,
     },
+    /// A resource waits for another host (see `apply::Gates`).
+    Waiting {
+        /// The host.
+        host: String,
+        /// The resource id.
+        resource: String,
+        /// What it waits for.
+        on: String,
+    },
     /// Something worth telling that changes no outcome.
     Warning {
         /// The host.

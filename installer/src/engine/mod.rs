@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ferry_bootos::baseline::GpuPolicy;
+use ferry_bootos::resources::timesync::TimeRole;
 use ferry_bootos::{resources_for, HostContext, ResourceSpec, SshHost};
 use ferry_inventory::facts::Facts;
 use ferry_inventory::remote::{self, AgentBinary};
@@ -24,7 +25,7 @@ use ferry_inventory::ssh::Pool;
 use ferry_inventory::{Sudo, Target};
 
 use crate::config::InstallConfig;
-use apply::{HostSummary, Outcome, RunJournal, Step};
+use apply::{Gates, HostSummary, Outcome, RunJournal, Step};
 use artifacts::ArtifactSet;
 use events::{one_line, Event, Sink};
 use journal::Record;
@@ -322,6 +323,48 @@ async fn observe_all(
     Ok(out)
 }
 
+/// The gates that make followers' time sync wait for the time source's, when the source has
+/// something to apply (a source with no changes is already serving; one that is blocked or
+/// unreachable will not serve, and the followers' own check says so).
+fn time_gates(plan: &Plan) -> BTreeMap<String, Gates> {
+    let ready = |hp: &&HostPlan| hp.status == HostStatus::Ready;
+    let role = |hp: &HostPlan| hp.resources.iter().find_map(|r| r.time_role().cloned());
+    let mut out = BTreeMap::new();
+    let Some(source) = plan
+        .hosts
+        .iter()
+        .filter(ready)
+        .find(|hp| matches!(role(hp), Some(TimeRole::Source { .. })))
+    else {
+        return out;
+    };
+    let (tx, rx) = Gates::channel();
+    let step = "timesync".to_string();
+    for hp in plan.hosts.iter().filter(ready) {
+        if matches!(role(hp), Some(TimeRole::Follower { .. })) {
+            out.insert(
+                hp.host.clone(),
+                Gates {
+                    wait: vec![(
+                        step.clone(),
+                        format!("the time source {} to serve", source.host),
+                        rx.clone(),
+                    )],
+                    open: Vec::new(),
+                },
+            );
+        }
+    }
+    out.insert(
+        source.host.clone(),
+        Gates {
+            wait: Vec::new(),
+            open: vec![(step, tx)],
+        },
+    );
+    out
+}
+
 /// Applies the plan: every ready host in parallel (bounded by the pool), each on its own, so
 /// a slow or failed host holds no other. Blocked, unreachable and unchanged hosts are only
 /// summarized.
@@ -332,8 +375,13 @@ pub async fn apply(
     no_rollback: bool,
     sink: &Sink,
 ) -> anyhow::Result<Vec<HostSummary>> {
+    let mut gates = time_gates(plan);
+    // The time source first: it takes its slot before any follower can, so with fewer slots
+    // than hosts no follower holds one while it waits for the source.
+    let mut order: Vec<(usize, &HostPlan)> = plan.hosts.iter().enumerate().collect();
+    order.sort_by_key(|(_, hp)| !gates.get(&hp.host).is_some_and(|g| !g.open.is_empty()));
     let mut tasks = Vec::new();
-    for hp in &plan.hosts {
+    for (index, hp) in order {
         let fixed = |outcome: Outcome, reason: Option<String>| HostSummary {
             host: hp.host.clone(),
             outcome,
@@ -355,30 +403,52 @@ pub async fn apply(
                     .map(|r| Arc::new(r.clone()) as Arc<dyn Step>)
                     .collect();
                 let (pool, journal, sink) = (hosts.pool.clone(), journal.clone(), sink.clone());
-                tasks.push(tokio::spawn(async move {
-                    let _permit = pool.permit().await;
-                    let start = Instant::now();
-                    match pool.session(&t).await {
-                        Ok(s) => {
-                            let host = SshHost::new(s);
-                            apply::apply_host(&host, &steps, &journal, no_rollback, &sink).await
+                let host_gates = gates.remove(&hp.host).unwrap_or_default();
+                let early = if host_gates.open.is_empty() {
+                    None
+                } else {
+                    Some(pool.permit().await)
+                };
+                tasks.push((
+                    index,
+                    tokio::spawn(async move {
+                        let _permit = match early {
+                            Some(p) => p,
+                            None => pool.permit().await,
+                        };
+                        let start = Instant::now();
+                        match pool.session(&t).await {
+                            Ok(s) => {
+                                let host = SshHost::new(s);
+                                apply::apply_host(
+                                    &host,
+                                    &steps,
+                                    host_gates,
+                                    &journal,
+                                    no_rollback,
+                                    &sink,
+                                )
+                                .await
+                            }
+                            Err(e) => HostSummary {
+                                host: t.name.clone(),
+                                outcome: Outcome::Unreachable,
+                                changes: 0,
+                                seconds: start.elapsed().as_secs_f64(),
+                                reason: Some(one_line(&e)),
+                            },
                         }
-                        Err(e) => HostSummary {
-                            host: t.name.clone(),
-                            outcome: Outcome::Unreachable,
-                            changes: 0,
-                            seconds: start.elapsed().as_secs_f64(),
-                            reason: Some(one_line(&e)),
-                        },
-                    }
-                }));
+                    }),
+                ));
                 continue;
             }
         };
-        tasks.push(tokio::spawn(std::future::ready(summary)));
+        tasks.push((index, tokio::spawn(std::future::ready(summary))));
     }
+    // Summaries in inventory order, whatever order the hosts started in.
+    tasks.sort_by_key(|(index, _)| *index);
     let mut out = Vec::new();
-    for t in tasks {
+    for (_, t) in tasks {
         out.push(t.await.context("applying a host crashed")?);
     }
     Ok(out)
@@ -500,5 +570,76 @@ pub(crate) mod testing {
         )
         .unwrap();
         InstallConfig::load(&p).unwrap()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use ferry_bootos::resources::software::SoftwareResource;
+    use ferry_bootos::resources::timesync::{TimeSync, CHECK_TIMEOUT_SECS};
+
+    use super::*;
+
+    fn host(name: &str, status: HostStatus, role: TimeRole) -> HostPlan {
+        HostPlan {
+            host: name.into(),
+            status,
+            reasons: Vec::new(),
+            warnings: Vec::new(),
+            changes: Vec::new(),
+            resources: vec![ResourceSpec::Software(SoftwareResource::TimeSync(
+                TimeSync {
+                    role,
+                    max_skew_ms: 500,
+                    check_timeout_secs: CHECK_TIMEOUT_SECS,
+                },
+            ))],
+        }
+    }
+
+    fn plan(source: HostStatus) -> Plan {
+        let source_role = TimeRole::Source {
+            allow: vec!["10.0.0.2".into(), "10.0.0.3".into()],
+            upstream: Vec::new(),
+        };
+        let follower = || TimeRole::Follower {
+            source: "10.0.0.1".into(),
+        };
+        Plan {
+            cluster_id: "ferry-test".into(),
+            hosts: vec![
+                host("f1", HostStatus::Ready, follower()),
+                host("src", source, source_role),
+                host("f2", HostStatus::NoChanges, follower()),
+                host("f3", HostStatus::Ready, follower()),
+            ],
+        }
+    }
+
+    #[test]
+    fn followers_with_changes_wait_for_a_source_with_changes() {
+        let g = time_gates(&plan(HostStatus::Ready));
+        assert_eq!(g.keys().collect::<Vec<_>>(), ["f1", "f3", "src"]);
+        assert_eq!(g["src"].open.len(), 1);
+        assert!(g["src"].wait.is_empty());
+        for f in ["f1", "f3"] {
+            let (step, on, _) = &g[f].wait[0];
+            assert_eq!(
+                (step.as_str(), on.as_str()),
+                ("timesync", "the time source src to serve")
+            );
+        }
+    }
+
+    #[test]
+    fn nobody_waits_for_a_source_that_has_nothing_to_apply_or_cannot_be_applied() {
+        for status in [
+            HostStatus::NoChanges,
+            HostStatus::Blocked,
+            HostStatus::Unreachable,
+        ] {
+            assert!(time_gates(&plan(status)).is_empty(), "{status:?}");
+        }
     }
 }
