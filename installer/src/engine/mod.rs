@@ -379,7 +379,7 @@ pub async fn apply(
     // The time source first: it takes its slot before any follower can, so with fewer slots
     // than hosts no follower holds one while it waits for the source.
     let mut order: Vec<(usize, &HostPlan)> = plan.hosts.iter().enumerate().collect();
-    order.sort_by_key(|(_, hp)| !gates.get(&hp.host).is_some_and(|g| !g.open.is_empty()));
+    order.sort_by_key(|(_, hp)| gates.get(&hp.host).is_none_or(|g| g.open.is_empty()));
     let mut tasks = Vec::new();
     for (index, hp) in order {
         let fixed = |outcome: Outcome, reason: Option<String>| HostSummary {
