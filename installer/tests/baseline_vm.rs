@@ -448,8 +448,8 @@ fn sync_all(bed: &Testbed) {
 }
 
 /// What `ferry apply` must leave on each host, checked as an operator would.
-fn assert_baseline(bed: &Testbed, cluster_id: &str) {
-    let source = bed.vm(0).address().to_string();
+fn assert_baseline(bed: &Testbed, cluster_id: &str, time_source: &Vm) {
+    let source = time_source.address().to_string();
     for vm in bed.vms() {
         let name = vm.name();
         let o = observe(vm);
@@ -508,7 +508,8 @@ fn assert_baseline(bed: &Testbed, cluster_id: &str) {
         if vm.address().to_string() != source {
             assert!(
                 section(&o, "chrony-sources").lines().any(|l| l == source),
-                "{name}: chrony does not follow vm0 ({source}); `chronyc sources` lists:\n{}",
+                "{name}: chrony does not follow {} ({source}); `chronyc sources` lists:\n{}",
+                time_source.name(),
                 section(&o, "chrony-sources")
             );
         }
@@ -598,7 +599,9 @@ fn baseline_applies_converges_survives_a_reboot_and_rolls_back() {
     };
     let t0 = Instant::now();
     let site = Site::new(&bed);
-    let answers = site.answers("site.toml", "", "");
+    // The time source is the last host: with one apply slot (step 2), it must still go first,
+    // or the followers' time check would wait for a source that is not serving yet.
+    let answers = site.answers("site.toml", "", "\n[baseline.time]\nsource = \"vm2\"");
     let answers = answers.to_str().unwrap();
     make_fresh(&bed);
     let before = observe_all(&bed);
@@ -653,8 +656,11 @@ fn baseline_applies_converges_survives_a_reboot_and_rolls_back() {
         assert_same(vm.name(), "after `ferry plan`", b, &observe(vm), &[]);
     }
 
-    step("2. apply sets the baseline on every host", t0);
-    let apply = site.ferry(&["apply", "--answers", answers]);
+    step(
+        "2. apply sets the baseline on every host, one at a time, the time source first",
+        t0,
+    );
+    let apply = site.ferry(&["apply", "--answers", answers, "--parallel", "1"]);
     apply.expect_ok("first apply");
     let run_id = apply.run_id();
     for vm in bed.vms() {
@@ -670,7 +676,19 @@ fn baseline_applies_converges_survives_a_reboot_and_rolls_back() {
         );
     }
     eprintln!("first apply on 3 hosts: {:.1} s", apply.secs);
-    assert_baseline(&bed, &cluster_id);
+    assert_baseline(&bed, &cluster_id, bed.vm(2));
+    let started: Vec<&str> = apply
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" applied ("))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        started.first(),
+        Some(&"vm2"),
+        "the time source vm2 did not go first with --parallel 1\n{}",
+        apply.show()
+    );
     assert_journals(&site, &bed, &run_id);
 
     step(
@@ -710,28 +728,28 @@ fn baseline_applies_converges_survives_a_reboot_and_rolls_back() {
     }
 
     step("4. a reboot keeps every setting", t0);
-    let vm2 = bed.vm(2);
-    vm2.ssh_ok("sync").unwrap();
-    vm2.power_off().unwrap();
-    vm2.power_on().unwrap();
-    let rebooted = observe(vm2);
+    let vm1 = bed.vm(1);
+    vm1.ssh_ok("sync").unwrap();
+    vm1.power_off().unwrap();
+    vm1.power_on().unwrap();
+    let rebooted = observe(vm1);
     assert_same(
-        "vm2",
+        "vm1",
         "after a reboot",
-        &applied[2],
+        &applied[1],
         &rebooted,
         &["var-lib-ferry", "chrony-sources"],
     );
     assert!(
         section(&rebooted, "chrony-sources")
             .lines()
-            .any(|l| l == bed.vm(0).address().to_string()),
-        "vm2: after a reboot chrony does not follow vm0: {}",
+            .any(|l| l == bed.vm(2).address().to_string()),
+        "vm1: after a reboot chrony does not follow the time source vm2: {}",
         section(&rebooted, "chrony-sources")
     );
     let after_boot = site.ferry(&["plan", "--answers", answers, "--json"]);
     after_boot.expect_ok("plan after a reboot");
-    expect_status(&after_boot, "vm2", "no-changes");
+    expect_status(&after_boot, "vm1", "no-changes");
 
     step("5. rollback returns every host to its pre-run state", t0);
     let rollback = site.ferry(&["rollback", "--run", &run_id, "--answers", answers]);
