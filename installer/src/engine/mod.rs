@@ -290,10 +290,49 @@ pub async fn plan(
     for t in host_tasks {
         out.push(t.await.context("planning a host crashed")?);
     }
-    Ok(Plan {
+    let mut plan = Plan {
         cluster_id: cfg.cluster.id.clone(),
         hosts: out,
-    })
+    };
+    if let Some(source) = cfg.time_source() {
+        hold_followers_of_a_lost_source(&mut plan, &source.name);
+    }
+    Ok(plan)
+}
+
+/// When the time source will not be set up (blocked or unreachable), a host whose time sync
+/// would change is blocked too: its check after the change needs the source serving, so its
+/// apply would fail there and roll back everything it did before. A follower already synced
+/// (no time sync change) goes ahead.
+fn hold_followers_of_a_lost_source(plan: &mut Plan, source: &str) {
+    let Some(lost) = plan
+        .hosts
+        .iter()
+        .find(|hp| hp.host == source)
+        .and_then(|hp| match hp.status {
+            HostStatus::Blocked => Some("blocked"),
+            HostStatus::Unreachable => Some("unreachable"),
+            HostStatus::Ready | HostStatus::NoChanges => None,
+        })
+    else {
+        return;
+    };
+    for hp in &mut plan.hosts {
+        let follows = hp
+            .resources
+            .iter()
+            .any(|r| matches!(r.time_role(), Some(TimeRole::Follower { .. })));
+        let changes_time = hp.changes.iter().any(|c| c.resource == "timesync");
+        if hp.status == HostStatus::Ready && follows && changes_time {
+            hp.status = HostStatus::Blocked;
+            hp.reasons.push(format!(
+                "its time source {source} is {lost}, and this host's time sync needs it serving; \
+                 fix: make {source} ready first (see its reasons), or set baseline.time.source \
+                 to another host"
+            ));
+            hp.resources.clear();
+        }
+    }
 }
 
 /// Observes every resource and returns the changes (reads only).
@@ -630,6 +669,49 @@ mod tests {
                 ("timesync", "the time source src to serve")
             );
         }
+    }
+
+    #[test]
+    fn followers_that_would_change_time_sync_are_held_when_the_source_is_lost() {
+        for status in [HostStatus::Blocked, HostStatus::Unreachable] {
+            let mut p = plan(status);
+            p.hosts[0].changes.push(plan::PlannedChange {
+                resource: "timesync".into(),
+                what: "chrony".into(),
+                from: "pool".into(),
+                to: "10.0.0.1".into(),
+            });
+            p.hosts[3].changes.push(plan::PlannedChange {
+                resource: "sysctl".into(),
+                what: "vm.max_map_count".into(),
+                from: "65530".into(),
+                to: "262144".into(),
+            });
+            hold_followers_of_a_lost_source(&mut p, "src");
+            let f1 = &p.hosts[0];
+            assert_eq!(f1.status, HostStatus::Blocked, "{status:?}");
+            assert!(
+                f1.reasons[0].starts_with("its time source src is "),
+                "{:?}",
+                f1.reasons
+            );
+            assert!(f1.resources.is_empty());
+            assert_eq!(p.hosts[2].status, HostStatus::NoChanges);
+            assert_eq!(
+                p.hosts[3].status,
+                HostStatus::Ready,
+                "already synced: goes ahead"
+            );
+        }
+        let mut p = plan(HostStatus::Ready);
+        p.hosts[0].changes.push(plan::PlannedChange {
+            resource: "timesync".into(),
+            what: "chrony".into(),
+            from: "pool".into(),
+            to: "10.0.0.1".into(),
+        });
+        hold_followers_of_a_lost_source(&mut p, "src");
+        assert_eq!(p.hosts[0].status, HostStatus::Ready);
     }
 
     #[test]
