@@ -671,22 +671,21 @@ mod tests {
         }
     }
 
+    fn change(resource: &str) -> plan::PlannedChange {
+        plan::PlannedChange {
+            resource: resource.into(),
+            what: "a setting".into(),
+            from: "old".into(),
+            to: "new".into(),
+        }
+    }
+
     #[test]
     fn followers_that_would_change_time_sync_are_held_when_the_source_is_lost() {
         for status in [HostStatus::Blocked, HostStatus::Unreachable] {
             let mut p = plan(status);
-            p.hosts[0].changes.push(plan::PlannedChange {
-                resource: "timesync".into(),
-                what: "chrony".into(),
-                from: "pool".into(),
-                to: "10.0.0.1".into(),
-            });
-            p.hosts[3].changes.push(plan::PlannedChange {
-                resource: "sysctl".into(),
-                what: "vm.max_map_count".into(),
-                from: "65530".into(),
-                to: "262144".into(),
-            });
+            p.hosts[0].changes.push(change("timesync"));
+            p.hosts[3].changes.push(change("sysctl"));
             hold_followers_of_a_lost_source(&mut p, "src");
             let f1 = &p.hosts[0];
             assert_eq!(f1.status, HostStatus::Blocked, "{status:?}");
@@ -704,12 +703,7 @@ mod tests {
             );
         }
         let mut p = plan(HostStatus::Ready);
-        p.hosts[0].changes.push(plan::PlannedChange {
-            resource: "timesync".into(),
-            what: "chrony".into(),
-            from: "pool".into(),
-            to: "10.0.0.1".into(),
-        });
+        p.hosts[0].changes.push(change("timesync"));
         hold_followers_of_a_lost_source(&mut p, "src");
         assert_eq!(p.hosts[0].status, HostStatus::Ready);
     }
