@@ -108,6 +108,12 @@ impl FileState {
     }
 }
 
+/// Shell that prints the directory `dir` (a shell word) and its parents while they do not
+/// exist, one per line, innermost first.
+fn list_missing_dirs(dir: &str) -> String {
+    format!("d={dir}; while [ ! -d \"$d\" ]; do echo \"$d\"; d=$(dirname \"$d\"); done")
+}
+
 /// A host that resources act on. Every command runs as root.
 #[async_trait]
 pub trait Host: Send + Sync {
@@ -150,9 +156,8 @@ pub trait Host: Send + Sync {
         // followed by its absent parent directories, one per line, innermost first.
         let out = self
             .run_ok(&format!(
-                "if [ -f {p} ]; then stat -c %a {p} && cat {p}; else echo absent; \
-                 d=$(dirname {p}); while [ ! -d \"$d\" ]; do echo \"$d\"; \
-                 d=$(dirname \"$d\"); done; fi"
+                "if [ -f {p} ]; then stat -c %a {p} && cat {p}; else echo absent; {}; fi",
+                list_missing_dirs(&format!("$(dirname {p})"))
             ))
             .await?;
         let (first, rest) = out.split_once('\n').unwrap_or((out.as_str(), ""));
@@ -186,12 +191,7 @@ pub trait Host: Send + Sync {
     /// `dir` and those of its parents that do not exist, innermost first: what a later
     /// `mkdir -p` (or a service) would create.
     async fn missing_dirs(&self, dir: &str) -> Result<Vec<String>, HostError> {
-        let out = self
-            .run_ok(&format!(
-                "d={}; while [ ! -d \"$d\" ]; do echo \"$d\"; d=$(dirname \"$d\"); done",
-                shell_quote(dir)
-            ))
-            .await?;
+        let out = self.run_ok(&list_missing_dirs(&shell_quote(dir))).await?;
         Ok(out.lines().map(str::to_string).collect())
     }
 

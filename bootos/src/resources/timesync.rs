@@ -34,6 +34,9 @@ const END: &str = "# END ferry time sync";
 /// How long a follower may take, by default, to select the source and come within the limit.
 pub const CHECK_TIMEOUT_SECS: u64 = 60;
 
+/// The resource's id (and its `kind` in plans and journals).
+pub const ID: &str = "timesync";
+
 fn default_check_timeout() -> u64 {
     CHECK_TIMEOUT_SECS
 }
@@ -293,7 +296,7 @@ impl Resource for TimeSync {
     type State = TimeSyncState;
 
     fn id(&self) -> String {
-        "timesync".into()
+        ID.into()
     }
 
     fn supports(&self, facts: &Facts) -> Result<(), String> {

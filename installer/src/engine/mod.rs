@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ferry_bootos::baseline::GpuPolicy;
-use ferry_bootos::resources::timesync::TimeRole;
+use ferry_bootos::resources::timesync::{self, TimeRole};
 use ferry_bootos::{resources_for, HostContext, ResourceSpec, SshHost};
 use ferry_inventory::facts::Facts;
 use ferry_inventory::remote::{self, AgentBinary};
@@ -318,11 +318,8 @@ fn hold_followers_of_a_lost_source(plan: &mut Plan, source: &str) {
         return;
     };
     for hp in &mut plan.hosts {
-        let follows = hp
-            .resources
-            .iter()
-            .any(|r| matches!(r.time_role(), Some(TimeRole::Follower { .. })));
-        let changes_time = hp.changes.iter().any(|c| c.resource == "timesync");
+        let follows = matches!(time_role(hp), Some(TimeRole::Follower { .. }));
+        let changes_time = hp.changes.iter().any(|c| c.resource == timesync::ID);
         if hp.status == HostStatus::Ready && follows && changes_time {
             hp.status = HostStatus::Blocked;
             hp.reasons.push(format!(
@@ -362,25 +359,29 @@ async fn observe_all(
     Ok(out)
 }
 
+/// The host's part in the site's time sync, when it has one.
+fn time_role(hp: &HostPlan) -> Option<&TimeRole> {
+    hp.resources.iter().find_map(|r| r.time_role())
+}
+
 /// The gates that make followers' time sync wait for the time source's, when the source has
-/// something to apply (a source with no changes is already serving; one that is blocked or
-/// unreachable will not serve, and the followers' own check says so).
+/// something to apply (a source with no changes is already serving; followers of one that is
+/// blocked or unreachable are blocked in the plan, see [`hold_followers_of_a_lost_source`]).
 fn time_gates(plan: &Plan) -> BTreeMap<String, Gates> {
     let ready = |hp: &&HostPlan| hp.status == HostStatus::Ready;
-    let role = |hp: &HostPlan| hp.resources.iter().find_map(|r| r.time_role().cloned());
     let mut out = BTreeMap::new();
     let Some(source) = plan
         .hosts
         .iter()
         .filter(ready)
-        .find(|hp| matches!(role(hp), Some(TimeRole::Source { .. })))
+        .find(|hp| matches!(time_role(hp), Some(TimeRole::Source { .. })))
     else {
         return out;
     };
     let (tx, rx) = Gates::channel();
-    let step = "timesync".to_string();
+    let step = timesync::ID.to_string();
     for hp in plan.hosts.iter().filter(ready) {
-        if matches!(role(hp), Some(TimeRole::Follower { .. })) {
+        if matches!(time_role(hp), Some(TimeRole::Follower { .. })) {
             out.insert(
                 hp.host.clone(),
                 Gates {
