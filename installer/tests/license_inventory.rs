@@ -63,7 +63,14 @@ fn activates_a_license_on_every_host_of_an_inventory() {
     let hosts_dir_s = hosts_dir.to_str().unwrap();
     let site = ["-i", inv.as_str(), "--host-state-dir", hosts_dir_s];
 
-    ok(dir, &["keygen", "-o", "vendor.key"]);
+    // The vendor's key: test issuer key A, which test builds of ferry trust.
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../licensing/testdata");
+    std::fs::copy(testdata.join("test-issuer-a.key"), dir.join("vendor.key")).unwrap();
+    std::fs::copy(
+        testdata.join("test-issuer-a.key.pub"),
+        dir.join("vendor.key.pub"),
+    )
+    .unwrap();
     let out = ok(dir, &[&["request"][..], &site, &["-o", "req.txt"]].concat());
     assert!(out.contains("for 2 host(s)"), "{out}");
 
@@ -155,9 +162,11 @@ fn activates_a_license_on_every_host_of_an_inventory() {
         out.contains("nodes      2 in use of 2") && out.contains("status     OK"),
         "{out}"
     );
-    // The hosts keep the highest time seen: a jump host restored from a backup taken before a
-    // later status call still refuses a clock earlier than what the hosts saw.
+    // The hosts keep the highest time seen: a jump host whose state is restored from a backup
+    // taken before a later status call still refuses a clock earlier than what the hosts saw.
+    let record = dir.join("state/requests").join(records[0].file_name());
     let backup = std::fs::read(dir.join("state/guard.json")).unwrap();
+    let record_backup = std::fs::read(&record).unwrap();
     let later = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args([&["license", "status"][..], &site].concat())
         .current_dir(dir)
@@ -172,15 +181,23 @@ fn activates_a_license_on_every_host_of_an_inventory() {
         String::from_utf8_lossy(&later.stdout)
     );
     std::fs::write(dir.join("state/guard.json"), &backup).unwrap();
+    std::fs::write(&record, &record_backup).unwrap();
     let out = ferry(dir, &[&["verify", "two.lic"][..], &site].concat());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("the clock was set back"),
         "{err}"
     );
-    // The hosts' guards follow the highest time seen on the site.
-    assert_eq!(
-        std::fs::read(hosts_dir.join("guard.json")).unwrap(),
-        std::fs::read(dir.join("state").join("guard.json")).unwrap()
-    );
+    // The hosts' guards (guard.json and the one in the activation record) follow the highest
+    // time seen on the site.
+    for f in [
+        Path::new("guard.json"),
+        &Path::new("requests").join(records[0].file_name()),
+    ] {
+        assert_eq!(
+            std::fs::read(hosts_dir.join(f)).unwrap(),
+            std::fs::read(dir.join("state").join(f)).unwrap(),
+            "{f:?}"
+        );
+    }
 }

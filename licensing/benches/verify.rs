@@ -41,7 +41,7 @@ fn main() {
     }];
     let now = 1_795_000_000;
     let key = IssuerKey::generate().unwrap();
-    let trusted = vec![key.public()];
+    let trusted = TrustRoot::of(vec![key.public()]);
     let request = ActivationRequest::new(&hosts, Usage { nodes: 1, gpus: 0 }, now).unwrap();
     let spec =
         IssueSpec::from_toml("customer = \"Bench\"\nexpires = \"2027-12-31\"\nmax_nodes = 10\n")
@@ -56,6 +56,7 @@ fn main() {
         license: String::new(),
         sequence: 0,
         high_water: now,
+        clock_reset: false,
     };
 
     let file = LicenseFile::parse(text.as_bytes()).unwrap();

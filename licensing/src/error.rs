@@ -55,13 +55,21 @@ pub enum LicenseError {
     /// An algorithm name that is not one of the pinned ones.
     #[error("unknown license algorithm `{0}`: this ferry accepts only `ed25519+xchacha20poly1305` and `ed25519+aes-256-gcm`; ask the vendor to reissue with one of them")]
     UnknownAlg(String),
-    /// The license names an issuer key that is not trusted here.
-    #[error("license is signed by issuer key {kid}, which is not a trusted key here (trusted: {trusted}); pass the vendor's current public key with --pubkey")]
+    /// The license names an issuer key that is not one this ferry trusts.
+    #[error("license is signed by issuer key {kid}, which is not a vendor key built into this ferry (it trusts: {trusted}): it was not issued by the vendor; ask the vendor for a license")]
     UntrustedKey {
         /// The key id the license names.
         kid: String,
         /// The trusted key ids, comma separated.
         trusted: String,
+    },
+    /// `--pubkey` named a key that is not built into this ferry.
+    #[error("public key {kid} is not a vendor key built into this ferry (built in: {built_in}); --pubkey can only choose among those: leave it out, or name one of them")]
+    NotBuiltIn {
+        /// The key id offered.
+        kid: String,
+        /// The built-in key ids, comma separated.
+        built_in: String,
     },
     /// The Ed25519 signature does not verify.
     #[error("license signature is invalid: the file was changed after the vendor signed it, or signed by another key posing as {kid}; ask the vendor for the original file")]
@@ -111,8 +119,8 @@ pub enum LicenseError {
         /// Today's date as seen by this machine.
         today: String,
     },
-    /// The clock is earlier than the highest time seen on this site.
-    #[error("the clock was set back: it says {now}, but this site has already seen {high_water}; set the clock to the correct time (UTC) and try again")]
+    /// The clock is earlier than the highest time seen on this site, beyond the tolerance.
+    #[error("the clock was set back: it says {now}, but this site has already seen {high_water}; set the clock to the correct time (UTC), or, if it is correct and was once set ahead, run `ferry license request` and activate the vendor's license for that request, which resets this guard")]
     ClockRollback {
         /// The current time (RFC 3339, UTC).
         now: String,
@@ -147,12 +155,20 @@ pub enum LicenseError {
         /// GPUs allowed.
         max: u32,
     },
-    /// The guard file does not carry a valid MAC or is missing.
-    #[error("license state in {path} is damaged or was edited ({detail}); re-activate the newest license with `ferry license activate`")]
+    /// A guard (guard.json or the guard inside an activation record) fails its MAC or is unreadable.
+    #[error("license state in {path} is damaged or was edited ({detail}); re-activate with a new license from the vendor: run `ferry license request` and activate the license issued for it")]
     GuardTampered {
-        /// The guard file.
+        /// The file holding the guard.
         path: PathBuf,
         /// What is wrong.
+        detail: String,
+    },
+    /// Part of the license state was removed, or its copies disagree.
+    #[error("license state in {path} is missing or incomplete ({detail}); re-activate with a new license from the vendor: run `ferry license request` and activate the license issued for it")]
+    StateMissing {
+        /// The state directory.
+        path: PathBuf,
+        /// What is missing or disagrees.
         detail: String,
     },
     /// No license is installed.

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::armor;
 use crate::error::{LicenseError, Result};
-use crate::keys::{IssuerKey, IssuerPublicKey, KeyId};
+use crate::keys::{IssuerKey, KeyId, TrustRoot};
 use crate::model::{IssueSpec, License};
 use crate::request::{redact_serde, ActivationRequest};
 
@@ -291,20 +291,11 @@ impl LicenseFile {
     }
 
     /// Checks the signature with the trusted key named by the file's key id.
-    pub fn verify_signature(&self, trusted: &[IssuerPublicKey]) -> Result<()> {
-        let Some(key) = trusted.iter().find(|k| k.id() == self.kid) else {
-            let trusted = trusted
-                .iter()
-                .map(|k| k.id().0)
-                .collect::<Vec<_>>()
-                .join(", ");
+    pub fn verify_signature(&self, trusted: &TrustRoot) -> Result<()> {
+        let Some(key) = trusted.find(&self.kid) else {
             return Err(LicenseError::UntrustedKey {
                 kid: self.kid.0.clone(),
-                trusted: if trusted.is_empty() {
-                    "none".into()
-                } else {
-                    trusted
-                },
+                trusted: trusted.ids(),
             });
         };
         let h = header(self.alg, &self.kid.0, &self.request);

@@ -1,5 +1,6 @@
-//! Vendor issuer keys: Ed25519 key pairs, their ids, and their armored files.
-//! Keys rotate by id: a license names the key that signed it and a site pins a set of public keys.
+//! Vendor issuer keys: Ed25519 key pairs, their ids, their armored files, and the trust root: the
+//! public keys built into this ferry, the only ones a site accepts licenses from. Keys rotate by
+//! id: a license names the key that signed it, and a build may carry several vendor keys.
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest as _, Sha256};
@@ -17,10 +18,15 @@ impl std::fmt::Display for KeyId {
     }
 }
 
-/// The vendor's private signing key. Its `Debug` never shows the key.
+/// The vendor's private signing key. Its `Debug` never shows the key, and the key bytes are
+/// wiped when it is dropped (ed25519-dalek's `SigningKey` zeroizes itself); it cannot be cloned.
 pub struct IssuerKey {
     key: SigningKey,
 }
+
+// `SigningKey` (ed25519-dalek with its `zeroize` feature) wipes itself on drop, and it is the
+// only field: the marker lets callers and tests require wiping by type.
+impl zeroize::ZeroizeOnDrop for IssuerKey {}
 
 impl std::fmt::Debug for IssuerKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,8 +98,11 @@ impl IssuerPublicKey {
 
     /// Reads an armored public key file.
     pub fn from_armored(input: &[u8]) -> Result<Self> {
-        let body = armor::decode(armor::PUBLIC_KEY, input)?;
-        let bytes: [u8; 32] = body.as_slice().try_into().map_err(|_| {
+        Self::from_bytes(&armor::decode(armor::PUBLIC_KEY, input)?)
+    }
+
+    fn from_bytes(body: &[u8]) -> Result<Self> {
+        let bytes: [u8; 32] = body.try_into().map_err(|_| {
             LicenseError::Key("license public key file is damaged: the key is not 32 bytes".into())
         })?;
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| {
@@ -109,5 +118,95 @@ impl IssuerPublicKey {
             return false;
         };
         self.key.verify_strict(msg, &sig).is_ok()
+    }
+}
+
+/// The vendor public keys built into this ferry: the file named by `FERRY_LICENSE_VENDOR_KEYS`
+/// when ferry was built (see build.rs), empty when none was named.
+const VENDOR_KEYS: &str = include_str!(concat!(env!("OUT_DIR"), "/vendor-keys.pub"));
+
+/// The test issuer keys (testdata/), trusted only by builds with the `testing` feature: their
+/// private halves are in the repository so that tests can issue licenses.
+#[cfg(any(test, feature = "testing"))]
+const TEST_KEYS: &str = concat!(
+    include_str!("../testdata/test-issuer-a.key.pub"),
+    include_str!("../testdata/test-issuer-b.key.pub")
+);
+#[cfg(not(any(test, feature = "testing")))]
+const TEST_KEYS: &str = "";
+
+/// Whether this is a test build of ferry-license (the `testing` feature): it trusts the test
+/// issuer keys, and callers may offer a chosen time and machine root to the checks. A release
+/// build is never one.
+pub const TEST_BUILD: bool = cfg!(feature = "testing");
+
+/// The issuer keys a site accepts licenses from. It can only be made from the keys built into
+/// ferry ([`TrustRoot::built_in`]), narrowed with [`TrustRoot::select`]: no file on a site and no
+/// command-line option can add a key.
+#[derive(Debug, Clone)]
+pub struct TrustRoot {
+    keys: Vec<(IssuerPublicKey, &'static str)>,
+}
+
+impl TrustRoot {
+    /// Every vendor key built into this ferry (plus the test keys in a test build).
+    pub fn built_in() -> Result<Self> {
+        let mut keys = Vec::new();
+        for (text, origin) in [(VENDOR_KEYS, "vendor key"), (TEST_KEYS, "test key")] {
+            for body in armor::decode_all(armor::PUBLIC_KEY, text).map_err(|e| {
+                LicenseError::Key(format!(
+                    "the license keys built into this ferry are damaged ({e}); use a ferry release from the vendor"
+                ))
+            })? {
+                keys.push((IssuerPublicKey::from_bytes(&body)?, origin));
+            }
+        }
+        Ok(Self { keys })
+    }
+
+    /// A trust root of exactly `keys`, for tests of the licensing rules with keys made on the fly.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn of(keys: Vec<IssuerPublicKey>) -> Self {
+        Self {
+            keys: keys.into_iter().map(|k| (k, "test key")).collect(),
+        }
+    }
+
+    /// Only the given keys, each of which must be one of this root's (`--pubkey` chooses among
+    /// the built-in keys; it cannot add one).
+    pub fn select(&self, chosen: &[IssuerPublicKey]) -> Result<Self> {
+        let mut keys = Vec::new();
+        for c in chosen {
+            let Some(k) = self.keys.iter().find(|(k, _)| k == c) else {
+                return Err(LicenseError::NotBuiltIn {
+                    kid: c.id().0,
+                    built_in: self.ids(),
+                });
+            };
+            keys.push(k.clone());
+        }
+        Ok(Self { keys })
+    }
+
+    /// The keys, each with where it comes from (`vendor key` or `test key`).
+    pub fn keys(&self) -> impl Iterator<Item = (&IssuerPublicKey, &'static str)> {
+        self.keys.iter().map(|(k, origin)| (k, *origin))
+    }
+
+    /// The key with id `kid`, if this root holds it.
+    pub(crate) fn find(&self, kid: &KeyId) -> Option<&IssuerPublicKey> {
+        self.keys.iter().map(|(k, _)| k).find(|k| k.id() == *kid)
+    }
+
+    /// The key ids, comma separated (`none` when empty), for messages.
+    pub fn ids(&self) -> String {
+        if self.keys.is_empty() {
+            return "none".into();
+        }
+        self.keys
+            .iter()
+            .map(|(k, _)| k.id().0)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }

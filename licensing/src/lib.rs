@@ -19,10 +19,10 @@ mod verify;
 pub use error::{LicenseError, Result};
 pub use file::{issue, Alg, LicenseFile};
 pub use fingerprint::{Fingerprint, HostComponents, HostFingerprint, Match};
-pub use keys::{IssuerKey, IssuerPublicKey, KeyId};
+pub use keys::{IssuerKey, IssuerPublicKey, KeyId, TrustRoot, TEST_BUILD};
 pub use model::{Entitlements, IssueSpec, License, Usage};
 pub use request::{ActivationRequest, ActivationSecret};
-pub use state::{write_atomic, StateDir, Status, DEFAULT_STATE_DIR};
+pub use state::{write_atomic, write_new, StateDir, Status, DEFAULT_STATE_DIR};
 pub use verify::{check, open, Guards, Notice, SiteFacts, Verified, CLOCK_TOLERANCE_SECS};
 
 /// Fills `buf` from the operating system's random source.

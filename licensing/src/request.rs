@@ -14,8 +14,8 @@ use crate::fingerprint::{Fingerprint, HostComponents};
 use crate::model::Usage;
 
 /// 32 random bytes that only the site (and the vendor, through the request) know. Never shown in
-/// `Debug`, logs or errors; wiped on drop.
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+/// `Debug`, logs or errors; wiped on drop; not `Clone`, so no copy is made that could be missed.
+#[derive(PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct ActivationSecret([u8; 32]);
 
 impl std::fmt::Debug for ActivationSecret {
@@ -59,8 +59,9 @@ impl<'de> Deserialize<'de> for ActivationSecret {
     }
 }
 
-/// An activation request. Kept on the site as its activation record (mode 0600).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An activation request. Kept on the site inside its activation record (mode 0600). Not `Clone`:
+/// it holds the activation secret.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivationRequest {
     /// Format version, 1.
@@ -109,8 +110,7 @@ impl ActivationRequest {
 
     /// The compact JSON body (contains the secret: write it only to 0600 files or the request).
     pub fn to_json(&self) -> zeroize::Zeroizing<Vec<u8>> {
-        // Plain data: serialising cannot fail.
-        zeroize::Zeroizing::new(serde_json::to_vec(self).unwrap_or_default())
+        secret_json(self)
     }
 
     /// The armored request file.
@@ -133,6 +133,14 @@ impl ActivationRequest {
             // serde_json's message names the field, never a secret value.
             detail: format!("its content is not a valid request ({})", redact_serde(&e)),
         })?;
+        req.validated()
+    }
+
+    /// Checks what serde cannot: version, kind, the id against the secret and fingerprint, and
+    /// that some host is named.
+    pub(crate) fn validated(self) -> Result<Self> {
+        let what = armor::REQUEST.what;
+        let req = self;
         if req.v != 1 {
             return Err(LicenseError::UnsupportedVersion {
                 what,
@@ -169,4 +177,29 @@ pub(crate) fn redact_serde(e: &serde_json::Error) -> String {
         e.line(),
         e.column()
     )
+}
+
+/// Serialises `value`, which holds a secret, into a buffer allocated once at its final size: a
+/// growing `Vec` would leave copies of the secret in the memory it gives back.
+pub(crate) fn secret_json<T: Serialize>(value: &T) -> zeroize::Zeroizing<Vec<u8>> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Plain data: serialising cannot fail (an empty result would fail to parse, never leak).
+    if serde_json::to_writer(&mut count, value).is_err() {
+        return zeroize::Zeroizing::new(Vec::new());
+    }
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(count.0));
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.clear();
+    }
+    out
 }

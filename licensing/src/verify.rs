@@ -4,13 +4,17 @@
 use crate::error::{LicenseError, Result};
 use crate::file::LicenseFile;
 use crate::fingerprint::HostComponents;
-use crate::keys::IssuerPublicKey;
+use crate::keys::TrustRoot;
 use crate::model::{License, Usage};
 use crate::request::ActivationRequest;
 use crate::time::{format_date, format_time, DAY};
 
-/// How far the clock may be behind the highest time seen before it counts as set back.
-pub const CLOCK_TOLERANCE_SECS: i64 = 600;
+/// How far the clock may be behind the highest time seen before it counts as set back: 48 hours.
+/// A clock that was wrong by less (a time zone taken for UTC, a day typed wrong) and is then
+/// corrected goes on working; the most it can stretch a license is these two days, once, since
+/// the highest time seen never goes down. A clock that was further ahead needs the vendor's reset
+/// (a license for a request made after the guards last moved, docs/license-format.md).
+pub const CLOCK_TOLERANCE_SECS: i64 = 48 * 3600;
 
 /// What the site looks like now.
 #[derive(Debug, Clone)]
@@ -23,15 +27,19 @@ pub struct SiteFacts {
     pub now: i64,
 }
 
-/// The guards kept on the site for the installed license (already MAC-checked).
+/// The guards kept on the site (already MAC-checked): what a license is checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Guards {
-    /// Id of the installed license.
+    /// Id of the installed license (empty when none was ever installed).
     pub license: String,
-    /// Sequence of the installed license.
+    /// Highest sequence ever installed.
     pub sequence: u64,
     /// Highest time ever seen.
     pub high_water: i64,
+    /// The clock guard is waived: the license answers a request made after the guards last
+    /// moved, so the vendor issued it knowing the site as it stands (how a site whose clock was
+    /// once set far ahead is reset). The sequence guard still holds.
+    pub clock_reset: bool,
 }
 
 /// Something a valid license wants a person to know.
@@ -79,7 +87,7 @@ pub struct Verified {
 /// Signature, then decryption: the license content, trusted but not yet checked against the site.
 pub fn open(
     file: &LicenseFile,
-    trusted: &[IssuerPublicKey],
+    trusted: &TrustRoot,
     activation: &ActivationRequest,
 ) -> Result<License> {
     file.verify_signature(trusted)?;
@@ -94,7 +102,7 @@ pub fn check(license: License, site: &SiteFacts, guards: Option<&Guards>) -> Res
         .map_err(|detail| LicenseError::OtherHardware { detail })?;
     let now = site.now;
     if let Some(g) = guards {
-        if now < g.high_water.saturating_sub(CLOCK_TOLERANCE_SECS) {
+        if !g.clock_reset && now < g.high_water.saturating_sub(CLOCK_TOLERANCE_SECS) {
             return Err(LicenseError::ClockRollback {
                 now: format_time(now),
                 high_water: format_time(g.high_water),

@@ -17,4 +17,7 @@ pub struct GenerateArgs {
     /// Write the private key to PREFIX and the public key to PREFIX.pub.
     #[arg(short, long, value_name = "PREFIX")]
     pub output: PathBuf,
+    /// Replace existing key files.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -8,18 +8,29 @@ use anyhow::{bail, Context as _, Result};
 use ferry_inventory::facts::Facts;
 use ferry_license::{
     time, ActivationRequest, HostComponents, IssueSpec, IssuerKey, IssuerPublicKey, License,
-    LicenseFile, SiteFacts, StateDir, Usage, Verified,
+    LicenseFile, SiteFacts, StateDir, TrustRoot, Usage, Verified,
 };
+use zeroize::Zeroizing;
 
 use crate::cmdline::license::{
     ActivateArgs, InspectArgs, IssueArgs, KeygenArgs, LicenseCmd, RequestArgs, SiteArgs,
     StatusArgs, VerifyArgs,
 };
+use crate::commands::output;
 
 /// Runs one `ferry license` subcommand.
 pub fn run(cmd: LicenseCmd) -> Result<ExitCode> {
+    // Only test builds read it (see `TestHooks`); a release build says so rather than letting
+    // someone believe a chosen time is in force.
+    if !ferry_license::TEST_BUILD && std::env::var_os("FERRY_LICENSE_NOW").is_some() {
+        bail!(
+            "FERRY_LICENSE_NOW is set, but this ferry reads the time only from the clock \
+             (the variable works only in ferry's test builds): unset it"
+        );
+    }
     match cmd {
         LicenseCmd::Keygen(a) => keygen(a),
+        LicenseCmd::Keys => keys(),
         LicenseCmd::Request(a) => request(a),
         LicenseCmd::Issue(a) => issue(a),
         LicenseCmd::Activate(a) => activate(a),
@@ -29,26 +40,35 @@ pub fn run(cmd: LicenseCmd) -> Result<ExitCode> {
     }
 }
 
-fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+/// Reads a file that may hold a secret (a request, a signing key): the bytes are wiped on drop.
+fn read(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .with_context(|| format!("reading {what} {}", path.display()))
 }
 
 fn keygen(a: KeygenArgs) -> Result<ExitCode> {
     let public_path = PathBuf::from(format!("{}.pub", a.output.display()));
     for p in [&a.output, &public_path] {
-        if p.exists() && !a.force {
-            bail!(
-                "{} already exists: pick another prefix, or pass --force to replace the key",
-                p.display()
-            );
-        }
+        output::refuse_existing(p, "a key", a.force)?;
     }
     let key = IssuerKey::generate()?;
-    // A fresh 0600 file renamed into place: a symlink at the key path is replaced, not followed,
-    // and an existing file's looser mode is not inherited.
-    ferry_license::write_atomic(&a.output, key.to_armored().as_bytes(), 0o600)
-        .with_context(|| format!("writing {}", a.output.display()))?;
-    ferry_license::write_atomic(&public_path, key.public().to_armored().as_bytes(), 0o644)?;
+    // A fresh 0600 file put into place whole: a symlink at the key path is replaced, not
+    // followed, and an existing file's looser mode is not inherited.
+    output::write(
+        &a.output,
+        key.to_armored().as_bytes(),
+        0o600,
+        "a key",
+        a.force,
+    )?;
+    output::write(
+        &public_path,
+        key.public().to_armored().as_bytes(),
+        0o644,
+        "a key",
+        a.force,
+    )?;
     println!(
         "issuer key {} written: private {} (keep it offline), public {}",
         key.public().id(),
@@ -58,8 +78,32 @@ fn keygen(a: KeygenArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn keys() -> Result<ExitCode> {
+    let root = TrustRoot::built_in()?;
+    let keys: Vec<_> = root.keys().collect();
+    if keys.is_empty() {
+        println!(
+            "no vendor key is built into this ferry: it refuses every license (a release build \
+             names the vendor's keys with FERRY_LICENSE_VENDOR_KEYS)"
+        );
+    } else {
+        println!(
+            "this ferry accepts licenses signed by these keys only (--pubkey picks among them):"
+        );
+        for (key, origin) in keys {
+            let note = if origin == "test key" {
+                " (a test key: only test builds trust it)"
+            } else {
+                ""
+            };
+            println!("  {}  {origin}{note}", key.id());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn now(site: &SiteArgs) -> Result<i64> {
-    match &site.now {
+    match &site.hooks.now {
         None => Ok(time::now()),
         Some(s) => s
             .parse::<i64>()
@@ -85,14 +129,14 @@ fn site_facts(site: &SiteArgs) -> Result<(SiteFacts, Option<Remote>)> {
         let facts = SiteFacts {
             hosts,
             usage: Usage { nodes, gpus },
-            now: match site.now {
+            now: match site.hooks.now {
                 Some(_) => now(site)?,
                 None => remote.earliest_clock(time::now()),
             },
         };
         return Ok((facts, Some(remote)));
     }
-    let (host, gpus) = local_host(&site.root)?;
+    let (host, gpus) = local_host(&site.hooks.root)?;
     Ok((
         SiteFacts {
             hosts: vec![host],
@@ -193,14 +237,14 @@ impl Remote {
         local.min(*earliest)
     }
 
-    /// Copies the site's license state (installed license, guard, activation record, pinned
-    /// keys) into `dir` on every host: temporary file, then rename; all mode 0600.
+    /// Copies the site's license state (installed license, guard, activation record) into `dir`
+    /// on every host: temporary file, then rename; all mode 0600.
     fn install(&self, state: &StateDir, request_id: &str, dir: &Path) -> Result<()> {
-        self.push(state, &self.state_files(state, request_id), dir)
+        self.push(state, &self.state_files(request_id), dir)
     }
 
     /// Takes in every host's copy of the guard that has seen a later time than this machine's.
-    fn adopt_guards(&self, state: &StateDir, keys: &[IssuerPublicKey], dir: &Path) -> Result<()> {
+    fn adopt_guards(&self, state: &StateDir, keys: &TrustRoot, dir: &Path) -> Result<()> {
         if state.installed_file()?.is_none() {
             return Ok(());
         }
@@ -222,22 +266,25 @@ impl Remote {
         Ok(())
     }
 
-    /// Copies the guard (its highest time seen just raised) to every host.
-    fn refresh_guard(&self, state: &StateDir, dir: &Path) -> Result<()> {
-        self.push(state, &[PathBuf::from("guard.json")], dir)
+    /// Copies both copies of the guard (their highest time seen just raised: guard.json and
+    /// the activation record) to every host.
+    fn refresh_guard(&self, state: &StateDir, request_id: &str, dir: &Path) -> Result<()> {
+        self.push(
+            state,
+            &[
+                StateDir::record_file(request_id),
+                PathBuf::from("guard.json"),
+            ],
+            dir,
+        )
     }
 
-    fn state_files(&self, state: &StateDir, request_id: &str) -> Vec<PathBuf> {
-        let mut files = vec![PathBuf::from("license.lic"), PathBuf::from("guard.json")];
-        files.push(Path::new("requests").join(format!("{request_id}.json")));
-        for entry in std::fs::read_dir(state.path().join("trusted"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            files.push(Path::new("trusted").join(entry.file_name()));
-        }
-        files
+    fn state_files(&self, request_id: &str) -> Vec<PathBuf> {
+        vec![
+            StateDir::record_file(request_id),
+            PathBuf::from("license.lic"),
+            PathBuf::from("guard.json"),
+        ]
     }
 
     /// Writes `files` (relative to the state dir) into `dir` on every host.
@@ -247,8 +294,8 @@ impl Remote {
             for (name, session) in &self.sessions {
                 for rel in files {
                     let local = state.path().join(rel);
-                    let data = std::fs::read(&local)
-                        .with_context(|| format!("reading {}", local.display()))?;
+                    // Activation records hold the activation secret.
+                    let data = read(&local, "license state")?;
                     let target = dir.join(rel);
                     let what = || format!("{name}: writing {}", target.display());
                     let tmp = PathBuf::from(format!("{}.tmp", target.display()));
@@ -317,14 +364,26 @@ fn local_host(root: &Path) -> Result<(HostComponents, u32)> {
 }
 
 fn request(a: RequestArgs) -> Result<ExitCode> {
+    output::refuse_existing(&a.output, "a request", a.force)?;
     let (facts, _remote) = site_facts(&a.site)?;
     let req = ActivationRequest::new(&facts.hosts, facts.usage, facts.now)?;
     let state = StateDir::new(&a.site.state_dir);
-    let record = state
-        .save_request(&req)
-        .context("keeping the activation record")?;
+    let record = state.save_request(&req).map_err(|e| {
+        let denied = matches!(&e, ferry_license::LicenseError::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::PermissionDenied);
+        if denied {
+            anyhow::anyhow!(
+                "cannot keep the activation record in {}: permission denied; run as root, or pass \
+                 --state-dir DIR (a directory you can write; give activate, verify and status the \
+                 same --state-dir)",
+                state.path().display()
+            )
+        } else {
+            anyhow::Error::new(e).context("keeping the activation record")
+        }
+    })?;
     let text = req.to_armored();
-    ferry_license::write_atomic(&a.output, text.as_bytes(), 0o600)?;
+    output::write(&a.output, text.as_bytes(), 0o600, "a request", a.force)?;
     println!(
         "request {} for {} host(s) written to {}",
         req.id,
@@ -335,10 +394,13 @@ fn request(a: RequestArgs) -> Result<ExitCode> {
         "activation record kept in {} (keep it: only it can open the license)",
         record.display()
     );
+    let license = license_name(&a.output);
     println!(
-        "send {} to the vendor, then run `ferry license activate LICENSE --pubkey VENDOR.pub`",
-        a.output.display()
+        "send {} to the vendor; save the license they send back as {} and run:",
+        a.output.display(),
+        license.display()
     );
+    println!("  {}", activate_command(&a.site, &license));
     if a.qr {
         let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L)
             .context("the request is too long for a QR code; carry the file instead")?;
@@ -352,17 +414,83 @@ fn request(a: RequestArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where the printed activate command expects the license: beside the request, named like it.
+fn license_name(request: &Path) -> PathBuf {
+    let named = request.with_extension("lic");
+    if named == request {
+        PathBuf::from(format!("{}.lic", request.display()))
+    } else {
+        named
+    }
+}
+
+/// The `ferry license activate` command that works, as printed, for the site `request` was made
+/// for: the same program, site options and state directory, every word shell-quoted.
+fn activate_command(site: &SiteArgs, license: &Path) -> String {
+    let program = std::env::args_os()
+        .next()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "ferry".into());
+    let mut words = vec![
+        program,
+        "license".into(),
+        "activate".into(),
+        license.display().to_string(),
+    ];
+    let mut opt = |name: &str, value: &Path| {
+        words.push(name.into());
+        words.push(value.display().to_string());
+    };
+    match &site.inventory {
+        Some(inv) => {
+            opt("-i", inv);
+            if let Some(kh) = &site.known_hosts {
+                opt("--known-hosts", kh);
+            }
+            if site.host_state_dir != Path::new(ferry_license::DEFAULT_STATE_DIR) {
+                opt("--host-state-dir", &site.host_state_dir);
+            }
+        }
+        None => {
+            // A test build's fixture root, so that the printed command works there too.
+            if site.hooks.root != Path::new("/") {
+                opt("--root", &site.hooks.root);
+            }
+        }
+    }
+    if site.state_dir != Path::new(ferry_license::DEFAULT_STATE_DIR) {
+        opt("--state-dir", &site.state_dir);
+    }
+    if site.inventory.is_none() {
+        words.push("--local".into());
+    }
+    words
+        .iter()
+        .map(|w| ferry_inventory::ssh::shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn issue(a: IssueArgs) -> Result<ExitCode> {
+    output::refuse_existing(&a.output, "a license", a.force)?;
     let req = ActivationRequest::parse(&read(&a.request, "request")?)
         .with_context(|| format!("reading request {}", a.request.display()))?;
-    let spec_text =
-        String::from_utf8(read(&a.spec, "spec")?).context("the spec is not UTF-8 text")?;
+    let spec_text = std::fs::read_to_string(&a.spec)
+        .with_context(|| format!("reading spec {} (a UTF-8 TOML file)", a.spec.display()))?;
     let spec = IssueSpec::from_toml(&spec_text)
         .with_context(|| format!("reading spec {}", a.spec.display()))?;
     let key = IssuerKey::from_armored(&read(&a.key, "issuer key")?)
         .with_context(|| format!("reading issuer key {}", a.key.display()))?;
-    let (license, file) = ferry_license::issue(&spec, &req, &key, time::now())?;
-    ferry_license::write_atomic(&a.output, file.to_armored().as_bytes(), 0o644)?;
+    let now = time::now();
+    let (license, file) = ferry_license::issue(&spec, &req, &key, now)?;
+    output::write(
+        &a.output,
+        file.to_armored().as_bytes(),
+        0o644,
+        "a license",
+        a.force,
+    )?;
     println!(
         "license {} for {}: {} nodes, GPUs {}, until {} (sequence {}), request {} ({} host(s), using {} nodes / {} GPUs), key {} -> {}",
         license.id,
@@ -378,24 +506,68 @@ fn issue(a: IssueArgs) -> Result<ExitCode> {
         license.issuer,
         a.output.display()
     );
+    if now >= license.expires {
+        let expired = time::format_date(license.expires.saturating_sub(1));
+        let today = time::format_date(now);
+        if now >= license.grace_end() {
+            eprintln!(
+                "warning: license {} expired on {expired}, before today ({today}), and its grace \
+                 period is over too: every site will refuse it; check `expires` in {}",
+                license.id,
+                a.spec.display()
+            );
+        } else {
+            eprintln!(
+                "warning: license {} expired on {expired}, before today ({today}): it works only \
+                 in its grace period, until {}; check `expires` in {}",
+                license.id,
+                time::format_date(license.grace_end().saturating_sub(1)),
+                a.spec.display()
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_keys(paths: &[PathBuf], state: &StateDir) -> Result<Vec<IssuerPublicKey>> {
-    if paths.is_empty() {
-        let keys = state.pinned_keys()?;
-        if keys.is_empty() {
-            bail!("no vendor public key: pass --pubkey VENDOR.pub (activate pins it for later checks)");
-        }
-        return Ok(keys);
+/// The keys to accept licenses from: every vendor key built into ferry, or those of them that
+/// `--pubkey` names (by .pub file or key id). `--pubkey` can never add a key.
+fn trust(chosen: &[PathBuf]) -> Result<TrustRoot> {
+    let root = TrustRoot::built_in()?;
+    if root.keys().next().is_none() {
+        bail!(
+            "no vendor license key is built into this ferry, so it refuses every license: use \
+             a ferry release from the vendor (`ferry license keys` lists the keys a build holds)"
+        );
     }
-    paths
+    if chosen.is_empty() {
+        return Ok(root);
+    }
+    let keys = chosen
         .iter()
         .map(|p| {
-            IssuerPublicKey::from_armored(&read(p, "public key")?)
+            let text = p.to_string_lossy();
+            let is_id = text.len() == 16 && text.chars().all(|c| c.is_ascii_hexdigit());
+            if is_id && !p.exists() {
+                return root
+                    .keys()
+                    .map(|(k, _)| k)
+                    .find(|k| k.id().0 == text.to_ascii_lowercase())
+                    .cloned()
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--pubkey {text}: no vendor key with that id is built into this \
+                             ferry (built in: {})",
+                            root.ids()
+                        )
+                    });
+            }
+            let bytes =
+                std::fs::read(p).with_context(|| format!("reading public key {}", p.display()))?;
+            IssuerPublicKey::from_armored(&bytes)
                 .with_context(|| format!("reading public key {}", p.display()))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok(root.select(&keys)?)
 }
 
 fn print_verified(v: &Verified, facts: &SiteFacts) {
@@ -420,7 +592,7 @@ fn print_verified(v: &Verified, facts: &SiteFacts) {
 
 fn activate(a: ActivateArgs) -> Result<ExitCode> {
     let state = StateDir::new(&a.site.state_dir);
-    let keys = load_keys(&a.pubkey, &state)?;
+    let keys = trust(&a.pubkey)?;
     let (facts, remote) = site_facts(&a.site)?;
     if let Some(remote) = &remote {
         remote.adopt_guards(&state, &keys, &a.site.host_state_dir)?;
@@ -429,7 +601,6 @@ fn activate(a: ActivateArgs) -> Result<ExitCode> {
     let v = state
         .activate(&input, &keys, &facts)
         .with_context(|| format!("activating {}", a.license.display()))?;
-    state.pin_keys(&keys)?;
     print_verified(&v, &facts);
     println!("installed in {}", state.path().display());
     if let Some(remote) = remote {
@@ -445,7 +616,7 @@ fn activate(a: ActivateArgs) -> Result<ExitCode> {
 
 fn verify(a: VerifyArgs) -> Result<ExitCode> {
     let state = StateDir::new(&a.site.state_dir);
-    let keys = load_keys(&a.pubkey, &state)?;
+    let keys = trust(&a.pubkey)?;
     let (facts, remote) = site_facts(&a.site)?;
     if let Some(remote) = &remote {
         remote.adopt_guards(&state, &keys, &a.site.host_state_dir)?;
@@ -455,8 +626,8 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
         .verify(&input, &keys, &facts)
         .with_context(|| format!("verifying {}", a.license.display()))?;
     if let Some(remote) = &remote {
-        if state.installed_file()?.is_some() {
-            remote.refresh_guard(&state, &a.site.host_state_dir)?;
+        if let Some(installed) = state.installed_file()? {
+            remote.refresh_guard(&state, installed.request_id(), &a.site.host_state_dir)?;
         }
     }
     print_verified(&v, &facts);
@@ -506,7 +677,7 @@ fn inspect(a: InspectArgs) -> Result<ExitCode> {
         LicenseFile::parse(&input).with_context(|| format!("reading {}", a.license.display()))?;
     let state = StateDir::new(&a.state_dir);
     // The header is readable by anyone; the payload only with the site's activation record.
-    let opened = load_keys(&a.pubkey, &state).and_then(|keys| {
+    let opened = trust(&a.pubkey).and_then(|keys| {
         let act = state.load_request(file.request_id())?;
         Ok(ferry_license::open(&file, &keys, &act)?)
     });
@@ -548,19 +719,15 @@ fn chain(e: &ferry_license::LicenseError) -> String {
 
 fn status(a: StatusArgs) -> Result<ExitCode> {
     let state = StateDir::new(&a.site.state_dir);
-    // With nothing installed there are no pinned keys either: say "not installed", not "no key".
-    let keys = match load_keys(&a.pubkey, &state) {
-        Err(_) if a.pubkey.is_empty() && state.installed_file()?.is_none() => Vec::new(),
-        other => other?,
-    };
+    let keys = trust(&a.pubkey)?;
     let (facts, remote) = site_facts(&a.site)?;
     if let Some(remote) = &remote {
         remote.adopt_guards(&state, &keys, &a.site.host_state_dir)?;
     }
     let st = state.status(&keys, &facts);
     let ok = st.result.is_ok();
-    if let (true, Some(remote)) = (ok, &remote) {
-        remote.refresh_guard(&state, &a.site.host_state_dir)?;
+    if let (true, Some(remote), Some(l)) = (ok, &remote, &st.license) {
+        remote.refresh_guard(&state, &l.request, &a.site.host_state_dir)?;
     }
     if a.json {
         let out = serde_json::json!({

@@ -11,6 +11,7 @@ mod host;
 mod inventory;
 mod key;
 mod license;
+pub(crate) mod output;
 mod reach;
 
 /// Dispatches to the area that owns the subcommand.
