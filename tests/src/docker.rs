@@ -346,6 +346,13 @@ pub const CTR_NAMESPACE: &str = "ferrytest";
 impl Containerd {
     /// Starts containerd and waits until `ctr version` answers.
     pub fn start() -> Containerd {
+        Containerd::start_with(&[])
+    }
+
+    /// Like [`Containerd::start`], run through `wrapper` (e.g. `nsenter --net=… --mount=…`) so
+    /// that containerd lives in a test node's namespaces. Its socket stays in the scratch
+    /// directory, reachable from the test.
+    pub fn start_with(wrapper: &[String]) -> Containerd {
         let dir = ScratchDir::new("containerd");
         let d = dir.path();
         let socket = d.join("containerd.sock");
@@ -366,7 +373,15 @@ impl Containerd {
         let err_file = log_file
             .try_clone()
             .unwrap_or_else(|e| panic!("containerd log: {e}"));
-        let child = Command::new(CONTAINERD)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(CONTAINERD);
+                c
+            }
+            None => Command::new(CONTAINERD),
+        };
+        let child = command
             .arg("--config")
             .arg(d.join("config.toml"))
             .stdin(Stdio::null())
