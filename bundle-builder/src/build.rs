@@ -144,6 +144,7 @@ pub fn build(
     // Images from an engine are exported to a spool directory beside the output.
     let spool = SpoolDir(dir.join(format!(".{base}.spool-{}", std::process::id())));
     let planned = plan(spec, opts, &spool.0, progress)?;
+    check_disjoint(spec, &planned)?;
     progress(BuildEvent::Planned {
         items: planned
             .iter()
@@ -776,6 +777,30 @@ fn plan_images(
         });
     }
     Ok(out)
+}
+
+/// Refuses two items writing the same top-level path (an image `a/b:1` and a file item
+/// `a_b_1`, say): one would be written inside the other when extracted.
+fn check_disjoint(spec: &BundleSpec, planned: &[PlannedItem]) -> Result<()> {
+    let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+    for p in planned {
+        for c in &p.contents {
+            let top = c.path.split('/').next().unwrap_or_default();
+            match owner.insert(top, &p.item.name) {
+                Some(other) if other != p.item.name => {
+                    return Err(BundleError::Spec {
+                        path: spec.base_dir.join("bundle.toml"),
+                        msg: format!(
+                            "items {other:?} and {:?} would both extract to {top:?}: rename one",
+                            p.item.name
+                        ),
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Fails early when the output directory cannot hold the bundle at its largest (no

@@ -6,6 +6,7 @@
 //! bundle from a [`BundleSpec`]; [`Bundle::open`] reads one (checking its structure and
 //! signature), then [`Bundle::verify`], [`Bundle::open_blob`] and [`Bundle::extract`].
 
+pub mod beneath;
 pub mod build;
 pub mod digest;
 pub mod error;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::beneath::{Beneath, Refused};
 use crate::error::{BundleError, Result};
 use crate::keys::PublicKey;
 use crate::manifest::{check_relative_path, BlobEntry, Compression, Form, Item, Manifest, FORMAT};
@@ -510,12 +511,20 @@ impl Bundle {
             let staging = Staging(dir.join(format!(".ferry-extract-{}", std::process::id())));
             fs::create_dir(&staging.0)
                 .map_err(BundleError::io(format!("creating {}", staging.0.display())))?;
+            // Everything below is created from this directory without following a link.
+            let root = Beneath::open(&staging.0)
+                .map_err(BundleError::io(format!("opening {}", staging.0.display())))?;
+            let refused = |r: Refused| match r {
+                Refused::Unsafe(m) => BundleError::Unsafe {
+                    msg: format!(
+                        "item {}: content {m}; nothing was written outside the target",
+                        item.name
+                    ),
+                },
+                Refused::Io { what, source } => BundleError::Io { what, source },
+            };
             for c in &item.contents {
                 let target = staging.0.join(&c.path);
-                if let Some(parent) = target.parent() {
-                    fs::create_dir_all(parent)
-                        .map_err(BundleError::io(format!("creating {}", parent.display())))?;
-                }
                 let mut blob = self.open_blob(&c.digest)?;
                 let mut counted = Counting {
                     inner: &mut blob,
@@ -523,19 +532,18 @@ impl Bundle {
                 };
                 match c.form {
                     Form::File => {
-                        let mut f = fs::File::create(&target)
-                            .map_err(BundleError::io(format!("creating {}", target.display())))?;
+                        let mut f = root.create_file(&c.path, 0o600).map_err(refused)?;
                         io::copy(&mut counted, &mut f).map_err(|e| self.read_err(e, &target))?;
-                        fs::set_permissions(&target, fs::Permissions::from_mode(c.mode & 0o755))
+                        f.set_permissions(fs::Permissions::from_mode(c.mode & 0o755))
                             .map_err(BundleError::io(format!(
                                 "setting mode of {}",
                                 target.display()
                             )))?;
                     }
                     Form::Tree => {
-                        fs::create_dir(&target)
-                            .map_err(BundleError::io(format!("creating {}", target.display())))?;
-                        let tree_result = crate::tree::unpack(&mut counted, &target, &item.name);
+                        root.mkdir(&c.path).map_err(refused)?;
+                        let tree = root.dir(&c.path, false).map_err(refused)?;
+                        let tree_result = crate::tree::unpack(&mut counted, &tree, &item.name);
                         // Drain to the end so the digest is checked even after the tar's end.
                         let drained = io::copy(&mut counted, &mut io::sink());
                         tree_result?;
@@ -883,16 +891,30 @@ fn scan(r: &mut PartedReader, shown: &Path) -> Result<Vec<Entry>> {
     let mut entries: Vec<Entry> = vec![];
     let mut names = BTreeSet::new();
     let mut pos = 0u64;
+    // The padding of the previous entry is read with the next header (one read): every byte
+    // that is neither a blob, the manifest nor its signature is checked here, so everything
+    // that reads a bundle (extract included) checks what verify checks of its structure.
+    let mut pad_from = 0u64;
+    let mut buf = vec![0u8; 2 * BLOCK as usize];
     loop {
         if pos + BLOCK > total {
             return Err(damaged(format!(
                 "is truncated: it ends at byte {total}, inside the tar header expected at {pos} (copy it again)"
             )));
         }
-        let mut h = [0u8; 512];
-        r.seek(SeekFrom::Start(pos))
-            .and_then(|_| r.read_exact(&mut h))
+        let pad = (pos - pad_from) as usize;
+        r.seek(SeekFrom::Start(pad_from))
+            .and_then(|_| r.read_exact(&mut buf[..pad + BLOCK as usize]))
             .map_err(|e| damaged(format!("reading header at offset {pos}: {e}")))?;
+        if buf[..pad].iter().any(|&b| b != 0) {
+            let after = entries.last().map(|e| e.name.as_str()).unwrap_or_default();
+            return Err(damaged(format!(
+                "padding after entry {after:?} is not zero{}",
+                r.locate(pad_from)
+            )));
+        }
+        let mut h = [0u8; 512];
+        h.copy_from_slice(&buf[pad..pad + BLOCK as usize]);
         if h.iter().all(|&b| b == 0) {
             if pos + 2 * BLOCK > total {
                 return Err(damaged(format!(
@@ -903,6 +925,14 @@ fn scan(r: &mut PartedReader, shown: &Path) -> Result<Vec<Entry>> {
                 return Err(damaged(format!(
                     "has {} bytes of trailing data after the end of the archive",
                     total - pos - 2 * BLOCK
+                )));
+            }
+            r.read_exact(&mut h)
+                .map_err(|e| damaged(format!("reading the end of the archive: {e}")))?;
+            if h.iter().any(|&b| b != 0) {
+                return Err(damaged(format!(
+                    "the end of the archive at offset {} is damaged",
+                    pos + BLOCK
                 )));
             }
             break;
@@ -940,6 +970,7 @@ fn scan(r: &mut PartedReader, shown: &Path) -> Result<Vec<Entry>> {
             size: parsed.size,
             mtime: parsed.mtime,
         });
+        pad_from = offset + parsed.size;
         pos = end;
     }
     // Order: blobs, then manifest.json, then manifest.sig.
@@ -1119,6 +1150,31 @@ fn check_consistency(
                     item.name, c.path, c.size, c.digest, m.blobs[l.index].size
                 )));
             }
+        }
+    }
+    // A content below another would be written inside what the other wrote (a tree's link,
+    // say): each content owns its path and everything under it.
+    for p in &paths {
+        let mut prefix = String::new();
+        for part in p.split('/') {
+            if !prefix.is_empty() {
+                if paths.contains(prefix.as_str()) {
+                    let owner = |path: &str| {
+                        m.items
+                            .iter()
+                            .find(|i| i.contents.iter().any(|c| c.path == path))
+                            .map(|i| i.name.as_str())
+                            .unwrap_or_default()
+                    };
+                    return Err(damaged(format!(
+                        "item {}: content path {p:?} is inside content path {prefix:?} of item {}; each content owns its path",
+                        owner(p),
+                        owner(&prefix)
+                    )));
+                }
+                prefix.push('/');
+            }
+            prefix.push_str(part);
         }
     }
     Ok(blobs)

@@ -2,12 +2,14 @@
 //! owners), made on a thread and read as a stream, and the guarded unpacking of such a tar that
 //! never writes outside its target.
 
-use std::fs::{self, File, OpenOptions};
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 
+use crate::beneath::{Beneath, Refused};
 use crate::error::{BundleError, Result};
 use crate::manifest::check_relative_path;
 
@@ -37,11 +39,32 @@ pub enum TreeKind {
 }
 
 /// Walks `root`, sorted, and refuses what a bundle cannot carry safely: symlinks that are
-/// absolute or lead outside the tree, devices, sockets and fifos.
+/// absolute, lead outside the tree once every link on the way is followed, or loop; devices,
+/// sockets and fifos.
 pub fn scan(root: &Path) -> Result<Vec<TreeEntry>> {
     let mut out = vec![];
     walk(root, "", &mut out)?;
+    let links = links_of(&out);
+    for (rel, target) in &links {
+        link_stays_inside(&links, rel).map_err(|msg| BundleError::Unsafe {
+            msg: format!(
+                "{} -> {target}: {msg}; a bundle carries only links that stay inside their directory",
+                root.join(rel).display()
+            ),
+        })?;
+    }
     Ok(out)
+}
+
+/// The symlinks among `entries`, by path.
+fn links_of(entries: &[TreeEntry]) -> BTreeMap<String, String> {
+    entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            TreeKind::Symlink(t) => Some((e.rel.clone(), t.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 fn walk(dir: &Path, prefix: &str, out: &mut Vec<TreeEntry>) -> Result<()> {
@@ -77,9 +100,6 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<TreeEntry>) -> Result<()> {
                     .ok_or_else(|| BundleError::Unsafe {
                         msg: format!("{}: link target is not UTF-8", path.display()),
                     })?;
-            link_stays_inside(&rel, &target).map_err(|msg| BundleError::Unsafe {
-                msg: format!("{} -> {target}: {msg}; a bundle carries only links that stay inside their directory", path.display()),
-            })?;
             out.push(TreeEntry {
                 rel,
                 kind: TreeKind::Symlink(target),
@@ -117,29 +137,76 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<TreeEntry>) -> Result<()> {
     Ok(())
 }
 
-/// Checks that a symlink at `rel` pointing to `target` stays inside the tree (lexically).
-pub fn link_stays_inside(rel: &str, target: &str) -> std::result::Result<(), String> {
-    if target.starts_with('/') {
-        return Err("symlink is absolute".into());
-    }
-    if target.is_empty() {
-        return Err("symlink target is empty".into());
-    }
-    // Depth of the link's directory, then walk the target.
-    let mut depth: i64 = rel.split('/').count() as i64 - 1;
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                depth -= 1;
-                if depth < 0 {
-                    return Err("symlink points outside the target".into());
+/// Most links followed while resolving one (as Linux's own limit): more is a loop.
+const MAX_HOPS: usize = 40;
+
+/// Checks that the symlink at `rel` (one of `links`, the tree's symlinks by path) resolves
+/// inside the tree the way the kernel would resolve it: every link met on the way is followed,
+/// so a chain of links that each look inside (`up -> ../..`, `esc -> up/..`) is judged by where
+/// it really leads. `Err` says why not.
+pub fn link_stays_inside(
+    links: &BTreeMap<String, String>,
+    rel: &str,
+) -> std::result::Result<(), String> {
+    let Some(target) = links.get(rel) else {
+        return Ok(());
+    };
+    let mut dir: Vec<String> = rel.split('/').map(str::to_string).collect();
+    dir.pop();
+    let mut todo: VecDeque<String> = VecDeque::new();
+    let mut hops = 0;
+    let mut via = rel.to_string();
+    let mut next = target.clone();
+    loop {
+        if next.starts_with('/') {
+            return Err(if via == rel {
+                "symlink is absolute".into()
+            } else {
+                format!("symlink is absolute once the link {via} is followed")
+            });
+        }
+        if next.is_empty() {
+            return Err(format!("symlink target of {via} is empty"));
+        }
+        for (i, part) in next.split('/').enumerate() {
+            todo.insert(i, part.to_string());
+        }
+        let mut followed = false;
+        while let Some(part) = todo.pop_front() {
+            match part.as_str() {
+                "" | "." => {}
+                ".." => {
+                    if dir.pop().is_none() {
+                        return Err(if via == rel {
+                            "symlink points outside the target".into()
+                        } else {
+                            format!(
+                                "symlink points outside the target once the link {via} is followed"
+                            )
+                        });
+                    }
+                }
+                _ => {
+                    dir.push(part);
+                    let here = dir.join("/");
+                    if let Some(t) = links.get(&here) {
+                        hops += 1;
+                        if hops > MAX_HOPS {
+                            return Err(format!("symlink loop (through {here})"));
+                        }
+                        dir.pop();
+                        via = here;
+                        next = t.clone();
+                        followed = true;
+                        break;
+                    }
                 }
             }
-            _ => depth += 1,
+        }
+        if !followed {
+            return Ok(());
         }
     }
-    Ok(())
 }
 
 /// Bytes a tree's tar will roughly have (for free-space checks and progress).
@@ -296,62 +363,67 @@ impl Read for TreeReader {
 }
 
 /// Unpacks a tree tar from `reader` into `dest` (an empty directory). Refuses entries with
-/// `..` or absolute paths, links that lead outside `dest`, devices, and any entry that would be
-/// written through a symlink. `name` names the item in errors.
-pub fn unpack(reader: impl Read, dest: &Path, name: &str) -> Result<()> {
+/// `..` or absolute paths, devices, entries below a symlink, and symlinks that do not resolve
+/// inside `dest` (following every link on the way, as the kernel would). Nothing is created
+/// through a link: each path is walked without following one ([`Beneath`]), and symlinks are
+/// made last, once every link in the tree has been checked. `name` names the item in errors.
+pub fn unpack(reader: impl Read, dest: &Beneath, name: &str) -> Result<()> {
     let unsafe_entry = |msg: String| BundleError::Unsafe {
         msg: format!("item {name}: {msg}; nothing was written outside the target"),
     };
+    let refused = |r: Refused| match r {
+        Refused::Unsafe(m) => unsafe_entry(format!("tar entry {m}")),
+        Refused::Io { what, source } => BundleError::Io { what, source },
+    };
+    let read_err = BundleError::io(format!("reading the tree of item {name}"));
+    // Links wait until everything else is written: while they are not on disk, nothing can
+    // be written through one, and an entry below one is refused by name.
+    let mut links: BTreeMap<String, String> = BTreeMap::new();
+    let below_link = |links: &BTreeMap<String, String>, rel: &str| -> Option<String> {
+        let mut prefix = String::new();
+        for part in rel.split('/') {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            if links.contains_key(&prefix) {
+                return Some(prefix);
+            }
+        }
+        None
+    };
     let mut ar = tar::Archive::new(reader);
-    let entries = ar
-        .entries()
-        .map_err(BundleError::io(format!("reading the tree of item {name}")))?;
-    for entry in entries {
+    for entry in ar.entries().map_err(read_err)? {
         let mut entry =
             entry.map_err(BundleError::io(format!("reading the tree of item {name}")))?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let rel = raw.trim_end_matches('/').to_string();
         check_relative_path(&rel).map_err(|m| unsafe_entry(format!("tar entry {m}")))?;
-        let target = safe_target(dest, &rel).map_err(unsafe_entry)?;
-        let kind = entry.header().entry_type();
-        match kind {
-            tar::EntryType::Directory => {
-                if !target.is_dir() {
-                    fs::create_dir(&target)
-                        .map_err(BundleError::io(format!("creating {}", target.display())))?;
-                }
-            }
+        if let Some(link) = below_link(&links, &rel) {
+            return Err(unsafe_entry(format!(
+                "tar entry {rel:?} would be written through the symlink {link}"
+            )));
+        }
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => dest.mkdir(&rel).map_err(refused)?,
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let mode = entry.header().mode().unwrap_or(0o644) & 0o755;
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(mode | 0o600)
-                    .open(&target)
-                    .map_err(|e| {
-                        if e.kind() == io::ErrorKind::AlreadyExists {
-                            unsafe_entry(format!("tar entry {rel:?} appears twice"))
-                        } else {
-                            BundleError::Io {
-                                what: format!("creating {}", target.display()),
-                                source: e,
-                            }
-                        }
-                    })?;
+                let mut f = dest.create_file(&rel, mode | 0o600).map_err(refused)?;
                 io::copy(&mut entry, &mut f)
-                    .map_err(BundleError::io(format!("writing {}", target.display())))?;
-                fs::set_permissions(&target, fs::Permissions::from_mode(mode))
-                    .map_err(BundleError::io(format!("setting mode of {}", target.display())))?;
+                    .map_err(BundleError::io(format!("writing {rel} of item {name}")))?;
+                f.set_permissions(fs::Permissions::from_mode(mode))
+                    .map_err(BundleError::io(format!(
+                        "setting the mode of {rel} of item {name}"
+                    )))?;
             }
             tar::EntryType::Symlink => {
                 let link = entry
                     .link_name_bytes()
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
                     .unwrap_or_default();
-                link_stays_inside(&rel, &link)
-                    .map_err(|m| unsafe_entry(format!("tar entry {rel:?} -> {link:?}: {m}")))?;
-                std::os::unix::fs::symlink(&link, &target)
-                    .map_err(BundleError::io(format!("creating link {}", target.display())))?;
+                if links.insert(rel.clone(), link).is_some() {
+                    return Err(unsafe_entry(format!("tar entry {rel:?} appears twice")));
+                }
             }
             tar::EntryType::Link => {
                 let link = entry
@@ -363,19 +435,12 @@ pub fn unpack(reader: impl Read, dest: &Path, name: &str) -> Result<()> {
                         "tar entry {rel:?} is a hardlink to {m}: hardlink points outside the target"
                     ))
                 })?;
-                let source = safe_target(dest, &link).map_err(unsafe_entry)?;
-                let meta = fs::symlink_metadata(&source).map_err(|_| {
-                    unsafe_entry(format!(
-                        "tar entry {rel:?} is a hardlink to {link:?}, which is not in the tree"
-                    ))
-                })?;
-                if !meta.is_file() {
+                if let Some(l) = below_link(&links, &link) {
                     return Err(unsafe_entry(format!(
-                        "tar entry {rel:?} is a hardlink to {link:?}, which is not a regular file"
+                        "tar entry {rel:?} is a hardlink through the symlink {l}"
                     )));
                 }
-                fs::hard_link(&source, &target)
-                    .map_err(BundleError::io(format!("creating link {}", target.display())))?;
+                dest.hard_link(&link, &rel).map_err(refused)?;
             }
             other => {
                 return Err(unsafe_entry(format!(
@@ -384,44 +449,14 @@ pub fn unpack(reader: impl Read, dest: &Path, name: &str) -> Result<()> {
             }
         }
     }
-    Ok(())
-}
-
-/// `dest/rel`, after checking no existing ancestor inside `dest` is a symlink (so nothing is
-/// ever written through one).
-fn safe_target(dest: &Path, rel: &str) -> std::result::Result<PathBuf, String> {
-    let mut at = dest.to_path_buf();
-    let parts: Vec<&str> = rel.split('/').collect();
-    for (i, part) in parts.iter().enumerate() {
-        if Path::new(part)
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)))
-        {
-            return Err(format!("tar entry {rel:?} is not a clean relative path"));
-        }
-        at.push(part);
-        if i + 1 < parts.len() {
-            match fs::symlink_metadata(&at) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(format!(
-                        "tar entry {rel:?} would be written through the symlink {}",
-                        parts[..=i].join("/")
-                    ))
-                }
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    return Err(format!(
-                        "tar entry {rel:?} needs {} to be a directory",
-                        parts[..=i].join("/")
-                    ))
-                }
-                Err(_) => {
-                    fs::create_dir(&at).map_err(|e| format!("creating {}: {e}", at.display()))?
-                }
-            }
-        }
+    for (rel, target) in &links {
+        link_stays_inside(&links, rel)
+            .map_err(|m| unsafe_entry(format!("tar entry {rel:?} -> {target:?}: {m}")))?;
     }
-    Ok(at)
+    for (rel, target) in &links {
+        dest.symlink(rel, target).map_err(refused)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -431,11 +466,39 @@ mod tests {
 
     #[test]
     fn judges_links_by_where_they_lead() {
-        assert!(link_stays_inside("a/b", "../c").is_ok());
-        assert!(link_stays_inside("a/b", "c/../../d").is_ok());
-        assert!(link_stays_inside("a/b", "../../c").is_err());
-        assert!(link_stays_inside("b", "/etc/passwd").is_err());
-        assert!(link_stays_inside("b", "..").is_err());
+        let one = |rel: &str, target: &str| {
+            link_stays_inside(&BTreeMap::from([(rel.into(), target.into())]), rel)
+        };
+        assert!(one("a/b", "../c").is_ok());
+        assert!(one("a/b", "c/../../d").is_ok());
+        assert!(one("a/b", "../../c").is_err());
+        assert!(one("b", "/etc/passwd").is_err());
+        assert!(one("b", "..").is_err());
+    }
+
+    #[test]
+    fn follows_every_link_on_the_way() {
+        let links = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        // Each looks inside on its own; together they lead one level above the tree.
+        let chain = links(&[("d/e/up", "../.."), ("esc", "d/e/up/..")]);
+        assert!(link_stays_inside(&chain, "d/e/up").is_ok());
+        let err = link_stays_inside(&chain, "esc").unwrap_err();
+        assert!(err.contains("once the link d/e/up is followed"), "{err}");
+        let abs = links(&[("a", "b"), ("b", "/etc")]);
+        assert!(link_stays_inside(&abs, "a")
+            .unwrap_err()
+            .contains("absolute"));
+        let loop_ = links(&[("self", "self")]);
+        assert!(link_stays_inside(&loop_, "self")
+            .unwrap_err()
+            .contains("loop"));
+        let fine = links(&[("a/l", "../b"), ("b", "c/d"), ("x", "a/l/e")]);
+        assert!(link_stays_inside(&fine, "x").is_ok());
     }
 
     #[test]
@@ -452,7 +515,7 @@ mod tests {
             .read_to_end(&mut tar)
             .unwrap();
         let out = tempfile::tempdir().unwrap();
-        unpack(tar.as_slice(), out.path(), "t").unwrap();
+        unpack(tar.as_slice(), &Beneath::open(out.path()).unwrap(), "t").unwrap();
         assert_eq!(fs::read(out.path().join("link")).unwrap(), b"hello");
         let mode = fs::metadata(out.path().join("run.sh"))
             .unwrap()

@@ -483,6 +483,84 @@ fn refuses_source_trees_with_links_that_leave_them() {
 }
 
 #[test]
+fn refuses_source_trees_whose_links_leave_them_once_followed_or_loop() {
+    type MakeLinks = fn(&Path);
+    let cases: [(&str, MakeLinks, &str); 3] = [
+        (
+            "a chain",
+            |t| {
+                // up is the tree's root; esc, through up, is above it.
+                fs::create_dir_all(t.join("d/e")).unwrap();
+                std::os::unix::fs::symlink("../..", t.join("d/e/up")).unwrap();
+                std::os::unix::fs::symlink("up/../x", t.join("d/e/esc")).unwrap();
+            },
+            "tree/d/e/esc -> up/../x: symlink points outside the target once the link d/e/up is followed",
+        ),
+        (
+            "a link to a link to an absolute path",
+            |t| {
+                std::os::unix::fs::symlink("b", t.join("a")).unwrap();
+                std::os::unix::fs::symlink("/etc", t.join("b")).unwrap();
+            },
+            "symlink is absolute",
+        ),
+        (
+            "a self loop",
+            |t| std::os::unix::fs::symlink("self", t.join("self")).unwrap(),
+            "tree/self -> self: symlink loop",
+        ),
+    ];
+    for (what, make, want) in cases {
+        let fx = Fixture::new();
+        make(&fx.path().join("tree"));
+        let spec = fx.write_spec("[[files]]\nname = \"tree\"\npath = \"tree\"\n");
+        let out = fx.path().join("o.bundle");
+        let err = fx.build(&spec, &out, None).unwrap_err().to_string();
+        one_line(&err);
+        assert!(err.contains(want), "{what}: {err}");
+        assert!(!out.exists(), "{what}: a bundle was written");
+    }
+}
+
+#[test]
+fn extract_checks_padding_and_end_blocks_as_verify_does() {
+    let (fx, out) = built();
+    let data = fs::read(&out).unwrap();
+    let entries = read_raw(&out);
+    // The padding after the first entry whose size is not a multiple of 512, and the last
+    // byte of the second end block.
+    let mut at = 0;
+    let mut pad_at = None;
+    for (_, bytes) in &entries {
+        at += 512 + bytes.len();
+        if bytes.len() % 512 != 0 {
+            pad_at = Some(at);
+            break;
+        }
+        at += ferry_bundle::tarfmt::padding(bytes.len() as u64) as usize;
+    }
+    for (what, flip, want) in [
+        ("padding", pad_at.unwrap(), "is not zero"),
+        ("end block", data.len() - 1, "the end of the archive"),
+    ] {
+        let mut bad = data.clone();
+        bad[flip] ^= 0x10;
+        let p = fx.path().join("flipped.bundle");
+        fs::write(&p, &bad).unwrap();
+        let target = fx.path().join(format!("x-{}", what.replace(' ', "-")));
+        let result =
+            Bundle::open(&p, Some(&fx.public)).and_then(|b| b.extract(None, &target, &mut |_| {}));
+        let err = result.expect_err(what).to_string();
+        one_line(&err);
+        assert!(err.contains(want), "{what}: {err}");
+        assert!(
+            !target.exists() || listing(&target).is_empty(),
+            "{what}: extracted"
+        );
+    }
+}
+
+#[test]
 fn checks_free_space_before_writing_anything() {
     // A real small file system: a 1 MiB tmpfs (needs root to mount).
     let fx = Fixture::new();

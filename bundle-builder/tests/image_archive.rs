@@ -658,3 +658,39 @@ fn refuses_an_entry_claiming_an_impossible_size() {
         );
     }
 }
+
+#[test]
+fn refuses_an_image_and_an_item_that_would_extract_to_the_same_directory() {
+    // `ferry/base:1` is extracted to ferry_base_1/, which the file item is named too: one
+    // would be written inside the other.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "saved.tar", &docker_archive().bytes);
+    write(dir.path(), "notes", b"notes");
+    let toml = write(
+        dir.path(),
+        "bundle.toml",
+        b"[bundle]\nname = \"d\"\nversion = \"1\"\n\n[[images]]\nref = \"ferry/base:1\"\narchive = \"saved.tar\"\n\n[[files]]\nname = \"ferry_base_1\"\npath = \"notes\"\n",
+    );
+    let out = dir.path().join("d.bundle");
+    let err = ferry_bundle::build(
+        &ferry_bundle::BundleSpec::load(&toml).unwrap(),
+        &ferry_bundle::BuildOptions {
+            output: out.clone(),
+            sign_key: None,
+            max_part_size: None,
+            source_date_epoch: 0,
+            docker_host: None,
+            threads: 1,
+        },
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(
+            "items \"ferry_base_1\" and \"ferry/base:1\" would both extract to \"ferry_base_1\""
+        ),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
