@@ -489,3 +489,329 @@ fn a_closed_stdout_ends_ferry_quietly() {
         );
     }
 }
+
+/// One raw tar entry of a directory tree, any name and link target, as an attacker writes it.
+fn tar_entry(name: &str, kind: tar::EntryType, link: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(data.len() as u64);
+    h.set_mode(if kind == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    });
+    {
+        let old = h.as_old_mut();
+        old.name[..name.len()].copy_from_slice(name.as_bytes());
+        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+    }
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+fn tar_of(entries: &[Vec<u8>]) -> Vec<u8> {
+    let mut t = entries.concat();
+    t.resize(t.len() + 1024, 0);
+    t
+}
+
+/// A bundle made by hand with one item `evil` whose contents are (path, form, blob): what a
+/// crafted or hostile bundle.toml input could put in. Signed with `key` when given.
+fn hostile_bundle(path: &Path, key: Option<&Path>, contents: &[(&str, &str, Vec<u8>)]) {
+    use ferry_bundle::{tarfmt, Digest, SigningKey};
+    let mut blobs = vec![];
+    let mut listed = vec![];
+    let mut entries: Vec<(String, Vec<u8>)> = vec![];
+    for (p, form, bytes) in contents {
+        let d = Digest::of(bytes);
+        if !entries.iter().any(|(n, _)| n.ends_with(&d.hex())) {
+            blobs.push(
+                serde_json::json!({"digest": d, "size": bytes.len(), "compression": "none",
+                "stored_size": bytes.len(), "stored_sha256": d}),
+            );
+            entries.push((format!("blobs/sha256/{}", d.hex()), bytes.clone()));
+        }
+        listed.push(
+            serde_json::json!({"path": p, "digest": d, "size": bytes.len(),
+            "form": form, "mode": 420}),
+        );
+    }
+    let manifest = serde_json::json!({
+        "format": "ferry-bundle/1", "name": "evil", "version": "1", "created": 1_700_000_000u64,
+        "blobs": blobs,
+        "items": [{"name": "evil", "version": null, "arch": null, "kind": "file", "contents": listed}]
+    });
+    let bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+    if let Some(k) = key {
+        let sig = SigningKey::load(k).unwrap().sign_to_bytes(&bytes);
+        entries.push(("manifest.json".into(), bytes));
+        entries.push(("manifest.sig".into(), sig));
+    } else {
+        entries.push(("manifest.json".into(), bytes));
+    }
+    let mut out = vec![];
+    for (name, data) in &entries {
+        out.extend_from_slice(&tarfmt::header(name, data.len() as u64, 1_700_000_000));
+        out.extend_from_slice(data);
+        out.resize(out.len() + tarfmt::padding(data.len() as u64) as usize, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    fs::write(path, out).unwrap();
+}
+
+/// Every path under `dir`, relative, sorted.
+fn tree_listing(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
+        for e in fs::read_dir(d).unwrap() {
+            let e = e.unwrap();
+            out.push(e.path().strip_prefix(base).unwrap().display().to_string());
+            if e.file_type().unwrap().is_dir() {
+                walk(base, &e.path(), out);
+            }
+        }
+    }
+    let mut out = vec![];
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn extract_writes_nothing_outside_its_target_whatever_the_links() {
+    use tar::EntryType::{Directory, Regular, Symlink};
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    ok(&ferry(&["key", "generate", "-o", "key"], p));
+    // Where the escapes below lead: a name in /tmp that no one else uses.
+    let victim = format!("ferry-victim-{}", std::process::id());
+    let victim_path = Path::new("/tmp").join(&victim);
+    let _ = fs::remove_file(&victim_path);
+
+    // The issue's chain: p1/../p16/up -> ../..(x16) is the tree's root, and
+    // p1/../p16/esc -> up/../..(x16) is 16 levels above it (/ from here).
+    let deep: String = (1..=16).map(|i| format!("p{i}/")).collect();
+    let up = "../".repeat(16);
+    let chain = vec![
+        tar_entry(&format!("{deep}up"), Symlink, up.trim_end_matches('/'), b""),
+        tar_entry(&format!("{deep}esc"), Symlink, &format!("up/{up}"), b""),
+    ];
+    // (what, the item's contents as (path, form, blob), what the refusal says)
+    type Contents<'a> = Vec<(String, &'a str, Vec<u8>)>;
+    let cases: Vec<(&str, Contents, &str)> = vec![
+        (
+            "chained links",
+            vec![("t".into(), "tree", tar_of(&chain))],
+            "once the link",
+        ),
+        (
+            "an entry below a link, beside the tree",
+            vec![
+                ("t".into(), "tree", tar_of(&chain)),
+                (
+                    format!("t/{deep}esc/tmp/{victim}"),
+                    "file",
+                    b"owned".to_vec(),
+                ),
+            ],
+            "is inside content path \"t\"",
+        ),
+        (
+            "an entry below a link, inside the tree",
+            vec![(
+                "t".into(),
+                "tree",
+                tar_of(
+                    &[
+                        chain.clone(),
+                        vec![tar_entry(
+                            &format!("{deep}esc/tmp/{victim}"),
+                            Regular,
+                            "",
+                            b"owned",
+                        )],
+                    ]
+                    .concat(),
+                ),
+            )],
+            "would be written through the symlink",
+        ),
+        (
+            "a link to a link to outside",
+            vec![(
+                "t".into(),
+                "tree",
+                tar_of(&[
+                    tar_entry("d/e/up", Symlink, "../..", b""),
+                    tar_entry("x", Symlink, "d/e/up/..", b""),
+                ]),
+            )],
+            "points outside the target once the link d/e/up is followed",
+        ),
+        (
+            "a link named like a later directory",
+            vec![(
+                "t".into(),
+                "tree",
+                tar_of(&[
+                    tar_entry("d/up", Symlink, "..", b""),
+                    // Looks inside (d/up/..), leads above the tree: d/up is the root.
+                    tar_entry("tmp", Symlink, "d/up/..", b""),
+                    tar_entry("tmp/", Directory, "", b""),
+                    tar_entry(&format!("tmp/{victim}"), Regular, "", b"owned"),
+                ]),
+            )],
+            "would be written through the symlink tmp",
+        ),
+        (
+            "an absolute link",
+            vec![(
+                "t".into(),
+                "tree",
+                tar_of(&[tar_entry("abs", Symlink, "/tmp", b"")]),
+            )],
+            "symlink is absolute",
+        ),
+    ];
+    let mut problems = vec![];
+    for (what, contents, want) in cases {
+        let contents: Vec<(&str, &str, Vec<u8>)> = contents
+            .iter()
+            .map(|(a, b, c)| (a.as_str(), *b, c.clone()))
+            .collect();
+        for signed in [true, false] {
+            let sandbox = p.join("sandbox");
+            fs::create_dir_all(sandbox.join("out")).unwrap();
+            let bundle = sandbox.join("evil.bundle");
+            hostile_bundle(&bundle, signed.then(|| p.join("key")).as_deref(), &contents);
+            // What exists outside the target (-o out) must not change.
+            let outside = || -> Vec<String> {
+                tree_listing(p)
+                    .into_iter()
+                    .filter(|f| !f.starts_with("sandbox/out/"))
+                    .collect()
+            };
+            let before = outside();
+            let check: &[&str] = if signed {
+                &["--pubkey", "../key.pub"]
+            } else {
+                &["--insecure-skip-signature"]
+            };
+            let o = ferry(
+                &[&["bundle", "extract", "evil.bundle", "-o", "out"], check].concat(),
+                &sandbox,
+            );
+            // Every shape is tried before failing, so a report names all that got through.
+            let case = format!("{what} (signed: {signed})");
+            let err = String::from_utf8_lossy(&o.stderr);
+            let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("warning:")).collect();
+            if o.status.success() {
+                problems.push(format!("{case}: extracted"));
+            } else if lines.len() != 1 || !lines[0].contains(want) {
+                problems.push(format!(
+                    "{case}: expected one line with {want:?}, got {err}"
+                ));
+            }
+            if victim_path.exists() {
+                problems.push(format!("{case}: wrote {}", victim_path.display()));
+                let _ = fs::remove_file(&victim_path);
+            }
+            if outside() != before {
+                problems.push(format!("{case}: wrote beside the target"));
+            }
+            if o.status.success() || !tree_listing(&sandbox.join("out")).is_empty() {
+                problems.push(format!("{case}: left files in the target"));
+            }
+            fs::remove_dir_all(&sandbox).unwrap();
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn plan_extracts_nothing_into_the_jump_hosts_cache() {
+    use ferry_tests::sshd::{self, Sshd};
+    if !sshd::available() {
+        return;
+    }
+    // A reachable host runs this machine's distribution, and the bundle has a repository for
+    // it: apply would extract that repository; plan must not write it anywhere.
+    let os = fs::read_to_string("/etc/os-release").unwrap();
+    let field = |k: &str| {
+        os.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string()
+    };
+    let distro = format!("{}-{}", field("ID"), field("VERSION_ID"));
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    ok(&ferry(&["key", "generate", "-o", "key"], p));
+    fs::create_dir_all(p.join("repo")).unwrap();
+    fs::write(p.join("repo/Packages"), "").unwrap();
+    fs::write(
+        p.join("bundle.toml"),
+        format!(
+            "[bundle]\nname = \"site\"\nversion = \"1\"\n\n[[os_packages]]\nname = \"base\"\n\
+             format = \"deb\"\ndistro = \"{distro}\"\npath = \"repo\"\n"
+        ),
+    )
+    .unwrap();
+    ok(&ferry(
+        &[
+            "bundle",
+            "build",
+            "bundle.toml",
+            "-o",
+            "site.ferry",
+            "--sign-key",
+            "key",
+        ],
+        p,
+    ));
+    let server = Sshd::start();
+    fs::write(
+        p.join("inventory.toml"),
+        format!(
+            "[[hosts]]\nname = \"h\"\naddress = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nkey = \"{}\"\n",
+            server.port,
+            sshd::KEY_USER,
+            sshd::fixture().keys.ed25519.display()
+        ),
+    )
+    .unwrap();
+    fs::write(
+        p.join("site.toml"),
+        "inventory = \"inventory.toml\"\nbundle = \"site.ferry\"\nbundle-pubkey = \"key.pub\"\n\
+         [cluster]\nname = \"t\"\n",
+    )
+    .unwrap();
+    let home = p.join("home");
+    fs::create_dir_all(&home).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["plan", "--answers", "site.toml", "--json"])
+        .arg("--known-hosts")
+        .arg(p.join("known_hosts"))
+        .current_dir(p)
+        .env("HOME", &home)
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "plan printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    assert_eq!(doc["hosts"][0]["host"], "h", "{doc:#}");
+    assert_ne!(doc["hosts"][0]["status"], "unreachable", "{doc:#}");
+    let cache = home.join(".ferry/cache");
+    assert!(
+        !cache.exists(),
+        "plan wrote into the jump host's cache: {:?}",
+        tree_listing(&cache)
+    );
+}

@@ -109,10 +109,16 @@ async fn make_plan(
     args: &ReachArgs,
     force: &[String],
     run_dir: PathBuf,
+    extract: bool,
     sink: &Sink,
 ) -> anyhow::Result<(Plan, Hosts)> {
     let hosts = connect(cfg, args, run_dir).await?;
-    let plan = engine::plan(cfg, &hosts, force, ferry_home()?.join("cache"), sink).await?;
+    // Only apply extracts bundle items into the jump host's cache: plan writes nothing there.
+    let cache = engine::artifacts::Cache {
+        dir: ferry_home()?.join("cache"),
+        fill: extract,
+    };
+    let plan = engine::plan(cfg, &hosts, force, cache, sink).await?;
     Ok((plan, hosts))
 }
 
@@ -122,7 +128,8 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let run_dir = runs_root(&args.reach)?.join(format!("plan-{}", journal::new_run_id()));
     runtime()?.block_on(async {
         let sink = printer(true);
-        let (plan, hosts) = make_plan(&cfg, &args.reach, &args.force, run_dir, &sink).await?;
+        let (plan, hosts) =
+            make_plan(&cfg, &args.reach, &args.force, run_dir, false, &sink).await?;
         hosts.pool.close_all().await;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -168,7 +175,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         let started = Instant::now();
         let sink = printer(args.json);
         let (plan, hosts) =
-            make_plan(&cfg, &args.reach, &args.force, run_dir.clone(), &sink).await?;
+            make_plan(&cfg, &args.reach, &args.force, run_dir.clone(), true, &sink).await?;
         eprintln!("run: {run_id}");
         if !args.json {
             print!("{}", plan.render());

@@ -1,6 +1,7 @@
 //! What the baseline takes from the bundle: the offline OS package repository for each of the
-//! hosts' distributions and the GPU driver. Each item is verified and extracted once into
-//! `~/.ferry/cache/<digest>/` (skipped when already there) and handed to bootos as `Artifacts`.
+//! hosts' distributions and the GPU driver. For `apply`, each item is verified and extracted
+//! once into `~/.ferry/cache/<digest>/` (skipped when already there) and handed to bootos as
+//! `Artifacts`; `plan` reads only the signed manifest and writes nothing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,15 @@ impl ArtifactSet {
     }
 }
 
+/// Where bundle items are extracted on the jump host, and whether this run may write there.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    /// `~/.ferry/cache`.
+    pub dir: PathBuf,
+    /// `apply` extracts; `plan` only names where apply will (plan changes nothing).
+    pub fill: bool,
+}
+
 /// A directory name for an item: the digest of its contents list, so a changed item gets a
 /// new directory and an unchanged one is found again.
 fn item_digest(item: &Item) -> String {
@@ -57,13 +67,15 @@ fn item_digest(item: &Item) -> String {
     Digest::of(ids.join("\n").as_bytes()).hex()
 }
 
-/// Extracts `item` into `cache/<digest>` unless already there; returns that directory.
-fn extract_once(bundle: &Bundle, item: &Item, cache: &Path) -> anyhow::Result<(PathBuf, String)> {
+/// Extracts `item` into `cache/<digest>` unless already there (or, when the cache is not to
+/// be filled, only names that directory); returns it.
+fn extract_once(bundle: &Bundle, item: &Item, cache: &Cache) -> anyhow::Result<(PathBuf, String)> {
     let digest = item_digest(item);
-    let dir = cache.join(&digest);
-    if dir.is_dir() {
+    let dir = cache.dir.join(&digest);
+    if !cache.fill || dir.is_dir() {
         return Ok((dir, digest));
     }
+    let cache = &cache.dir;
     std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
     // Extracted beside its final name and renamed when whole: a present directory is complete.
     let tmp = cache.join(format!("{digest}.partial-{}", std::process::id()));
@@ -102,11 +114,12 @@ fn repo_root(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
-/// Opens the bundle (its signature checked against the pubkey), and extracts the repository
-/// of every distribution in `distros` it has, and the GPU driver when `gpu` is set.
+/// Opens the bundle (its signature checked against the pubkey), and extracts (when
+/// `cache.fill`) the repository of every distribution in `distros` it has, and the GPU driver
+/// when `gpu` is set.
 pub fn prepare(
     bundle: &BundleRef,
-    cache: &Path,
+    cache: &Cache,
     distros: &[String],
     gpu: bool,
 ) -> anyhow::Result<ArtifactSet> {

@@ -11,7 +11,6 @@ pub mod plan;
 pub mod preflight;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -79,7 +78,7 @@ async fn survey(pool: &Pool, t: &Target, agent: Option<&AgentBinary>) -> anyhow:
 /// The artifacts the bundle gives for these hosts (none without a bundle).
 async fn artifacts_for(
     cfg: &InstallConfig,
-    cache: PathBuf,
+    cache: artifacts::Cache,
     facts: &[&Facts],
 ) -> anyhow::Result<ArtifactSet> {
     let Some(bundle) = cfg.bundle.clone() else {
@@ -99,12 +98,12 @@ async fn artifacts_for(
 
 /// Surveys every host, guards and preflights them, and plans the resources of those that
 /// pass. Reads only: nothing on any host changes. `forced` names hosts the guard lets through;
-/// `cache` is where bundle items are extracted.
+/// `cache` is where bundle items are extracted (only when `cache.fill`: for apply, not plan).
 pub async fn plan(
     cfg: &InstallConfig,
     hosts: &Hosts,
     forced: &[String],
-    cache: PathBuf,
+    cache: artifacts::Cache,
     sink: &Sink,
 ) -> anyhow::Result<Plan> {
     for f in forced {
