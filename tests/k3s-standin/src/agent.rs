@@ -334,6 +334,7 @@ pub async fn run(opts: AgentOptions, ready: Option<tokio::sync::oneshot::Sender<
     }
     let started = crate::store::now();
     let mut ready = ready;
+    crate::kubelet::start(&opts, client.clone());
     loop {
         let status = node_status(&opts, &runtime_version, &started);
         let body = serde_json::to_vec(&json!({"status": status})).unwrap_or_default();

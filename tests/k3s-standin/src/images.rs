@@ -90,7 +90,6 @@ impl Runtime {
     }
 
     /// The image names containerd has in `k8s.io`.
-    #[allow(dead_code)] // used by the pod runner (issue 13, next)
     pub async fn images(&self) -> Vec<String> {
         self.run(&["images", "ls", "-q"])
             .await
@@ -99,7 +98,6 @@ impl Runtime {
     }
 
     /// Whether `reference` (normalized the way containerd names images) is present.
-    #[allow(dead_code)] // used by the pod runner (issue 13, next)
     pub async fn has_image(&self, reference: &str) -> bool {
         let want = normalize(reference);
         self.images().await.contains(&want)
@@ -217,7 +215,6 @@ enum Compression {
 }
 
 /// The name containerd gives `reference` (`busybox` → `docker.io/library/busybox:latest`).
-#[allow(dead_code)] // used by the pod runner (issue 13, next)
 pub fn normalize(reference: &str) -> String {
     let (name, digest) = match reference.split_once('@') {
         Some((n, d)) => (n, Some(d)),

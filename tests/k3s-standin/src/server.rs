@@ -203,6 +203,21 @@ pub async fn run(settings: Settings) -> Result<(), String> {
                 api::monitor_nodes(&s);
             }
         });
+        crate::controllers::start(state.clone());
+        // k3s's Traefik answers Ingresses on port 80 unless disabled; the stand-in's proxy too.
+        if settings.list("disable").iter().any(|d| d == "traefik") {
+            log::info("traefik disabled: no ingress controller");
+        } else {
+            match tokio::net::TcpListener::bind((bind, 80)).await {
+                Ok(l) => {
+                    log::info(format!(
+                        "Ingress proxy (in place of Traefik) on http://{bind}:80"
+                    ));
+                    tokio::spawn(crate::ingress::serve(state.clone(), l));
+                }
+                Err(e) => log::error(format!("ingress proxy: listen tcp {bind}:80: {e}")),
+            }
+        }
     }
     let _ = std::fs::create_dir_all("/run/k3s");
 

@@ -1030,6 +1030,39 @@ impl Selector {
         Ok(Selector { reqs })
     }
 
+    /// A selector of `matchLabels` (and `matchExpressions`) of a LabelSelector object.
+    pub fn from_label_selector(sel: &Value) -> Selector {
+        let mut reqs = Vec::new();
+        if let Some(m) = sel["matchLabels"].as_object() {
+            for (k, v) in m {
+                reqs.push(Req::Eq(
+                    k.clone(),
+                    v.as_str().unwrap_or_default().to_string(),
+                ));
+            }
+        }
+        if let Some(exprs) = sel["matchExpressions"].as_array() {
+            for e in exprs {
+                let k = e["key"].as_str().unwrap_or_default().to_string();
+                let vals: Vec<String> = e["values"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                reqs.push(match e["operator"].as_str().unwrap_or_default() {
+                    "In" => Req::In(k, vals),
+                    "NotIn" => Req::NotIn(k, vals),
+                    "Exists" => Req::Exists(k),
+                    _ => Req::NotExists(k),
+                });
+            }
+        }
+        Selector { reqs }
+    }
+
     /// Whether `labels` (a JSON map or null) match.
     pub fn matches(&self, labels: &Value) -> bool {
         let get = |k: &str| labels.get(k).and_then(Value::as_str);
