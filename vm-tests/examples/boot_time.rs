@@ -1,4 +1,5 @@
-//! Boots N VMs and prints how long it took until every one answered SSH, and each qemu's RSS.
+//! Starts N VMs and prints how long it took until every one answered SSH, how (booted or
+//! restored from the saved state: `FERRY_VM_RESTORE=0` boots), and each qemu's RSS and CPU time.
 //! Used by benches/vm/run.sh.
 //!
 //! Usage: boot_time N [tcg|kvm] [hold]     or     boot_time probe-kvm
@@ -44,8 +45,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let how = if bed.vms().iter().all(|vm| vm.restored()) {
+        "restored"
+    } else {
+        "booted"
+    };
     println!(
-        "vms={n} accel={accel:?} ready_s={:.1} rss_mib={} qemu_cpu_s={} load1={}",
+        "vms={n} accel={accel:?} start={how} ready_s={:.1} rss_mib={} qemu_cpu_s={} load1={}",
         bed.boot_time().as_secs_f64(),
         rss.join(","),
         cpu.join(","),

@@ -96,6 +96,11 @@ impl BaseImage {
     fn is_complete(&self) -> bool {
         self.disk.is_file() && self.kernel.is_file() && self.initrd.is_file()
     }
+
+    /// The image's cache directory (saved states of VMs booted from it live below it).
+    pub(crate) fn dir(&self) -> &Path {
+        self.disk.parent().unwrap_or(Path::new("."))
+    }
 }
 
 fn remove_leftovers(images: &Path, key: &str) {

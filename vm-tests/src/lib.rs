@@ -19,6 +19,7 @@ mod error;
 mod image;
 mod net;
 mod qmp;
+mod snapshot;
 mod testbed;
 mod vm;
 

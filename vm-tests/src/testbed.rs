@@ -3,7 +3,6 @@
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU32;
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::image::{cache_dir, BaseImage};
 use crate::net::{cleanup_slot, run, which, Network};
-use crate::vm::{Accel, Vm, VmSpec};
+use crate::snapshot::Snapshot;
+use crate::vm::{hex, Accel, Identity, Vm, VmSpec};
 use crate::{in_ci, TestbedError};
 
 /// Slots of the testbeds alive in this process, for the Ctrl-C/SIGTERM handler.
@@ -41,14 +41,15 @@ impl Testbed {
         }
         let image = BaseImage::ensure()?;
         install_signal_handler();
+        let snapshot = if spec.restores() {
+            Some(Snapshot::ensure(&image, spec)?)
+        } else {
+            None
+        };
         let t0 = Instant::now();
         let net = Network::create(n)?;
         let slot = net.slot();
-        let dir = cache_dir().join("run").join(format!("slot-{slot}"));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir)
-            .map_err(TestbedError::io(format!("creating {}", dir.display())))?;
-        net.record(&dir)?;
+        let dir = slot_run_dir(&net)?;
         let mut bed = Testbed {
             vms: Vec::with_capacity(n),
             net,
@@ -57,54 +58,38 @@ impl Testbed {
         };
         // Registered only once `bed` exists, so its Drop always unregisters the slot: the
         // handler must never clean a slot this process no longer owns.
-        if let Ok(mut live) = LIVE.lock() {
-            live.push(slot);
-        }
-        let key = bed.dir.join("id_ed25519");
-        let key_arg = key.to_string_lossy().into_owned();
-        run(
-            "ssh-keygen",
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "ferry-testbed",
-                "-f",
-                &key_arg,
-            ],
-        )?;
-        let pubkey = fs::read_to_string(key.with_extension("pub"))
-            .map_err(TestbedError::io("reading the testbed public key"))?;
-        let pubkey = base64(pubkey.trim().as_bytes());
+        register_slot(slot);
+        let (key, pubkey) = new_key(&bed.dir)?;
         for i in 0..n {
             let name = format!("vm{i}");
             let vm_dir = bed.dir.join(&name);
             fs::create_dir_all(&vm_dir)
                 .map_err(TestbedError::io(format!("creating {}", vm_dir.display())))?;
-            let vm = Vm {
+            let id = Identity {
                 address: bed.net.vm_address(i),
                 tap: bed.net.tap(i),
-                dir: vm_dir,
-                key: key.clone(),
-                pubkey: pubkey.clone(),
-                machine_id: machine_id(slot, i),
-                spec: spec.clone(),
-                image: image.clone(),
                 mac: format!("52:54:00:cb:{slot:02x}:{i:02x}"),
-                process: Mutex::new(None),
-                small_disks: AtomicU32::new(0),
-                netem_side: Mutex::new(None),
+                machine_id: Some(machine_id(slot, i)),
                 name,
             };
-            vm.create_overlay()?;
-            vm.spawn()?;
+            let vm = Vm::new(id, vm_dir, &key, &pubkey, spec, &image);
+            vm.create_overlay(snapshot.as_ref())?;
+            vm.spawn(snapshot.as_ref())?;
             bed.vms.push(vm);
         }
-        for vm in &bed.vms {
-            vm.wait_for_ssh(t0)?;
+        if snapshot.is_some() {
+            // All identities out first: the VMs apply them in parallel.
+            let mut ports = Vec::with_capacity(n);
+            for vm in &bed.vms {
+                ports.push(vm.send_identity(t0)?);
+            }
+            for (vm, port) in bed.vms.iter().zip(ports) {
+                vm.finish_restore(port, t0)?;
+            }
+        } else {
+            for vm in &bed.vms {
+                vm.wait_for_ssh(t0)?;
+            }
         }
         bed.started = t0.elapsed();
         Ok(bed)
@@ -128,6 +113,7 @@ impl Testbed {
                 accel: Accel::Kvm,
                 boot_timeout: timeout,
                 cpu: Some(cpu.to_string()),
+                restore: false,
                 ..VmSpec::default()
             };
             match Testbed::start(1, &spec) {
@@ -161,7 +147,8 @@ impl Testbed {
         self.net.bridge()
     }
 
-    /// How long `start` took from the first qemu to the last SSH login.
+    /// How long `start` took from the first qemu to the last SSH login (the saved state, when
+    /// one had to be taken first, is not counted).
     pub fn boot_time(&self) -> Duration {
         self.started
     }
@@ -179,10 +166,7 @@ impl Drop for Testbed {
         }
         self.vms.clear();
         let _ = fs::remove_dir_all(&self.dir);
-        let slot = self.net.slot();
-        if let Ok(mut live) = LIVE.lock() {
-            live.retain(|s| *s != slot);
-        }
+        unregister_slot(self.net.slot());
         // `net` drops next: taps, bridge, firewall rule.
     }
 }
@@ -252,6 +236,54 @@ fn install_signal_handler() {
     });
 }
 
+/// Marks `slot` as owned by this process, for the Ctrl-C/SIGTERM handler.
+pub(crate) fn register_slot(slot: u8) {
+    if let Ok(mut live) = LIVE.lock() {
+        live.push(slot);
+    }
+}
+
+/// The slot is torn down (or about to be) by its owner: the handler must leave it alone.
+pub(crate) fn unregister_slot(slot: u8) {
+    if let Ok(mut live) = LIVE.lock() {
+        live.retain(|s| *s != slot);
+    }
+}
+
+/// The run directory of a slot (VM directories with pid files below it), emptied and recorded
+/// in the slot file so that a later owner of the slot can clean up after a killed process.
+pub(crate) fn slot_run_dir(net: &Network) -> Result<PathBuf, TestbedError> {
+    let dir = cache_dir().join("run").join(format!("slot-{}", net.slot()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(TestbedError::io(format!("creating {}", dir.display())))?;
+    net.record(&dir)?;
+    Ok(dir)
+}
+
+/// A throwaway ed25519 key pair in `dir`: the private key's path and the public key in base64
+/// (as the image's ferry-seed and ferry-identity take it).
+pub(crate) fn new_key(dir: &Path) -> Result<(PathBuf, String), TestbedError> {
+    let key = dir.join("id_ed25519");
+    let key_arg = key.to_string_lossy().into_owned();
+    run(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "ferry-testbed",
+            "-f",
+            &key_arg,
+        ],
+    )?;
+    let pubkey = fs::read_to_string(key.with_extension("pub"))
+        .map_err(TestbedError::io("reading the testbed public key"))?;
+    Ok((key, base64(pubkey.trim().as_bytes())))
+}
+
 fn machine_id(slot: u8, i: usize) -> String {
     let mut h = Sha256::new();
     let now = SystemTime::now()
@@ -259,10 +291,7 @@ fn machine_id(slot: u8, i: usize) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     h.update(format!("{}:{now}:{slot}:{i}", std::process::id()).as_bytes());
-    h.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&h.finalize()[..16])
 }
 
 fn base64(bytes: &[u8]) -> String {

@@ -2,18 +2,20 @@
 //! (SSH with the testbed key or a password) and the faults that can be done to it.
 
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
 use crate::image::BaseImage;
 use crate::net::run;
+use crate::snapshot::Snapshot;
 use crate::{qmp, TestbedError};
 
 /// How qemu runs the guest CPU.
@@ -44,11 +46,17 @@ pub struct VmSpec {
     /// qemu `-cpu` model; `None`: x86-64-v2 without AVX under TCG, `max` under KVM
     /// (`FERRY_VM_CPU` sets it for `VmSpec::default()`).
     pub cpu: Option<String>,
+    /// Start the VMs from the saved state of a booted VM (taken once per image and machine
+    /// shape, cached beside the base image) instead of booting them: each is then given its own
+    /// address, MAC, host name, machine id, host keys, SSH key and clock. Ignored under KVM.
+    /// `FERRY_VM_RESTORE=0` turns it off for `VmSpec::default()`.
+    pub restore: bool,
 }
 
 impl Default for VmSpec {
     /// 1 vCPU, 1 GiB, 4 GiB disk, TCG (or `FERRY_VM_ACCEL=kvm`), 300 s boot timeout (or
-    /// `FERRY_VM_BOOT_TIMEOUT` seconds): boots under software emulation on a busy 2-core machine.
+    /// `FERRY_VM_BOOT_TIMEOUT` seconds), restored from a saved state unless `FERRY_VM_RESTORE=0`:
+    /// starts under software emulation on a busy 2-core machine.
     fn default() -> Self {
         let accel = match std::env::var("FERRY_VM_ACCEL").as_deref() {
             Ok("kvm") => Accel::Kvm,
@@ -67,7 +75,18 @@ impl Default for VmSpec {
             small_disk_mib: None,
             accel,
             boot_timeout,
+            restore: !matches!(
+                std::env::var("FERRY_VM_RESTORE").as_deref(),
+                Ok("0" | "off" | "false" | "no")
+            ),
         }
+    }
+}
+
+impl VmSpec {
+    /// Whether VMs of this spec start from a saved state.
+    pub(crate) fn restores(&self) -> bool {
+        self.restore && self.accel == Accel::Tcg
     }
 }
 
@@ -154,13 +173,26 @@ pub struct Vm {
     pub(crate) dir: PathBuf,
     pub(crate) key: PathBuf,
     pub(crate) pubkey: String,
-    pub(crate) machine_id: String,
+    /// `None` for the template of a saved state: it keeps the image's, and no restored VM's
+    /// /proc/cmdline (the template's) may carry an id systemd would bring back on a re-exec.
+    pub(crate) machine_id: Option<String>,
     pub(crate) spec: VmSpec,
     pub(crate) image: BaseImage,
     pub(crate) mac: String,
     pub(crate) process: Mutex<Option<Child>>,
     pub(crate) small_disks: AtomicU32,
     pub(crate) netem_side: Mutex<Option<NetemSide>>,
+    pub(crate) restored: AtomicBool,
+}
+
+/// Who a VM is on the testbed's network.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    pub(crate) name: String,
+    pub(crate) address: Ipv4Addr,
+    pub(crate) tap: String,
+    pub(crate) mac: String,
+    pub(crate) machine_id: Option<String>,
 }
 
 const SSH_PORT: u16 = 22;
@@ -171,6 +203,34 @@ const SSH_PORT: u16 = 22;
 const DEFAULT_CPU: &str = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16";
 
 impl Vm {
+    /// A VM that is not started yet; `dir` is its run directory (overlay, sockets, logs), `key`
+    /// the testbed's private key and `pubkey` its public half in base64.
+    pub(crate) fn new(
+        id: Identity,
+        dir: PathBuf,
+        key: &Path,
+        pubkey: &str,
+        spec: &VmSpec,
+        image: &BaseImage,
+    ) -> Vm {
+        Vm {
+            name: id.name,
+            address: id.address,
+            tap: id.tap,
+            dir,
+            key: key.to_path_buf(),
+            pubkey: pubkey.to_string(),
+            machine_id: id.machine_id,
+            spec: spec.clone(),
+            image: image.clone(),
+            mac: id.mac,
+            process: Mutex::new(None),
+            small_disks: AtomicU32::new(0),
+            netem_side: Mutex::new(None),
+            restored: AtomicBool::new(false),
+        }
+    }
+
     /// Host name (`vm0`, `vm1`, ...), also its static host name inside.
     pub fn name(&self) -> &str {
         &self.name
@@ -222,8 +282,18 @@ impl Vm {
         &self.tap
     }
 
-    fn qmp_socket(&self) -> PathBuf {
+    pub(crate) fn qmp_socket(&self) -> PathBuf {
         self.dir.join("qmp.sock")
+    }
+
+    fn identity_socket(&self) -> PathBuf {
+        self.dir.join("identity.sock")
+    }
+
+    /// Whether the VM's current run started from a saved state rather than a boot (a VM powered
+    /// off and on again boots from its disk: then `false`).
+    pub fn restored(&self) -> bool {
+        self.restored.load(Ordering::SeqCst)
     }
 
     pub(crate) fn pid_file(&self) -> PathBuf {
@@ -263,10 +333,23 @@ impl Vm {
         Some(Duration::from_millis(ticks * 10))
     }
 
-    pub(crate) fn create_overlay(&self) -> Result<(), TestbedError> {
+    /// Creates the VM's overlay on the base image, or on a saved state's disk (then at that
+    /// disk's size and without the spec's small disk: a saved state loads only into the devices
+    /// it was taken with; [`Vm::finish_restore`] grows the disk and hot-plugs the small one).
+    pub(crate) fn create_overlay(&self, on: Option<&Snapshot>) -> Result<(), TestbedError> {
+        let overlay = self.overlay().to_string_lossy().into_owned();
+        if let Some(snapshot) = on {
+            let backing = snapshot.disk.to_string_lossy().into_owned();
+            run(
+                "qemu-img",
+                &[
+                    "create", "-q", "-f", "qcow2", "-b", &backing, "-F", "qcow2", &overlay,
+                ],
+            )?;
+            return Ok(());
+        }
         let size = format!("{}G", self.spec.disk_gib.max(4));
         let backing = self.image.disk.to_string_lossy().into_owned();
-        let overlay = self.overlay().to_string_lossy().into_owned();
         run(
             "qemu-img",
             &[
@@ -292,37 +375,43 @@ impl Vm {
             .map_err(TestbedError::io(format!("sizing {}", path.display())))
     }
 
+    /// The `ip=` argument that configures `eth0` (systemd-network-generator reads it at boot; a
+    /// restored VM gets the same string over its identity port).
+    pub(crate) fn ip_argument(&self) -> String {
+        format!(
+            "{addr}:::255.255.255.0:{name}:eth0:off",
+            addr = self.address,
+            name = self.name
+        )
+    }
+
     fn kernel_command_line(&self) -> String {
         let mut extra = std::env::var("FERRY_VM_APPEND").unwrap_or_default();
         if self.spec.disk_gib > 4 {
             extra.push_str(" ferry.grow");
         }
+        if let Some(id) = &self.machine_id {
+            extra.push_str(&format!(" systemd.machine_id={id}"));
+        }
         format!(
-            "root=/dev/vda rw console=ttyS0 net.ifnames=0 \
-             ip={addr}:::255.255.255.0:{name}:eth0:off systemd.hostname={name} \
-             systemd.machine_id={id} ferry.key={key} modprobe.blacklist=kvm,kvm_amd,kvm_intel {extra}",
-            addr = self.address,
+            "root=/dev/vda rw console=ttyS0 net.ifnames=0 ip={ip} systemd.hostname={name} \
+             ferry.key={key} modprobe.blacklist=kvm,kvm_amd,kvm_intel {extra}",
+            ip = self.ip_argument(),
             name = self.name,
-            id = self.machine_id,
             key = self.pubkey,
         )
     }
 
-    fn qemu_command(&self) -> Command {
+    /// The qemu command line; with `incoming`, qemu loads that saved state instead of booting.
+    /// A saved state only loads into the same devices: anything added here changes
+    /// [`crate::snapshot::LAYOUT`].
+    fn qemu_command(&self, incoming: Option<&Snapshot>) -> Result<Command, TestbedError> {
         let mut cmd = Command::new("qemu-system-x86_64");
         let accel = match self.spec.accel {
             Accel::Tcg => "tcg",
             Accel::Kvm => "kvm",
         };
-        // Under KVM the guest can only have what the host CPU offers: `max` is exactly that.
-        let cpu = self
-            .spec
-            .cpu
-            .clone()
-            .unwrap_or_else(|| match self.spec.accel {
-                Accel::Tcg => DEFAULT_CPU.into(),
-                Accel::Kvm => "max".into(),
-            });
+        let cpu = cpu_model(&self.spec);
         let path = |p: PathBuf| p.to_string_lossy().into_owned();
         cmd.args(["-name", &format!("guest={},debug-threads=off", self.name)])
             .args(["-machine", &format!("pc,accel={accel}")])
@@ -378,16 +467,29 @@ impl Vm {
             ),
         ])
         .args(["-serial", "chardev:console"])
+        // ttyS1: where a restored VM gets its identity (ferry-identity in the image).
+        .args([
+            "-chardev",
+            &format!(
+                "socket,id=identity,path={},server=on,wait=off",
+                path(self.identity_socket())
+            ),
+        ])
+        .args(["-device", "isa-serial,chardev=identity"])
         .args([
             "-qmp",
             &format!("unix:{},server=on,wait=off", path(self.qmp_socket())),
         ])
         .args(["-pidfile", &path(self.pid_file())]);
-        cmd
+        if let Some(snapshot) = incoming {
+            cmd.args(["-incoming", &snapshot.incoming_uri()?]);
+        }
+        Ok(cmd)
     }
 
-    /// Starts qemu (the overlay, and so the disk contents, are kept across power cycles).
-    pub(crate) fn spawn(&self) -> Result<(), TestbedError> {
+    /// Starts qemu (the overlay, and so the disk contents, are kept across power cycles): a cold
+    /// boot, or with `incoming` a restore of that saved state.
+    pub(crate) fn spawn(&self, incoming: Option<&Snapshot>) -> Result<(), TestbedError> {
         let mut guard = self.lock_process()?;
         if let Some(child) = guard.as_mut() {
             if matches!(child.try_wait(), Ok(None)) {
@@ -404,14 +506,16 @@ impl Vm {
             .try_clone()
             .map_err(TestbedError::io("duplicating a log handle"))?;
         let _ = fs::remove_file(self.qmp_socket());
+        let _ = fs::remove_file(self.identity_socket());
         let child = self
-            .qemu_command()
+            .qemu_command(incoming)?
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .spawn()
             .map_err(TestbedError::io("starting qemu-system-x86_64"))?;
         *guard = Some(child);
+        self.restored.store(incoming.is_some(), Ordering::SeqCst);
         Ok(())
     }
 
@@ -476,6 +580,176 @@ impl Vm {
             console: self.console_log(),
             console_tail: tail(&self.console_log(), 30),
         }
+    }
+
+    /// Connects to a restored VM's identity port and sends it who it is: name, `ip=` argument,
+    /// MAC, machine id, the testbed's public key, a random seed from this machine, and this
+    /// machine's clock (read last, just before sending). The VM's `ferry-identity` applies it
+    /// and answers on the same connection, read by [`Vm::finish_restore`].
+    pub(crate) fn send_identity(&self, started: Instant) -> Result<UnixStream, TestbedError> {
+        let deadline = started + self.spec.boot_timeout;
+        // Bytes sent while qemu still loads the state would land in the serial port before its
+        // saved state overwrites it, and be lost: send only once the guest runs.
+        self.wait_until_running(deadline)?;
+        let socket = self.identity_socket();
+        let mut stream = loop {
+            match UnixStream::connect(&socket) {
+                Ok(s) => break s,
+                Err(e) => {
+                    if let Some(status) = self.exited()? {
+                        return Err(self.restore_error(format!("qemu exited with {status}")));
+                    }
+                    if Instant::now() > deadline {
+                        return Err(self.restore_error(format!(
+                            "cannot connect to {}: {e}",
+                            socket.display()
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        let mut seed = [0u8; 32];
+        File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut seed))
+            .map_err(TestbedError::io("reading /dev/urandom"))?;
+        let machine_id = self
+            .machine_id
+            .as_deref()
+            .ok_or_else(|| self.state_error("has no machine id to be given"))?;
+        let mut line = format!(
+            "ferry-identity 1 name={} ip={} mac={} machine-id={machine_id} key={} seed={}",
+            self.name,
+            self.ip_argument(),
+            self.mac,
+            self.pubkey,
+            hex(&seed),
+        );
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| self.state_error("this machine's clock is before 1970"))?;
+        line.push_str(&format!(
+            " time={}.{:09}\n",
+            now.as_secs(),
+            now.subsec_nanos()
+        ));
+        stream
+            .write_all(line.as_bytes())
+            .map_err(TestbedError::io(format!(
+                "sending {} its identity",
+                self.name
+            )))?;
+        Ok(stream)
+    }
+
+    /// Waits until qemu has loaded the saved state and runs the guest.
+    fn wait_until_running(&self, deadline: Instant) -> Result<(), TestbedError> {
+        loop {
+            let status = qmp::execute(&self.qmp_socket(), &self.name, "query-status", json!({}));
+            match status {
+                Ok(s) if s.get("status").and_then(|v| v.as_str()) == Some("running") => {
+                    return Ok(())
+                }
+                Ok(s) if s.get("status").and_then(|v| v.as_str()) == Some("inmigrate") => {}
+                Ok(s) => {
+                    return Err(self.restore_error(format!(
+                        "qemu is {} after loading the saved state, not running",
+                        s.get("status").and_then(|v| v.as_str()).unwrap_or("?")
+                    )))
+                }
+                // The socket is not there yet while qemu starts.
+                Err(_) => {}
+            }
+            if let Some(status) = self.exited()? {
+                return Err(self.restore_error(format!(
+                    "qemu exited with {status} (qemu's own output: {})",
+                    tail(&self.dir.join("qemu.log"), 5)
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(self.restore_error(format!(
+                    "qemu did not load the saved state within {} s",
+                    self.spec.boot_timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Completes a restore: reads the answer of the VM's `ferry-identity` from `identity` (the
+    /// connection [`Vm::send_identity`] returned), waits for an SSH login as after a boot, then
+    /// does what a cold boot does from the spec: grows the root disk and file system to
+    /// `disk_gib`, attaches the small disk.
+    pub(crate) fn finish_restore(
+        &self,
+        identity: UnixStream,
+        started: Instant,
+    ) -> Result<(), TestbedError> {
+        let deadline = started + self.spec.boot_timeout;
+        identity
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .map_err(TestbedError::io("setting a read timeout"))?;
+        let mut reader = BufReader::new(identity);
+        let mut line = Vec::new();
+        loop {
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => return Err(self.restore_error("qemu closed the identity port".into())),
+                Ok(_) if line.ends_with(b"\n") => {
+                    let text = String::from_utf8_lossy(&line).trim().to_string();
+                    line.clear();
+                    if let Some(name) = text.strip_prefix("ferry-identity done ") {
+                        if name != self.name {
+                            return Err(self.restore_error(format!(
+                                "the VM answered as {name:?}, not {}",
+                                self.name
+                            )));
+                        }
+                        break;
+                    }
+                    if let Some(why) = text.strip_prefix("ferry-identity failed: ") {
+                        return Err(self.restore_error(format!("ferry-identity failed: {why}")));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => return Err(self.restore_error(format!("reading the identity port: {e}"))),
+            }
+            if let Some(status) = self.exited()? {
+                return Err(self.restore_error(format!(
+                    "qemu exited with {status} (qemu's own output: {})",
+                    tail(&self.dir.join("qemu.log"), 5)
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(self.restore_error(format!(
+                    "no answer on the identity port within {} s",
+                    self.spec.boot_timeout.as_secs()
+                )));
+            }
+        }
+        self.wait_for_ssh(started)?;
+        if self.spec.disk_gib > 4 {
+            let bytes = u64::from(self.spec.disk_gib) << 30;
+            qmp::execute(
+                &self.qmp_socket(),
+                &self.name,
+                "block_resize",
+                json!({ "device": "root", "size": bytes }),
+            )?;
+            self.ssh_ok(&format!(
+                "for i in $(seq 300); do [ $(( $(cat /sys/block/vda/size) * 512 )) -ge {bytes} ] && break; sleep 0.1; done; \
+                 [ $(( $(cat /sys/block/vda/size) * 512 )) -ge {bytes} ] || {{ echo 'vda did not grow' >&2; exit 1; }}; \
+                 resize2fs /dev/vda >/dev/null 2>/run/ferry-grow.err || {{ cat /run/ferry-grow.err >&2; exit 1; }}"
+            ))?;
+        }
+        if let Some(mib) = self.spec.small_disk_mib {
+            self.attach_small_disk(mib)?;
+        }
+        Ok(())
+    }
+
+    fn restore_error(&self, cause: String) -> TestbedError {
+        self.boot_error(format!("restoring from the saved state: {cause}"))
     }
 
     /// Whether an SSH banner arrives on port 22 within `timeout`.
@@ -613,10 +887,22 @@ impl Vm {
         Ok(())
     }
 
+    /// Waits up to `timeout` for qemu to exit on its own; whether it did.
+    pub(crate) fn wait_for_exit(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.exited() {
+                Ok(Some(_)) | Err(_) => return true,
+                Ok(None) if Instant::now() > deadline => return false,
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
     /// Powers the VM back on from the same overlay and waits until it answers SSH.
     pub fn power_on(&self) -> Result<(), TestbedError> {
         let started = Instant::now();
-        self.spawn()?;
+        self.spawn(None)?;
         self.wait_for_ssh(started)
     }
 
@@ -789,4 +1075,18 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let text = String::from_utf8_lossy(&buf);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The qemu `-cpu` model of `spec`.
+pub(crate) fn cpu_model(spec: &VmSpec) -> String {
+    // Under KVM the guest can only have what the host CPU offers: `max` is exactly that.
+    spec.cpu.clone().unwrap_or_else(|| match spec.accel {
+        Accel::Tcg => DEFAULT_CPU.into(),
+        Accel::Kvm => "max".into(),
+    })
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

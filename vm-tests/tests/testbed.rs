@@ -26,8 +26,119 @@ fn reaches_ssh(bed: &Testbed, from: usize, to: usize) -> bool {
     out.stdout.starts_with("SSH-")
 }
 
+/// What makes a VM its own host, as seen from inside it.
+#[derive(Debug, PartialEq, Eq)]
+struct Identity {
+    hostname: String,
+    etc_hostname: String,
+    machine_id: String,
+    address: String,
+    mac: String,
+    host_key: String,
+}
+
+fn identity(vm: &vm_tests::Vm) -> Identity {
+    let out = vm
+        .ssh_ok(
+            "hostname; cat /etc/hostname /etc/machine-id; \
+             ip -4 -o addr show dev eth0 | awk '{print $4}'; cat /sys/class/net/eth0/address",
+        )
+        .expect("identity");
+    let lines: Vec<String> = out.lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    Identity {
+        hostname: lines[0].clone(),
+        etc_hostname: lines[1].clone(),
+        machine_id: lines[2].clone(),
+        address: lines[3].clone(),
+        mac: lines[4].clone(),
+        host_key: vm.host_key().expect("host key"),
+    }
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// VMs restored from one saved state must be as distinct as booted ones: own address, MAC,
+/// host name, machine id, host keys, SSH key, random state, and the right time.
 #[test]
-fn three_vms_boot_reach_each_other_and_survive_a_power_cycle() {
+fn restored_vms_are_distinct_hosts_with_the_time_of_day() {
+    let Some(bed) = start_or_skip(3, &spec()) else {
+        return;
+    };
+    eprintln!("3 VMs ready in {:?}", bed.boot_time());
+    if spec().restore {
+        for vm in bed.vms() {
+            assert!(vm.restored(), "{} was booted, not restored", vm.name());
+        }
+    }
+    let ids: Vec<Identity> = bed.vms().iter().map(identity).collect();
+    for (i, (vm, id)) in bed.vms().iter().zip(&ids).enumerate() {
+        assert_eq!(id.hostname, format!("vm{i}"));
+        assert_eq!(id.etc_hostname, id.hostname);
+        assert_eq!(id.address, format!("{}/24", vm.address()));
+        assert_eq!(id.machine_id.len(), 32, "{id:?}");
+        // The name resolves to the host itself; the template's name is gone.
+        let hosts = vm
+            .ssh_ok("getent hosts $(hostname); cat /etc/hosts")
+            .unwrap();
+        assert!(hosts.starts_with("127.0.1.1"), "{hosts}");
+        assert!(!hosts.contains("ferry-vm"), "{hosts}");
+        // The clock is the host's: a saved state's clock is as old as the state.
+        let before = now();
+        let guest: f64 = vm.ssh_ok("date +%s.%N").unwrap().trim().parse().unwrap();
+        let after = now();
+        assert!(
+            guest > before - 1.0 && guest < after + 1.0,
+            "{}: clock {guest}, host between {before} and {after}",
+            vm.name()
+        );
+        // chrony runs, and journald logs under the new machine id (journalctl shows only its
+        // own machine's entries).
+        vm.ssh_ok("systemctl is-active --quiet chrony && logger -t ferry-probe identity-check")
+            .unwrap();
+        let journal = vm
+            .ssh_ok("sleep 1; journalctl -q -t ferry-probe --no-pager")
+            .unwrap();
+        assert!(
+            journal.contains("identity-check"),
+            "{}: {journal:?}",
+            vm.name()
+        );
+    }
+    for a in 0..ids.len() {
+        for b in a + 1..ids.len() {
+            assert_ne!(ids[a].machine_id, ids[b].machine_id);
+            assert_ne!(ids[a].mac, ids[b].mac);
+            assert_ne!(ids[a].host_key, ids[b].host_key);
+        }
+    }
+    let random: Vec<String> = bed
+        .vms()
+        .iter()
+        .map(|vm| vm.ssh_ok("head -c 16 /dev/urandom | od -An -tx1").unwrap())
+        .collect();
+    assert_ne!(random[0], random[1]);
+    assert_ne!(random[1], random[2]);
+    // Every VM reaches every other one at its new address (ARP with the new MACs).
+    for from in 0..3 {
+        for to in 0..3 {
+            if from != to {
+                assert!(
+                    reaches_ssh(&bed, from, to),
+                    "vm{from} cannot reach vm{to}:22"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn three_vms_start_reach_each_other_and_survive_a_power_cycle_and_a_reboot() {
     let Some(bed) = start_or_skip(3, &spec()) else {
         return;
     };
@@ -39,26 +150,6 @@ fn three_vms_boot_reach_each_other_and_survive_a_power_cycle() {
         let addr = vm.ssh_ok("ip -4 -o addr show dev eth0").expect("ip addr");
         assert!(addr.contains(&format!("{}/24", vm.address())), "{addr}");
     }
-    // Distinct hosts: machine ids and host keys differ.
-    let ids: Vec<String> = bed
-        .vms()
-        .iter()
-        .map(|vm| vm.ssh_ok("cat /etc/machine-id").expect("machine-id"))
-        .collect();
-    assert_ne!(ids[0], ids[1]);
-    assert_ne!(bed.vm(0).host_key().unwrap(), bed.vm(1).host_key().unwrap());
-
-    // Every VM reaches every other one's sshd.
-    for from in 0..3 {
-        for to in 0..3 {
-            if from != to {
-                assert!(
-                    reaches_ssh(&bed, from, to),
-                    "vm{from} cannot reach vm{to}:22"
-                );
-            }
-        }
-    }
 
     // Air-gapped by construction: no default route, and nothing beyond the bridge answers.
     let routes = bed.vm(0).ssh_ok("ip route").expect("ip route");
@@ -67,9 +158,10 @@ fn three_vms_boot_reach_each_other_and_survive_a_power_cycle() {
         "a VM has a route out: {routes}"
     );
 
-    // Power loss with synced data: the file is there after power on, and so is the host key.
+    // Power loss with synced data: the VM boots from its own disk (also after a restore) and
+    // is the same host: file, name, address, MAC, machine id, host key.
     let vm = bed.vm(1);
-    let key_before = vm.host_key().expect("host key");
+    let before = identity(vm);
     vm.ssh_ok("echo survived > /root/marker && sync")
         .expect("write");
     vm.power_off().expect("power off");
@@ -79,12 +171,37 @@ fn three_vms_boot_reach_each_other_and_survive_a_power_cycle() {
         "vm1 answers while off"
     );
     vm.power_on().expect("power on");
+    assert!(!vm.restored(), "a power-on boots from the disk");
     assert_eq!(
         vm.ssh_ok("cat /root/marker").expect("read").trim(),
         "survived"
     );
-    assert_eq!(vm.host_key().expect("host key"), key_before);
+    assert_eq!(identity(vm), before);
     assert!(reaches_ssh(&bed, 0, 1));
+
+    // A reboot from inside boots the VM's own kernel command line, and it stays the same host.
+    let vm = bed.vm(2);
+    let before = identity(vm);
+    let boot_id = vm.ssh_ok("cat /proc/sys/kernel/random/boot_id").unwrap();
+    let _ = vm.ssh("systemctl reboot");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let rebooted = loop {
+        assert!(
+            Instant::now() < deadline,
+            "vm2 did not come back within 300 s"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        if let Ok(out) = vm.ssh("cat /proc/sys/kernel/random/boot_id") {
+            if out.success() && out.stdout != boot_id {
+                break out;
+            }
+        }
+    };
+    assert_ne!(rebooted.stdout, boot_id);
+    let cmdline = vm.ssh_ok("cat /proc/cmdline").unwrap();
+    assert!(cmdline.contains("systemd.hostname=vm2"), "{cmdline}");
+    assert_eq!(identity(vm), before);
+    assert!(reaches_ssh(&bed, 0, 2));
 }
 
 #[test]
