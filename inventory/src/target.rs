@@ -3,15 +3,20 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-/// A secret string (password, passphrase). `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+use zeroize::Zeroizing;
+
+/// A secret string (password, passphrase). `Debug` and `Display` never show it. Its bytes are
+/// held once in memory however often it is cloned (clones share them), and overwritten with
+/// zeros when the last clone is dropped.
+#[derive(Clone)]
+pub struct Secret(Arc<Zeroizing<String>>);
 
 impl Secret {
     /// Wraps a secret.
     pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
+        Self(Arc::new(Zeroizing::new(s.into())))
     }
 
     /// The secret itself: call only where it is sent to its one consumer.
@@ -19,6 +24,14 @@ impl Secret {
         &self.0
     }
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -69,4 +82,19 @@ pub struct Target {
     pub sudo: Sudo,
     /// The jump host to go through, if any.
     pub bastion: Option<Box<Target>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Secret;
+
+    #[test]
+    fn clones_of_a_secret_share_one_copy_of_its_bytes() {
+        let s = Secret::new("hunter2-but-longer");
+        let c = s.clone();
+        // One buffer, so one place to wipe: a clone is not a second copy in memory.
+        assert_eq!(s.expose().as_ptr(), c.expose().as_ptr());
+        assert_eq!(s, c);
+        assert_eq!(format!("{c:?}"), "Secret(***)");
+    }
 }

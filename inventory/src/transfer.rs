@@ -17,12 +17,12 @@ use crate::target::Target;
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
     /// The local file could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {cause}")]
     Local {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not a `source()`: chains print each cause once).
+        cause: std::io::Error,
     },
     /// The SSH session failed.
     #[error(transparent)]
@@ -103,9 +103,9 @@ impl LocalFile {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e.to_string())),
         }
-        .map_err(|source| TransferError::Local {
+        .map_err(|cause| TransferError::Local {
             path: path.clone(),
-            source,
+            cause,
         })?;
         Ok(Self { path, size, sha256 })
     }
@@ -261,9 +261,9 @@ pub async fn upload(
             let local = tokio::task::spawn_blocking(move || hash_prefix(&path, Some(n)))
                 .await
                 .map_err(|e| remote(e.to_string()))?
-                .map_err(|source| TransferError::Local {
+                .map_err(|cause| TransferError::Local {
                     path: file.path.clone(),
-                    source,
+                    cause,
                 })?;
             let there = session
                 .exec_ok(&format!("{HASH_FN}head -c {n} {p} | h"), opts.as_root)
@@ -343,16 +343,16 @@ async fn send(
     let mut local =
         tokio::fs::File::open(&file.path)
             .await
-            .map_err(|source| TransferError::Local {
+            .map_err(|cause| TransferError::Local {
                 path: file.path.clone(),
-                source,
+                cause,
             })?;
     local
         .seek(std::io::SeekFrom::Start(offset))
         .await
-        .map_err(|source| TransferError::Local {
+        .map_err(|cause| TransferError::Local {
             path: file.path.clone(),
-            source,
+            cause,
         })?;
     progress(TransferEvent::Started {
         host: host.clone(),
@@ -368,9 +368,9 @@ async fn send(
         let n = local
             .read(&mut buf)
             .await
-            .map_err(|source| TransferError::Local {
+            .map_err(|cause| TransferError::Local {
                 path: file.path.clone(),
-                source,
+                cause,
             })?;
         if n == 0 {
             break;

@@ -161,3 +161,42 @@ async fn paces_handshakes_below_the_servers_max_startups() {
         "MaxStartups 3 never dropped an unpaced burst of 5"
     );
 }
+
+#[tokio::test]
+async fn the_same_inner_address_behind_two_bastions_is_two_hosts() {
+    if !sshd::netns_available() {
+        return;
+    }
+    // Two sites, each with its own host at 127.0.0.1:2200 behind its own bastion.
+    let (b1, b2) = (Bastion::start(1), Bastion::start(1));
+    let (i1, i2) = (inner(&b1, 0), inner(&b2, 0));
+    assert_eq!((&i1.address, i1.port), (&i2.address, i2.port));
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    let s1 = Session::connect(&i1, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Recorded by address alone, the second host would look like the first one's key CHANGED.
+    let s2 = Session::connect(&i2, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(s1.host_key_fingerprint(), s2.host_key_fingerprint());
+    let known = std::fs::read_to_string(dir.path().join("known_hosts")).unwrap();
+    let names: Vec<&str> = known
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let jump1 = Session::connect(&jump(&b1), &opts).await.unwrap();
+    let jump2 = Session::connect(&jump(&b2), &opts).await.unwrap();
+    for j in [&jump1, &jump2] {
+        let scoped = format!("[127.0.0.1]:2200@{}", j.host_key_fingerprint());
+        assert!(
+            names.contains(&scoped.as_str()),
+            "{scoped} not in:\n{known}"
+        );
+    }
+    assert!(!names.contains(&"[127.0.0.1]:2200"), "{known}");
+    // Each is still checked: both connect again without a complaint.
+    Session::connect(&i1, &opts).await.unwrap();
+    Session::connect(&i2, &opts).await.unwrap();
+}

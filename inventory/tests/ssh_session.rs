@@ -463,3 +463,272 @@ async fn exec_refuses_output_beyond_its_limit_instead_of_buffering_it() {
         .unwrap();
     assert_eq!(out.stdout.len(), n);
 }
+
+#[tokio::test]
+async fn a_hung_command_is_stopped_at_its_deadline_with_host_command_and_what_to_look_at() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.command_timeout = Duration::from_secs(2);
+    let sess = Session::connect(&key_target("hung", &s, sshd::KEY_USER), &opts)
+        .await
+        .unwrap();
+    assert_eq!(sess.deadline(), Duration::from_secs(2));
+    let start = Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(60),
+        sess.exec_ok("sleep 6017; echo never", false),
+    )
+    .await
+    .expect("still waiting on a hung command after 60 s: it has no deadline");
+    let took = start.elapsed();
+    let err = r.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SshError::CommandTimeout {
+                secs: 2,
+                silent: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("hung: `sleep 6017; echo never` did not finish within 2s"),
+        "{msg}"
+    );
+    assert!(msg.contains("ps -ef --forest"), "{msg}");
+    assert!(
+        msg.contains(&log_path(dir.path(), "hung").display().to_string()),
+        "{msg}"
+    );
+    assert!(msg.contains("--command-timeout"), "{msg}");
+    assert!(!err.is_transient());
+    let log = host_log(dir.path(), "hung");
+    assert!(log.contains("not finished within 2s"), "{log}");
+    // The session stays usable, and a step known to be long asks for a longer deadline.
+    let out = sess
+        .with_deadline(Duration::from_secs(30))
+        .exec_ok("sleep 3; echo slow-but-fine", false)
+        .await
+        .unwrap();
+    assert_eq!(out.trim(), "slow-but-fine");
+    // sshd was asked to stop it: nothing of it is left on the host.
+    let left = std::process::Command::new("pgrep")
+        .args(["-u", sshd::KEY_USER, "-f", "sleep 6017"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "the hung command still runs: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
+#[tokio::test]
+async fn a_hung_command_as_root_through_sudo_is_stopped_too() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.command_timeout = Duration::from_secs(2);
+    let mut t = key_target("sudohung", &s, sshd::SUDO_PASSWORD_USER);
+    t.sudo = Sudo::Password(Secret::new(sshd::PASSWORD));
+    let sess = Session::connect(&t, &opts).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(60), sess.exec("sleep 6018", true))
+        .await
+        .expect("no deadline as root");
+    let err = r.unwrap_err();
+    assert!(matches!(err, SshError::CommandTimeout { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with("sudohung: `sleep 6018`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_streaming_command_runs_while_bytes_move_and_stops_when_silent() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.command_timeout = Duration::from_secs(2);
+    let sess = Session::connect(&key_target("stream", &s, sshd::KEY_USER), &opts)
+        .await
+        .unwrap();
+    // cat reads what we send, then the command goes silent.
+    let mut child = sess
+        .spawn("cat >/dev/null; sleep 6019", false)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    // Twice the deadline of steady writes: bytes move, so it is not stopped.
+    while start.elapsed() < Duration::from_secs(4) {
+        child.write_stdin(b"tick\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let err = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("a silent streaming command was never stopped")
+        .unwrap_err();
+    assert!(
+        matches!(err, SshError::CommandTimeout { silent: true, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("printed nothing and read nothing for 2s"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn sudo_asks_for_its_password_when_the_home_holds_a_file_named_like_the_prompt() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = key_target("glob", &s, sshd::GLOB_USER);
+    t.sudo = Sudo::Password(Secret::new(sshd::PASSWORD));
+    assert!(std::path::Path::new(&format!("/home/{}/p", sshd::GLOB_USER)).exists());
+    let sess = Session::connect(&t, &options(dir.path())).await.unwrap();
+    // Before the prompt was quoted, the shell replaced it with `p`: ferry never saw the
+    // prompt, never sent the password, and waited forever.
+    let id = tokio::time::timeout(Duration::from_secs(60), sess.exec_ok("id -u", true))
+        .await
+        .expect("sudo never got its password");
+    assert_eq!(id.unwrap().trim(), "0");
+}
+
+#[tokio::test]
+async fn commands_sudo_and_uploads_work_with_zsh_as_the_login_shell() {
+    if !sshd::zsh_available() {
+        return;
+    }
+    use ferry_inventory::transfer::{upload, LocalFile, TransferEvent, UploadOptions};
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = key_target("zsh", &s, sshd::ZSH_USER);
+    t.sudo = Sudo::Password(Secret::new(sshd::PASSWORD));
+    let sess = Session::connect(&t, &options(dir.path())).await.unwrap();
+    let shell = sess
+        .exec_ok("getent passwd $(id -un)", false)
+        .await
+        .unwrap();
+    assert!(shell.trim().ends_with(sshd::ZSH), "{shell}");
+    // POSIX constructs zsh reads differently: word splitting and a glob matching nothing.
+    let out = sess
+        .exec_ok(
+            "v='a b'; for w in $v; do echo \"[$w]\"; done; echo /nonexistent-*",
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, "[a]\n[b]\n/nonexistent-*\n");
+    let id = tokio::time::timeout(Duration::from_secs(60), sess.exec_ok("id -u", true))
+        .await
+        .expect("sudo hung under zsh");
+    assert_eq!(id.unwrap().trim(), "0");
+    let src = dir.path().join("payload");
+    std::fs::write(&src, b"zsh payload\n").unwrap();
+    let file = LocalFile::open(&src).await.unwrap();
+    let quiet = |_: TransferEvent| {};
+    let dest = format!("/tmp/ferrytest-zsh-{}", std::process::id());
+    for as_root in [false, true] {
+        let _ = std::fs::remove_file(&dest);
+        let opts = UploadOptions {
+            as_root,
+            mode: 0o640,
+        };
+        upload(&sess, &file, &dest, &opts, &quiet)
+            .await
+            .unwrap_or_else(|e| panic!("as_root={as_root}: {e}"));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"zsh payload\n");
+    }
+    let _ = std::fs::remove_file(&dest);
+}
+
+#[tokio::test]
+async fn announces_each_newly_trusted_key_with_its_fingerprint() {
+    if !sshd::available() {
+        return;
+    }
+    use ferry_inventory::ssh::{KeyNotice, NewHostKey};
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<NewHostKey>::new()));
+    let mut opts = options(dir.path());
+    let sink = seen.clone();
+    opts.on_new_host_key = KeyNotice::new(move |k| sink.lock().unwrap().push(k.clone()));
+    let t = key_target("node1", &s, sshd::KEY_USER);
+    let sess = Session::connect(&t, &opts).await.unwrap();
+    Session::connect(&t, &opts).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "announced once, at first contact: {seen:?}");
+    // The fingerprint is the one OpenSSH computes from the server's key file.
+    let pubfile = s.dir().join("host_ed25519.pub");
+    let lf = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&pubfile)
+        .output()
+        .unwrap();
+    let openssh = String::from_utf8_lossy(&lf.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert_eq!(sess.host_key_fingerprint(), openssh);
+    assert_eq!(seen[0].key, format!("ED25519 {openssh}"));
+    assert_eq!(seen[0].host, "node1");
+    let msg = seen[0].message();
+    assert!(
+        msg.starts_with("node1: first contact, trusting host key ED25519 SHA256:"),
+        "{msg}"
+    );
+    assert!(msg.contains(&format!("[127.0.0.1]:{}", s.port)), "{msg}");
+}
+
+#[tokio::test]
+async fn strict_host_keys_refuse_an_unknown_host_and_record_nothing() {
+    if !sshd::available() {
+        return;
+    }
+    use ferry_inventory::ssh::HostKeyPolicy;
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.host_keys = HostKeyPolicy::Strict;
+    let t = key_target("node1", &s, sshd::KEY_USER);
+    let err = Session::connect(&t, &opts).await.unwrap_err();
+    assert!(matches!(err, SshError::UnknownHostKey { .. }), "{err}");
+    assert!(!err.is_transient());
+    let msg = err.to_string();
+    assert!(msg.contains("ED25519 SHA256:"), "{msg}");
+    assert!(msg.contains("ferry inventory trust node1"), "{msg}");
+    assert!(!dir.path().join("known_hosts").exists());
+    // What ssh-keyscan -H writes (hashed names) is read: strict checking then lets it in.
+    let scan = std::process::Command::new("ssh-keyscan")
+        .args(["-H", "-p", &s.port.to_string(), "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&scan.stdout).contains("|1|"));
+    std::fs::write(dir.path().join("known_hosts"), &scan.stdout).unwrap();
+    let sess = Session::connect(&t, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sess.exec_ok("true", false).await.unwrap();
+}

@@ -29,7 +29,20 @@ pub const SUDO_PASSWORD_USER: &str = "ferrytest-sudopw";
 pub const SUDO_USER: &str = "ferrytest-sudo";
 /// A user that logs in with a key and whose shell rc prints a banner on every command.
 pub const BANNER_USER: &str = "ferrytest-banner";
-/// The password of [`PASSWORD_USER`] and the sudo password of [`SUDO_PASSWORD_USER`].
+/// A user like [`SUDO_PASSWORD_USER`] whose home holds one-letter files (`p`, `e`, `f`, `r`):
+/// an unquoted glob such as `[ferry-sudo-prompt]` expands to one of them.
+pub const GLOB_USER: &str = "ferrytest-glob";
+/// A user like [`SUDO_PASSWORD_USER`] whose login shell is zsh (see [`zsh_available`]).
+pub const ZSH_USER: &str = "ferrytest-zsh";
+/// A user that logs in with a key and whose every command hangs: its `.bashrc` replaces the
+/// shell with `sleep` (a host where every command waits on something that never comes).
+pub const HANG_USER: &str = "ferrytest-hang";
+/// The zsh binary [`ZSH_USER`] logs in with.
+pub const ZSH: &str = "/usr/bin/zsh";
+/// How long a [`HANG_USER`] command sleeps when nothing stops it.
+pub const HANG_SECS: u64 = 300;
+/// The password of [`PASSWORD_USER`] and the sudo password of [`SUDO_PASSWORD_USER`],
+/// [`GLOB_USER`] and [`ZSH_USER`].
 pub const PASSWORD: &str = "ferry-Test-pw-7";
 /// The passphrase of [`ClientKeys::ed25519_passphrase`].
 pub const PASSPHRASE: &str = "ferry-key-phrase";
@@ -49,6 +62,15 @@ pub fn available() -> bool {
         None
     };
     crate::require(missing)
+}
+
+/// Returns true when [`ZSH_USER`] can log in (zsh installed). Same loud-skip / CI-fail rule as
+/// [`available`].
+pub fn zsh_available() -> bool {
+    available()
+        && crate::require(
+            (!Path::new(ZSH).exists()).then(|| format!("{ZSH} is missing (apt-get install zsh)")),
+        )
 }
 
 /// Returns true when network namespaces can be made (root with CAP_SYS_ADMIN and `ip`).
@@ -201,15 +223,18 @@ pub fn fixture() -> &'static Fixture {
 fn ensure_users() {
     let lock = Path::new("/tmp/ferrytest-users.lock");
     let _guard = FileLock::take(lock);
-    for user in [
-        KEY_USER,
-        PASSWORD_USER,
-        SUDO_PASSWORD_USER,
-        SUDO_USER,
-        BANNER_USER,
+    for (user, shell) in [
+        (KEY_USER, "/bin/bash"),
+        (PASSWORD_USER, "/bin/bash"),
+        (SUDO_PASSWORD_USER, "/bin/bash"),
+        (SUDO_USER, "/bin/bash"),
+        (BANNER_USER, "/bin/bash"),
+        (GLOB_USER, "/bin/bash"),
+        (ZSH_USER, ZSH),
+        (HANG_USER, "/bin/bash"),
     ] {
         if !run_ok(Command::new("id").arg(user)) {
-            run(Command::new("useradd").args(["-m", "-s", "/bin/bash", user]));
+            run(Command::new("useradd").args(["-m", "-s", shell, user]));
         }
     }
     // Passwords: the password user logs in with it, the sudo user needs it for sudo.
@@ -220,14 +245,17 @@ fn ensure_users() {
     if let Some(mut stdin) = child.stdin.take() {
         let _ = writeln!(
             stdin,
-            "{PASSWORD_USER}:{PASSWORD}\n{SUDO_PASSWORD_USER}:{PASSWORD}"
+            "{PASSWORD_USER}:{PASSWORD}\n{SUDO_PASSWORD_USER}:{PASSWORD}\n\
+             {GLOB_USER}:{PASSWORD}\n{ZSH_USER}:{PASSWORD}"
         );
     }
     let status = child.wait().map(|s| s.success()).unwrap_or(false);
     assert!(status, "chpasswd failed");
     let sudoers = format!(
         "{SUDO_PASSWORD_USER} ALL=(ALL) ALL\n{SUDO_USER} ALL=(ALL) NOPASSWD: ALL\n\
-         Defaults:{SUDO_PASSWORD_USER} !lecture\n"
+         {GLOB_USER} ALL=(ALL) ALL\n{ZSH_USER} ALL=(ALL) ALL\n\
+         Defaults:{SUDO_PASSWORD_USER} !lecture\nDefaults:{GLOB_USER} !lecture\n\
+         Defaults:{ZSH_USER} !lecture\n"
     );
     let path = Path::new("/etc/sudoers.d/ferrytest");
     if fs::read_to_string(path).ok().as_deref() != Some(sudoers.as_str()) {
@@ -238,6 +266,23 @@ fn ensure_users() {
     let banner = format!("echo '{BANNER_TEXT}'\necho 'last login: never' >&2\n");
     if fs::read_to_string(&rc).ok().as_deref() != Some(banner.as_str()) {
         fs::write(&rc, banner).unwrap_or_else(|e| panic!("writing {rc}: {e}"));
+    }
+    for name in ["p", "e", "f", "r"] {
+        let file = format!("/home/{GLOB_USER}/{name}");
+        if !Path::new(&file).exists() {
+            fs::write(&file, "").unwrap_or_else(|e| panic!("writing {file}: {e}"));
+        }
+    }
+    // zsh reads .zshrc for interactive shells only; an empty one keeps its first-run wizard
+    // away should anything start it interactively.
+    let zshrc = format!("/home/{ZSH_USER}/.zshrc");
+    if !Path::new(&zshrc).exists() {
+        fs::write(&zshrc, "").unwrap_or_else(|e| panic!("writing {zshrc}: {e}"));
+    }
+    let rc = format!("/home/{HANG_USER}/.bashrc");
+    let hang = format!("exec sleep {HANG_SECS}\n");
+    if fs::read_to_string(&rc).ok().as_deref() != Some(hang.as_str()) {
+        fs::write(&rc, hang).unwrap_or_else(|e| panic!("writing {rc}: {e}"));
     }
     let _ = fs::create_dir_all("/run/sshd");
 }

@@ -11,12 +11,20 @@ pub use client::Client;
 pub use protocol::{PutDone, RemoteError, StatResult, PROTOCOL_VERSION};
 pub use server::serve;
 
+impl From<std::io::Error> for AgentError {
+    // Not `#[from]`: that would also make the I/O error the `source()`, and error chains would
+    // print it twice (it is in the message already).
+    fn from(e: std::io::Error) -> Self {
+        AgentError::Io(e)
+    }
+}
+
 /// The agent session failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// Reading or writing the channel failed.
     #[error("agent channel: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The other side sent something that is not the protocol.
     #[error("agent protocol: {0}")]
     Protocol(String),

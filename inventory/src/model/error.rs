@@ -7,12 +7,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
     /// The file could not be read.
-    #[error("reading inventory {path}: {source}")]
+    #[error("reading inventory {path}: {cause}; check the path")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not a `source()`: chains print each cause once).
+        cause: std::io::Error,
     },
     /// The file is not valid TOML, or has an unknown or mistyped key.
     #[error("{origin}:{line}:{column}: {message}")]

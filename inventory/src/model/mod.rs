@@ -67,7 +67,8 @@ pub enum SudoSpec {
     Password(SecretRef),
 }
 
-/// A host's role. `server`, `agent` and `gpu` have meaning to ferry; other words are free labels.
+/// A host's role. `server`, `agent`, `gpu` and `bastion` have meaning to ferry; other words are
+/// free labels.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     /// Runs the cluster's control plane.
@@ -76,6 +77,9 @@ pub enum Role {
     Agent,
     /// Has GPUs to set up.
     Gpu,
+    /// A jump host. With no other role it is only tunnelled through: see
+    /// [`Host::is_jump_only`].
+    Bastion,
     /// Any other word.
     Other(String),
 }
@@ -87,6 +91,7 @@ impl Role {
             "server" => Role::Server,
             "agent" => Role::Agent,
             "gpu" => Role::Gpu,
+            "bastion" => Role::Bastion,
             other => Role::Other(other.to_string()),
         }
     }
@@ -97,6 +102,7 @@ impl Role {
             Role::Server => "server",
             Role::Agent => "agent",
             Role::Gpu => "gpu",
+            Role::Bastion => "bastion",
             Role::Other(s) => s,
         }
     }
@@ -142,6 +148,13 @@ impl Host {
     pub fn has_role(&self, role: &Role) -> bool {
         self.roles.contains(role)
     }
+
+    /// Whether the host is only a jump host (`roles = ["bastion"]` and nothing else): other
+    /// hosts are reached through it and `inventory check` checks it, but it is no cluster
+    /// member, so plan and apply never set it up.
+    pub fn is_jump_only(&self) -> bool {
+        self.roles == [Role::Bastion]
+    }
 }
 
 /// A named set of hosts.
@@ -177,9 +190,9 @@ pub struct Inventory {
 impl Inventory {
     /// Reads and checks an inventory file. Relative key paths are taken from its directory.
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| InventoryError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let mut inv = Self::from_toml_str(&text, &path.display().to_string())?;
         inv.base_dir = path.parent().map(Path::to_path_buf);

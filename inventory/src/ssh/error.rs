@@ -8,14 +8,16 @@ use super::known_hosts::KnownHostsError;
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
     /// TCP connection failed (refused, unreachable, reset).
-    #[error("{host}: cannot connect to {addr}: {source}; check the address, the port and that sshd runs")]
+    #[error(
+        "{host}: cannot connect to {addr}: {cause}; check the address, the port and that sshd runs"
+    )]
     Connect {
         /// Host name.
         host: String,
         /// address:port.
         addr: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not a `source()`: chains print each cause once).
+        cause: std::io::Error,
     },
     /// No connection or no SSH answer within the timeout.
     #[error(
@@ -30,22 +32,40 @@ pub enum SshError {
         secs: u64,
     },
     /// The SSH protocol failed (handshake, connection lost).
-    #[error("{host}: SSH connection to {addr} failed: {source}")]
+    #[error(
+        "{host}: SSH connection to {addr} failed: {cause}; check that an SSH server answers \
+         on that address and port (ssh -v -p PORT USER@ADDRESS)"
+    )]
     Protocol {
         /// Host name.
         host: String,
         /// address:port.
         addr: String,
-        /// The cause.
-        source: Box<russh::Error>,
+        /// The cause (in the message, not a `source()`: chains print each cause once).
+        cause: Box<russh::Error>,
     },
     /// The host key is not the recorded one, or the file is unusable.
-    #[error("{host}: {source}")]
+    #[error("{host}: {cause}")]
     HostKey {
         /// Host name.
         host: String,
-        /// The cause.
-        source: KnownHostsError,
+        /// The cause (in the message, not a `source()`: chains print each cause once).
+        cause: KnownHostsError,
+    },
+    /// Strict host key checking met a host whose key is not recorded.
+    #[error(
+        "{host}: host key of {entry} is not known yet (offered {key}) and strict host key \
+         checking refuses unknown keys; compare it with the host's own (`ssh-keygen -lf \
+         /etc/ssh/ssh_host_ed25519_key.pub` on its console), then accept it with: \
+         ferry inventory trust {host} -i INVENTORY"
+    )]
+    UnknownHostKey {
+        /// Host name.
+        host: String,
+        /// The known_hosts entry name.
+        entry: String,
+        /// The offered key: `ED25519 SHA256:...`.
+        key: String,
     },
     /// The host offered a certificate instead of a plain key.
     #[error("{host}: the host offered an SSH certificate; ferry pins plain host keys only")]
@@ -94,14 +114,14 @@ pub enum SshError {
         reason: String,
     },
     /// A channel (command) failed at the SSH level.
-    #[error("{host}: running `{command}`: {source}")]
+    #[error("{host}: running `{command}`: {cause}")]
     Channel {
         /// Host name.
         host: String,
         /// The command.
         command: String,
-        /// The cause.
-        source: Box<russh::Error>,
+        /// The cause (in the message, not a `source()`: chains print each cause once).
+        cause: Box<russh::Error>,
     },
     /// The connection dropped while a command ran.
     #[error("{host}: connection lost while running `{command}`")]
@@ -143,6 +163,27 @@ pub enum SshError {
         /// The end of its stderr.
         stderr: String,
     },
+    /// A command did not finish within its deadline, or went silent for that long.
+    #[error(
+        "{host}: `{command}` {} {secs}s (ferry's deadline for one command); ferry stopped \
+         waiting and closed its channel, the command may still run there. Look on the host at \
+         what it waits for (`ps -ef --forest`: a lock, a prompt, a hung mount){}; if the step \
+         is only slow, raise the deadline (--command-timeout SECS)",
+        if *.silent { "printed nothing and read nothing for" } else { "did not finish within" },
+        .log.as_ref().map(|l| format!(" and at its output in {}", l.display())).unwrap_or_default()
+    )]
+    CommandTimeout {
+        /// Host name.
+        host: String,
+        /// The command.
+        command: String,
+        /// The deadline.
+        secs: u64,
+        /// True when the bound was on silence (a streaming command), false when on the total.
+        silent: bool,
+        /// The host log holding the command's output.
+        log: Option<PathBuf>,
+    },
     /// A command printed more than [`super::EXEC_OUTPUT_LIMIT`] for `exec`.
     #[error(
         "{host}: `{command}` printed more than {limit} bytes; ferry stopped it (stream large \
@@ -157,14 +198,14 @@ pub enum SshError {
         limit: usize,
     },
     /// The per-host log could not be written.
-    #[error("{host}: writing host log {path}: {source}")]
+    #[error("{host}: writing host log {path}: {cause}")]
     Log {
         /// Host name.
         host: String,
         /// The log file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not a `source()`: chains print each cause once).
+        cause: std::io::Error,
     },
 }
 
@@ -174,13 +215,13 @@ impl SshError {
     pub fn is_transient(&self) -> bool {
         use std::io::ErrorKind::*;
         match self {
-            SshError::Connect { source, .. } => matches!(
-                source.kind(),
+            SshError::Connect { cause, .. } => matches!(
+                cause.kind(),
                 ConnectionRefused | ConnectionReset | ConnectionAborted | TimedOut | Interrupted
             ),
             SshError::Timeout { .. } | SshError::ConnectionLost { .. } => true,
-            SshError::Protocol { source, .. } => matches!(
-                **source,
+            SshError::Protocol { cause, .. } => matches!(
+                **cause,
                 russh::Error::Disconnect
                     | russh::Error::HUP
                     | russh::Error::ConnectionTimeout
@@ -200,6 +241,7 @@ impl SshError {
             | SshError::Timeout { host, .. }
             | SshError::Protocol { host, .. }
             | SshError::HostKey { host, .. }
+            | SshError::UnknownHostKey { host, .. }
             | SshError::HostCertificate { host }
             | SshError::AuthRejected { host, .. }
             | SshError::AuthTimeout { host, .. }
@@ -211,6 +253,7 @@ impl SshError {
             | SshError::SudoRefused { host, .. }
             | SshError::CommandFailed { host, .. }
             | SshError::OutputTooLarge { host, .. }
+            | SshError::CommandTimeout { host, .. }
             | SshError::Log { host, .. } => host,
         }
     }

@@ -37,10 +37,10 @@ impl HostLog {
             })
             .collect();
         let path = dir.join(format!("{safe}.log"));
-        let err = |source| SshError::Log {
+        let err = |cause| SshError::Log {
             host: host.to_string(),
             path: path.clone(),
-            source,
+            cause,
         };
         fs::DirBuilder::new()
             .recursive(true)
@@ -72,7 +72,6 @@ impl HostLog {
     }
 
     /// The log file.
-    #[allow(dead_code)]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

@@ -1,7 +1,7 @@
 //! SSH sessions to target hosts over russh: host keys checked against ferry's own known_hosts,
 //! key / password / keyboard-interactive auth (never an ssh-agent from the environment), sudo
-//! with a password fed on stdin, jump hosts through `direct-tcpip` channels, bounded timeouts,
-//! retries on transient errors only, and every command's output in a per-host log.
+//! with a password fed on stdin, jump hosts through `direct-tcpip` channels, a deadline on every
+//! remote call, retries on transient errors only, and every command's output in a per-host log.
 
 mod error;
 pub mod known_hosts;
@@ -10,9 +10,12 @@ pub mod pool;
 mod session;
 
 pub use error::SshError;
-pub use known_hosts::{KnownHosts, KnownHostsError, Verdict};
+pub use known_hosts::{Accepted, HostKeyPolicy, KnownHosts, KnownHostsError, Verdict};
 pub use pool::Pool;
-pub use session::{Exit, Output, RemoteChild, Session, SessionOptions, EXEC_OUTPUT_LIMIT};
+pub use session::{
+    Deadline, Exit, KeyNotice, NewHostKey, Output, RemoteChild, Session, SessionOptions,
+    DEFAULT_COMMAND_TIMEOUT, EXEC_OUTPUT_LIMIT,
+};
 
 /// Quotes a string for a POSIX shell (single quotes; a `'` becomes `'\''`).
 pub fn shell_quote(s: &str) -> String {

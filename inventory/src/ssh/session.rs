@@ -1,33 +1,107 @@
 //! One authenticated SSH connection to one host, and the commands run over it.
+//!
+//! Every remote call has a deadline, so a hung command never hangs ferry: [`Session::exec`]
+//! and its kin end when the whole command takes longer than the session's deadline
+//! ([`SessionOptions::command_timeout`], 15 minutes unless set); a [`Session::spawn`]ed command
+//! streams for as long as bytes move, and ends when nothing moved either way for that long. A
+//! step known to take longer (an image import, a package install) asks for its own deadline:
+//! `session.with_deadline(Duration::from_secs(3600)).exec_ok(cmd, true)`.
 
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use russh::client::{self, Handle, KeyboardInteractiveAuthResponse};
-use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
-use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::sync::{oneshot, watch};
-use tokio::time::timeout;
+use tokio::time::{timeout, timeout_at, Instant};
 
-use super::known_hosts::KnownHosts;
+use super::known_hosts::{Accepted, HostKeyPolicy, KnownHosts, KnownHostsError};
 use super::log::HostLog;
 use super::{shell_quote, SshError};
 use crate::target::{Auth, Secret, Sudo, Target};
+
+/// How long one remote command may take unless the session or the caller says otherwise.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// A host key ferry has just recorded for the first time (trust on first use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewHostKey {
+    /// The host's inventory name.
+    pub host: String,
+    /// Its known_hosts entry name (scoped by its jump host's key when it has one).
+    pub entry: String,
+    /// The key as an operator compares it: `ED25519 SHA256:...`.
+    pub key: String,
+    /// The known_hosts file it was recorded in.
+    pub file: PathBuf,
+}
+
+impl NewHostKey {
+    /// The line shown to the operator.
+    pub fn message(&self) -> String {
+        format!(
+            "{}: first contact, trusting host key {} of {} (recorded in {}; \
+             --strict-host-keys refuses unknown keys instead)",
+            self.host,
+            self.key,
+            self.entry,
+            self.file.display()
+        )
+    }
+}
+
+/// Who is told about newly trusted host keys. The default prints [`NewHostKey::message`] on
+/// stderr: a first contact must never pass unseen.
+#[derive(Clone)]
+pub struct KeyNotice(Arc<dyn Fn(&NewHostKey) + Send + Sync>);
+
+impl KeyNotice {
+    /// Calls `f` for each newly recorded key.
+    pub fn new(f: impl Fn(&NewHostKey) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Prints each newly recorded key on stderr.
+    pub fn stderr() -> Self {
+        Self::new(|k| eprintln!("{}", k.message()))
+    }
+}
+
+impl Default for KeyNotice {
+    fn default() -> Self {
+        Self::stderr()
+    }
+}
+
+impl std::fmt::Debug for KeyNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyNotice")
+    }
+}
 
 /// How sessions connect. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SessionOptions {
     /// ferry's known_hosts.
     pub known_hosts: Arc<KnownHosts>,
+    /// Unknown host keys: recorded on first use (the default) or refused.
+    pub host_keys: HostKeyPolicy,
+    /// Told about each host key recorded on first use.
+    pub on_new_host_key: KeyNotice,
     /// Bound on TCP connect plus SSH handshake, per attempt.
     pub connect_timeout: Duration,
     /// Bound on authentication.
     pub auth_timeout: Duration,
+    /// The deadline of one remote command (see the module doc); a caller may ask for another
+    /// with [`Session::with_deadline`].
+    pub command_timeout: Duration,
     /// Keepalive interval; three unanswered keepalives close the connection.
     pub keepalive_interval: Duration,
     /// Connection attempts on transient errors (at least 1).
@@ -42,13 +116,17 @@ pub struct SessionOptions {
 }
 
 impl SessionOptions {
-    /// Defaults: 10 s connect, 30 s auth, keepalive every 15 s, 3 attempts from 500 ms backoff,
-    /// 6 handshakes at once per sshd.
+    /// Defaults: unknown host keys recorded (and printed), 10 s connect, 30 s auth, 15 min per
+    /// command, keepalive every 15 s, 3 attempts from 500 ms backoff, 6 handshakes at once per
+    /// sshd.
     pub fn new(known_hosts: impl Into<PathBuf>) -> Self {
         Self {
             known_hosts: Arc::new(KnownHosts::new(known_hosts)),
+            host_keys: HostKeyPolicy::AcceptNew,
+            on_new_host_key: KeyNotice::default(),
             connect_timeout: Duration::from_secs(10),
             auth_timeout: Duration::from_secs(30),
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
             keepalive_interval: Duration::from_secs(15),
             attempts: 3,
             backoff: Duration::from_millis(500),
@@ -82,11 +160,16 @@ impl SessionOptions {
     }
 }
 
-/// Checks the server's key against ferry's known_hosts and remembers why it refused.
+/// Checks the server's key against ferry's known_hosts, remembers the key it saw and why it
+/// refused.
 struct Client {
     host: String,
-    entry: String,
+    /// The known_hosts entry; `None` only scans (the key is kept, the connection refused).
+    entry: Option<String>,
     known: Arc<KnownHosts>,
+    policy: HostKeyPolicy,
+    notice: KeyNotice,
+    seen: Arc<Mutex<Option<PublicKey>>>,
     refusal: Arc<Mutex<Option<SshError>>>,
 }
 
@@ -106,11 +189,29 @@ impl client::Handler for Client {
                 host: self.host.clone(),
             });
         };
-        match self.known.check_or_record(&self.entry, key) {
-            Ok(()) => Ok(true),
-            Err(source) => refuse(SshError::HostKey {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(key.clone());
+        let Some(entry) = &self.entry else {
+            return Ok(false);
+        };
+        match self.known.check_or_record(entry, key, self.policy) {
+            Ok(Accepted::Known) => Ok(true),
+            Ok(Accepted::Recorded) => {
+                (self.notice.0)(&NewHostKey {
+                    host: self.host.clone(),
+                    entry: entry.clone(),
+                    key: KnownHosts::describe(key),
+                    file: self.known.path().to_path_buf(),
+                });
+                Ok(true)
+            }
+            Err(KnownHostsError::Unknown { entry, key }) => refuse(SshError::UnknownHostKey {
                 host: self.host.clone(),
-                source,
+                entry,
+                key,
+            }),
+            Err(cause) => refuse(SshError::HostKey {
+                host: self.host.clone(),
+                cause,
             }),
         }
     }
@@ -124,6 +225,9 @@ pub struct Session {
     handle: Handle<Client>,
     log: Option<Arc<HostLog>>,
     next_id: AtomicU64,
+    deadline: Duration,
+    /// The fingerprint of the host's key (names the hosts reached through this one).
+    host_key: String,
     // A session through a jump host keeps the jump host's session alive.
     _via: Option<Arc<Session>>,
 }
@@ -175,6 +279,48 @@ impl Session {
         }
     }
 
+    /// The known_hosts entry of `target` reached through `via`: its address and port, scoped
+    /// by the jump host's key when there is one.
+    pub fn known_hosts_entry(target: &Target, via: Option<&Session>) -> String {
+        KnownHosts::scoped_entry_name(
+            &target.address,
+            target.port,
+            via.map(|v| v.host_key.as_str()),
+        )
+    }
+
+    /// The key `target` offers, without checking or recording it and without logging in (an
+    /// ssh-keyscan through `via` when given): what `ferry inventory trust` shows and records.
+    pub async fn scan_host_key(
+        target: &Target,
+        via: Option<&Session>,
+        opts: &SessionOptions,
+    ) -> Result<PublicKey, SshError> {
+        let seen = Arc::new(Mutex::new(None));
+        let refusal = Arc::new(Mutex::new(None));
+        let handler = Client {
+            host: target.name.clone(),
+            entry: None,
+            known: opts.known_hosts.clone(),
+            policy: opts.host_keys,
+            notice: opts.on_new_host_key.clone(),
+            seen: seen.clone(),
+            refusal: refusal.clone(),
+        };
+        let res = handshake(target, via, opts, handler, &refusal).await;
+        if let Some(key) = seen.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Ok(key);
+        }
+        match res {
+            Err(e) => Err(e),
+            Ok(_) => Err(SshError::Protocol {
+                host: target.name.clone(),
+                addr: format!("{}:{}", target.address, target.port),
+                cause: Box::new(russh::Error::UnknownKey),
+            }),
+        }
+    }
+
     async fn connect_once(
         target: &Target,
         via: Option<Arc<Session>>,
@@ -182,75 +328,18 @@ impl Session {
     ) -> Result<Session, SshError> {
         let host = target.name.clone();
         let addr = format!("{}:{}", target.address, target.port);
+        let seen = Arc::new(Mutex::new(None));
         let refusal = Arc::new(Mutex::new(None));
         let handler = Client {
             host: host.clone(),
-            entry: KnownHosts::entry_name(&target.address, target.port),
+            entry: Some(Self::known_hosts_entry(target, via.as_deref())),
             known: opts.known_hosts.clone(),
+            policy: opts.host_keys,
+            notice: opts.on_new_host_key.clone(),
+            seen: seen.clone(),
             refusal: refusal.clone(),
         };
-        let config = Arc::new(opts.client_config());
-        let protocol = |source: russh::Error| -> SshError {
-            if let Some(e) = refusal.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                return e;
-            }
-            match source {
-                russh::Error::IO(source) => SshError::Connect {
-                    host: host.clone(),
-                    addr: addr.clone(),
-                    source,
-                },
-                source => SshError::Protocol {
-                    host: host.clone(),
-                    addr: addr.clone(),
-                    source: Box::new(source),
-                },
-            }
-        };
-        let handshake = async {
-            match &via {
-                None => {
-                    let tcp =
-                        tokio::net::TcpStream::connect((target.address.as_str(), target.port))
-                            .await
-                            .map_err(|source| SshError::Connect {
-                                host: host.clone(),
-                                addr: addr.clone(),
-                                source,
-                            })?;
-                    let _ = tcp.set_nodelay(true);
-                    client::connect_stream(config, tcp, handler)
-                        .await
-                        .map_err(protocol)
-                }
-                Some(jump) => {
-                    let channel = jump
-                        .handle
-                        .channel_open_direct_tcpip(
-                            target.address.clone(),
-                            u32::from(target.port),
-                            "127.0.0.1",
-                            0,
-                        )
-                        .await
-                        .map_err(|e| SshError::Bastion {
-                            host: host.clone(),
-                            bastion: jump.name.clone(),
-                            reason: format!("cannot open a tunnel to {addr}: {e}"),
-                        })?;
-                    client::connect_stream(config, channel.into_stream(), handler)
-                        .await
-                        .map_err(protocol)
-                }
-            }
-        };
-        let mut handle = timeout(opts.connect_timeout, handshake)
-            .await
-            .map_err(|_| SshError::Timeout {
-                host: host.clone(),
-                addr: addr.clone(),
-                secs: opts.connect_timeout.as_secs(),
-            })??;
+        let mut handle = handshake(target, via.as_deref(), opts, handler, &refusal).await?;
         timeout(opts.auth_timeout, authenticate(&mut handle, target))
             .await
             .map_err(|_| SshError::AuthTimeout {
@@ -261,6 +350,12 @@ impl Session {
             Some(dir) => Some(Arc::new(HostLog::open(dir, &target.name)?)),
             None => None,
         };
+        let host_key = seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(KnownHosts::fingerprint)
+            .unwrap_or_default();
         tracing::debug!(host = %target.name, %addr, "connected");
         Ok(Session {
             name: target.name.clone(),
@@ -269,6 +364,8 @@ impl Session {
             handle,
             log,
             next_id: AtomicU64::new(1),
+            deadline: opts.command_timeout,
+            host_key,
             _via: via,
         })
     }
@@ -283,9 +380,29 @@ impl Session {
         &self.user
     }
 
+    /// The SHA256 fingerprint of the key this host presented.
+    pub fn host_key_fingerprint(&self) -> &str {
+        &self.host_key
+    }
+
     /// True while the connection is up.
     pub fn is_open(&self) -> bool {
         !self.handle.is_closed()
+    }
+
+    /// The deadline of one command run through the plain methods ([`Session::exec`], ...).
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// The same session with another deadline for the commands run through the view: for a
+    /// step known to take long, `session.with_deadline(Duration::from_secs(3600)).exec_ok(..)`,
+    /// or a short one for a probe that must answer quickly.
+    pub fn with_deadline(&self, limit: Duration) -> Deadline<'_> {
+        Deadline {
+            session: self,
+            limit,
+        }
     }
 
     /// Opens a TCP tunnel from the host to `address:port` (as seen from the host).
@@ -294,22 +411,30 @@ impl Session {
         address: &str,
         port: u16,
     ) -> Result<russh::ChannelStream<client::Msg>, SshError> {
-        self.handle
-            .channel_open_direct_tcpip(address, u32::from(port), "127.0.0.1", 0)
-            .await
-            .map(|c| c.into_stream())
-            .map_err(|source| SshError::Channel {
-                host: self.name.clone(),
-                command: format!("tunnel to {address}:{port}"),
-                source: Box::new(source),
-            })
+        let command = format!("tunnel to {address}:{port}");
+        let open = self
+            .handle
+            .channel_open_direct_tcpip(address, u32::from(port), "127.0.0.1", 0);
+        match timeout(self.deadline, open).await {
+            Ok(r) => r
+                .map(|c| c.into_stream())
+                .map_err(|cause| SshError::Channel {
+                    host: self.name.clone(),
+                    command,
+                    cause: Box::new(cause),
+                }),
+            Err(_) => Err(self.timed_out(&command, self.deadline, false)),
+        }
     }
 
     /// Starts `command` (a shell command line) and returns its streams. With `as_root`, runs it
     /// through sudo as the target's sudo setting says; a sudo password goes on stdin, is
-    /// never in argv or the log, and never reaches the command.
+    /// never in argv or the log, and never reaches the command. The command is stopped when
+    /// nothing moves on its streams for the session's deadline.
     pub async fn spawn(&self, command: &str, as_root: bool) -> Result<RemoteChild, SshError> {
-        self.spawn_with(command, as_root, true).await
+        self.with_deadline(self.deadline)
+            .spawn(command, as_root)
+            .await
     }
 
     /// Like [`Session::spawn`], but the host log gets only the command, its stderr and how
@@ -321,111 +446,33 @@ impl Session {
         command: &str,
         as_root: bool,
     ) -> Result<RemoteChild, SshError> {
-        self.spawn_with(command, as_root, false).await
-    }
-
-    async fn spawn_with(
-        &self,
-        command: &str,
-        as_root: bool,
-        log_stdout: bool,
-    ) -> Result<RemoteChild, SshError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (wire, password) = self.wrap(command, as_root);
-        if let Some(log) = &self.log {
-            let shown = if as_root {
-                format!("(as root) {command}")
-            } else {
-                command.to_string()
-            };
-            log.command(id, &shown);
-        }
-        let chan_err = |source| SshError::Channel {
-            host: self.name.clone(),
-            command: command.to_string(),
-            source: Box::new(source),
-        };
-        let channel = self.handle.channel_open_session().await.map_err(chan_err)?;
-        channel
-            .exec(true, wire.as_bytes())
+        self.with_deadline(self.deadline)
+            .spawn_unlogged(command, as_root)
             .await
-            .map_err(chan_err)?;
-        let (mut read, write) = channel.split();
-        let mut early = Vec::new();
-        if as_root && !matches!(self.sudo, Sudo::None) {
-            self.sudo_handshake(&mut read, &write, password, &mut early, id, command)
-                .await?;
-        }
-        let (out_w, out_r) = tokio::io::duplex(256 * 1024);
-        let (tx, rx) = oneshot::channel();
-        let (ended_tx, ended) = watch::channel(false);
-        tokio::spawn(pump(
-            read,
-            out_w,
-            early,
-            Pump {
-                log: self.log.clone(),
-                log_stdout,
-                id,
-            },
-            tx,
-            ended_tx,
-        ));
-        Ok(RemoteChild {
-            ended,
-            host: self.name.clone(),
-            command: command.to_string(),
-            stdin: Some(Box::pin(write.make_writer())),
-            _write: write,
-            stdout: out_r,
-            exit: rx,
-        })
     }
 
     /// Runs `command` to its end and returns its output. For commands whose output is small;
-    /// stream large output with [`Session::spawn`].
+    /// stream large output with [`Session::spawn`]. Fails with [`SshError::CommandTimeout`]
+    /// when it takes longer than the session's deadline.
     pub async fn exec(&self, command: &str, as_root: bool) -> Result<Output, SshError> {
-        self.exec_with(command, as_root, true).await
+        self.with_deadline(self.deadline)
+            .exec(command, as_root)
+            .await
     }
 
     /// Like [`Session::exec_ok`], but the host log gets only the byte count of its stdout (see
     /// [`Session::spawn_unlogged`]).
     pub async fn exec_ok_unlogged(&self, command: &str, as_root: bool) -> Result<String, SshError> {
-        let out = self.exec_with(command, as_root, false).await?;
-        self.ok(command, out)
-    }
-
-    async fn exec_with(
-        &self,
-        command: &str,
-        as_root: bool,
-        log_stdout: bool,
-    ) -> Result<Output, SshError> {
-        let mut child = self.spawn_with(command, as_root, log_stdout).await?;
-        child.close_stdin().await;
-        let mut stdout = Vec::new();
-        // One byte past the limit tells "exactly at the limit" from "more".
-        let limit = EXEC_OUTPUT_LIMIT as u64 + 1;
-        let _ = (&mut child.stdout)
-            .take(limit)
-            .read_to_end(&mut stdout)
-            .await;
-        if stdout.len() > EXEC_OUTPUT_LIMIT {
-            child.abort().await;
-            return Err(SshError::OutputTooLarge {
-                host: self.name.clone(),
-                command: command.to_string(),
-                limit: EXEC_OUTPUT_LIMIT,
-            });
-        }
-        let exit = child.wait().await?;
-        Ok(Output { stdout, exit })
+        self.with_deadline(self.deadline)
+            .exec_ok_unlogged(command, as_root)
+            .await
     }
 
     /// Runs `command`; fails unless it exits 0. Returns its stdout.
     pub async fn exec_ok(&self, command: &str, as_root: bool) -> Result<String, SshError> {
-        let out = self.exec(command, as_root).await?;
-        self.ok(command, out)
+        self.with_deadline(self.deadline)
+            .exec_ok(command, as_root)
+            .await
     }
 
     fn ok(&self, command: &str, out: Output) -> Result<String, SshError> {
@@ -449,20 +496,170 @@ impl Session {
             .await;
     }
 
-    /// The command line sent to the host, and the sudo password to feed if any.
+    fn timed_out(&self, command: &str, limit: Duration, silent: bool) -> SshError {
+        SshError::CommandTimeout {
+            host: self.name.clone(),
+            command: command.to_string(),
+            secs: limit.as_secs(),
+            silent,
+            log: self.log.as_ref().map(|l| l.path().to_path_buf()),
+        }
+    }
+
+    async fn spawn_with(
+        &self,
+        command: &str,
+        as_root: bool,
+        log_stdout: bool,
+        limits: Limits,
+    ) -> Result<RemoteChild, SshError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (wire, password) = self.wrap(command, as_root);
+        if let Some(log) = &self.log {
+            let shown = if as_root {
+                format!("(as root) {command}")
+            } else {
+                command.to_string()
+            };
+            log.command(id, &shown);
+        }
+        // Opening the channel and getting past sudo are bounded like the rest: a host whose
+        // sudo hangs (an LDAP lookup, a PAM module waiting) must not hang ferry.
+        let start_by = limits.hard.unwrap_or_else(|| Instant::now() + limits.idle);
+        let timed_out = |log: &Option<Arc<HostLog>>| {
+            if let Some(log) = log {
+                log.exit(
+                    id,
+                    &format!("did not start within {}s", limits.idle.as_secs()),
+                );
+            }
+            self.timed_out(command, limits.idle, false)
+        };
+        let chan_err = |cause| SshError::Channel {
+            host: self.name.clone(),
+            command: command.to_string(),
+            cause: Box::new(cause),
+        };
+        let opened = timeout_at(start_by, async {
+            let channel = self.handle.channel_open_session().await.map_err(chan_err)?;
+            channel
+                .exec(true, wire.as_bytes())
+                .await
+                .map_err(chan_err)?;
+            Ok::<_, SshError>(channel)
+        })
+        .await;
+        let channel = match opened {
+            Ok(c) => c?,
+            Err(_) => return Err(timed_out(&self.log)),
+        };
+        let (mut read, write) = channel.split();
+        let write = Arc::new(write);
+        let mut early = Vec::new();
+        if as_root && !matches!(self.sudo, Sudo::None) {
+            let handshake =
+                self.sudo_handshake(&mut read, &write, password, &mut early, id, command);
+            match timeout_at(start_by, handshake).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    let _ = write.signal(Sig::TERM).await;
+                    let _ = write.close().await;
+                    return Err(timed_out(&self.log));
+                }
+            }
+        }
+        let (out_w, out_r) = tokio::io::duplex(256 * 1024);
+        let (tx, rx) = oneshot::channel();
+        let (ended_tx, ended) = watch::channel(false);
+        let activity = Arc::new(Activity::new());
+        tokio::spawn(pump(
+            read,
+            out_w,
+            early,
+            Pump {
+                log: self.log.clone(),
+                log_stdout,
+                id,
+                write: write.clone(),
+                activity: activity.clone(),
+                limits,
+            },
+            tx,
+            ended_tx,
+        ));
+        Ok(RemoteChild {
+            ended,
+            host: self.name.clone(),
+            command: command.to_string(),
+            stdin: Some(Box::pin(ActiveWriter {
+                inner: write.make_writer(),
+                activity,
+            })),
+            _write: write,
+            stdout: out_r,
+            exit: rx,
+            limits,
+            log: self.log.as_ref().map(|l| l.path().to_path_buf()),
+        })
+    }
+
+    async fn exec_with(
+        &self,
+        command: &str,
+        as_root: bool,
+        log_stdout: bool,
+        limit: Duration,
+    ) -> Result<Output, SshError> {
+        let limits = Limits {
+            idle: limit,
+            hard: Some(Instant::now() + limit),
+        };
+        let mut child = self
+            .spawn_with(command, as_root, log_stdout, limits)
+            .await?;
+        child.close_stdin().await;
+        let mut stdout = Vec::new();
+        // One byte past the limit tells "exactly at the limit" from "more".
+        let most = EXEC_OUTPUT_LIMIT as u64 + 1;
+        let _ = (&mut child.stdout)
+            .take(most)
+            .read_to_end(&mut stdout)
+            .await;
+        if stdout.len() > EXEC_OUTPUT_LIMIT {
+            child.abort().await;
+            return Err(SshError::OutputTooLarge {
+                host: self.name.clone(),
+                command: command.to_string(),
+                limit: EXEC_OUTPUT_LIMIT,
+            });
+        }
+        let exit = child.wait().await?;
+        Ok(Output { stdout, exit })
+    }
+
+    /// The command line sent to the host, and the sudo password to feed if any. The login
+    /// shell (bash, zsh, whatever the admin chose) only ever parses `sh -c 'QUOTED'` or
+    /// `sudo ... -- sh -c 'QUOTED'`: the command itself is read by a POSIX shell.
     fn wrap(&self, command: &str, as_root: bool) -> (String, Option<Secret>) {
-        if !as_root {
-            return (command.to_string(), None);
+        if !as_root || matches!(self.sudo, Sudo::None) {
+            return (format!("sh -c {}", shell_quote(command)), None);
         }
         // The ready marker tells us sudo has finished with stdin: everything after it is the
         // command's. -k: ignore cached credentials, so sudo always asks when a password is set
-        // and the password can never land in the command's stdin.
+        // and the password can never land in the command's stdin. The prompt is quoted: left
+        // bare, `[ferry-sudo-prompt]` is a glob that a file named `p` in the login's home
+        // replaces (and zsh refuses when nothing matches).
         let inner = format!("printf '%s\\n' {READY} >&2; {command}");
         match &self.sudo {
-            Sudo::None => (command.to_string(), None),
-            Sudo::Passwordless => (format!("sudo -n -- sh -c {}", shell_quote(&inner)), None),
+            Sudo::None | Sudo::Passwordless => {
+                (format!("sudo -n -- sh -c {}", shell_quote(&inner)), None)
+            }
             Sudo::Password(pw) => (
-                format!("sudo -k -S -p {PROMPT} -- sh -c {}", shell_quote(&inner)),
+                format!(
+                    "sudo -k -S -p {} -- sh -c {}",
+                    shell_quote(PROMPT),
+                    shell_quote(&inner)
+                ),
                 Some(pw.clone()),
             ),
         }
@@ -521,10 +718,10 @@ impl Session {
                         write
                             .data_bytes(line)
                             .await
-                            .map_err(|source| SshError::Channel {
+                            .map_err(|cause| SshError::Channel {
                                 host: self.name.clone(),
                                 command: command.to_string(),
-                                source: Box::new(source),
+                                cause: Box::new(cause),
                             })?;
                     }
                     if let Some(pos) = text.find(READY) {
@@ -587,6 +784,206 @@ impl Session {
     }
 }
 
+/// A session seen with its own deadline for the commands run through it (see
+/// [`Session::with_deadline`]). Same methods as the session's.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline<'a> {
+    session: &'a Session,
+    limit: Duration,
+}
+
+impl Deadline<'_> {
+    /// The deadline.
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+
+    /// [`Session::spawn`]: stopped when nothing moves for the deadline.
+    pub async fn spawn(&self, command: &str, as_root: bool) -> Result<RemoteChild, SshError> {
+        let limits = Limits {
+            idle: self.limit,
+            hard: None,
+        };
+        self.session
+            .spawn_with(command, as_root, true, limits)
+            .await
+    }
+
+    /// [`Session::spawn_unlogged`]: stopped when nothing moves for the deadline.
+    pub async fn spawn_unlogged(
+        &self,
+        command: &str,
+        as_root: bool,
+    ) -> Result<RemoteChild, SshError> {
+        let limits = Limits {
+            idle: self.limit,
+            hard: None,
+        };
+        self.session
+            .spawn_with(command, as_root, false, limits)
+            .await
+    }
+
+    /// [`Session::exec`] within the deadline.
+    pub async fn exec(&self, command: &str, as_root: bool) -> Result<Output, SshError> {
+        self.session
+            .exec_with(command, as_root, true, self.limit)
+            .await
+    }
+
+    /// [`Session::exec_ok`] within the deadline.
+    pub async fn exec_ok(&self, command: &str, as_root: bool) -> Result<String, SshError> {
+        let out = self.exec(command, as_root).await?;
+        self.session.ok(command, out)
+    }
+
+    /// [`Session::exec_ok_unlogged`] within the deadline.
+    pub async fn exec_ok_unlogged(&self, command: &str, as_root: bool) -> Result<String, SshError> {
+        let out = self
+            .session
+            .exec_with(command, as_root, false, self.limit)
+            .await?;
+        self.session.ok(command, out)
+    }
+}
+
+/// Makes the SSH handshake with `target` (directly or through `via`) within the connect
+/// timeout; the host key is judged by `handler`.
+async fn handshake(
+    target: &Target,
+    via: Option<&Session>,
+    opts: &SessionOptions,
+    handler: Client,
+    refusal: &Mutex<Option<SshError>>,
+) -> Result<Handle<Client>, SshError> {
+    let host = target.name.clone();
+    let addr = format!("{}:{}", target.address, target.port);
+    let config = Arc::new(opts.client_config());
+    let protocol = |source: russh::Error| -> SshError {
+        if let Some(e) = refusal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return e;
+        }
+        match source {
+            russh::Error::IO(cause) => SshError::Connect {
+                host: host.clone(),
+                addr: addr.clone(),
+                cause,
+            },
+            cause => SshError::Protocol {
+                host: host.clone(),
+                addr: addr.clone(),
+                cause: Box::new(cause),
+            },
+        }
+    };
+    let handshake = async {
+        match via {
+            None => {
+                let tcp = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
+                    .await
+                    .map_err(|cause| SshError::Connect {
+                        host: host.clone(),
+                        addr: addr.clone(),
+                        cause,
+                    })?;
+                let _ = tcp.set_nodelay(true);
+                client::connect_stream(config, tcp, handler)
+                    .await
+                    .map_err(protocol)
+            }
+            Some(jump) => {
+                let channel = jump
+                    .handle
+                    .channel_open_direct_tcpip(
+                        target.address.clone(),
+                        u32::from(target.port),
+                        "127.0.0.1",
+                        0,
+                    )
+                    .await
+                    .map_err(|e| SshError::Bastion {
+                        host: host.clone(),
+                        bastion: jump.name.clone(),
+                        reason: format!("cannot open a tunnel to {addr}: {e}"),
+                    })?;
+                client::connect_stream(config, channel.into_stream(), handler)
+                    .await
+                    .map_err(protocol)
+            }
+        }
+    };
+    timeout(opts.connect_timeout, handshake)
+        .await
+        .map_err(|_| SshError::Timeout {
+            host: host.clone(),
+            addr: addr.clone(),
+            secs: opts.connect_timeout.as_secs(),
+        })?
+}
+
+/// When a command is stopped: after `idle` with no byte moving either way, and in any case at
+/// `hard` when set.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    idle: Duration,
+    hard: Option<Instant>,
+}
+
+/// When bytes last moved on a channel, either way.
+#[derive(Debug)]
+struct Activity {
+    base: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// The command's stdin, noting each write as activity.
+struct ActiveWriter<W> {
+    inner: W,
+    activity: Arc<Activity>,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for ActiveWriter<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            if *n > 0 {
+                self.activity.touch();
+            }
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// The most stdout [`Session::exec`] keeps (4 MiB); more is an error.
 pub const EXEC_OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
 
@@ -612,10 +1009,10 @@ fn bastion_error(target: &Target, e: SshError) -> SshError {
 async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<(), SshError> {
     let host = &target.name;
     let user = target.user.as_str();
-    let protocol = |source| SshError::Protocol {
+    let protocol = |cause| SshError::Protocol {
         host: host.clone(),
         addr: format!("{}:{}", target.address, target.port),
-        source: Box::new(source),
+        cause: Box::new(cause),
     };
     match &target.auth {
         Auth::Key { path, passphrase } => {
@@ -696,31 +1093,51 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<()
     }
 }
 
-/// Where [`pump`] logs.
+/// Where [`pump`] logs, and when it stops the command.
 struct Pump {
     log: Option<Arc<HostLog>>,
     /// False: stdout is counted, not logged.
     log_stdout: bool,
     id: u64,
+    write: Arc<ChannelWriteHalf<client::Msg>>,
+    activity: Arc<Activity>,
+    limits: Limits,
 }
 
-/// Moves the channel's output to the stdout pipe and the log, and reports how it ended.
+/// How the channel ended, as [`pump`] saw it.
+struct Ended {
+    exit: Exit,
+    /// The deadline passed: `Some(true)` when it was the silence bound.
+    timed_out: Option<bool>,
+}
+
+/// After stopping a command, how long to wait for the host's last messages.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Moves the channel's output to the stdout pipe and the log, stops the command when its
+/// deadline passes, and reports how it ended.
 async fn pump(
     mut read: ChannelReadHalf,
     mut out: DuplexStream,
     early: Vec<u8>,
     how: Pump,
-    done: oneshot::Sender<Exit>,
+    done: oneshot::Sender<Ended>,
     ended: watch::Sender<bool>,
 ) {
     let Pump {
         log,
         log_stdout,
         id,
+        write,
+        activity,
+        limits,
     } = how;
     let mut exit = Exit::default();
     let mut out_open = true;
     let mut out_bytes: u64 = 0;
+    let mut timed_out = None;
+    let mut stop_by: Option<Instant> = None;
+    activity.touch();
     if !early.is_empty() {
         out_bytes += early.len() as u64;
         if let (Some(log), true) = (&log, log_stdout) {
@@ -728,9 +1145,35 @@ async fn pump(
         }
         out_open = out.write_all(&early).await.is_ok();
     }
-    while let Some(msg) = read.wait().await {
+    loop {
+        let due = stop_by.unwrap_or_else(|| {
+            let idle = activity.last() + limits.idle;
+            limits.hard.map_or(idle, |h| h.min(idle))
+        });
+        let msg = match timeout_at(due, read.wait()).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(_) if stop_by.is_some() => break,
+            Err(_) => {
+                let now = Instant::now();
+                let hard = limits.hard.is_some_and(|h| h <= now);
+                if !hard && activity.last() + limits.idle > now {
+                    // Bytes moved (our stdin) while we waited: not silent after all.
+                    continue;
+                }
+                // The host may still run it: ask sshd to stop it, then close the channel so
+                // nothing waits on it any more.
+                timed_out = Some(!hard);
+                let _ = ended.send(true);
+                let _ = write.signal(Sig::TERM).await;
+                let _ = write.close().await;
+                stop_by = Some(now + STOP_GRACE);
+                continue;
+            }
+        };
         match msg {
             ChannelMsg::Data { data } => {
+                activity.touch();
                 out_bytes += data.len() as u64;
                 if let (Some(log), true) = (&log, log_stdout) {
                     log.output(id, "out", &data);
@@ -741,6 +1184,7 @@ async fn pump(
                 }
             }
             ChannelMsg::ExtendedData { data, .. } => {
+                activity.touch();
                 if let Some(log) = &log {
                     log.output(id, "err", &data);
                 }
@@ -779,9 +1223,20 @@ async fn pump(
                 format!("({out_bytes} bytes, not logged)").as_bytes(),
             );
         }
-        log.exit(id, &exit.describe());
+        let how = match timed_out {
+            Some(true) => format!(
+                "stopped: nothing moved for {}s (ferry's deadline)",
+                limits.idle.as_secs()
+            ),
+            Some(false) => format!(
+                "stopped: not finished within {}s (ferry's deadline)",
+                limits.idle.as_secs()
+            ),
+            None => exit.describe(),
+        };
+        log.exit(id, &how);
     }
-    let _ = done.send(exit);
+    let _ = done.send(Ended { exit, timed_out });
 }
 
 const STDERR_TAIL: usize = 4096;
@@ -827,10 +1282,12 @@ pub struct RemoteChild {
     host: String,
     command: String,
     stdin: Option<Pin<Box<dyn AsyncWrite + Send>>>,
-    _write: ChannelWriteHalf<client::Msg>,
+    _write: Arc<ChannelWriteHalf<client::Msg>>,
     stdout: DuplexStream,
-    exit: oneshot::Receiver<Exit>,
+    exit: oneshot::Receiver<Ended>,
     ended: watch::Receiver<bool>,
+    limits: Limits,
+    log: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RemoteChild {
@@ -879,7 +1336,7 @@ impl RemoteChild {
     }
 
     /// Writes all of `data` to stdin; fails (instead of waiting forever for window space) as
-    /// soon as the command has ended or the connection is gone.
+    /// soon as the command has ended, the connection is gone or the deadline stopped it.
     pub async fn write_stdin(&mut self, data: &[u8]) -> std::io::Result<()> {
         let gone =
             || std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the remote command ended");
@@ -926,7 +1383,8 @@ impl RemoteChild {
         let _ = self._write.close().await;
     }
 
-    /// Closes stdin, drains stdout, and waits for the command's end.
+    /// Closes stdin, drains stdout, and waits for the command's end. Fails with
+    /// [`SshError::CommandTimeout`] when its deadline stopped it.
     pub async fn wait(mut self) -> Result<Exit, SshError> {
         self.end().await
     }
@@ -936,7 +1394,17 @@ impl RemoteChild {
         let mut sink = tokio::io::sink();
         let _ = tokio::io::copy(&mut self.stdout, &mut sink).await;
         match (&mut self.exit).await {
-            Ok(exit) if exit.status.is_some() || exit.signal.is_some() => Ok(exit),
+            Ok(Ended {
+                timed_out: Some(silent),
+                ..
+            }) => Err(SshError::CommandTimeout {
+                host: self.host.clone(),
+                command: self.command.clone(),
+                secs: self.limits.idle.as_secs(),
+                silent,
+                log: self.log.clone(),
+            }),
+            Ok(Ended { exit, .. }) if exit.status.is_some() || exit.signal.is_some() => Ok(exit),
             _ => Err(SshError::ConnectionLost {
                 host: self.host.clone(),
                 command: self.command.clone(),
