@@ -326,3 +326,370 @@ fn an_unreadable_inventory_is_one_clear_line() {
     assert!(err.starts_with("error: reading inventory"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// The SHA256 fingerprint of `sshd`'s ed25519 host key, as OpenSSH's ssh-keygen prints it.
+fn openssh_fingerprint(s: &Sshd) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(s.dir().join("host_ed25519.pub"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn first_contact_prints_each_trusted_fingerprint_on_stderr_once() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.toml");
+    std::fs::write(
+        &inv,
+        host_entry("node1", "127.0.0.1", s.port, sshd::KEY_USER, &key_line()),
+    )
+    .unwrap();
+    let args = ["inventory", "check", "-i", inv.to_str().unwrap(), "--json"];
+    let first = ferry(dir.path(), &args, &[]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let err = text(&first.stderr);
+    let fp = openssh_fingerprint(&s);
+    let line = err
+        .lines()
+        .find(|l| l.contains("first contact"))
+        .unwrap_or_else(|| panic!("no first-contact line on stderr: {err}"));
+    assert!(
+        line.starts_with(&format!(
+            "node1: first contact, trusting host key ED25519 {fp}"
+        )),
+        "{line}"
+    );
+    // stdout stays one JSON document.
+    json(&first);
+    let again = ferry(dir.path(), &args, &[]);
+    assert!(
+        !text(&again.stderr).contains("first contact"),
+        "{}",
+        text(&again.stderr)
+    );
+}
+
+#[test]
+fn strict_host_keys_refuse_an_unknown_host_until_it_is_trusted() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.toml");
+    std::fs::write(
+        &inv,
+        host_entry("node1", "127.0.0.1", s.port, sshd::KEY_USER, &key_line()),
+    )
+    .unwrap();
+    let inv = inv.to_str().unwrap();
+    let fp = openssh_fingerprint(&s);
+    let check = ["inventory", "check", "-i", inv, "--strict-host-keys"];
+    let out = ferry(dir.path(), &check, &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("FAILED node1:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains(&format!("ED25519 {fp}")), "{line}");
+    assert!(line.contains("ferry inventory trust node1"), "{line}");
+    assert!(!dir.path().join("known_hosts").exists());
+
+    // A fingerprint that is not the host's records nothing.
+    let wrong = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let out = ferry(
+        dir.path(),
+        &[
+            "inventory",
+            "trust",
+            "node1",
+            "-i",
+            inv,
+            "--fingerprint",
+            wrong,
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("nothing recorded"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!dir.path().join("known_hosts").exists());
+
+    let out = ferry(
+        dir.path(),
+        &[
+            "inventory",
+            "trust",
+            "node1",
+            "-i",
+            inv,
+            "--fingerprint",
+            &fp,
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).starts_with(&format!("node1: trusted ED25519 {fp}")),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = ferry(dir.path(), &check, &[]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    let out = ferry(dir.path(), &["inventory", "trust", "--all", "-i", inv], &[]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).starts_with("node1: already trusted"),
+        "{}",
+        text(&out.stdout)
+    );
+    // An unknown name is one line naming the hosts there are.
+    let out = ferry(dir.path(), &["inventory", "trust", "node9", "-i", inv], &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("node9: no such host"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn trust_all_records_a_bastion_before_the_host_behind_it_under_a_scoped_name() {
+    if !sshd::netns_available() {
+        return;
+    }
+    let b = Bastion::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.toml");
+    // The inner host first: trust must still do the bastion first.
+    let toml = host_entry(
+        "inner",
+        "127.0.0.1",
+        b.inner[0].port,
+        sshd::KEY_USER,
+        &format!("{}bastion = \"jump\"", key_line()),
+    ) + &host_entry(
+        "jump",
+        &b.bastion.address,
+        b.bastion.port,
+        sshd::KEY_USER,
+        &key_line(),
+    );
+    std::fs::write(&inv, toml).unwrap();
+    let inv = inv.to_str().unwrap();
+    // Alone, the inner host cannot be reached: its bastion is not trusted yet.
+    let out = ferry(dir.path(), &["inventory", "trust", "inner", "-i", inv], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("ferry inventory trust jump"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = ferry(dir.path(), &["inventory", "trust", "--all", "-i", inv], &[]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("jump: trusted ED25519"), "{stdout}");
+    let jump_fp = openssh_fingerprint(&b.bastion);
+    assert!(
+        lines[1].starts_with(&format!(
+            "inner: trusted ED25519 {}",
+            openssh_fingerprint(&b.inner[0])
+        )) && lines[1].contains(&format!("[127.0.0.1]:2200@{jump_fp}")),
+        "{stdout}"
+    );
+    let out = ferry(
+        dir.path(),
+        &["inventory", "check", "-i", inv, "--strict-host-keys"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stdout));
+}
+
+#[test]
+fn an_answer_file_can_refuse_unknown_host_keys() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("inventory.toml"),
+        host_entry(
+            "node1",
+            "127.0.0.1",
+            s.port,
+            sshd::SUDO_USER,
+            &format!(
+                "{}sudo = \"passwordless\"\nroles = [\"server\"]",
+                key_line()
+            ),
+        ),
+    )
+    .unwrap();
+    let answers = dir.path().join("site.toml");
+    std::fs::write(
+        &answers,
+        "inventory = \"inventory.toml\"\n[cluster]\nname = \"t\"\n[ssh]\nstrict-host-keys = true\n",
+    )
+    .unwrap();
+    let answers = answers.to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["validate", "--answers", answers])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json(&out)["ssh"]["strict_host_keys"], true);
+    let out = ferry(dir.path(), &["plan", "--answers", answers], &[]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("node1") && err.contains("strict host key checking refuses"),
+        "{err}\n{}",
+        text(&out.stdout)
+    );
+    assert!(!dir.path().join("known_hosts").exists());
+}
+
+#[test]
+fn a_hung_host_is_named_with_its_command_at_the_command_timeout() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.toml");
+    std::fs::write(
+        &inv,
+        host_entry("hang", "127.0.0.1", s.port, sshd::HANG_USER, &key_line()),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let out = ferry(
+        dir.path(),
+        &[
+            "inventory",
+            "check",
+            "-i",
+            inv.to_str().unwrap(),
+            "--command-timeout",
+            "2",
+        ],
+        &[],
+    );
+    let took = start.elapsed();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("FAILED hang:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("did not finish within 2s"), "{line}");
+    assert!(line.contains("--command-timeout"), "{line}");
+    assert!(took < Duration::from_secs(sshd::HANG_SECS / 4), "{took:?}");
+}
+
+#[test]
+fn unreachable_hosts_get_one_line_each_with_the_cause_once_and_the_log_dir_exists() {
+    if !sshd::available() {
+        return;
+    }
+    let silent = SilentPort::start();
+    let refused = sshd::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.toml");
+    std::fs::write(
+        &inv,
+        host_entry("refused", "127.0.0.1", refused, sshd::KEY_USER, &key_line())
+            + &host_entry(
+                "silent",
+                "127.0.0.1",
+                silent.port,
+                sshd::KEY_USER,
+                &key_line(),
+            ),
+    )
+    .unwrap();
+    // No --run-dir: the default one under HOME is what the summary names.
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["inventory", "check", "-i", inv.to_str().unwrap()])
+        .args(["--timeout", "1", "--attempts", "1"])
+        .arg("--known-hosts")
+        .arg(dir.path().join("known_hosts"))
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let both = format!("{stdout}{stderr}");
+    let failed: Vec<&str> = both.lines().filter(|l| l.contains("FAILED")).collect();
+    assert_eq!(failed.len(), 2, "one line per unreachable host:\n{both}");
+    let refused_line = failed
+        .iter()
+        .find(|l| l.starts_with("FAILED refused: "))
+        .unwrap_or_else(|| panic!("{both}"));
+    assert_eq!(
+        refused_line.matches("refused:").count(),
+        1,
+        "{refused_line}"
+    );
+    assert_eq!(
+        refused_line.matches("Connection refused").count(),
+        1,
+        "the cause once: {refused_line}"
+    );
+    assert!(refused_line.contains("check the address"), "{refused_line}");
+    let silent_line = failed
+        .iter()
+        .find(|l| l.starts_with("FAILED silent: "))
+        .unwrap_or_else(|| panic!("{both}"));
+    assert!(silent_line.contains("within 1s"), "{silent_line}");
+    let summary = stdout
+        .lines()
+        .find(|l| l.contains("logs in "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let logs = summary.rsplit("logs in ").next().unwrap().trim();
+    assert!(
+        std::path::Path::new(logs).is_dir(),
+        "the summary names {logs}, which does not exist"
+    );
+}
+
+#[test]
+fn a_missing_inventory_file_says_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    let out = ferry(
+        dir.path(),
+        &["inventory", "check", "-i", missing.to_str().unwrap()],
+        &[],
+    );
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert_eq!(err.matches("reading inventory").count(), 1, "{err}");
+}

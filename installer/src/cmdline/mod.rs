@@ -60,6 +60,14 @@ pub struct ReachArgs {
     /// Seconds to wait for a host's SSH answer (per attempt).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub timeout: u64,
+    /// Seconds one remote command may take (a streaming one: stay silent) before ferry stops
+    /// it and names it; steps known to be long set their own.
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub command_timeout: u64,
+    /// Refuse hosts whose key is not in known_hosts yet; accept them with `ferry inventory
+    /// trust` after checking. Without it, a new host's key is recorded and printed.
+    #[arg(long)]
+    pub strict_host_keys: bool,
     /// Connection attempts on transient errors (refused, reset, timeout).
     #[arg(long, default_value_t = 2)]
     pub attempts: u32,

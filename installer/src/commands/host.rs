@@ -39,12 +39,17 @@ fn runs_root(args: &ReachArgs) -> anyhow::Result<PathBuf> {
 }
 
 async fn connect(cfg: &InstallConfig, args: &ReachArgs, run_dir: PathBuf) -> anyhow::Result<Hosts> {
+    let mut args = args.clone();
+    args.strict_host_keys |= cfg.ssh.strict_host_keys;
+    let args = &args;
     let Reach {
         pool,
-        targets,
+        mut targets,
         agent,
         ..
     } = reach(args, &cfg.inventory, &cfg.inventory_path, run_dir).await?;
+    // Jump hosts only tunnelled through are reached as bastions, never planned or applied.
+    targets.retain(|t| cfg.members.iter().any(|m| m.name == t.name));
     Ok(Hosts {
         pool,
         targets,

@@ -1,5 +1,6 @@
 //! Runs `ferry inventory` subcommands: `check` and `facts` reach every host of an inventory at
-//! once (bounded), each host failing on its own without stopping the others.
+//! once (bounded), each host failing on its own without stopping the others; `trust` records
+//! the host keys of hosts not yet known, one host at a time, jump hosts first.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,12 +9,14 @@ use std::time::Instant;
 use anyhow::Context;
 use ferry_inventory::facts::Facts;
 use ferry_inventory::remote::{self, AgentBinary, FactsSource};
-use ferry_inventory::ssh::Pool;
+use ferry_inventory::ssh::{Accepted, HostKeyPolicy, KnownHosts, Pool, Session};
 use ferry_inventory::{Sudo, Target};
 use serde::Serialize;
 
-use super::reach::{is_root_uid, load_inventory, one_off_run_dir, reach, Reach};
-use crate::cmdline::inventory::{CheckArgs, FactsArgs, InventoryCmd};
+use super::reach::{
+    is_root_uid, load_inventory, one_off_run_dir, reach, session_options, EnvOrTty, Reach,
+};
+use crate::cmdline::inventory::{CheckArgs, FactsArgs, InventoryCmd, TrustArgs};
 
 /// Runs one `ferry inventory` subcommand.
 pub fn run(cmd: InventoryCmd) -> anyhow::Result<ExitCode> {
@@ -21,6 +24,7 @@ pub fn run(cmd: InventoryCmd) -> anyhow::Result<ExitCode> {
         InventoryCmd::ImportAnsible(args) => super::ansible::import(args),
         InventoryCmd::Check(args) => runtime()?.block_on(check(args)),
         InventoryCmd::Facts(args) => runtime()?.block_on(facts(args)),
+        InventoryCmd::Trust(args) => runtime()?.block_on(trust(args)),
     }
 }
 
@@ -115,7 +119,12 @@ async fn check_host(
     .await;
     match outcome {
         Ok(()) => r.ok = true,
-        Err(e) => r.reason = Some(e.lines().next().unwrap_or_default().to_string()),
+        Err(e) => {
+            // One line, and the host named once: the FAILED line puts its name first.
+            let line = e.lines().next().unwrap_or_default();
+            let line = line.strip_prefix(&format!("{}: ", t.name)).unwrap_or(line);
+            r.reason = Some(line.to_string());
+        }
     }
     r.seconds = (start.elapsed().as_secs_f64() * 100.0).round() / 100.0;
     r
@@ -124,24 +133,23 @@ async fn check_host(
 async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let inv = load_inventory(&args.inventory)?;
     let run_dir = one_off_run_dir(&args.reach, "check")?;
+    // Created now, so the directory the summary names exists even when no host answered.
+    create_run_dir(&run_dir)?;
     let reach: Reach = reach(&args.reach, &inv, &args.inventory, run_dir).await?;
     let started = Instant::now();
+    if !args.json {
+        eprintln!(
+            "checking {} hosts ({} at once)...",
+            reach.targets.len(),
+            args.reach.parallel.max(1)
+        );
+    }
     let mut tasks = Vec::new();
     for t in reach.targets.clone() {
         let (pool, agent) = (reach.pool.clone(), reach.agent.clone());
-        let json = args.json;
         let max_skew = args.max_skew;
         tasks.push(tokio::spawn(async move {
-            let r = check_host(pool, t, agent, max_skew).await;
-            if !json {
-                eprintln!(
-                    "{:<6} {} ({:.1}s)",
-                    if r.ok { "ok" } else { "FAILED" },
-                    r.host,
-                    r.seconds
-                );
-            }
-            r
+            check_host(pool, t, agent, max_skew).await
         }));
     }
     let mut reports = Vec::new();
@@ -240,6 +248,20 @@ fn print_table(reports: &[HostReport]) {
     }
 }
 
+/// Creates a run directory ferry owns (0700) when it does not exist yet; one that exists is
+/// left as it is.
+fn create_run_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating the log directory {}", dir.display()))
+}
+
 /// One host's facts, or why there are none.
 #[derive(Debug, Serialize)]
 struct HostFacts {
@@ -294,6 +316,97 @@ async fn facts(args: FactsArgs) -> anyhow::Result<ExitCode> {
     let doc = serde_json::json!({ "ok": all_ok, "hosts": hosts });
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// How many jump hosts stand between us and `t`.
+fn hops(t: &Target) -> usize {
+    t.bastion.as_deref().map_or(0, |b| 1 + hops(b))
+}
+
+/// `ferry inventory trust`: shows each selected host's key and records it when nothing is
+/// recorded for the host yet. A changed key is never replaced here (the error says how to
+/// forget the old one), and a jump host's key is never recorded on the way: a host behind one
+/// needs it trusted first (`--all` does jump hosts first).
+async fn trust(args: TrustArgs) -> anyhow::Result<ExitCode> {
+    let inv = load_inventory(&args.inventory)?;
+    let names: Vec<String> = if args.all {
+        inv.hosts().iter().map(|h| h.name.clone()).collect()
+    } else {
+        args.hosts.clone()
+    };
+    if let Some(missing) = names.iter().find(|n| inv.host(n).is_none()) {
+        let known: Vec<&str> = inv.hosts().iter().map(|h| h.name.as_str()).collect();
+        anyhow::bail!(
+            "{missing}: no such host in {}; its hosts are: {}",
+            args.inventory.display(),
+            known.join(", ")
+        );
+    }
+    if args.fingerprint.is_some() && names.len() != 1 {
+        anyhow::bail!("--fingerprint checks one host's key: name exactly one HOST");
+    }
+    let mut targets = Vec::new();
+    for n in &names {
+        targets.push(
+            inv.target(n, &EnvOrTty)
+                .with_context(|| format!("resolving host {n} of {}", args.inventory.display()))?,
+        );
+    }
+    targets.sort_by_key(hops);
+    let mut opts = session_options(&args.reach, None)?;
+    // Jump hosts are logged into, so their keys must be trusted already (or earlier in this
+    // run): nothing is recorded implicitly.
+    opts.host_keys = HostKeyPolicy::Strict;
+    let known = opts.known_hosts.clone();
+    let pool = Pool::new(opts.clone());
+    let mut failed = 0;
+    for t in &targets {
+        let outcome: Result<String, String> = async {
+            let via = match &t.bastion {
+                Some(b) => Some(pool.session(b).await.map_err(|e| e.to_string())?),
+                None => None,
+            };
+            let key = Session::scan_host_key(t, via.as_deref(), &opts)
+                .await
+                .map_err(|e| e.to_string())?;
+            let entry = Session::known_hosts_entry(t, via.as_deref());
+            let shown = KnownHosts::describe(&key);
+            if let Some(want) = &args.fingerprint {
+                if KnownHosts::fingerprint(&key) != want.trim() {
+                    return Err(format!(
+                        "{}: offers {shown}, not the {} given; nothing recorded",
+                        t.name,
+                        want.trim()
+                    ));
+                }
+            }
+            match known.check_or_record(&entry, &key, HostKeyPolicy::AcceptNew) {
+                Ok(Accepted::Known) => {
+                    Ok(format!("{}: already trusted: {shown} ({entry})", t.name))
+                }
+                Ok(Accepted::Recorded) => Ok(format!(
+                    "{}: trusted {shown} ({entry}), recorded in {}",
+                    t.name,
+                    known.path().display()
+                )),
+                Err(e) => Err(format!("{}: {e}", t.name)),
+            }
+        }
+        .await;
+        match outcome {
+            Ok(line) => println!("{line}"),
+            Err(line) => {
+                failed += 1;
+                println!("FAILED {line}");
+            }
+        }
+    }
+    pool.close_all().await;
+    Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

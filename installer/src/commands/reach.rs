@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use ferry_inventory::remote::AgentBinary;
-use ferry_inventory::ssh::{KnownHosts, Pool, SessionOptions};
-use ferry_inventory::{Inventory, PromptRequest, Secret, SecretSource, Target};
+use ferry_inventory::ssh::{HostKeyPolicy, KnownHosts, Pool, SessionOptions};
+use ferry_inventory::{Inventory, InventoryError, PromptRequest, Secret, SecretSource, Target};
 
 use crate::cmdline::ReachArgs;
 
@@ -93,9 +93,32 @@ pub fn one_off_run_dir(args: &ReachArgs, command: &str) -> anyhow::Result<PathBu
         .join(format!("{command}-{secs}")))
 }
 
+/// The SSH options `args` ask for; per-host logs go to `run_dir` when given. New host keys are
+/// announced on stderr (or refused, with `--strict-host-keys`).
+pub fn session_options(
+    args: &ReachArgs,
+    run_dir: Option<PathBuf>,
+) -> anyhow::Result<SessionOptions> {
+    let mut opts = SessionOptions::new(known_hosts(args)?);
+    opts.connect_timeout = Duration::from_secs(args.timeout.max(1));
+    opts.command_timeout = Duration::from_secs(args.command_timeout.max(1));
+    opts.attempts = args.attempts.max(1);
+    opts.run_dir = run_dir;
+    opts.host_keys = if args.strict_host_keys {
+        HostKeyPolicy::Strict
+    } else {
+        HostKeyPolicy::AcceptNew
+    };
+    Ok(opts)
+}
+
 /// Loads an inventory, naming the file in the error.
 pub fn load_inventory(path: &Path) -> anyhow::Result<Inventory> {
-    Inventory::load(path).with_context(|| format!("reading inventory {}", path.display()))
+    Inventory::load(path).map_err(|e| match e {
+        // Already "reading inventory PATH: cause".
+        InventoryError::Read { .. } => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context(format!("reading inventory {}", path.display())),
+    })
 }
 
 /// Resolves every host of `inv` (read from `origin`) and sets up the session pool; per-host
@@ -109,10 +132,7 @@ pub async fn reach(
     let targets = inv
         .targets(&EnvOrTty)
         .with_context(|| format!("resolving the hosts of {}", origin.display()))?;
-    let mut opts = SessionOptions::new(known_hosts(args)?);
-    opts.connect_timeout = Duration::from_secs(args.timeout.max(1));
-    opts.attempts = args.attempts.max(1);
-    opts.run_dir = Some(run_dir.clone());
+    let opts = session_options(args, Some(run_dir.clone()))?;
     let agent = match &args.agent {
         None => None,
         Some(p) if p.as_os_str() == "self" => Some(Arc::new(

@@ -23,6 +23,27 @@ struct RawAnswers {
     baseline: RawBaseline,
     #[serde(default)]
     preflight: RawPreflight,
+    #[serde(default)]
+    ssh: RawSsh,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSsh {
+    strict_host_keys: Option<bool>,
+}
+
+/// How hosts are reached, beyond the inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SshConfig {
+    /// Refuse hosts whose key is not recorded yet (as `--strict-host-keys`).
+    pub strict_host_keys: bool,
+}
+
+impl SshConfig {
+    fn is_default(&self) -> bool {
+        self == &SshConfig::default()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +167,9 @@ pub struct InstallConfig {
     pub baseline: BaselineConfig,
     /// Preflight thresholds.
     pub preflight: PreflightConfig,
+    /// `[ssh]`: shown only when set.
+    #[serde(skip_serializing_if = "SshConfig::is_default")]
+    pub ssh: SshConfig,
 }
 
 impl InstallConfig {
@@ -291,6 +315,9 @@ impl TryFrom<Located<'_>> for InstallConfig {
             cluster: ClusterIdentity { name, id },
             baseline,
             preflight,
+            ssh: SshConfig {
+                strict_host_keys: raw.ssh.strict_host_keys.unwrap_or(false),
+            },
         })
     }
 }
