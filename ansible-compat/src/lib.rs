@@ -4,4 +4,6 @@
 
 pub mod inventory;
 
-pub use inventory::{import_file, import_str, AnsibleError, Format, Import, ImportOptions, Note};
+pub use inventory::{
+    import_file, import_str, AnsibleError, Format, Import, ImportOptions, Note, NoteGroup,
+};

@@ -1,6 +1,7 @@
 //! Ansible import as a specification: each input under `tests/data/` beside the expected
 //! result (`NAME.json`: the ferry inventory and what was not carried over; `NAME.toml`: the
-//! file written), each `bad-*` input beside the error line it must give.
+//! file written; `NAME.notes`: the notes as printed, repeated ones merged), each `bad-*`
+//! input beside the error line it must give.
 //! `UPDATE_GOLDEN=1` rewrites the expected files (refused under `CI=true`).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
@@ -36,10 +37,11 @@ fn relative(path: &Path) -> PathBuf {
         .to_path_buf()
 }
 
-/// Good inputs under `tests/data/` (site.ini, kubespray.ini, passwords.yml).
-const GOOD_INPUTS: usize = 3;
+/// Good inputs under `tests/data/` (site.ini, kubespray.ini, passwords.yml, k8s-site.ini,
+/// no-server.yml).
+const GOOD_INPUTS: usize = 5;
 /// `bad-*` inputs under `tests/data/`.
-const BAD_INPUTS: usize = 19;
+const BAD_INPUTS: usize = 21;
 
 #[test]
 fn imports_match_their_golden_files() {
@@ -51,11 +53,17 @@ fn imports_match_their_golden_files() {
             .unwrap_or_else(|e| panic!("{e}"));
         let json = serde_json::to_string_pretty(&import).unwrap() + "\n";
         let toml = import.inventory.to_toml_string().unwrap();
-        for (ext, got) in [("json", &json), ("toml", &toml)] {
+        // The notes as `import-ansible` prints them: the same note about many hosts once.
+        let notes: String = import
+            .grouped_notes()
+            .iter()
+            .map(|n| format!("{n}\n"))
+            .collect();
+        for (ext, got) in [("json", &json), ("toml", &toml), ("notes", &notes)] {
             golden.check(&path.with_extension(format!("expected.{ext}")), got);
         }
     }
-    golden.finish(2 * GOOD_INPUTS);
+    golden.finish(3 * GOOD_INPUTS);
 }
 
 #[test]

@@ -421,6 +421,8 @@ pub(crate) fn convert(
         }
     }
 
+    let mut env_names = EnvNames::new("PASSWORD");
+    let mut sudo_env_names = EnvNames::new("SUDO_PASSWORD");
     let mut jumps: Vec<(String, Jump, RawHost)> = Vec::new();
     for name in &parsed.hosts {
         let subject = format!("host {name}");
@@ -457,12 +459,18 @@ pub(crate) fn convert(
             }
             !templated
         });
-        let get = |keys: &[&str]| keys.iter().find_map(|k| vars.get(*k).cloned());
+        // The value, where it was set, and the variable's name as written (notes name it).
+        let get = |keys: &[&str]| {
+            keys.iter().find_map(|k| {
+                vars.get(*k)
+                    .map(|(v, o)| (v.clone(), o.clone(), (*k).to_string()))
+            })
+        };
 
         let mut host = RawHost {
             name: sanitize(name),
             address: get(&["ansible_host", "ansible_ssh_host"])
-                .map(|(v, _)| as_text(&v))
+                .map(|(v, ..)| as_text(&v))
                 .unwrap_or_else(|| name.clone()),
             ..RawHost::default()
         };
@@ -476,19 +484,22 @@ pub(crate) fn convert(
                 ),
             );
         }
-        if let Some((v, _)) = get(&["ansible_port", "ansible_ssh_port"]) {
-            match as_text(&v).parse::<u16>() {
-                Ok(p) if p != 22 => host.port = Some(p),
-                Ok(_) => {}
-                Err(_) => notes.add(
-                    &subject,
-                    "ansible_port",
-                    format!("`{}` is not a port; 22 used", as_text(&v)),
-                ),
+        if let Some((v, _, var)) = get(&["ansible_port", "ansible_ssh_port"]) {
+            match as_text(&v).trim().parse::<u16>() {
+                Ok(22) => {}
+                Ok(p) if p > 0 => host.port = Some(p),
+                // Guessing 22 would reach another sshd, or none, without saying why.
+                _ => {
+                    return Err(shape(format!(
+                        "host {name}: {var}=`{}` is not a port (1 to 65535); fix it in the \
+                         Ansible inventory",
+                        as_text(&v)
+                    )))
+                }
             }
         }
         host.user = Some(match get(&["ansible_user", "ansible_ssh_user"]) {
-            Some((v, _)) => as_text(&v),
+            Some((v, ..)) => as_text(&v),
             None => {
                 notes.add(
                     &subject,
@@ -501,17 +512,17 @@ pub(crate) fn convert(
         let key = get(&["ansible_ssh_private_key_file", "ansible_private_key_file"]);
         let password = get(&["ansible_ssh_pass", "ansible_password"]);
         match (key, password) {
-            (Some((k, _)), pw) => {
+            (Some((k, ..)), pw) => {
                 host.key = Some(as_text(&k));
-                if pw.is_some() {
-                    notes.add(&subject, "ansible_password", "a key is also given; ferry logs in with the key, the password is not written");
+                if let Some((_, _, var)) = pw {
+                    notes.add(&subject, &var, "a key is also given; ferry logs in with the key, the password is not written");
                 }
             }
-            (None, Some((_, origin))) => {
-                let var = origin.env_name("PASSWORD");
+            (None, Some((value, origin, written))) => {
+                let var = env_names.name(&as_text(&value), &origin);
                 notes.add(
                     &subject,
-                    "ansible_password",
+                    &written,
                     format!("clear-text password (from {}) not written; export {var} before running ferry", origin.describe()),
                 );
                 host.password_env = Some(var);
@@ -525,14 +536,14 @@ pub(crate) fn convert(
                 host.key = Some(options.default_key.clone());
             }
         }
-        let become_ = get(&["ansible_become"]).is_some_and(|(v, _)| truthy(&v));
+        let become_ = get(&["ansible_become"]).is_some_and(|(v, ..)| truthy(&v));
         let become_pass = get(&[
             "ansible_become_pass",
             "ansible_become_password",
             "ansible_sudo_pass",
         ]);
         if become_ {
-            if let Some((m, _)) = get(&["ansible_become_method"]) {
+            if let Some((m, ..)) = get(&["ansible_become_method"]) {
                 if as_text(&m) != "sudo" {
                     notes.add(
                         &subject,
@@ -541,7 +552,7 @@ pub(crate) fn convert(
                     );
                 }
             }
-            if let Some((u, _)) = get(&["ansible_become_user"]) {
+            if let Some((u, ..)) = get(&["ansible_become_user"]) {
                 if as_text(&u) != "root" {
                     notes.add(
                         &subject,
@@ -551,11 +562,11 @@ pub(crate) fn convert(
                 }
             }
             match become_pass {
-                Some((_, origin)) => {
-                    let var = origin.env_name("SUDO_PASSWORD");
+                Some((value, origin, written)) => {
+                    let var = sudo_env_names.name(&as_text(&value), &origin);
                     notes.add(
                         &subject,
-                        "ansible_become_password",
+                        &written,
                         format!("clear-text sudo password (from {}) not written; export {var} before running ferry", origin.describe()),
                     );
                     host.sudo = Some("password".into());
@@ -563,14 +574,27 @@ pub(crate) fn convert(
                 }
                 None => host.sudo = Some("passwordless".into()),
             }
-        } else if become_pass.is_some() {
-            notes.add(
-                &subject,
-                "ansible_become_password",
-                "ansible_become is not set; sudo password ignored",
-            );
+        } else {
+            if let Some((_, _, written)) = become_pass {
+                notes.add(
+                    &subject,
+                    &written,
+                    "ansible_become is off; sudo password ignored",
+                );
+            }
+            if host.user.as_deref() != Some("root") {
+                notes.add(
+                    &subject,
+                    "ansible_become",
+                    format!(
+                        "off and the user `{}` is not root: ferry needs root, so its preflight \
+                         will block this host; set ansible_become=true (sudo) or log in as root",
+                        host.user.as_deref().unwrap_or_default()
+                    ),
+                );
+            }
         }
-        if let Some((c, _)) = get(&["ansible_connection"]) {
+        if let Some((c, ..)) = get(&["ansible_connection"]) {
             let c = as_text(&c);
             if !matches!(c.as_str(), "ssh" | "smart" | "paramiko") {
                 notes.add(
@@ -581,7 +605,7 @@ pub(crate) fn convert(
             }
         }
         for arg in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
-            if let Some((v, _)) = get(&[arg]) {
+            if let Some((v, ..)) = get(&[arg]) {
                 match parse_jump(&as_text(&v)) {
                     Ok(Some(j)) => jumps.push((host.name.clone(), j, host.clone())),
                     Ok(None) => {}
@@ -611,7 +635,15 @@ pub(crate) fn convert(
         raw.hosts.push(host);
     }
 
-    // Jump hosts: an inventory host with that name or address, else a new host entry.
+    // Jump hosts: an inventory host with that name or address, else a new host entry. One that
+    // is in no group of its own is only tunnelled through: `roles = ["bastion"]` keeps it out
+    // of the cluster (plan and apply never set it up).
+    let grouped = |h: &str| {
+        member_of
+            .get(h)
+            .is_some_and(|gs| gs.iter().any(|g| *g != "all" && *g != "ungrouped"))
+    };
+    let mut jump_only: BTreeSet<String> = BTreeSet::new();
     for (host_name, jump, referrer) in jumps {
         let port = jump.port.unwrap_or(22);
         let existing = raw
@@ -622,7 +654,13 @@ pub(crate) fn convert(
             })
             .map(|h| h.name.clone());
         let bastion = match existing {
-            Some(b) => b,
+            Some(b) => {
+                let original = parsed.hosts.iter().find(|h| sanitize(h) == b);
+                if !original.is_some_and(|h| grouped(h)) {
+                    jump_only.insert(b.clone());
+                }
+                b
+            }
             None => {
                 let plain = sanitize(&jump.host);
                 let name = if raw.hosts.iter().any(|h| h.name == plain) {
@@ -646,12 +684,23 @@ pub(crate) fn convert(
                         ..RawHost::default()
                     });
                 }
+                jump_only.insert(name.clone());
                 name
             }
         };
         if let Some(h) = raw.hosts.iter_mut().find(|h| h.name == host_name) {
             h.bastion = Some(bastion);
         }
+    }
+    for h in raw.hosts.iter_mut().filter(|h| jump_only.contains(&h.name)) {
+        h.roles = vec![BASTION_ROLE.to_string()];
+        let subject = format!("host {}", h.name);
+        notes.add(
+            &subject,
+            "roles",
+            "jump host in no group: written with roles = [\"bastion\"], so ferry only tunnels \
+             through it and never sets it up; put it in a group to make it a cluster member",
+        );
     }
 
     // Groups: members flattened through children; `all` and `ungrouped` are implicit.
@@ -682,47 +731,190 @@ pub(crate) fn convert(
                 format!("renamed to `{name}`"),
             );
         }
+        let role = role_for_group(&g.name);
+        if role.is_none() {
+            notes.add(
+                &format!("group {}", g.name),
+                "roles",
+                "its name maps to no ferry role (server, agent, gpu, bastion); its hosts take \
+                 roles from their other groups only: add `roles` to the group by hand if it \
+                 needs one",
+            );
+        }
         raw.groups.push(RawGroup {
-            roles: role_for_group(&g.name)
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            roles: role.into_iter().map(String::from).collect(),
             name,
             hosts,
             ..RawGroup::default()
         });
     }
-    // Agent roles only make sense next to a server group.
+    // Agents and GPU hosts need a server in their cluster (the inventory refuses them without
+    // one): with no control-plane group, their roles are dropped, and said so.
     if !raw
         .groups
         .iter()
         .any(|g| g.roles.iter().any(|r| r == "server"))
     {
         for g in &mut raw.groups {
+            let dropped: Vec<String> = g
+                .roles
+                .iter()
+                .filter(|r| *r == "agent" || *r == "gpu")
+                .cloned()
+                .collect();
+            if dropped.is_empty() {
+                continue;
+            }
             g.roles.retain(|r| r != "agent" && r != "gpu");
+            notes.add(
+                &format!("group {}", g.name),
+                "roles",
+                format!(
+                    "role {} dropped: no group maps to the server role (k8s_master, masters, \
+                     kube_control_plane, servers, ...), and agent and GPU hosts need a server; \
+                     add roles = [\"server\"] to the control-plane hosts, then {} back",
+                    dropped.join(" and "),
+                    dropped.join(" and ")
+                ),
+            );
         }
     }
+    hoist_shared_settings(&mut raw);
 
     let inventory = Inventory::try_from(raw).map_err(|problem| AnsibleError::Invalid {
         file: file.to_string(),
         problem,
     })?;
+    // A jump host only tunnelled through needs no root: no note asking for it.
+    notes.0.retain(|n| {
+        let host = n.subject.strip_prefix("host ").map(sanitize);
+        let jump_only = host
+            .and_then(|h| inventory.host(&h))
+            .is_some_and(|h| h.is_jump_only());
+        !(jump_only && n.item == "ansible_become")
+    });
     Ok(Import {
         inventory,
         not_carried_over: notes.0,
     })
 }
 
-/// Well-known group names of k3s-ansible and Kubespray, mapped to ferry roles.
+/// The role of a jump host that is only tunnelled through (see [`ferry_inventory::Host`]).
+const BASTION_ROLE: &str = "bastion";
+
+/// Well-known group names of k3s-ansible, Kubespray and common playbooks, mapped to ferry
+/// roles (`-` and `_` are the same here).
 fn role_for_group(name: &str) -> Option<&'static str> {
-    match name {
-        "server" | "servers" | "master" | "masters" | "kube_control_plane" | "kube-master"
-        | "kube_master" | "control_plane" | "control-plane" => Some("server"),
+    match name.to_ascii_lowercase().replace('-', "_").as_str() {
+        "server" | "servers" | "master" | "masters" | "k8s_master" | "k8s_masters"
+        | "kube_master" | "kube_masters" | "kube_control_plane" | "control_plane"
+        | "control_planes" => Some("server"),
         "agent" | "agents" | "node" | "nodes" | "worker" | "workers" | "kube_node"
-        | "kube-node" => Some("agent"),
-        "gpu" | "gpus" | "gpu_nodes" | "gpu-nodes" => Some("gpu"),
+        | "kube_nodes" | "k8s_node" | "k8s_nodes" | "k8s_worker" | "k8s_workers" => Some("agent"),
+        "gpu" | "gpus" | "gpu_node" | "gpu_nodes" => Some("gpu"),
+        // Kubespray's group for its jump host.
+        "bastion" | "bastions" => Some(BASTION_ROLE),
         _ => None,
     }
+}
+
+/// Names the environment variables that replace clear-text passwords: hosts given the same
+/// password share one variable, named after the group (or host) that first set it.
+struct EnvNames {
+    what: &'static str,
+    /// Each password seen, with its variable (values never leave this struct).
+    by_value: HashMap<String, String>,
+    used: BTreeSet<String>,
+}
+
+impl EnvNames {
+    fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            by_value: HashMap::new(),
+            used: BTreeSet::new(),
+        }
+    }
+
+    fn name(&mut self, value: &str, origin: &Origin) -> String {
+        if let Some(name) = self.by_value.get(value) {
+            return name.clone();
+        }
+        let own = origin.env_name(self.what);
+        let mut name = own.clone();
+        let mut n = 2;
+        // Another password from a place already named (a host var beside a group's): apart.
+        while self.used.contains(&name) {
+            name = format!("{own}_{n}");
+            n += 1;
+        }
+        self.used.insert(name.clone());
+        self.by_value.insert(value.to_string(), name.clone());
+        name
+    }
+}
+
+/// Settings most hosts share go once into `[defaults]`: the login credential, the user and
+/// sudo, each the most common one when two hosts or more share it. The other hosts keep their
+/// own (a host's own credential or sudo keys replace the defaults' as a whole); a host without
+/// sudo then says `sudo = "none"`, or it would take the defaults'.
+fn hoist_shared_settings(raw: &mut RawInventory) {
+    type Cred = (Option<String>, Option<String>, Option<String>);
+    let cred = |h: &RawHost| -> Cred {
+        (
+            h.key.clone(),
+            h.key_passphrase_env.clone(),
+            h.password_env.clone(),
+        )
+    };
+    if let Some(shared) = most_common(raw.hosts.iter().map(cred)) {
+        raw.defaults.key = shared.0.clone();
+        raw.defaults.key_passphrase_env = shared.1.clone();
+        raw.defaults.password_env = shared.2.clone();
+        for h in raw.hosts.iter_mut().filter(|h| cred(h) == shared) {
+            h.key = None;
+            h.key_passphrase_env = None;
+            h.password_env = None;
+        }
+    }
+    if let Some(user) = most_common(raw.hosts.iter().map(|h| h.user.clone())) {
+        for h in raw.hosts.iter_mut().filter(|h| h.user == user) {
+            h.user = None;
+        }
+        raw.defaults.user = user;
+    }
+    let sudo = |h: &RawHost| (h.sudo.clone(), h.sudo_password_env.clone());
+    if let Some(shared) = most_common(raw.hosts.iter().map(sudo)) {
+        for h in &mut raw.hosts {
+            if sudo(h) == shared {
+                h.sudo = None;
+                h.sudo_password_env = None;
+            } else if h.sudo.is_none() {
+                h.sudo = Some("none".into());
+            }
+        }
+        raw.defaults.sudo = shared.0;
+        raw.defaults.sudo_password_env = shared.1;
+    }
+}
+
+/// The value shared by the most items (the first seen on a tie), when at least two share it
+/// and it is set.
+fn most_common<T: PartialEq + Clone + Default>(items: impl Iterator<Item = T>) -> Option<T> {
+    let mut counts: Vec<(T, usize)> = Vec::new();
+    for it in items {
+        match counts.iter_mut().find(|(v, _)| *v == it) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((it, 1)),
+        }
+    }
+    let mut best: Option<(T, usize)> = None;
+    for (v, n) in counts {
+        if v != T::default() && n >= 2 && best.as_ref().is_none_or(|(_, b)| n > *b) {
+            best = Some((v, n));
+        }
+    }
+    best.map(|(v, _)| v)
 }
 
 #[cfg(test)]

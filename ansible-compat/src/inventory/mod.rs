@@ -22,12 +22,12 @@ pub use pattern::{expand as expand_pattern, MAX_HOSTS_PER_PATTERN};
 #[derive(Debug, thiserror::Error)]
 pub enum AnsibleError {
     /// The file could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The cause (in the message, not a `source()`: chains print each cause once).
+        cause: std::io::Error,
     },
     /// A syntax error at a line.
     #[error("{file}:{line}: {message}")]
@@ -132,11 +132,77 @@ pub struct Import {
     pub not_carried_over: Vec<Note>,
 }
 
+/// Notes that say the same thing (item and reason) about several subjects, said once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NoteGroup {
+    /// Every subject the note is about (`host a`, `host b`, ...), in the order met.
+    pub subjects: Vec<String>,
+    /// The variable or item concerned.
+    pub item: String,
+    /// What happened instead.
+    pub reason: String,
+}
+
+impl fmt::Display for NoteGroup {
+    /// `host a: item: reason`, or `23 hosts (a, b, c, and 20 more): item: reason`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 3;
+        match self.subjects.as_slice() {
+            [one] => write!(f, "{one}: {}: {}", self.item, self.reason),
+            many => {
+                let kind = many[0].split_once(' ').map_or("", |(k, _)| k);
+                let same_kind = many
+                    .iter()
+                    .all(|s| s.split_once(' ').map(|(k, _)| k) == Some(kind));
+                let names: Vec<&str> = many
+                    .iter()
+                    .map(|s| match s.split_once(' ') {
+                        Some((_, n)) if same_kind => n,
+                        _ => s.as_str(),
+                    })
+                    .collect();
+                let mut list = names[..names.len().min(SHOWN)].join(", ");
+                if names.len() > SHOWN {
+                    list.push_str(&format!(", and {} more", names.len() - SHOWN));
+                }
+                let what = if same_kind && !kind.is_empty() {
+                    format!("{} {kind}s", many.len())
+                } else {
+                    format!("{} items", many.len())
+                };
+                write!(f, "{what} ({list}): {}: {}", self.item, self.reason)
+            }
+        }
+    }
+}
+
+impl Import {
+    /// The notes with those that say the same thing about several hosts (or groups) merged,
+    /// in the order first met: 23 hosts sharing one password give one line, not 23.
+    pub fn grouped_notes(&self) -> Vec<NoteGroup> {
+        let mut groups: Vec<NoteGroup> = Vec::new();
+        for n in &self.not_carried_over {
+            match groups
+                .iter_mut()
+                .find(|g| g.item == n.item && g.reason == n.reason)
+            {
+                Some(g) => g.subjects.push(n.subject.clone()),
+                None => groups.push(NoteGroup {
+                    subjects: vec![n.subject.clone()],
+                    item: n.item.clone(),
+                    reason: n.reason.clone(),
+                }),
+            }
+        }
+        groups
+    }
+}
+
 /// Reads and converts an Ansible inventory file.
 pub fn import_file(path: &Path, options: &ImportOptions) -> Result<Import, AnsibleError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AnsibleError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| AnsibleError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     let format = Format::detect(path, &text);
     import_str(&text, format, &path.display().to_string(), options)

@@ -19,7 +19,7 @@ pub struct ImportAnsibleArgs {
     /// Key file for hosts without a key or password.
     #[arg(long, default_value = "~/.ssh/id_rsa")]
     pub default_key: String,
-    /// Print what was not carried over as JSON.
+    /// Print what was not carried over as JSON on stdout (needs -o for the inventory).
     #[arg(long)]
     pub json: bool,
 }

@@ -9,8 +9,16 @@ use ferry_ansible::{import_file, ImportOptions};
 use crate::cmdline::ansible::ImportAnsibleArgs;
 
 /// `ferry inventory import-ansible`: writes the ferry inventory, then lists on stderr (or as
-/// JSON on stdout) what could not be carried over.
+/// JSON on stdout) what could not be carried over, notes saying the same about many hosts
+/// merged into one line.
 pub fn import(args: ImportAnsibleArgs) -> anyhow::Result<ExitCode> {
+    if args.json && args.output.is_none() {
+        // stdout carries the notes as JSON: the inventory would have nowhere to go.
+        bail!(
+            "--json prints the notes on stdout, so the inventory needs a file: add -o FILE \
+             (without --json the inventory is printed and the notes go to stderr)"
+        );
+    }
     let options = ImportOptions {
         default_user: args.default_user,
         default_key: args.default_key,
@@ -30,23 +38,20 @@ pub fn import(args: ImportAnsibleArgs) -> anyhow::Result<ExitCode> {
             write_atomically(out, &(header + &text))
                 .with_context(|| format!("writing {}", out.display()))?;
         }
-        None if !args.json => print!("{header}{text}"),
-        None => {}
+        None => print!("{header}{text}"),
     }
+    let notes = import.grouped_notes();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&import.not_carried_over)?
-        );
+        println!("{}", serde_json::to_string_pretty(&notes)?);
     } else {
         let hosts = import.inventory.hosts().len();
         match &args.output {
             Some(out) => eprintln!("wrote {} ({hosts} hosts)", out.display()),
             None => eprintln!("{hosts} hosts"),
         }
-        if !import.not_carried_over.is_empty() {
+        if !notes.is_empty() {
             eprintln!("not carried over as written:");
-            for note in &import.not_carried_over {
+            for note in &notes {
                 eprintln!("  {note}");
             }
         }

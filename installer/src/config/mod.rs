@@ -259,12 +259,21 @@ impl TryFrom<Located<'_>> for InstallConfig {
         let members: Vec<Member> = inventory
             .hosts()
             .iter()
+            // A jump host only tunnelled through is no member: nothing is set up on it.
+            .filter(|h| !h.is_jump_only())
             .map(|h| Member {
                 name: h.name.clone(),
                 address: h.address.clone(),
                 server: h.has_role(&Role::Server),
             })
             .collect();
+        if members.is_empty() {
+            return Err(bail(
+                "inventory",
+                "every host is a jump host only (roles = [\"bastion\"]): nothing to set up; \
+                 give the cluster's hosts other roles",
+            ));
+        }
 
         let bundle = match (raw.bundle, raw.bundle_pubkey) {
             (None, None) => None,
