@@ -110,6 +110,14 @@ fn ignores_an_ssh_agent_full_of_other_keys() {
         "an agent-first client was not cut off: {said}\n{}",
         s.log()
     );
+    // sshd logs the control's cut-off a moment after the client has gone: wait for that line,
+    // or it could land after `before` and be taken for ours.
+    let waited = std::time::Instant::now();
+    while !s.log().contains("maximum authentication attempts")
+        && waited.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let before = s.log().len();
     let rt = tokio::runtime::Runtime::new().unwrap();
     for t in [
