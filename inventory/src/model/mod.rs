@@ -1,6 +1,8 @@
 //! The inventory: hosts, groups, roles and credentials, read from a strict TOML file and checked
 //! as a whole. [`Inventory::targets`] turns it into [`Target`]s ready for SSH.
 //!
+//! docs/inventory.md describes the file for its users, with examples a test loads.
+//!
 //! The minimal file is a list of `[[hosts]]` with `name`, `address`, optional `port` (22),
 //! `user` and `key` or `password_env`. Every key (unknown keys are errors):
 //!
@@ -10,7 +12,8 @@
 //!   `key_passphrase_env` or `key_passphrase = "prompt"`), `password_env` or
 //!   `password = "prompt"`; `sudo` = `"none"` | `"passwordless"` | `"password"` with
 //!   `sudo_password_env` or `sudo_password = "prompt"`; `bastion` (another host's name);
-//!   `roles` (`server`, `agent`, `gpu` or free words); `groups`; `cluster`; `labels`; `vars`.
+//!   `roles` (`server`, `agent`, `gpu`, `bastion` or free words); `groups`; `cluster`;
+//!   `labels`; `vars`.
 //!   A host's own credential (or sudo) keys replace the defaults' as a whole.
 //! - `[[groups]]`: `name`, `hosts`, and `roles`, `bastion`, `cluster`, `labels`, `vars` that
 //!   every member takes (a host's own bastion, labels and vars win; clusters must agree).
