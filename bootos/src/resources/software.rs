@@ -92,26 +92,20 @@ pub fn resources(cfg: &BaselineConfig, ctx: &HostContext<'_>) -> Vec<SoftwareRes
     out
 }
 
-/// Compares dotted versions part by part, numerically where both parts are numbers
-/// (`535.104.05` > `535.54.03`; a missing part counts as less: `550.54` < `550.54.14`).
+/// Orders two package or driver versions as dpkg does (Debian policy 5.6.12: epoch, then
+/// upstream and revision compared in runs of non-digits, where `~` sorts before everything,
+/// even the end, and runs of digits compared as numbers): `1.6.20~ds1-1+deb12u3` < `1.6.20-1`,
+/// `535.104.05` > `535.54.03`, `550.54` < `550.54.14`. The `debversion` crate does the
+/// comparison (the same one the bundle's apt repositories use); a string that is no Debian
+/// version at all sorts before every version, so a garbled installed version is replaced.
+/// RPM's ordering (rpmvercmp) comes with RedHat support.
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    let mut left = a.trim().split('.');
-    let mut right = b.trim().split('.');
-    loop {
-        match (left.next(), right.next()) {
-            (None, None) => return Ordering::Equal,
-            (None, Some(_)) => return Ordering::Less,
-            (Some(_), None) => return Ordering::Greater,
-            (Some(x), Some(y)) => {
-                let o = match (x.parse::<u64>(), y.parse::<u64>()) {
-                    (Ok(x), Ok(y)) => x.cmp(&y),
-                    _ => x.cmp(y),
-                };
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
-        }
+    let parse = |s: &str| s.trim().parse::<debversion::Version>().ok();
+    match (parse(a), parse(b)) {
+        (Some(a), Some(b)) => a.cmp(&b),
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
     }
 }
 
@@ -190,7 +184,7 @@ mod tests {
     use crate::baseline::{Artifacts, LocalDriver, LocalRepo, Member};
 
     #[test]
-    fn compares_dotted_versions_numerically() {
+    fn compares_dotted_driver_versions_numerically() {
         assert_eq!(
             compare_versions("535.104.05", "535.54.03"),
             Ordering::Greater
@@ -199,6 +193,39 @@ mod tests {
         assert_eq!(compare_versions("550.90.07", "550.90.07"), Ordering::Equal);
         assert_eq!(compare_versions("550.54", "550.54.14"), Ordering::Less);
         assert_eq!(compare_versions("9.0", "10.0"), Ordering::Less);
+    }
+
+    /// Debian policy 5.6.12's own examples, and dpkg's (`dpkg --compare-versions` agrees with
+    /// each of these).
+    #[test]
+    fn orders_versions_as_dpkg_does() {
+        let ascending = [
+            "",
+            "1.6.20~~",
+            "1.6.20~~a",
+            "1.6.20~",
+            "1.6.20~ds1-1+deb12u3",
+            "1.6.20",
+            "1.6.20-1",
+            "1.6.20-1+deb12u1",
+            "1.6.20a",
+            "1.6.20+dfsg-1",
+            "1.6.21",
+            "1.10",
+            "1:0.1",
+            "2:0.0.1~rc1",
+        ];
+        for (i, a) in ascending.iter().enumerate() {
+            for (j, b) in ascending.iter().enumerate() {
+                assert_eq!(compare_versions(a, b), i.cmp(&j), "{a:?} against {b:?}");
+            }
+        }
+        // The policy's `~` example: a pre-release sorts before the release.
+        assert_eq!(compare_versions("1.0~rc1-1", "1.0-1"), Ordering::Less);
+        // A revision counts after the upstream version, numerically.
+        assert_eq!(compare_versions("1.0-10", "1.0-9"), Ordering::Greater);
+        // No epoch is epoch 0.
+        assert_eq!(compare_versions("0:1.2-3", "1.2-3"), Ordering::Equal);
     }
 
     struct World {
