@@ -73,11 +73,87 @@ impl CmdOutput {
     }
 }
 
+/// What a script given data on stdin printed: its stdout as bytes (file contents are not
+/// always text), with how it ended.
+#[derive(Debug, Clone, Default)]
+pub struct DataOutput {
+    /// Exit status (None when killed or the connection dropped).
+    pub status: Option<u32>,
+    /// `exit 3`, `signal KILL`, ...
+    pub described: String,
+    /// Its standard output, byte for byte.
+    pub stdout: Vec<u8>,
+    /// The end of its standard error.
+    pub stderr: String,
+}
+
+impl DataOutput {
+    /// Exited with status 0.
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+}
+
+/// The most a [`Host::run_data`] script may print: file snapshots are configuration files,
+/// and a journal keeps them whole.
+pub const DATA_OUTPUT_LIMIT: usize = 16 << 20;
+
+/// A file's bytes, as a journal keeps them: text as a JSON string (readable in the journal),
+/// anything that is not UTF-8 as `{"base64": "..."}`, so a snapshot restores byte for byte.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct FileBytes(pub Vec<u8>);
+
+impl std::fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match std::str::from_utf8(&self.0) {
+            Ok(t) => write!(f, "{t:?}"),
+            Err(_) => write!(f, "<{} bytes, not UTF-8>", self.0.len()),
+        }
+    }
+}
+
+impl serde::Serialize for FileBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        use serde::ser::SerializeMap as _;
+        match std::str::from_utf8(&self.0) {
+            Ok(t) => s.serialize_str(t),
+            Err(_) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry(
+                    "base64",
+                    &base64::engine::general_purpose::STANDARD.encode(&self.0),
+                )?;
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FileBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine as _;
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Text(String),
+            Binary { base64: String },
+        }
+        match Form::deserialize(d)? {
+            Form::Text(t) => Ok(FileBytes(t.into_bytes())),
+            Form::Binary { base64 } => base64::engine::general_purpose::STANDARD
+                .decode(base64)
+                .map(FileBytes)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// A file as found on a host: its content and mode, or nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct FileState {
-    /// The content, when the file exists (text: resources only manage configuration files).
-    pub content: Option<String>,
+    /// The content, byte for byte, when the file exists.
+    pub content: Option<FileBytes>,
     /// Permission bits, when the file exists.
     pub mode: Option<u32>,
     /// When the file is absent: its parent directories that were absent too, innermost first.
@@ -94,9 +170,9 @@ impl FileState {
     }
 
     /// The file exists with `content` and `mode`.
-    pub fn present(content: impl Into<String>, mode: u32) -> Self {
+    pub fn present(content: impl Into<Vec<u8>>, mode: u32) -> Self {
         Self {
-            content: Some(content.into()),
+            content: Some(FileBytes(content.into())),
             mode: Some(mode),
             missing_dirs: Vec::new(),
         }
@@ -106,12 +182,169 @@ impl FileState {
     pub fn exists(&self) -> bool {
         self.content.is_some()
     }
+
+    /// Its content, when it exists.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        self.content.as_ref().map(|c| c.0.as_slice())
+    }
+
+    /// Its content as text, when it exists and is UTF-8.
+    pub fn text(&self) -> Option<&str> {
+        self.bytes().and_then(|b| std::str::from_utf8(b).ok())
+    }
+
+    /// The text a resource edits: empty when absent; refused when the file is not UTF-8 text
+    /// (ferry edits configuration files line by line and will not guess at other bytes).
+    pub fn editable_text(&self, path: &str) -> Result<&str, crate::resource::ResourceError> {
+        match self.bytes() {
+            None => Ok(""),
+            Some(b) => std::str::from_utf8(b).map_err(|_| {
+                crate::resource::ResourceError::Refused(format!(
+                    "{path} is not UTF-8 text, so ferry will not edit it; fix or remove the \
+                     file by hand, then run again"
+                ))
+            }),
+        }
+    }
+}
+
+/// What a change leaves on a host, recorded in the run's journal before the change is made,
+/// so that undoing it later can tell the run's own work from what was changed since.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "effect", rename_all = "kebab-case")]
+pub enum Effect {
+    /// `path` is about to hold content with this sha256.
+    Wrote {
+        /// The file.
+        path: String,
+        /// The hex sha256 of what is written.
+        sha256: String,
+    },
+    /// Packages that were not installed are about to be installed, at these versions.
+    Installed {
+        /// Name and version of each.
+        packages: Vec<InstalledPackage>,
+    },
+}
+
+impl Effect {
+    /// `path` about to hold `content`.
+    pub fn wrote(path: &str, content: &[u8]) -> Effect {
+        Effect::Wrote {
+            path: path.to_string(),
+            sha256: sha256_hex(content),
+        }
+    }
+}
+
+/// A package a run installed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InstalledPackage {
+    /// Its name.
+    pub name: String,
+    /// The version installed.
+    pub version: String,
+}
+
+/// Something a revert left as it found it, because it changed after the run made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// What (`/etc/fstab`, `package jq`).
+    pub what: String,
+    /// Why it was left, and where the state before the run is, if kept somewhere.
+    pub why: String,
+}
+
+/// The hex sha256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Shell that prints the directory `dir` (a shell word) and its parents while they do not
 /// exist, one per line, innermost first.
 fn list_missing_dirs(dir: &str) -> String {
     format!("d={dir}; while [ ! -d \"$d\" ]; do echo \"$d\"; d=$(dirname \"$d\"); done")
+}
+
+/// A marker no banner is likely to print, new for every read: a login shell that prints
+/// text around a command's output (a `.bashrc` banner) cannot shift what is read.
+fn frame_marker() -> String {
+    use std::hash::BuildHasher as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let h = std::collections::hash_map::RandomState::new().hash_one((n, nanos));
+    format!("FERRY-{h:016x}")
+}
+
+/// The shell for [`Host::read_file`]: a header line `\nMARKER file MODE SIZE`, then exactly
+/// SIZE bytes of content, then `\nMARKER end`; or `\nMARKER absent`, the absent parent
+/// directories one a line, and `MARKER end`.
+fn read_file_script(path: &str, marker: &str) -> String {
+    let p = shell_quote(path);
+    format!(
+        "m={marker}; if [ -f {p} ]; then set -- $(stat -L -c '%a %s' -- {p}) && \
+         printf '\\n%s file %s %s\\n' \"$m\" \"$1\" \"$2\" && cat -- {p} && \
+         printf '\\n%s end\\n' \"$m\"; else printf '\\n%s absent\\n' \"$m\"; {}; \
+         printf '%s end\\n' \"$m\"; fi",
+        list_missing_dirs(&format!("$(dirname {p})"))
+    )
+}
+
+/// Why framed output could not be read.
+#[derive(Debug, PartialEq, Eq)]
+enum Unframed {
+    /// The file changed size between `stat` and `cat`: read again.
+    Changed,
+    /// No frame in the output at all.
+    Missing,
+}
+
+/// Reads [`read_file_script`]'s output, ignoring whatever a login shell printed around it.
+fn parse_framed(out: &[u8], marker: &str) -> Result<FileState, Unframed> {
+    let head = format!("\n{marker} ");
+    let at = find(out, head.as_bytes()).ok_or(Unframed::Missing)? + head.len();
+    let rest = &out[at..];
+    let eol = find(rest, b"\n").ok_or(Unframed::Missing)?;
+    let header = std::str::from_utf8(&rest[..eol]).map_err(|_| Unframed::Missing)?;
+    let body = &rest[eol + 1..];
+    let words: Vec<&str> = header.split(' ').collect();
+    match words.as_slice() {
+        ["file", mode, size] => {
+            let size: usize = size.parse().map_err(|_| Unframed::Missing)?;
+            let end = format!("\n{marker} end\n");
+            if body.len() < size || !body[size..].starts_with(end.as_bytes()) {
+                return Err(Unframed::Changed);
+            }
+            Ok(FileState {
+                content: Some(FileBytes(body[..size].to_vec())),
+                mode: u32::from_str_radix(mode, 8).ok(),
+                missing_dirs: Vec::new(),
+            })
+        }
+        ["absent"] => {
+            let end = format!("{marker} end\n");
+            let stop = find(body, end.as_bytes()).ok_or(Unframed::Missing)?;
+            let dirs = String::from_utf8_lossy(&body[..stop]);
+            Ok(FileState {
+                missing_dirs: dirs.lines().map(str::to_string).collect(),
+                ..FileState::absent()
+            })
+        }
+        _ => Err(Unframed::Missing),
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A host that resources act on. Every command runs as root.
@@ -124,15 +357,56 @@ pub trait Host: Send + Sync {
     /// error here.
     async fn run(&self, script: &str) -> Result<CmdOutput, HostError>;
 
+    /// Runs `script` with `sh -c` as root, `input` on its stdin, and returns its stdout byte
+    /// for byte. Data (file contents, journal lines) goes this way only: never in a command
+    /// line, where `ps` and sudo's log would show it, and never in ferry's host log, which
+    /// records only its size.
+    async fn run_data(&self, script: &str, input: &[u8]) -> Result<DataOutput, HostError>;
+
     /// Writes `content` to `path` atomically (temporary file beside it, then rename), with
-    /// `mode`, creating missing parent directories (mode 0755). Content never reaches a log.
-    async fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<(), HostError>;
+    /// `mode`, creating missing parent directories (mode 0755). The content goes on stdin.
+    async fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<(), HostError> {
+        let p = shell_quote(path);
+        let tmp = shell_quote(&format!("{path}.ferry-tmp"));
+        let script = format!(
+            "(umask 022 && mkdir -p \"$(dirname {p})\") && umask 077 && cat > {tmp} \
+             && chmod {mode:o} {tmp} && mv -f {tmp} {p}"
+        );
+        let out = self.run_data(&script, content).await?;
+        if out.success() {
+            return Ok(());
+        }
+        let _ = self.run(&format!("rm -f {tmp}")).await;
+        Err(HostError::Failed {
+            host: self.name().to_string(),
+            command: format!("writing {path}"),
+            status: out.described,
+            stderr: out.stderr,
+        })
+    }
 
     /// Sends a local file to `remote` (resumable, skipped when the same content is there).
     async fn upload(&self, local: &Path, remote: &str, mode: u32) -> Result<(), HostError>;
 
     /// Sends a local directory tree into `remote_dir` (created; existing files overwritten).
     async fn send_tree(&self, local_dir: &Path, remote_dir: &str) -> Result<(), HostError>;
+
+    /// Records, before a change is made, what it will leave on the host (see [`Effect`]).
+    /// A host acting for a journaled run writes it to the run's journal; a plain host keeps
+    /// nothing. Writes through [`Host::write_file`] are recorded by such a host itself.
+    async fn record_effect(&self, _effect: &Effect) -> Result<(), HostError> {
+        Ok(())
+    }
+
+    /// While a change is undone: the effects its run recorded, or `None` when there is no
+    /// record (a plain host): the revert then puts back what was observed, whatever happened
+    /// since.
+    fn recorded_effects(&self) -> Option<Vec<Effect>> {
+        None
+    }
+
+    /// While a change is undone: tells the run that `kept` was left as found.
+    fn report_kept(&self, _kept: Kept) {}
 
     /// Runs `script`; fails unless it exits 0. Returns its stdout.
     async fn run_ok(&self, script: &str) -> Result<String, HostError> {
@@ -149,38 +423,41 @@ pub trait Host: Send + Sync {
         }
     }
 
-    /// Reads a text file: its content and mode, or [`FileState::absent`].
+    /// Reads a file: its bytes and mode, or [`FileState::absent`] with the parent
+    /// directories that are absent too. The content is framed by a marker and its length, so
+    /// whatever a login shell prints around it is not taken for content; a file that changes
+    /// size while read is read again.
     async fn read_file(&self, path: &str) -> Result<FileState, HostError> {
-        let p = shell_quote(path);
-        // The mode comes first on its own line, then the content verbatim. An absent file is
-        // followed by its absent parent directories, one per line, innermost first.
-        let out = self
-            .run_ok(&format!(
-                "if [ -f {p} ]; then stat -c %a {p} && cat {p}; else echo absent; {}; fi",
-                list_missing_dirs(&format!("$(dirname {p})"))
-            ))
-            .await?;
-        let (first, rest) = out.split_once('\n').unwrap_or((out.as_str(), ""));
-        if first == "absent" {
-            return Ok(FileState {
-                missing_dirs: rest.lines().map(str::to_string).collect(),
-                ..FileState::absent()
-            });
+        let mut tries = 0;
+        loop {
+            let marker = frame_marker();
+            let out = self.run_data(&read_file_script(path, &marker), b"").await?;
+            let failed = |why: &str| HostError::Failed {
+                host: self.name().to_string(),
+                command: format!("reading {path}"),
+                status: out.described.clone(),
+                stderr: format!("{}{why}", out.stderr),
+            };
+            if !out.success() {
+                return Err(failed(""));
+            }
+            match parse_framed(&out.stdout, &marker) {
+                Ok(state) => return Ok(state),
+                Err(Unframed::Changed) if tries < 3 => tries += 1,
+                Err(Unframed::Changed) => {
+                    return Err(failed(" (it kept changing while being read)"))
+                }
+                Err(Unframed::Missing) => {
+                    return Err(failed(" (its output has no frame: is `sh` a POSIX shell?)"))
+                }
+            }
         }
-        Ok(FileState {
-            content: Some(rest.to_string()),
-            mode: u32::from_str_radix(first.trim(), 8).ok(),
-            missing_dirs: Vec::new(),
-        })
     }
 
     /// Puts a file back the way [`Host::read_file`] found it (removed when it was absent).
     async fn restore_file(&self, path: &str, state: &FileState) -> Result<(), HostError> {
-        match &state.content {
-            Some(c) => {
-                self.write_file(path, c.as_bytes(), state.mode.unwrap_or(0o644))
-                    .await
-            }
+        match state.bytes() {
+            Some(c) => self.write_file(path, c, state.mode.unwrap_or(0o644)).await,
             None => {
                 self.run_ok(&format!("rm -f {}", shell_quote(path))).await?;
                 self.remove_empty_dirs(&state.missing_dirs).await
@@ -232,32 +509,6 @@ impl SshHost {
     pub fn session(&self) -> &Arc<Session> {
         &self.session
     }
-
-    async fn run_with_stdin(&self, script: &str, stdin: &[u8]) -> Result<CmdOutput, HostError> {
-        let mut child = self
-            .session
-            .spawn(&format!("sh -c {}", shell_quote(script)), true)
-            .await?;
-        let write = child.write_stdin(stdin).await;
-        child.close_stdin().await;
-        let mut stdout = Vec::new();
-        let _ = tokio::io::AsyncReadExt::read_to_end(child.stdout(), &mut stdout).await;
-        let exit = child.wait().await?;
-        if let Err(e) = write {
-            return Err(HostError::Failed {
-                host: self.name.clone(),
-                command: script.lines().next().unwrap_or_default().to_string(),
-                status: exit.describe(),
-                stderr: format!("{} (writing its input: {e})", exit.stderr_tail),
-            });
-        }
-        Ok(CmdOutput {
-            status: exit.status,
-            described: exit.describe(),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: exit.stderr_tail,
-        })
-    }
 }
 
 #[async_trait]
@@ -279,23 +530,45 @@ impl Host for SshHost {
         })
     }
 
-    async fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<(), HostError> {
-        let p = shell_quote(path);
-        let tmp = shell_quote(&format!("{path}.ferry-tmp"));
-        let script = format!(
-            "(umask 022 && mkdir -p \"$(dirname {p})\") && umask 077 && cat > {tmp} \
-             && chmod {mode:o} {tmp} && mv -f {tmp} {p}"
-        );
-        let out = self.run_with_stdin(&script, content).await?;
-        if out.success() {
-            return Ok(());
+    async fn run_data(&self, script: &str, input: &[u8]) -> Result<DataOutput, HostError> {
+        let mut child = self
+            .session
+            .spawn_unlogged(&format!("sh -c {}", shell_quote(script)), true)
+            .await?;
+        let write = child.write_stdin(input).await;
+        child.close_stdin().await;
+        let mut stdout = Vec::new();
+        // One byte past the limit tells "exactly at the limit" from "more".
+        let limit = DATA_OUTPUT_LIMIT as u64 + 1;
+        let _ = tokio::io::AsyncReadExt::read_to_end(
+            &mut tokio::io::AsyncReadExt::take(child.stdout(), limit),
+            &mut stdout,
+        )
+        .await;
+        let too_much = stdout.len() > DATA_OUTPUT_LIMIT;
+        if too_much {
+            child.abort().await;
+            return Err(HostError::Failed {
+                host: self.name.clone(),
+                command: script.lines().next().unwrap_or_default().to_string(),
+                status: "stopped".into(),
+                stderr: format!("it printed more than {} MiB", DATA_OUTPUT_LIMIT >> 20),
+            });
         }
-        let _ = self.run(&format!("rm -f {tmp}")).await;
-        Err(HostError::Failed {
-            host: self.name.clone(),
-            command: format!("writing {path}"),
-            status: out.described,
-            stderr: out.stderr,
+        let exit = child.wait().await?;
+        if let Err(e) = write {
+            return Err(HostError::Failed {
+                host: self.name.clone(),
+                command: script.lines().next().unwrap_or_default().to_string(),
+                status: exit.describe(),
+                stderr: format!("{} (writing its input: {e})", exit.stderr_tail),
+            });
+        }
+        Ok(DataOutput {
+            status: exit.status,
+            described: exit.describe(),
+            stdout,
+            stderr: exit.stderr_tail,
         })
     }
 

@@ -12,6 +12,9 @@ pub mod resources;
 pub mod spec;
 
 pub use baseline::{resources_for, BaselineConfig, HostContext, Member};
-pub use host::{CmdOutput, FileState, Host, HostError, SshHost};
+pub use host::{
+    CmdOutput, DataOutput, Effect, FileBytes, FileState, Host, HostError, InstalledPackage, Kept,
+    SshHost,
+};
 pub use resource::{Change, DynResource, Resource, ResourceError};
 pub use spec::ResourceSpec;

@@ -61,7 +61,7 @@ async fn restoring_an_absent_file_removes_only_the_empty_directories_its_write_m
         "parents 0755, the file its own mode"
     );
     let now = h.read_file(&file).await.unwrap();
-    assert_eq!(now.content.as_deref(), Some("x = 1\n"));
+    assert_eq!(now.text(), Some("x = 1\n"));
     assert_eq!(now.mode, Some(0o600));
 
     // Something else was put in `a` meanwhile: `a/b` goes, `a` stays with it.
@@ -88,4 +88,76 @@ async fn restoring_an_absent_file_removes_only_the_empty_directories_its_write_m
         .unwrap();
     assert_eq!(left, ".\n", "nothing the write made is left");
     h.run_ok(&format!("rmdir {root}")).await.unwrap();
+}
+
+/// A host reached as the harness's banner user: its `.bashrc` prints a banner on stdout (and a
+/// line on stderr) before every command, as many sites' login shells do.
+async fn banner_host(s: &Sshd, dir: &std::path::Path) -> SshHost {
+    let target = Target {
+        name: "banner".into(),
+        address: s.address.clone(),
+        port: s.port,
+        user: sshd::BANNER_USER.into(),
+        auth: Auth::Key {
+            path: sshd::fixture().keys.ed25519.clone(),
+            passphrase: None,
+        },
+        sudo: Sudo::None,
+        bastion: None,
+    };
+    let mut opts = SessionOptions::new(dir.join("known_hosts"));
+    opts.connect_timeout = Duration::from_secs(10);
+    SshHost::new(Arc::new(Session::connect(&target, &opts).await.unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_shell_banner_and_binary_bytes_do_not_corrupt_a_file_read_or_restored() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let local = tempfile::tempdir().unwrap();
+    let h = banner_host(&s, local.path()).await;
+    // The banner really is there, before every command's output.
+    let said = h.run_ok("echo hello").await.unwrap();
+    assert!(said.contains(sshd::BANNER_TEXT), "{said:?}");
+    let root = h
+        .run_ok("mktemp -d /tmp/ferry-banner.XXXXXX")
+        .await
+        .unwrap();
+    let root = root.lines().last().unwrap().trim().to_string();
+
+    // Text whose first line looks like a mode, with no final newline.
+    let text = format!("644\n{}\nlast line", sshd::BANNER_TEXT);
+    // Every byte value, invalid UTF-8 included.
+    let binary: Vec<u8> = (0..=255u8).chain([0xff, 0xfe, 0x00, b'\n']).collect();
+    for (name, content) in [("text.conf", text.as_bytes()), ("blob.bin", &binary[..])] {
+        let path = format!("{root}/{name}");
+        h.write_file(&path, content, 0o640).await.unwrap();
+        let read = h.read_file(&path).await.unwrap();
+        assert_eq!(
+            read.bytes(),
+            Some(content),
+            "{name} read back byte for byte"
+        );
+        assert_eq!(read.mode, Some(0o640), "{name}");
+        // The snapshot goes through a journal (JSON) and back onto the host unchanged.
+        let journaled: FileState =
+            serde_json::from_str(&serde_json::to_string(&read).unwrap()).unwrap();
+        assert_eq!(journaled, read);
+        h.write_file(&path, b"changed\n", 0o600).await.unwrap();
+        h.restore_file(&path, &journaled).await.unwrap();
+        let sums = h
+            .run_ok(&format!("sha256sum {path} && stat -c %a {path}"))
+            .await
+            .unwrap();
+        assert!(
+            sums.contains(&ferry_bootos::host::sha256_hex(content)) && sums.ends_with("640\n"),
+            "{name} restored exactly: {sums}"
+        );
+    }
+    let absent = h.read_file(&format!("{root}/none/x")).await.unwrap();
+    assert!(!absent.exists());
+    assert_eq!(absent.missing_dirs, [format!("{root}/none")]);
+    h.run_ok(&format!("rm -rf {root}")).await.unwrap();
 }

@@ -109,6 +109,19 @@ impl Site {
         }
     }
 
+    /// The cluster id a run recorded in its directory.
+    fn run_cluster_id(&self, run_id: &str) -> String {
+        let path = self
+            .home()
+            .join(".ferry/runs")
+            .join(run_id)
+            .join("cluster.json");
+        let text = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("the run's cluster record {}: {e}", path.display()));
+        let v: Value = serde_json::from_str(&text).unwrap();
+        v["id"].as_str().unwrap_or_default().to_string()
+    }
+
     fn journal(&self, run_id: &str) -> PathBuf {
         self.home()
             .join(".ferry/runs")
@@ -635,13 +648,13 @@ fn baseline_applies_converges_survives_a_reboot_and_rolls_back() {
     );
     let plan_json = site.ferry(&["plan", "--answers", answers, "--json"]);
     plan_json.expect_ok("plan --json on 3 fresh hosts");
-    let cluster_id = plan_json.json()["cluster_id"]
+    let plan_json_id = plan_json.json()["cluster_id"]
         .as_str()
         .unwrap_or_default()
         .to_string();
     assert!(
-        cluster_id.starts_with("ferry-"),
-        "cluster id {cluster_id:?}"
+        plan_json_id.starts_with("ferry-"),
+        "cluster id {plan_json_id:?}"
     );
     for vm in bed.vms() {
         let p = expect_status(&plan_json, vm.name(), "ready");
@@ -657,12 +670,60 @@ fn baseline_applies_converges_survives_a_reboot_and_rolls_back() {
     }
 
     step(
-        "2. apply sets the baseline on every host, one at a time, the time source first",
+        "2. apply sets the baseline on every host, one at a time, the time source first; a \
+         second apply from another jump host meanwhile is refused by the hosts' locks",
         t0,
     );
-    let apply = site.ferry(&["apply", "--answers", answers, "--parallel", "1"]);
+    let other_jump_host = Site::new(&bed);
+    let other_answers =
+        other_jump_host.answers("site.toml", "", "\n[baseline.time]\nsource = \"vm2\"");
+    let mut second: Option<Run> = None;
+    let apply = site
+        .start(&["apply", "--answers", answers, "--parallel", "1"])
+        .finish(|line| {
+            if second.is_none() && line.contains(" applied (") {
+                second = Some(other_jump_host.ferry(&[
+                    "apply",
+                    "--answers",
+                    other_answers.to_str().unwrap(),
+                ]));
+            }
+        });
     apply.expect_ok("first apply");
     let run_id = apply.run_id();
+    let second = second.unwrap_or_else(|| panic!("no `applied` line\n{}", apply.show()));
+    second.expect_fail("a second apply while the first runs");
+    for vm in bed.vms() {
+        second.expect_outcome(vm.name(), "blocked");
+        assert!(
+            second.stdout.contains(&format!(
+                "{} is locked by run {run_id} (apply) from jump host",
+                vm.name()
+            )),
+            "the refusal should name the host, the run holding it and the jump host\n{}",
+            second.show()
+        );
+    }
+    assert!(
+        second.stdout.contains(&format!("--break-lock {run_id}")),
+        "{}",
+        second.show()
+    );
+    for vm in bed.vms() {
+        let lock = vm.ssh("test -e /var/lib/ferry/lock").unwrap();
+        assert!(
+            !lock.success(),
+            "{}: the lock is still there after the apply",
+            vm.name()
+        );
+    }
+    // The cluster id is random (not derived from the name), made at this first apply, kept in
+    // the run's directory and every marker.
+    let cluster_id = site.run_cluster_id(&run_id);
+    assert_ne!(
+        cluster_id, plan_json_id,
+        "a plan of unmarked hosts shows a new id, and the apply makes its own"
+    );
     for vm in bed.vms() {
         apply.expect_outcome(vm.name(), "ok");
         assert!(
@@ -697,6 +758,11 @@ fn baseline_applies_converges_survives_a_reboot_and_rolls_back() {
     );
     let again = site.ferry(&["plan", "--answers", answers, "--json"]);
     again.expect_ok("plan after apply");
+    assert_eq!(
+        again.json()["cluster_id"],
+        cluster_id,
+        "a later plan takes the id from the hosts' markers"
+    );
     for vm in bed.vms() {
         let p = expect_status(&again, vm.name(), "no-changes");
         assert_eq!(p.changes, 0, "{}: changes planned after apply", vm.name());
@@ -751,9 +817,44 @@ fn baseline_applies_converges_survives_a_reboot_and_rolls_back() {
     after_boot.expect_ok("plan after a reboot");
     expect_status(&after_boot, "vm1", "no-changes");
 
-    step("5. rollback returns every host to its pre-run state", t0);
+    step(
+        "5. rollback, with the jump host's journal cut mid-line and an fstab line added on vm0 \
+         since: every host back to its pre-run state, the added line kept",
+        t0,
+    );
+    let journal = site.journal(&run_id);
+    let text = fs::read(&journal).unwrap();
+    let mut cut = text.len() / 3;
+    while text[cut - 1] == b'\n' || text[cut] == b'\n' {
+        cut += 1;
+    }
+    fs::write(&journal, &text[..cut]).unwrap();
+    let vm0 = bed.vm(0);
+    let added = "/dev/vdz /mnt/ferry-test ext4 noauto 0 0";
+    vm0.ssh_ok(&format!("echo '{added}' >> /etc/fstab"))
+        .unwrap();
     let rollback = site.ferry(&["rollback", "--run", &run_id, "--answers", answers]);
     rollback.expect_ok("rollback of the first run");
+    let snapshot = format!("/etc/fstab.ferry-rollback-{run_id}");
+    assert!(
+        rollback.stdout.contains(&format!(
+            "vm0: kept: swap: /etc/fstab: changed since run {run_id} wrote it"
+        )) && rollback.stdout.contains(&snapshot),
+        "the rollback report should say vm0's fstab was kept and where the old one is\n{}",
+        rollback.show()
+    );
+    let fstab = vm0.ssh_ok("cat /etc/fstab").unwrap();
+    assert!(
+        fstab.contains(added),
+        "vm0: the added fstab line is gone:\n{fstab}"
+    );
+    let old = vm0.ssh_ok(&format!("cat {snapshot}")).unwrap();
+    assert!(
+        old.lines().any(|l| l == "/swapfile none swap sw 0 0") && !old.contains(added),
+        "vm0: {snapshot} should hold the fstab from before the run:\n{old}"
+    );
+    // The operator takes the old fstab back by hand; then every host is as before.
+    vm0.ssh_ok(&format!("mv {snapshot} /etc/fstab")).unwrap();
     for (vm, b) in bed.vms().iter().zip(&before) {
         // The journal stays (it is the record of the run); restored files have new mtimes.
         assert_same(
@@ -851,7 +952,83 @@ fn failures_roll_back_the_failed_host_and_guards_refuse_foreign_hosts() {
     }
 
     step(
-        "6c. vm2 powered off mid-apply: vm0 and vm1 done, vm2 rolled back later",
+        "6c. packages: rollback removes what the run installed; a package installed by hand \
+         since stays; one with only its configuration left before gets that back",
+        t0,
+    );
+    let pkgs = site.answers(
+        "pkgs.toml",
+        bundle_top,
+        "packages = [\"ferry-standin-hello\", \"ferry-standin-conf\"]",
+    );
+    let vm0 = bed.vm(0);
+    let conf_deb = fs::read(site.path().join("debs/ferry-standin-conf_1.0_all.deb")).unwrap();
+    vm0.ssh_ok(&format!(
+        "set -e; echo {} | base64 -d > /root/conf.deb; dpkg -i /root/conf.deb; rm /root/conf.deb; \
+         echo 'local = edit' >> /etc/ferry-standin-conf.conf; dpkg --remove ferry-standin-conf",
+        base64_of(&conf_deb)
+    ))
+    .unwrap();
+    let rc_before = observe(vm0);
+    let run = site.ferry(&["apply", "--answers", pkgs.to_str().unwrap()]);
+    run.expect_ok("apply with packages");
+    let run_id = run.run_id();
+    vm0.ssh_ok(
+        "dpkg -i /var/lib/ferry/repo/*/ferry-standin-extra_1.0_all.deb >/dev/null && \
+         dpkg-query -W -f '${Status}' ferry-standin-hello",
+    )
+    .unwrap();
+    let rollback = site.ferry(&["rollback", "--run", &run_id, "--answers", answers]);
+    rollback.expect_ok("rollback of the packages run");
+    let status = |p: &str| {
+        vm0.ssh(&format!("dpkg-query -W -f '${{Status}}' {p} 2>/dev/null"))
+            .unwrap()
+            .stdout
+    };
+    assert_eq!(
+        status("ferry-standin-extra"),
+        "install ok installed",
+        "vm0: a package installed by hand after the run was removed by its rollback"
+    );
+    assert!(
+        !status("ferry-standin-hello").contains("installed"),
+        "vm0: the run's package is still there: {}",
+        status("ferry-standin-hello")
+    );
+    assert_eq!(
+        status("ferry-standin-conf"),
+        "deinstall ok config-files",
+        "vm0: a package that had only its configuration left before should be back to that"
+    );
+    let conf = vm0.ssh_ok("cat /etc/ferry-standin-conf.conf").unwrap();
+    assert!(
+        conf.contains("local = edit"),
+        "vm0: its edited configuration is gone: {conf}"
+    );
+    vm0.ssh_ok("dpkg --purge ferry-standin-extra >/dev/null")
+        .unwrap();
+    assert_same(
+        "vm0",
+        "after the packages rollback",
+        &rc_before,
+        &observe(vm0),
+        &no_journal,
+    );
+    vm0.ssh_ok("dpkg --purge ferry-standin-conf >/dev/null")
+        .unwrap();
+    for (vm, b) in bed.vms().iter().zip(&before).skip(1) {
+        assert_same(
+            vm.name(),
+            "after the packages rollback",
+            b,
+            &observe(vm),
+            &no_journal,
+        );
+    }
+
+    step(
+        "6d. vm2 powered off mid-apply: vm0 and vm1 done; vm2 rolled back later from a new \
+         jump host (the first one's journal lost) once its stale lock is broken",
         t0,
     );
     sync_all(&bed);
@@ -881,16 +1058,33 @@ fn failures_roll_back_the_failed_host_and_guards_refuse_foreign_hosts() {
     );
     let run_id = run.run_id();
     vm2.power_on().unwrap();
-    let rollback = site.ferry(&[
+    // The jump host is lost: a new one, with the same answer file, has no copy of the run.
+    let new_jump_host = Site::new(&bed);
+    let new_answers = new_jump_host.answers("site.toml", "", "");
+    let rollback_args = [
         "rollback",
         "--run",
         &run_id,
         "--answers",
-        answers,
+        new_answers.to_str().unwrap(),
         "--host",
         "vm2",
-    ]);
-    rollback.expect_ok("rollback of vm2 after its power loss");
+    ];
+    let refused = new_jump_host.ferry(&rollback_args);
+    refused.expect_fail("rollback of vm2 while the dead run's lock is there");
+    assert!(
+        refused
+            .stdout
+            .contains(&format!("vm2 is locked by run {run_id} (apply)"))
+            && refused.stdout.contains("the lock is stale")
+            && refused.stdout.contains(&format!("--break-lock {run_id}")),
+        "the refusal should name the dead run, say the lock is stale and how to break it\n{}",
+        refused.show()
+    );
+    let mut args = rollback_args.to_vec();
+    args.extend(["--break-lock", &run_id]);
+    let rollback = new_jump_host.ferry(&args);
+    rollback.expect_ok("rollback of vm2 after its power loss, from the hosts' journals");
     // The testbed names a VM on its kernel command line at each boot: the running host name
     // after a power cycle is the testbed's, so only /etc/hostname is compared.
     let mut skip = no_journal.to_vec();
@@ -1059,7 +1253,19 @@ fn build_bundle(dir: &Path) {
         mode: 0o644,
     };
     deb(&debs, "ferry-standin-hello", "1.0", &[], &[file]);
-    broken_deb(dir, &debs);
+    let extra = DebFile {
+        path: "/usr/share/ferry-standin/extra",
+        content: "STAND-IN package built by ferry's VM tests\n",
+        mode: 0o644,
+    };
+    deb(&debs, "ferry-standin-extra", "1.0", &[], &[extra]);
+    special_deb(dir, &debs, "ferry-standin-broken", None);
+    special_deb(
+        dir,
+        &debs,
+        "ferry-standin-conf",
+        Some(("/etc/ferry-standin-conf.conf", "setting = 1\n")),
+    );
     flat_repo(&debs);
     fs::write(
         dir.join("bundle.toml"),
@@ -1095,11 +1301,23 @@ fn build_bundle(dir: &Path) {
     ]);
 }
 
-/// `ferry-standin-broken`: standin::deb makes packages without maintainer scripts, and this
-/// one needs a failing postinst.
-fn broken_deb(dir: &Path, debs: &Path) {
+fn base64_of(bytes: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("base64")
+        .arg("-w0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+}
+
+/// Packages standin::deb cannot make: `ferry-standin-broken`, whose postinst fails (as a real
+/// package's can, after dpkg unpacked it), and `ferry-standin-conf`, with a configuration
+/// file (dpkg keeps it when the package is removed, not purged).
+fn special_deb(dir: &Path, debs: &Path, name: &str, conffile: Option<(&str, &str)>) {
     use std::os::unix::fs::PermissionsExt as _;
-    let name = "ferry-standin-broken";
     let root = dir.join(format!("build-{name}"));
     fs::create_dir_all(root.join("DEBIAN")).unwrap();
     fs::create_dir_all(root.join("usr/share/ferry-standin")).unwrap();
@@ -1116,13 +1334,23 @@ fn broken_deb(dir: &Path, debs: &Path) {
         ),
     )
     .unwrap();
-    let script = root.join("DEBIAN/postinst");
-    fs::write(
-        &script,
-        "#!/bin/sh\necho 'ferry-standin-broken: failing on purpose (test)' >&2\nexit 1\n",
-    )
-    .unwrap();
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    match conffile {
+        None => {
+            let script = root.join("DEBIAN/postinst");
+            fs::write(
+                &script,
+                format!("#!/bin/sh\necho '{name}: failing on purpose (test)' >&2\nexit 1\n"),
+            )
+            .unwrap();
+            fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Some((path, content)) => {
+            let p = root.join(path.trim_start_matches('/'));
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, content).unwrap();
+            fs::write(root.join("DEBIAN/conffiles"), format!("{path}\n")).unwrap();
+        }
+    }
     let out = Command::new("dpkg-deb")
         .args(["--root-owner-group", "-Zgzip", "--build"])
         .arg(&root)

@@ -111,6 +111,19 @@ fn force_needs_a_host_name_and_a_host_of_the_inventory() {
     );
 }
 
+/// The `error:` line, after checking the command failed without panicking (progress lines
+/// may come before it).
+fn the_error(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "succeeded:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line:\n{stderr}"))
+        .to_string()
+}
+
 #[test]
 fn rolling_back_an_unknown_run_names_the_runs_directory() {
     let d = site();
@@ -122,16 +135,17 @@ fn rolling_back_an_unknown_run_names_the_runs_directory() {
     assert_eq!(
         line,
         format!(
-            "error: no run NOPE in {}; there are no runs there (give the --run-dir the run used)",
+            "error: --run NOPE: not a run id (they look like 20250101-120000-abcd); there are no \
+             runs in {} (give the --run-dir the run used, or check the run id)",
             runs.display()
         )
     );
-    // With runs present, it lists them.
+    // With runs present, it lists them; the hosts were asked for their copies too.
     for id in ["20250101-000000-aaaa", "20250102-000000-bbbb"] {
         std::fs::create_dir_all(runs.join(id)).unwrap();
         std::fs::write(runs.join(id).join("journal.jsonl"), "").unwrap();
     }
-    let line = error_line(&ferry(
+    let line = the_error(&ferry(
         d.path(),
         &[
             "rollback",
@@ -139,14 +153,84 @@ fn rolling_back_an_unknown_run_names_the_runs_directory() {
             "20250103-000000-cccc",
             "--answers",
             "site.toml",
+            "--attempts",
+            "1",
         ],
     ));
     assert!(
-        line.ends_with(
-            "runs there: 20250102-000000-bbbb, 20250101-000000-aaaa (newest 20250102-000000-bbbb)"
-        ),
+        line.starts_with(&format!(
+            "error: no run 20250103-000000-cccc in {} and no host has \
+             /var/lib/ferry/journal/20250103-000000-cccc.jsonl; runs in",
+            runs.display()
+        )) && line
+            .ends_with("20250102-000000-bbbb, 20250101-000000-aaaa (newest 20250102-000000-bbbb)"),
         "{line}"
     );
+}
+
+/// `--run-dir /tmp` must leave /tmp as it is: ferry makes a directory of its own inside.
+#[test]
+fn run_dir_never_changes_the_mode_of_the_folder_given() {
+    use std::os::unix::fs::PermissionsExt;
+    if !ferry_tests::sshd::available() {
+        return;
+    }
+    let d = site();
+    // A host that answers, so the commands get as far as writing their logs.
+    let sshd = ferry_tests::sshd::Sshd::start();
+    std::fs::write(
+        d.path().join("inventory.toml"),
+        format!(
+            "[[hosts]]\nname = \"vm0\"\naddress = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\n\
+             key = \"{}\"\n",
+            sshd.port,
+            ferry_tests::sshd::KEY_USER,
+            ferry_tests::sshd::fixture().keys.ed25519.display()
+        ),
+    )
+    .unwrap();
+    let shared = d.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let run_dir = ["--run-dir", "shared", "--attempts", "1", "--timeout", "2"];
+    let commands: [&[&str]; 3] = [
+        &["inventory", "check", "-i", "inventory.toml"],
+        &["plan", "--answers", "site.toml"],
+        &["apply", "--answers", "site.toml"],
+    ];
+    for cmd in commands {
+        let args: Vec<&str> = cmd.iter().chain(&run_dir).copied().collect();
+        let out = ferry(d.path(), &args);
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            mode,
+            0o1777,
+            "ferry {} changed the folder's mode",
+            cmd.join(" ")
+        );
+    }
+    // Each command made its own private directory inside.
+    let made: Vec<(String, u32)> = std::fs::read_dir(&shared)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().permissions().mode() & 0o777,
+            )
+        })
+        .collect();
+    assert!(
+        made.iter().any(|(n, _)| n.starts_with("check-")),
+        "{made:?}"
+    );
+    assert!(made.iter().any(|(n, _)| n.starts_with("plan-")), "{made:?}");
+    assert!(made.iter().all(|(_, m)| *m == 0o700), "{made:?}");
 }
 
 #[test]

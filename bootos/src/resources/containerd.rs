@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ferry_inventory::facts::Facts;
-use ferry_inventory::ssh::shell_quote;
 use serde::{Deserialize, Serialize};
 
 use crate::host::{FileState, Host};
@@ -39,9 +38,12 @@ pub struct Containerd {
 pub struct ContainerdState {
     /// The `containerd` binary is there.
     pub installed: bool,
-    /// Packages present before, when the binary was missing (what an install adds is purged
-    /// on revert); empty when it was installed.
+    /// Packages present before, when the binary was missing (what an install adds is
+    /// removed on revert, see `packages::undo_install`); empty when it was installed.
     pub packages_before: BTreeSet<String>,
+    /// Packages with only configuration files left before, when the binary was missing.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub config_only_before: BTreeSet<String>,
     /// The service.
     pub service: ServiceState,
     /// The configuration file.
@@ -66,14 +68,15 @@ impl Resource for Containerd {
 
     async fn observe(&self, host: &dyn Host) -> Result<ContainerdState, ResourceError> {
         let installed = host.run("command -v containerd").await?.success();
-        let packages_before = if installed {
-            BTreeSet::new()
+        let before = if installed {
+            packages::PackagesState::default()
         } else {
-            packages::present_packages(host).await?
+            packages::dpkg_state(host).await?
         };
         Ok(ContainerdState {
             installed,
-            packages_before,
+            packages_before: before.present,
+            config_only_before: before.config_only,
             service: ServiceState::observe(host, UNIT).await?,
             config: host.read_file(CONFIG).await?,
             cni_missing: host.missing_dirs(CNI_CONF_DIR).await?,
@@ -123,12 +126,9 @@ impl Resource for Containerd {
             packages::install(host, std::slice::from_ref(&self.package), repo).await?;
         }
         if !observed.config.exists() {
-            let tmp = shell_quote(&format!("{CONFIG}.ferry-tmp"));
-            host.run_ok(&format!(
-                "mkdir -p /etc/containerd && containerd config default > {tmp} && \
-                 chmod 644 {tmp} && mv -f {tmp} {CONFIG}"
-            ))
-            .await?;
+            // Through write_file, so the run records what it wrote (see `Effect::Wrote`).
+            let default = host.run_ok("containerd config default").await?;
+            host.write_file(CONFIG, default.as_bytes(), 0o644).await?;
         }
         observed.service.start(host, UNIT).await?;
         let started = Instant::now();
@@ -158,7 +158,11 @@ impl Resource for Containerd {
         }
         host.restore_file(CONFIG, &before.config).await?;
         if !before.installed {
-            packages::purge_added(host, &before.packages_before).await?;
+            let dpkg = packages::PackagesState {
+                present: before.packages_before.clone(),
+                config_only: before.config_only_before.clone(),
+            };
+            packages::undo_install(host, &dpkg).await?;
         }
         host.remove_empty_dirs(&before.cni_missing).await?;
         Ok(())
@@ -179,6 +183,7 @@ mod tests {
         let s = ContainerdState {
             installed: true,
             packages_before: BTreeSet::new(),
+            config_only_before: BTreeSet::new(),
             service: ServiceState::default(),
             config: FileState::absent(),
             cni_missing: Vec::new(),

@@ -108,7 +108,7 @@ impl Resource for DefaultRoute {
             (NETDEV, &observed.netdev, render_netdev()),
             (NETWORK, &observed.network, render_network()),
         ] {
-            if have.content.as_deref() != Some(want.as_str()) {
+            if have.text() != Some(want.as_str()) {
                 let from = if have.exists() { "differs" } else { "absent" };
                 out.push(Change::new(path, from, "ferry0, kept at boot"));
             }

@@ -150,10 +150,13 @@ impl Resource for Dns {
         // A symlink (resolvconf's) is replaced even when its target reads the same: that
         // target is rewritten by its owner.
         let link = !observed.resolved && observed.resolv_link.is_some();
-        if have.content.as_deref() == Some(want.as_str()) && !link {
+        if have.text() == Some(want.as_str()) && !link {
             return Vec::new();
         }
-        let from = match (&have.content, &observed.resolv_link) {
+        let from = match (
+            have.bytes().map(String::from_utf8_lossy),
+            &observed.resolv_link,
+        ) {
             (_, Some(t)) if link => format!("symlink to {t}"),
             (None, _) => "absent".to_string(),
             (Some(c), _) => {

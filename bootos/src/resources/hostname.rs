@@ -104,7 +104,7 @@ impl Resource for Hostname {
 
     fn diff(&self, observed: &HostnameState) -> Vec<Change> {
         let mut out = Vec::new();
-        let boot = observed.etc_hostname.content.as_deref();
+        let boot = observed.etc_hostname.text();
         if boot.and_then(parse_etc_hostname) != Some(self.name.as_str()) {
             let from = match boot {
                 None => "absent".to_string(),
@@ -164,7 +164,7 @@ mod tests {
     fn state(etc: Option<&str>, running: &str) -> HostnameState {
         HostnameState {
             etc_hostname: FileState {
-                content: etc.map(str::to_string),
+                content: etc.map(|e| crate::host::FileBytes(e.into())),
                 mode: etc.map(|_| 0o644),
                 ..FileState::absent()
             },

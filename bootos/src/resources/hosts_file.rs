@@ -111,11 +111,8 @@ fn describe(content: Option<&str>, cluster: &str) -> String {
 impl HostsFile {
     fn wanted(&self, observed: &FileState) -> Result<String, String> {
         let block = render_block(&self.cluster, &self.entries);
-        with_block(
-            observed.content.as_deref().unwrap_or_default(),
-            &self.cluster,
-            &block,
-        )
+        let text = observed.editable_text(HOSTS).map_err(|e| e.to_string())?;
+        with_block(text, &self.cluster, &block)
     }
 }
 
@@ -156,10 +153,10 @@ impl Resource for HostsFile {
         let what = format!("{HOSTS} ferry block");
         let to = format!("block with {} entries", self.entries.len());
         match self.wanted(observed) {
-            Ok(w) if observed.content.as_deref() == Some(w.as_str()) => Vec::new(),
+            Ok(w) if observed.text() == Some(w.as_str()) => Vec::new(),
             Ok(_) => vec![Change::new(
                 what,
-                describe(observed.content.as_deref(), &self.cluster),
+                describe(observed.text(), &self.cluster),
                 to,
             )],
             Err(why) => vec![Change::new(what, why, to)],

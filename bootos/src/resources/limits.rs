@@ -123,7 +123,7 @@ impl Resource for Limits {
             (PAM_DROPIN, &observed.pam, render_pam(self)),
             (SYSTEMD_DROPIN, &observed.systemd, render_systemd(self)),
         ] {
-            if have.content.as_deref() != Some(want.as_str()) {
+            if have.text() != Some(want.as_str()) {
                 let from = if have.exists() { "differs" } else { "absent" };
                 out.push(Change::new(path, from, format!("nofile {}", self.nofile)));
             }

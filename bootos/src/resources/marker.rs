@@ -42,14 +42,10 @@ impl Resource for ClusterMarker {
 
     fn diff(&self, observed: &FileState) -> Vec<Change> {
         let want = self.content();
-        if observed.content.as_deref() == Some(want.as_str()) {
+        if observed.text() == Some(want.as_str()) {
             return Vec::new();
         }
-        let from = match observed
-            .content
-            .as_deref()
-            .map(serde_json::from_str::<FerryMarker>)
-        {
+        let from = match observed.bytes().map(serde_json::from_slice::<FerryMarker>) {
             None => "absent".to_string(),
             Some(Ok(m)) => format!("cluster {}", m.cluster_id),
             Some(Err(_)) => "unreadable".to_string(),

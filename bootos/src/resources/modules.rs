@@ -111,7 +111,7 @@ impl Resource for Modules {
     fn diff(&self, observed: &ModulesState) -> Vec<Change> {
         let mut out = Vec::new();
         let want = render_dropin(&self.modules);
-        if observed.dropin.content.as_deref() != Some(want.as_str()) {
+        if observed.dropin.text() != Some(want.as_str()) {
             let from = if observed.dropin.exists() {
                 "differs"
             } else {

@@ -4,12 +4,15 @@
 //!
 //! The source is `[trusted=yes]`: the repository has no apt signature of its own, and its bytes
 //! were checked against the bundle's signed manifest on the jump host before they were sent.
-//! Revert purges exactly the packages a run added (dependencies included), from a `dpkg-query`
-//! list taken before. RedHat is designed in the same way (a `file://` repo in
+//! Before installing, the packages apt will add (dependencies included) and their versions are
+//! recorded in the run's journal (`apt-get -s`); undoing the run removes exactly those, and
+//! only while still at the version the run installed: a package an admin installed later, or
+//! one upgraded since, stays (and the rollback says so). A package that had only its
+//! configuration files left (`rc`) before is removed, not purged, so those files stay. RedHat is designed in the same way (a `file://` repo in
 //! `/etc/yum.repos.d/ferry.repo`, `dnf --disablerepo='*' --enablerepo=ferry`, `rpm -qa` lists);
 //! only Debian/Ubuntu is implemented.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use ferry_inventory::facts::Facts;
@@ -17,7 +20,7 @@ use ferry_inventory::ssh::shell_quote;
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::LocalRepo;
-use crate::host::{FileState, Host, HostError};
+use crate::host::{Effect, FileState, Host, HostError, InstalledPackage, Kept};
 use crate::os::{self, Family};
 use crate::resource::{Change, Resource, ResourceError};
 
@@ -137,7 +140,7 @@ impl Resource for OsRepo {
                 format!("{} repository", r.distro),
             ));
         }
-        if observed.source_list.content.as_deref() != Some(r.source_line().as_str()) {
+        if observed.source_list.text() != Some(r.source_line().as_str()) {
             let from = if observed.source_list.exists() {
                 "another repository"
             } else {
@@ -195,12 +198,14 @@ pub struct Packages {
     pub repo: Option<RepoRef>,
 }
 
-/// What `packages` finds: the installed packages (all of them, so revert knows what a run
-/// added, dependencies included).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What `packages` finds: the packages on the host before, by dpkg state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackagesState {
     /// Every package present (installed or partly installed) before.
     pub present: BTreeSet<String>,
+    /// Packages removed with their configuration files left (`rc`) before.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub config_only: BTreeSet<String>,
 }
 
 #[async_trait]
@@ -226,9 +231,7 @@ impl Resource for Packages {
     }
 
     async fn observe(&self, host: &dyn Host) -> Result<PackagesState, ResourceError> {
-        Ok(PackagesState {
-            present: present_packages(host).await?,
-        })
+        Ok(dpkg_state(host).await?)
     }
 
     fn diff(&self, observed: &PackagesState) -> Vec<Change> {
@@ -264,7 +267,7 @@ impl Resource for Packages {
     }
 
     async fn revert(&self, host: &dyn Host, before: &PackagesState) -> Result<(), ResourceError> {
-        purge_added(host, &before.present).await
+        undo_install(host, before).await
     }
 }
 
@@ -282,12 +285,55 @@ pub fn parse_present(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The packages present on `host`.
-pub(crate) async fn present_packages(host: &dyn Host) -> Result<BTreeSet<String>, HostError> {
+/// Parses the same listing for the packages with only their configuration files left.
+pub fn parse_config_only(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let name = w.next()?;
+            (w.next()?.chars().nth(1)? == 'c').then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// The packages on `host`, present and configuration-only.
+pub(crate) async fn dpkg_state(host: &dyn Host) -> Result<PackagesState, HostError> {
     let out = host
         .run_ok("dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n'")
         .await?;
-    Ok(parse_present(&out))
+    Ok(PackagesState {
+        present: parse_present(&out),
+        config_only: parse_config_only(&out),
+    })
+}
+
+/// The packages `apt-get -s install` would add, with their versions: its `Inst NAME (VERSION
+/// ...)` lines. Upgrades (`Inst NAME [OLD] (NEW ...)`) are not additions and are left out.
+pub fn parse_simulated_installs(text: &str) -> Vec<InstalledPackage> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("Inst ")?;
+            let (name, rest) = rest.split_once(' ')?;
+            let version = rest.strip_prefix('(')?.split_whitespace().next()?;
+            Some(InstalledPackage {
+                name: name.to_string(),
+                version: version.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `NAME VERSION STATUS` lines of `dpkg-query -W -f='${Package} ${Version} ${db:Status-Abbrev}\n'`:
+/// the version of each package present (installed or partly).
+pub fn parse_present_versions(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (name, version, status) = (w.next()?, w.next()?, w.next()?);
+            let state = status.chars().nth(1)?;
+            (!matches!(state, 'n' | 'c')).then(|| (name.to_string(), version.to_string()))
+        })
+        .collect()
 }
 
 /// The one line for packages the repository lacks.
@@ -318,7 +364,7 @@ pub(crate) async fn install(
         return Ok(());
     }
     let list = host.read_file(SOURCE_LIST).await?;
-    if list.content.as_deref() != Some(repo.source_line().as_str()) {
+    if list.text() != Some(repo.source_line().as_str()) {
         return Err(ResourceError::Refused(format!(
             "{}: {SOURCE_LIST} does not point at the bundle's repository ({}): the os-repo step \
              must run first",
@@ -342,6 +388,18 @@ pub(crate) async fn install(
     if !missing.is_empty() {
         return Err(ResourceError::Refused(not_in_repo(&missing, repo)));
     }
+    // What apt will add, recorded before it does: undoing the run removes these and nothing
+    // else, even when the run is killed half way.
+    let simulated = host
+        .run_ok(&format!(
+            "apt-get {APT_OPTS} -s install -y --no-install-recommends {}",
+            quoted.join(" ")
+        ))
+        .await?;
+    host.record_effect(&Effect::Installed {
+        packages: parse_simulated_installs(&simulated),
+    })
+    .await?;
     host.run_ok(&format!(
         "DEBIAN_FRONTEND=noninteractive apt-get {APT_OPTS} install -y --no-install-recommends {}",
         quoted.join(" ")
@@ -350,23 +408,78 @@ pub(crate) async fn install(
     Ok(())
 }
 
-/// Purges the packages present now that were not in `before`.
-pub(crate) async fn purge_added(
+/// Removes what a run's installs added, `before` being what was there before them. With the
+/// run's record ([`Host::recorded_effects`]): exactly the packages it installed, each only while
+/// still at the version installed; a package configuration-only (`rc`) before is removed, so its
+/// configuration files stay; the others are purged. Without a record (a plain host): every
+/// package present now and not before is purged.
+pub(crate) async fn undo_install(
     host: &dyn Host,
-    before: &BTreeSet<String>,
+    before: &PackagesState,
 ) -> Result<(), ResourceError> {
-    let now = present_packages(host).await?;
-    let added: Vec<String> = now.difference(before).map(|p| shell_quote(p)).collect();
-    if added.is_empty() {
+    let Some(effects) = host.recorded_effects() else {
+        let now = dpkg_state(host).await?;
+        let added: Vec<String> = now.present.difference(&before.present).cloned().collect();
+        return remove_packages(host, &[], &added).await;
+    };
+    let installed: Vec<InstalledPackage> = effects
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Installed { packages } => Some(packages),
+            Effect::Wrote { .. } => None,
+        })
+        .flatten()
+        .filter(|p| !before.present.contains(&p.name))
+        .collect();
+    if installed.is_empty() {
         return Ok(());
     }
-    // dpkg, not apt: it removes these and nothing else, and refuses if a package installed
-    // since depends on one of them.
-    host.run_ok(&format!(
-        "DEBIAN_FRONTEND=noninteractive dpkg --purge {}",
-        added.join(" ")
-    ))
-    .await?;
+    let out = host
+        .run_ok("dpkg-query -W -f='${Package} ${Version} ${db:Status-Abbrev}\\n'")
+        .await?;
+    let now = parse_present_versions(&out);
+    let (mut remove, mut purge) = (Vec::new(), Vec::new());
+    for p in installed {
+        match now.get(&p.name) {
+            None => {}
+            Some(v) if *v == p.version => {
+                if before.config_only.contains(&p.name) {
+                    remove.push(p.name);
+                } else {
+                    purge.push(p.name);
+                }
+            }
+            Some(v) => host.report_kept(Kept {
+                what: format!("package {}", p.name),
+                why: format!(
+                    "the run installed version {}, the host has {v} now (changed since): left \
+                     installed",
+                    p.version
+                ),
+            }),
+        }
+    }
+    remove_packages(host, &remove, &purge).await
+}
+
+/// `dpkg --remove` (configuration files stay) then `dpkg --purge`. dpkg, not apt: it removes
+/// these and nothing else, and refuses if a package installed since depends on one of them.
+async fn remove_packages(
+    host: &dyn Host,
+    remove: &[String],
+    purge: &[String],
+) -> Result<(), ResourceError> {
+    for (action, names) in [("--remove", remove), ("--purge", purge)] {
+        if names.is_empty() {
+            continue;
+        }
+        let quoted: Vec<String> = names.iter().map(|p| shell_quote(p)).collect();
+        host.run_ok(&format!(
+            "DEBIAN_FRONTEND=noninteractive dpkg {action} {}",
+            quoted.join(" ")
+        ))
+        .await?;
+    }
     Ok(())
 }
 
@@ -388,6 +501,35 @@ halfway iF
         let p = parse_present(out);
         let names: Vec<&str> = p.iter().map(String::as_str).collect();
         assert_eq!(names, ["apt", "containerd", "ferry-test-tool", "halfway"]);
+    }
+
+    #[test]
+    fn dpkg_query_lists_configuration_only_packages_apart() {
+        let out = "apt ii \nolddaemon rc \ngone un \n";
+        let rc: Vec<String> = parse_config_only(out).into_iter().collect();
+        assert_eq!(rc, ["olddaemon"]);
+        let v =
+            parse_present_versions("jq 1.6-2.1 ii \nolddaemon 2.0-1 rc \nhalf 1:3.0~rc1-1 iU \n");
+        assert_eq!(v.len(), 2);
+        assert_eq!(v["jq"], "1.6-2.1");
+        assert_eq!(v["half"], "1:3.0~rc1-1");
+    }
+
+    #[test]
+    fn simulated_installs_are_the_new_packages_with_their_versions() {
+        let out = "NOTE: This is only a simulation!\n\
+Reading package lists...\n\
+Inst libonig5 (6.9.8-1 ferry:./ [amd64])\n\
+Inst libc6 [2.36-9] (2.36-9+deb12u4 ferry:./ [amd64])\n\
+Inst jq (1.6-2.1 ferry:./ [amd64])\n\
+Conf libonig5 (6.9.8-1 ferry:./ [amd64])\n\
+Conf jq (1.6-2.1 ferry:./ [amd64])\n";
+        let p = parse_simulated_installs(out);
+        let got: Vec<(&str, &str)> = p
+            .iter()
+            .map(|p| (p.name.as_str(), p.version.as_str()))
+            .collect();
+        assert_eq!(got, [("libonig5", "6.9.8-1"), ("jq", "1.6-2.1")]);
     }
 
     #[test]
@@ -440,6 +582,7 @@ halfway iF
         };
         let state = PackagesState {
             present: ["curl".to_string()].into_iter().collect(),
+            ..PackagesState::default()
         };
         let d = p.diff(&state);
         assert_eq!(d.len(), 1);

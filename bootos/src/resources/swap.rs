@@ -144,7 +144,7 @@ impl Resource for SwapOff {
                 "off",
             ));
         }
-        let lines = fstab_swaps(observed.fstab.content.as_deref().unwrap_or_default());
+        let lines = fstab_swaps(observed.fstab.text().unwrap_or_default());
         if !lines.is_empty() {
             out.push(Change::new(
                 FSTAB,
@@ -156,7 +156,7 @@ impl Resource for SwapOff {
     }
 
     async fn apply(&self, host: &dyn Host, observed: &SwapState) -> Result<(), ResourceError> {
-        let content = observed.fstab.content.as_deref().unwrap_or_default();
+        let content = observed.fstab.editable_text(FSTAB)?;
         let from_fstab = fstab_swaps(content);
         let new = comment_out_swaps(content);
         if new != content {

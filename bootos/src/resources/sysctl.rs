@@ -164,7 +164,7 @@ impl Resource for Sysctl {
     fn diff(&self, observed: &SysctlState) -> Vec<Change> {
         let mut out = Vec::new();
         let want = render_dropin(&self.settings);
-        if observed.dropin.content.as_deref() != Some(want.as_str()) {
+        if observed.dropin.text() != Some(want.as_str()) {
             let from = if observed.dropin.exists() {
                 "differs"
             } else {

@@ -321,7 +321,7 @@ impl Resource for TimeSync {
                 "refused: install chrony",
             )];
         }
-        let found = observed.chrony_conf.content.clone().unwrap_or_default();
+        let found = observed.chrony_conf.text().unwrap_or_default().to_string();
         let (main, ferry) = self.render(&found);
         let mut out = Vec::new();
         if main != found {
@@ -346,7 +346,7 @@ impl Resource for TimeSync {
             ));
         }
         if let Some(want) = ferry {
-            if observed.ferry_conf.content.as_deref() != Some(want.as_str()) {
+            if observed.ferry_conf.text() != Some(want.as_str()) {
                 let from = if observed.ferry_conf.exists() {
                     "other settings"
                 } else {
@@ -377,8 +377,8 @@ impl Resource for TimeSync {
                 host.name()
             )));
         }
-        let found = observed.chrony_conf.content.clone().unwrap_or_default();
-        let (main, ferry) = self.render(&found);
+        let found = observed.chrony_conf.editable_text(CHRONY_CONF)?;
+        let (main, ferry) = self.render(found);
         if let Some(ferry) = ferry {
             host.write_file(FERRY_CONF, ferry.as_bytes(), 0o644).await?;
         }
@@ -572,7 +572,7 @@ MS Name/IP address         Stratum Poll Reach LastRx Last sample
         let done = TimeSyncState {
             chrony_conf: FileState::present(main, 0o644),
             ferry_conf: FileState {
-                content: ferry,
+                content: ferry.map(|f| crate::host::FileBytes(f.into_bytes())),
                 mode: Some(0o644),
                 ..FileState::absent()
             },

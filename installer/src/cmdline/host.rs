@@ -45,6 +45,9 @@ pub struct ApplyArgs {
     /// Print one JSON document at the end (progress lines go to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Break the host locks a dead run left (its id is in the refusal), after confirming.
+    #[arg(long, value_name = "RUN-ID")]
+    pub break_lock: Option<String>,
     /// How to reach the hosts.
     #[command(flatten)]
     pub reach: ReachArgs,
@@ -62,6 +65,9 @@ pub struct RollbackArgs {
     /// Only this host (repeat per host) [default: every host of the run].
     #[arg(long, value_name = "HOST")]
     pub host: Vec<String>,
+    /// Break the host locks a dead run left (its id is in the refusal), after confirming.
+    #[arg(long, value_name = "RUN-ID")]
+    pub break_lock: Option<String>,
     /// How to reach the hosts.
     #[command(flatten)]
     pub reach: ReachArgs,

@@ -74,8 +74,8 @@ pub struct ReachArgs {
     /// Hosts worked on at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub parallel: usize,
-    /// Where logs go [default: ~/.ferry/runs/<command>-<time>]; for plan, apply and rollback
-    /// the directory holding one directory per run [default: ~/.ferry/runs].
+    /// The folder holding one directory per run (logs, journal), each made by ferry inside
+    /// it; the folder itself is left as it is [default: ~/.ferry/runs].
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
     /// Push this ferry binary to gather facts with the agent (`self` for the running one);

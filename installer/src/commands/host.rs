@@ -1,13 +1,15 @@
 //! `ferry validate`, `ferry plan`, `ferry apply` and `ferry rollback`: load the answer file,
 //! reach the hosts, run the engine and show what it reports (lines or JSON).
 
-use std::io::Write;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use ferry_bootos::SshHost;
 use ferry_inventory::ssh::KnownHosts;
 
 use super::reach::{reach, Reach};
@@ -17,8 +19,9 @@ use crate::config::InstallConfig;
 use crate::engine::apply::{HostSummary, RunJournal};
 use crate::engine::events::{Event, Sink};
 use crate::engine::journal::{self, Journal};
-use crate::engine::plan::{table, Plan};
+use crate::engine::plan::table;
 use crate::engine::{self, Hosts};
+use crate::engine::{guard, lock};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("starting the async runtime")
@@ -30,12 +33,56 @@ fn ferry_home() -> anyhow::Result<PathBuf> {
     Ok(kh.parent().map(PathBuf::from).unwrap_or_default())
 }
 
-/// Where runs are kept: `--run-dir` or `~/.ferry/runs`.
+/// Where runs are kept: `--run-dir` or `~/.ferry/runs`. Each run gets a directory of its own
+/// inside (made 0700 by ferry); the folder given is never changed, whatever its mode (a
+/// shared `/tmp` stays as it is).
 fn runs_root(args: &ReachArgs) -> anyhow::Result<PathBuf> {
     match &args.run_dir {
         Some(d) => Ok(d.clone()),
         None => Ok(ferry_home()?.join("runs")),
     }
+}
+
+/// The file in a run's directory naming the cluster it was for.
+const RUN_CLUSTER_FILE: &str = "cluster.json";
+
+/// Settles the cluster id of this run (see `guard::resolve_cluster_id`): reads every host's
+/// marker, and this jump host's newest record of a cluster of this name.
+async fn resolve_cluster(
+    cfg: &mut InstallConfig,
+    hosts: &Hosts,
+    root: &Path,
+) -> anyhow::Result<guard::IdFrom> {
+    if cfg.cluster.id_given {
+        return Ok(guard::IdFrom::Answers);
+    }
+    let markers = guard::read_markers(hosts).await;
+    let recorded = recorded_cluster_id(root, &cfg.cluster.name);
+    let (id, from) = guard::resolve_cluster_id(
+        &cfg.cluster.name,
+        &markers,
+        recorded.as_deref(),
+        &cfg.cluster.id,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    cfg.cluster.id = id;
+    Ok(from)
+}
+
+/// The id this jump host recorded for cluster `name` at its newest run, if any.
+fn recorded_cluster_id(root: &Path, name: &str) -> Option<String> {
+    runs_in(root).iter().rev().find_map(|run| {
+        let text = std::fs::read_to_string(root.join(run).join(RUN_CLUSTER_FILE)).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (v["name"] == name).then(|| v["id"].as_str().map(str::to_string))?
+    })
+}
+
+/// Records the run's cluster in its directory.
+fn record_cluster(run_dir: &Path, cfg: &InstallConfig) -> anyhow::Result<()> {
+    let doc = serde_json::json!({"name": cfg.cluster.name, "id": cfg.cluster.id});
+    let path = run_dir.join(RUN_CLUSTER_FILE);
+    std::fs::write(&path, format!("{doc}\n")).with_context(|| format!("writing {}", path.display()))
 }
 
 async fn connect(cfg: &InstallConfig, args: &ReachArgs, run_dir: PathBuf) -> anyhow::Result<Hosts> {
@@ -109,33 +156,33 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn make_plan(
-    cfg: &InstallConfig,
-    args: &ReachArgs,
-    force: &[String],
-    run_dir: PathBuf,
-    extract: bool,
-    sink: &Sink,
-) -> anyhow::Result<(Plan, Hosts)> {
-    let hosts = connect(cfg, args, run_dir).await?;
-    // Only apply extracts bundle items into the jump host's cache: plan writes nothing there.
-    let cache = engine::artifacts::Cache {
+/// The jump host's cache of bundle items: only apply extracts into it, plan writes nothing
+/// there.
+fn cache(extract: bool) -> anyhow::Result<engine::artifacts::Cache> {
+    Ok(engine::artifacts::Cache {
         dir: ferry_home()?.join("cache"),
         fill: extract,
-    };
-    let plan = engine::plan(cfg, &hosts, force, cache, sink).await?;
-    Ok((plan, hosts))
+    })
 }
 
 /// `ferry plan`
 pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let cfg = InstallConfig::load(&args.answers)?;
-    let run_dir = runs_root(&args.reach)?.join(format!("plan-{}", journal::new_run_id()));
+    let mut cfg = InstallConfig::load(&args.answers)?;
+    let root = runs_root(&args.reach)?;
+    let run_dir = root.join(format!("plan-{}", journal::new_run_id()));
     runtime()?.block_on(async {
         let sink = printer(true);
-        let (plan, hosts) =
-            make_plan(&cfg, &args.reach, &args.force, run_dir, false, &sink).await?;
+        let hosts = connect(&cfg, &args.reach, run_dir).await?;
+        let from = resolve_cluster(&mut cfg, &hosts, &root).await;
+        let plan = match from {
+            // A new id (no host marked yet) is shown in the plan; apply makes its own.
+            Ok(_) => {
+                engine::plan(&cfg, &hosts, &args.force, cache(false)?, &sink).await
+            }
+            Err(e) => Err(e),
+        };
         hosts.pool.close_all().await;
+        let plan = plan?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&plan)?);
         } else {
@@ -170,28 +217,79 @@ fn render_summary(summaries: &[HostSummary]) -> String {
     table(&["HOST", "OUTCOME", "CHANGES", "SECONDS", "REASON"], &rows)
 }
 
+/// Breaks the locks run `run` holds on `names` after the operator confirms: on a terminal, by
+/// answering `y`; unattended, naming the run's id with `--break-lock` is the confirmation.
+async fn break_locks(hosts: &Hosts, names: &[String], run: &str) -> anyhow::Result<()> {
+    let held: Vec<(String, lock::LockHolder)> = lock::holders(hosts, names)
+        .await
+        .into_iter()
+        .filter(|(_, h)| h.run == run)
+        .collect();
+    if held.is_empty() {
+        eprintln!("--break-lock {run}: no host is locked by run {run}");
+        return Ok(());
+    }
+    for (host, h) in &held {
+        eprintln!("{host}: locked by {}", h.describe());
+    }
+    if std::io::stdin().is_terminal() {
+        eprint!(
+            "Break these locks? Only if run {run} is dead: two runs at once on a host can leave \
+             it half changed. [y/N] "
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            anyhow::bail!("--break-lock {run}: not confirmed; nothing changed");
+        }
+    }
+    let names: Vec<String> = held.into_iter().map(|(h, _)| h).collect();
+    for host in lock::break_all(hosts, &names, run).await {
+        eprintln!("{host}: lock of run {run} broken");
+    }
+    Ok(())
+}
+
 /// `ferry apply`
 pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let cfg = InstallConfig::load(&args.answers)?;
+    let mut cfg = InstallConfig::load(&args.answers)?;
     let run_id = journal::new_run_id();
-    let run_dir = runs_root(&args.reach)?.join(&run_id);
+    let root = runs_root(&args.reach)?;
+    let run_dir = root.join(&run_id);
     let local = Arc::new(Journal::open(&run_dir)?);
     runtime()?.block_on(async {
         let started = Instant::now();
         let sink = printer(args.json);
-        let (plan, hosts) =
-            make_plan(&cfg, &args.reach, &args.force, run_dir.clone(), true, &sink).await?;
-        eprintln!("run: {run_id}");
-        if !args.json {
-            print!("{}", plan.render());
-            let _ = std::io::stdout().flush();
+        let hosts = connect(&cfg, &args.reach, run_dir.clone()).await?;
+        let names: Vec<String> = hosts.targets.iter().map(|t| t.name.clone()).collect();
+        if let Some(run) = &args.break_lock {
+            break_locks(&hosts, &names, run).await?;
         }
-        let rj = Arc::new(RunJournal {
-            run_id: run_id.clone(),
-            local,
-        });
-        let summaries = engine::apply(&plan, &hosts, rj, args.no_rollback, &sink).await?;
+        // Locked before the plan, so the plan is of hosts no other run is changing.
+        let me = lock::LockHolder::this_process(&run_id, "apply");
+        let (locked, refused) = lock::acquire_all(&hosts, &names, &me).await;
+        let result = async {
+            resolve_cluster(&mut cfg, &hosts, &root).await?;
+            record_cluster(&run_dir, &cfg)?;
+            let mut plan = engine::plan(&cfg, &hosts, &args.force, cache(true)?, &sink).await?;
+            lock::hold_unlocked(&mut plan, &locked, &refused);
+            eprintln!("run: {run_id}");
+            if !args.json {
+                print!("{}", plan.render());
+                let _ = std::io::stdout().flush();
+            }
+            let rj = Arc::new(RunJournal {
+                run_id: run_id.clone(),
+                local,
+                cluster_id: cfg.cluster.id.clone(),
+            });
+            let summaries = engine::apply(&plan, &hosts, rj, args.no_rollback, &sink).await?;
+            anyhow::Ok((plan, summaries))
+        }
+        .await;
+        lock::release_all(&hosts, &locked, &me).await;
         hosts.pool.close_all().await;
+        let (plan, summaries) = result?;
         let ok = summaries.iter().all(|s| s.outcome.success());
         if args.json {
             let doc = serde_json::json!({
@@ -228,48 +326,131 @@ fn runs_in(root: &Path) -> Vec<String> {
     ids
 }
 
-/// `ferry rollback`
+/// Every host's own copy of run `run`'s journal (hosts in `only`, or all), for hosts that
+/// can be reached and have one; the others are named on stderr.
+async fn host_copies(
+    hosts: &Hosts,
+    run: &str,
+    only: &[String],
+) -> BTreeMap<String, Vec<journal::Record>> {
+    let mut tasks = Vec::new();
+    for t in hosts
+        .targets
+        .iter()
+        .filter(|t| only.is_empty() || only.contains(&t.name))
+    {
+        let (pool, t, run) = (hosts.pool.clone(), t.clone(), run.to_string());
+        tasks.push(tokio::spawn(async move {
+            let _permit = pool.permit().await;
+            let r = match pool.session(&t).await {
+                Ok(s) => journal::read_host_copy(&SshHost::new(s), &run)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            (t.name, r)
+        }));
+    }
+    let mut out = BTreeMap::new();
+    for task in tasks {
+        match task.await {
+            Ok((name, Ok(Some(recs)))) => {
+                out.insert(name, recs);
+            }
+            Ok((_, Ok(None))) => {}
+            Ok((name, Err(e))) => eprintln!("{name}: its copy of the journal cannot be read: {e}"),
+            Err(e) => eprintln!("reading a host's journal crashed: {e}"),
+        }
+    }
+    out
+}
+
+/// `ferry rollback`: undoes a run from its journal. The jump host's copy and every host's own
+/// copy are merged, so a jump host whose copy was lost or cut short (a new jump host with the
+/// same answer file) still undoes every change the hosts recorded.
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let root = runs_root(&args.reach)?;
-    let run_dir = root.join(&args.run);
-    let path = run_dir.join(journal::JOURNAL_FILE);
-    if !journal::is_run_id(&args.run) || !path.is_file() {
-        let runs = runs_in(&root);
+    if !journal::is_run_id(&args.run) {
         anyhow::bail!(
-            "no run {} in {}; {}",
+            "--run {}: not a run id (they look like 20250101-120000-abcd); {}",
             args.run,
-            root.display(),
-            match runs.last() {
-                None => "there are no runs there (give the --run-dir the run used)".to_string(),
-                Some(last) => format!(
-                    "runs there: {} (newest {last})",
-                    runs.iter()
-                        .rev()
-                        .take(5)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }
+            runs_hint(&root)
         );
     }
-    let records = journal::read(&path)?;
-    let pending = journal::pending_reverts(&records, &args.host);
-    if pending.is_empty() {
-        println!("nothing to roll back in run {}", args.run);
-        return Ok(ExitCode::SUCCESS);
-    }
+    let run_dir = root.join(&args.run);
+    let path = run_dir.join(journal::JOURNAL_FILE);
+    let local_records = if path.is_file() {
+        match journal::read(&path) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e:#}; going by the hosts' copies");
+                journal::parse_lenient(&String::from_utf8_lossy(
+                    &std::fs::read(&path).unwrap_or_default(),
+                ))
+            }
+        }
+    } else {
+        Vec::new()
+    };
     let cfg = InstallConfig::load(&args.answers)?;
-    let local = Arc::new(Journal::open(&run_dir)?);
     runtime()?.block_on(async {
         let hosts = connect(&cfg, &args.reach, run_dir.clone()).await?;
+        let copies = host_copies(&hosts, &args.run, &args.host).await;
+        if !path.is_file() && copies.is_empty() {
+            hosts.pool.close_all().await;
+            anyhow::bail!(
+                "no run {} in {} and no host has {}; {}",
+                args.run,
+                root.display(),
+                journal::host_copy(&args.run),
+                runs_hint(&root)
+            );
+        }
+        let records = journal::merge(&local_records, &copies);
+        let mut pending = journal::pending_reverts(&records, &args.host);
+        if pending.is_empty() {
+            hosts.pool.close_all().await;
+            println!("nothing to roll back in run {}", args.run);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let new_journal = !path.is_file();
+        let local = Arc::new(Journal::open(&run_dir)?);
+        if new_journal {
+            // A new jump host: its journal starts as what the hosts kept.
+            for r in &records {
+                local.append(r)?;
+            }
+        }
+        let names: Vec<String> = pending.keys().cloned().collect();
+        if let Some(run) = &args.break_lock {
+            break_locks(&hosts, &names, run).await?;
+        }
+        let me = lock::LockHolder::this_process(&args.run, "rollback");
+        let (locked, refused) = lock::acquire_all(&hosts, &names, &me).await;
+        let mut summaries: Vec<engine::RollbackSummary> = Vec::new();
+        for (host, why) in &refused {
+            if let Some(undos) = pending.remove(host) {
+                summaries.push(engine::RollbackSummary {
+                    host: host.clone(),
+                    reverted: 0,
+                    failed: undos.into_iter().map(|u| u.resource_id).collect(),
+                    reason: Some(why.clone()),
+                    kept: Vec::new(),
+                    seconds: 0.0,
+                });
+            }
+        }
         let rj = Arc::new(RunJournal {
             run_id: args.run.clone(),
             local,
+            cluster_id: cfg.cluster.id.clone(),
         });
         let sink = printer(false);
-        let summaries = engine::rollback(&hosts, pending, rj, &sink).await?;
+        let result = engine::rollback(&hosts, pending, rj, &sink).await;
+        lock::release_all(&hosts, &locked, &me).await;
         hosts.pool.close_all().await;
+        summaries.extend(result?);
+        summaries.sort_by(|a, b| a.host.cmp(&b.host));
         let rows: Vec<[String; 5]> = summaries
             .iter()
             .map(|s| {
@@ -286,16 +467,50 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
             "{}",
             table(&["HOST", "REVERTED", "FAILED", "SECONDS", "REASON"], &rows)
         );
+        for s in &summaries {
+            for k in &s.kept {
+                println!("{}: kept: {k}", s.host);
+            }
+        }
         let ok = summaries.iter().all(|s| s.failed.is_empty());
+        let kept: usize = summaries.iter().map(|s| s.kept.len()).sum();
         println!(
-            "rollback of run {}: {}",
+            "rollback of run {}: {}{}",
             args.run,
             if ok {
                 "every change reverted".to_string()
             } else {
                 "some changes NOT reverted; run it again once the hosts are reachable".to_string()
+            },
+            if kept > 0 {
+                format!(
+                    "; {kept} left as found because they changed after the run (see `kept:` lines)"
+                )
+            } else {
+                String::new()
             }
         );
         Ok(exit(ok))
     })
+}
+
+/// `runs there: A, B (newest B)` or what to do when there are none.
+fn runs_hint(root: &Path) -> String {
+    let runs = runs_in(root);
+    match runs.last() {
+        None => format!(
+            "there are no runs in {} (give the --run-dir the run used, or check the run id)",
+            root.display()
+        ),
+        Some(last) => format!(
+            "runs in {}: {} (newest {last})",
+            root.display(),
+            runs.iter()
+                .rev()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }

@@ -79,18 +79,19 @@ pub fn ferry_home(args: &ReachArgs) -> anyhow::Result<PathBuf> {
         .unwrap_or_default())
 }
 
-/// `--run-dir`, or `~/.ferry/runs/<command>-<seconds>` for one-off commands.
+/// `<command>-<seconds>` inside `--run-dir` or `~/.ferry/runs`, for one-off commands: a
+/// directory of ferry's own (made 0700), never the folder given, whose mode ferry must not
+/// change (`--run-dir /tmp`).
 pub fn one_off_run_dir(args: &ReachArgs, command: &str) -> anyhow::Result<PathBuf> {
-    if let Some(d) = &args.run_dir {
-        return Ok(d.clone());
-    }
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    Ok(ferry_home(args)?
-        .join("runs")
-        .join(format!("{command}-{secs}")))
+    let root = match &args.run_dir {
+        Some(d) => d.clone(),
+        None => ferry_home(args)?.join("runs"),
+    };
+    Ok(root.join(format!("{command}-{secs}")))
 }
 
 /// The SSH options `args` ask for; per-host logs go to `run_dir` when given. New host keys are

@@ -141,12 +141,29 @@ pub struct BundleRef {
 }
 
 /// The cluster the hosts are prepared for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterIdentity {
     /// Its name.
     pub name: String,
-    /// Its id, written in every host's marker.
+    /// Its id, written in every host's marker. When the answer file gives none, a new random
+    /// id until `ferry plan`/`apply` resolve it from the hosts' markers
+    /// (`engine::guard::resolve_cluster_id`): never one derived from the name, so two clusters
+    /// with the same name never take each other's hosts for their own.
     pub id: String,
+    /// Whether `id` comes from the answer file.
+    pub id_given: bool,
+}
+
+impl Serialize for ClusterIdentity {
+    /// `{"name": .., "id": ..}`, the id `null` when the answer file gives none (it is resolved
+    /// against the hosts at plan time).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut st = s.serialize_struct("ClusterIdentity", 2)?;
+        st.serialize_field("name", &self.name)?;
+        st.serialize_field("id", &self.id_given.then_some(&self.id))?;
+        st.end()
+    }
 }
 
 /// A validated answer file: everything plan, apply and rollback need.
@@ -225,11 +242,20 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// `ferry-` and the first 16 hex digits of the name's sha256: stable, so re-running with the
-/// same answer file recognizes its own hosts.
-pub fn default_cluster_id(name: &str) -> String {
-    let hex = ferry_bundle::Digest::of(name.as_bytes()).hex();
-    format!("ferry-{}", &hex[..16])
+/// A new cluster id: `ferry-` and 16 random hex digits. Random, not derived from the name:
+/// later runs find it in the hosts' markers (see `engine::guard::resolve_cluster_id`).
+pub fn new_cluster_id() -> String {
+    let mut r = [0u8; 8];
+    if getrandom::getrandom(&mut r).is_err() {
+        // No randomness from the OS: time and process still make it unique to this run.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        r = (t ^ u64::from(std::process::id()).rotate_left(32)).to_be_bytes();
+    }
+    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    format!("ferry-{hex}")
 }
 
 fn bail(key: &str, msg: impl std::fmt::Display) -> anyhow::Error {
@@ -303,6 +329,7 @@ impl TryFrom<Located<'_>> for InstallConfig {
                 "is empty; name the cluster (name = \"site-a\")",
             ));
         }
+        let id_given = raw.cluster.id.is_some();
         let id = match raw.cluster.id {
             Some(id) if !plain_word(&id, &['-', '_', '.']) => {
                 return Err(bail(
@@ -311,7 +338,7 @@ impl TryFrom<Located<'_>> for InstallConfig {
                 ))
             }
             Some(id) => id,
-            None => default_cluster_id(&name),
+            None => new_cluster_id(),
         };
 
         let baseline = baseline(raw.baseline, &members)?;
@@ -321,7 +348,7 @@ impl TryFrom<Located<'_>> for InstallConfig {
             inventory,
             members,
             bundle,
-            cluster: ClusterIdentity { name, id },
+            cluster: ClusterIdentity { name, id, id_given },
             baseline,
             preflight,
             ssh: SshConfig {
@@ -530,8 +557,10 @@ mod tests {
         want.time.source = Some("b".into());
         assert_eq!(c.baseline, want);
         assert_eq!(c.time_source().unwrap().name, "b");
-        assert_eq!(c.cluster.id, default_cluster_id("x"));
+        // Random, not derived from the name: two loads (two clusters named x) differ.
         assert!(c.cluster.id.starts_with("ferry-") && c.cluster.id.len() == 22);
+        assert!(!c.cluster.id_given);
+        assert_ne!(c.cluster.id, InstallConfig::load(&p).unwrap().cluster.id);
     }
 
     #[test]

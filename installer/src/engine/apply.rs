@@ -2,10 +2,14 @@
 //! undoing them newest first: on a failure during apply (unless `--no-rollback`) and for
 //! `ferry rollback` from a journal.
 
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use ferry_bootos::{DynResource, Host, ResourceSpec};
+use ferry_bootos::host::sha256_hex;
+use ferry_bootos::{
+    CmdOutput, DataOutput, DynResource, Effect, FileState, Host, HostError, Kept, ResourceSpec,
+};
 use ferry_inventory::ssh::shell_quote;
 use serde::Serialize;
 use serde_json::Value;
@@ -100,6 +104,8 @@ pub struct RunJournal {
     pub run_id: String,
     /// The jump host's journal.
     pub local: Arc<Journal>,
+    /// The cluster the run is for, named in every `begin` line.
+    pub cluster_id: String,
 }
 
 impl RunJournal {
@@ -129,34 +135,31 @@ impl RunJournal {
     }
 }
 
-/// Appends one line to `/var/lib/ferry/journal/<run>.jsonl` on the host (dir 0700, file 0600).
+/// Appends one line to `/var/lib/ferry/journal/<run>.jsonl` on the host (dir 0700, file
+/// 0600). The line (undo data: whole configuration files) goes on stdin, never in the command
+/// line. A tail cut short by a crash is cut off first, so the new line does not glue onto it;
+/// the file, and the directory when the file is new, are synced before the command returns.
 async fn append_on_host(host: &dyn Host, run_id: &str, line: &str) -> anyhow::Result<()> {
-    let file = format!("{HOST_JOURNAL_DIR}/{run_id}.jsonl");
-    let prep = format!(
-        "umask 077 && mkdir -p {d} && chmod 700 {d}",
-        d = shell_quote(HOST_JOURNAL_DIR)
+    let file = super::journal::host_copy(run_id);
+    let script = format!(
+        "umask 077 && d={d} && f={f} && mkdir -p \"$d\" && chmod 700 \"$d\" && \
+         if [ -s \"$f\" ] && [ -n \"$(tail -c 1 \"$f\")\" ]; then sed -i '$d' \"$f\"; fi && \
+         new=$([ -e \"$f\" ] || echo 1) && cat >> \"$f\" && \
+         {{ sync \"$f\" 2>/dev/null || sync; }} && \
+         if [ -n \"$new\" ]; then sync \"$d\" 2>/dev/null || sync; fi",
+        d = shell_quote(HOST_JOURNAL_DIR),
+        f = shell_quote(&file)
     );
-    // A command line has a size limit (128 KiB per argument on Linux): large undo data goes
-    // through a file.
-    if line.len() < 32 * 1024 {
-        host.run_ok(&format!(
-            "{prep} && printf '%s\\n' {} >> {}",
-            shell_quote(line),
-            shell_quote(&file)
-        ))
-        .await?;
-    } else {
-        let part = format!("{file}.part");
-        host.run_ok(&prep).await?;
-        let mut content = line.as_bytes().to_vec();
-        content.push(b'\n');
-        host.write_file(&part, &content, 0o600).await?;
-        host.run_ok(&format!(
-            "umask 077 && cat {p} >> {f} && rm -f {p}",
-            p = shell_quote(&part),
-            f = shell_quote(&file)
-        ))
-        .await?;
+    let mut data = line.as_bytes().to_vec();
+    data.push(b'\n');
+    let out = host.run_data(&script, &data).await?;
+    if !out.success() {
+        anyhow::bail!(
+            "{}: appending to {file} failed ({}): {}",
+            host.name(),
+            out.described,
+            out.stderr.trim()
+        );
     }
     Ok(())
 }
@@ -223,22 +226,27 @@ pub async fn apply_host(
 ) -> HostSummary {
     let start = Instant::now();
     let name = host.name().to_string();
-    let mut begun: Vec<(Arc<dyn Step>, Value)> = Vec::new();
+    let mut begun: Vec<Revertible> = Vec::new();
     let mut failure: Option<String> = None;
     for step in steps {
         let id = step.id();
         let r = step.resource();
         gates.before(&name, &id, sink).await;
         let t = Instant::now();
+        let step_host = StepHost::applying(host, journal, &id, sink);
         let result: anyhow::Result<bool> = async {
-            let observed = r.observe(host).await?;
+            let observed = r.observe(&step_host).await?;
             let changes = r.diff(&observed)?;
             if changes.is_empty() {
                 return Ok(false);
             }
             // Counted as begun before the journal line: should writing it fail half way, the
             // revert (back to what was just observed) is harmless.
-            begun.push((step.clone(), observed.clone()));
+            begun.push(Revertible {
+                step: step.clone(),
+                before: observed.clone(),
+                effects: Some(Vec::new()),
+            });
             journal
                 .record(
                     host,
@@ -247,15 +255,20 @@ pub async fn apply_host(
                         resource: step.journal_form(),
                         observed: observed.clone(),
                         changes,
+                        records_effects: true,
+                        cluster: Some(journal.cluster_id.clone()),
                     },
                     true,
                     sink,
                 )
                 .await?;
-            r.apply(host, &observed).await?;
+            r.apply(&step_host, &observed).await?;
             Ok(true)
         }
         .await;
+        if let Some(last) = begun.last_mut().filter(|b| b.step.id() == id) {
+            last.effects = Some(step_host.take_effects());
+        }
         gates.after(&id);
         match result {
             Ok(false) => {}
@@ -326,7 +339,7 @@ pub async fn apply_host(
         };
     }
     begun.reverse();
-    let failed = revert_all(host, begun, journal, sink).await;
+    let failed = revert_all(host, begun, journal, sink).await.failed;
     HostSummary {
         host: name,
         outcome: if failed.is_empty() {
@@ -348,24 +361,58 @@ pub async fn apply_host(
     }
 }
 
-/// Reverts `items` (resource and the state observed before it changed) in the order given,
-/// journaling each; goes on after a failure so one stuck resource does not keep the others
-/// changed. Returns the ids that could not be reverted.
+/// A change to undo: the step, the state observed before it, and the effects its run
+/// recorded (`None`: a journal from before effects were recorded).
+pub struct Revertible {
+    /// The step.
+    pub step: Arc<dyn Step>,
+    /// Its observed state before the change.
+    pub before: Value,
+    /// What the run recorded the change left on the host.
+    pub effects: Option<Vec<Effect>>,
+}
+
+/// What undoing some changes on one host came to.
+#[derive(Debug, Default)]
+pub struct RevertReport {
+    /// Resources that could not be reverted.
+    pub failed: Vec<String>,
+    /// What was left as found because it changed after the run (`resource: what: why`).
+    pub kept: Vec<String>,
+}
+
+/// Reverts `items` in the order given, journaling each; goes on after a failure so one stuck
+/// resource does not keep the others changed. What changed after the run is left as it is and
+/// reported (a `warning` event and the `reverted` line's `kept`).
 pub async fn revert_all(
     host: &dyn Host,
-    items: Vec<(Arc<dyn Step>, Value)>,
+    items: Vec<Revertible>,
     journal: &RunJournal,
     sink: &Sink,
-) -> Vec<String> {
-    let mut failed = Vec::new();
-    for (step, before) in items {
-        let id = step.id();
+) -> RevertReport {
+    let mut report = RevertReport::default();
+    for item in items {
+        let id = item.step.id();
         let t = Instant::now();
-        match step.resource().revert(host, &before).await {
+        let step_host = StepHost::reverting(host, &journal.run_id, item.effects);
+        let result = item.step.resource().revert(&step_host, &item.before).await;
+        let kept: Vec<String> = step_host
+            .take_kept()
+            .into_iter()
+            .map(|k| format!("{}: {}", k.what, k.why))
+            .collect();
+        for k in &kept {
+            sink(Event::Warning {
+                host: host.name().to_string(),
+                message: format!("{id}: {k}"),
+            });
+            report.kept.push(format!("{id}: {k}"));
+        }
+        match result {
             Ok(()) => {
                 let seconds = secs(t);
                 if let Err(e) = journal
-                    .record(host, &id, Entry::Reverted { seconds }, false, sink)
+                    .record(host, &id, Entry::Reverted { seconds, kept }, false, sink)
                     .await
                 {
                     sink(Event::Warning {
@@ -397,11 +444,224 @@ pub async fn revert_all(
                     resource: id.clone(),
                     error,
                 });
-                failed.push(id);
+                report.failed.push(id);
             }
         }
     }
-    failed
+    report
+}
+
+/// A host as one step of a run sees it. Applying, every effect (each file written, the
+/// packages an install adds) is journaled before it happens; undoing, the revert knows what its
+/// run recorded, so it undoes only the run's own work: a file is put back only while it still
+/// holds what the run wrote (changed since: it stays, with the state before the run beside it
+/// as `PATH.ferry-rollback-RUN`), a file the run never wrote is left alone, and packages go
+/// only while still at the version installed (see bootos `packages::undo_install`).
+pub struct StepHost<'a> {
+    inner: &'a dyn Host,
+    role: Role<'a>,
+    effects: Mutex<Vec<Effect>>,
+    kept: Mutex<Vec<Kept>>,
+}
+
+enum Role<'a> {
+    Applying {
+        journal: &'a RunJournal,
+        id: String,
+        sink: &'a Sink,
+    },
+    Reverting {
+        run_id: String,
+        recorded: Option<Vec<Effect>>,
+    },
+}
+
+impl<'a> StepHost<'a> {
+    /// For applying step `id`, journaling its effects in `journal`.
+    pub fn applying(
+        inner: &'a dyn Host,
+        journal: &'a RunJournal,
+        id: &str,
+        sink: &'a Sink,
+    ) -> Self {
+        Self::new(
+            inner,
+            Role::Applying {
+                journal,
+                id: id.to_string(),
+                sink,
+            },
+        )
+    }
+
+    /// For undoing a change of run `run_id` whose recorded effects are `recorded`.
+    pub fn reverting(inner: &'a dyn Host, run_id: &str, recorded: Option<Vec<Effect>>) -> Self {
+        Self::new(
+            inner,
+            Role::Reverting {
+                run_id: run_id.to_string(),
+                recorded,
+            },
+        )
+    }
+
+    fn new(inner: &'a dyn Host, role: Role<'a>) -> Self {
+        Self {
+            inner,
+            role,
+            effects: Mutex::new(Vec::new()),
+            kept: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The effects journaled so far (applying).
+    pub fn take_effects(&self) -> Vec<Effect> {
+        self.effects
+            .lock()
+            .map(|mut e| std::mem::take(&mut *e))
+            .unwrap_or_default()
+    }
+
+    /// What the revert left as found.
+    pub fn take_kept(&self) -> Vec<Kept> {
+        self.kept
+            .lock()
+            .map(|mut k| std::mem::take(&mut *k))
+            .unwrap_or_default()
+    }
+
+    /// Restores `path` only if it holds what the run wrote; see [`StepHost`].
+    async fn restore_own(
+        &self,
+        path: &str,
+        before: &FileState,
+        recorded: &[Effect],
+        run_id: &str,
+    ) -> Result<(), HostError> {
+        let written: Vec<&str> = recorded
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Wrote { path: p, sha256 } if p == path => Some(sha256.as_str()),
+                _ => None,
+            })
+            .collect();
+        if written.is_empty() {
+            // The run never wrote it: nothing of the run's to undo.
+            return Ok(());
+        }
+        let now = self.inner.read_file(path).await?;
+        let ours = now
+            .bytes()
+            .is_some_and(|b| written.contains(&sha256_hex(b).as_str()));
+        if ours {
+            return self.inner.restore_file(path, before).await;
+        }
+        if now.bytes() == before.bytes() {
+            // Already back as it was (by hand); only the directories the write made may be left.
+            if !before.exists() {
+                self.inner.remove_empty_dirs(&before.missing_dirs).await?;
+            }
+            return Ok(());
+        }
+        let why = match before.bytes() {
+            Some(old) => {
+                let snapshot = format!("{path}.ferry-rollback-{run_id}");
+                self.inner
+                    .write_file(&snapshot, old, before.mode.unwrap_or(0o600))
+                    .await?;
+                format!(
+                    "changed since run {run_id} wrote it: kept as it is now; what it held \
+                     before the run is in {snapshot}"
+                )
+            }
+            None => format!("created by run {run_id} and changed since: kept as it is now"),
+        };
+        self.report_kept(Kept {
+            what: path.to_string(),
+            why,
+        });
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Host for StepHost<'_> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn run(&self, script: &str) -> Result<CmdOutput, HostError> {
+        self.inner.run(script).await
+    }
+
+    async fn run_data(&self, script: &str, input: &[u8]) -> Result<DataOutput, HostError> {
+        self.inner.run_data(script, input).await
+    }
+
+    async fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<(), HostError> {
+        self.record_effect(&Effect::wrote(path, content)).await?;
+        self.inner.write_file(path, content, mode).await
+    }
+
+    async fn upload(&self, local: &Path, remote: &str, mode: u32) -> Result<(), HostError> {
+        self.inner.upload(local, remote, mode).await
+    }
+
+    async fn send_tree(&self, local_dir: &Path, remote_dir: &str) -> Result<(), HostError> {
+        self.inner.send_tree(local_dir, remote_dir).await
+    }
+
+    async fn read_file(&self, path: &str) -> Result<FileState, HostError> {
+        self.inner.read_file(path).await
+    }
+
+    async fn restore_file(&self, path: &str, before: &FileState) -> Result<(), HostError> {
+        match &self.role {
+            Role::Reverting {
+                run_id,
+                recorded: Some(recorded),
+            } => self.restore_own(path, before, recorded, run_id).await,
+            _ => self.inner.restore_file(path, before).await,
+        }
+    }
+
+    async fn record_effect(&self, effect: &Effect) -> Result<(), HostError> {
+        let Role::Applying { journal, id, sink } = &self.role else {
+            return Ok(());
+        };
+        journal
+            .record(
+                self.inner,
+                id,
+                Entry::Effect {
+                    effect: effect.clone(),
+                },
+                true,
+                sink,
+            )
+            .await
+            .map_err(|e| HostError::Local {
+                what: "recording a change in the run's journal".into(),
+                source: std::io::Error::other(one_line(&e)),
+            })?;
+        if let Ok(mut all) = self.effects.lock() {
+            all.push(effect.clone());
+        }
+        Ok(())
+    }
+
+    fn recorded_effects(&self) -> Option<Vec<Effect>> {
+        match &self.role {
+            Role::Reverting { recorded, .. } => recorded.clone(),
+            Role::Applying { .. } => None,
+        }
+    }
+
+    fn report_kept(&self, kept: Kept) {
+        if let Ok(mut all) = self.kept.lock() {
+            all.push(kept);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -415,7 +675,9 @@ mod tests {
     use std::sync::Mutex;
 
     use async_trait::async_trait;
-    use ferry_bootos::{Change, CmdOutput, FileState, HostError, Resource, ResourceError};
+    use ferry_bootos::{
+        Change, CmdOutput, DataOutput, FileState, HostError, Resource, ResourceError,
+    };
     use ferry_inventory::facts::Facts;
 
     use super::*;
@@ -428,6 +690,9 @@ mod tests {
         fail_write: BTreeSet<String>,
         fail_restore: BTreeSet<String>,
         ops: Mutex<Vec<String>>,
+        /// Every script run, as `ps` on the host would show it.
+        scripts: Mutex<Vec<String>>,
+        /// What the journal appends sent on stdin.
         host_journal: Mutex<Vec<String>>,
     }
 
@@ -461,13 +726,26 @@ mod tests {
         }
 
         async fn run(&self, script: &str) -> Result<CmdOutput, HostError> {
-            if script.contains(HOST_JOURNAL_DIR) {
-                self.host_journal.lock().unwrap().push(script.to_string());
-            }
+            self.scripts.lock().unwrap().push(script.to_string());
             Ok(CmdOutput {
                 status: Some(0),
                 described: "exit 0".into(),
                 ..CmdOutput::default()
+            })
+        }
+
+        async fn run_data(&self, script: &str, input: &[u8]) -> Result<DataOutput, HostError> {
+            self.scripts.lock().unwrap().push(script.to_string());
+            if script.contains(HOST_JOURNAL_DIR) {
+                self.host_journal
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(input).into_owned());
+            }
+            Ok(DataOutput {
+                status: Some(0),
+                described: "exit 0".into(),
+                ..DataOutput::default()
             })
         }
 
@@ -509,8 +787,8 @@ mod tests {
             }
             self.ops.lock().unwrap().push(format!("restore {path}"));
             let mut files = self.files.lock().unwrap();
-            match &state.content {
-                Some(c) => files.insert(path.into(), c.clone()),
+            match state.text() {
+                Some(c) => files.insert(path.into(), c.to_string()),
                 None => files.remove(path),
             };
             Ok(())
@@ -541,12 +819,12 @@ mod tests {
         }
 
         fn diff(&self, observed: &FileState) -> Vec<Change> {
-            if observed.content.as_deref() == Some(self.content.as_str()) {
+            if observed.text() == Some(self.content.as_str()) {
                 return Vec::new();
             }
             vec![Change::new(
                 &self.path,
-                observed.content.clone().unwrap_or("absent".into()),
+                observed.text().unwrap_or("absent"),
                 &self.content,
             )]
         }
@@ -592,6 +870,7 @@ mod tests {
         RunJournal {
             run_id: "20250101-000000-abcd".into(),
             local: Arc::new(Journal::open(dir).unwrap()),
+            cluster_id: "ferry-test".into(),
         }
     }
 
@@ -623,9 +902,19 @@ mod tests {
         assert_eq!(s.outcome, Outcome::Ok);
         assert_eq!(s.changes, 2);
         assert_eq!(*host.ops.lock().unwrap(), ["write /a", "write /c"]);
-        assert_eq!(events(&j), ["begin /a", "done /a", "begin /c", "done /c"]);
+        assert_eq!(
+            events(&j),
+            [
+                "begin /a",
+                "effect /a",
+                "done /a",
+                "begin /c",
+                "effect /c",
+                "done /c"
+            ]
+        );
         // Every line is mirrored on the host.
-        assert_eq!(host.host_journal.lock().unwrap().len(), 4);
+        assert_eq!(host.host_journal.lock().unwrap().len(), 6);
         let again = apply_host(
             &host,
             &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C")]),
@@ -636,6 +925,32 @@ mod tests {
         )
         .await;
         assert_eq!(again.outcome, Outcome::NoChanges);
+    }
+
+    #[tokio::test]
+    async fn undo_data_reaches_the_hosts_journal_on_stdin_never_in_a_command_line() {
+        let d = tempfile::tempdir().unwrap();
+        let j = run_journal(d.path());
+        let secret = "password = hunter2-undo-data";
+        let host = MemHost::with(&[("/etc/app.conf", secret)]);
+        let s = apply_host(
+            &host,
+            &steps(&[("/etc/app.conf", "password = new")]),
+            Gates::default(),
+            &j,
+            false,
+            &quiet(),
+        )
+        .await;
+        assert_eq!(s.outcome, Outcome::Ok);
+        let sent = host.host_journal.lock().unwrap().join("");
+        assert!(sent.contains(secret), "the begin line carries the old file");
+        for script in host.scripts.lock().unwrap().iter() {
+            assert!(
+                !script.contains("hunter2"),
+                "data in a command line: {script}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -657,13 +972,8 @@ mod tests {
         assert!(s.reason.as_deref().unwrap().starts_with("/c: "), "{s:?}");
         assert_eq!(
             *host.ops.lock().unwrap(),
-            [
-                "write /a",
-                "write /b",
-                "restore /c",
-                "restore /b",
-                "restore /a"
-            ]
+            // /c's write failed: it holds what it held before, nothing to restore.
+            ["write /a", "write /b", "restore /b", "restore /a"]
         );
         assert_eq!(host.file("/a").as_deref(), Some("old a"));
         assert_eq!(host.file("/b"), None);
@@ -671,10 +981,13 @@ mod tests {
             events(&j),
             [
                 "begin /a",
+                "effect /a",
                 "done /a",
                 "begin /b",
+                "effect /b",
                 "done /b",
                 "begin /c",
+                "effect /c",
                 "failed /c",
                 "reverted /c",
                 "reverted /b",
@@ -716,20 +1029,116 @@ mod tests {
         assert_eq!(ids, ["/b", "/a"]);
         let items = pending["mem"]
             .iter()
-            .map(|r| match &r.entry {
-                journal::Entry::Begin {
-                    resource, observed, ..
-                } => (
-                    Arc::new(serde_json::from_value::<TestFile>(resource.clone()).unwrap())
-                        as Arc<dyn Step>,
-                    observed.clone(),
-                ),
-                _ => unreachable!(),
+            .map(|u| Revertible {
+                step: Arc::new(serde_json::from_value::<TestFile>(u.resource.clone()).unwrap()),
+                before: u.observed.clone(),
+                effects: u.effects.clone(),
             })
             .collect();
-        assert!(revert_all(&host, items, &j, &quiet()).await.is_empty());
+        assert!(revert_all(&host, items, &j, &quiet())
+            .await
+            .failed
+            .is_empty());
         assert_eq!(host.file("/a"), None);
         assert!(journal::pending_reverts(&journal::read(j.local.path()).unwrap(), &[]).is_empty());
+    }
+
+    /// `ferry rollback` from the journal alone, as after a finished run.
+    async fn roll_back(host: &MemHost, j: &RunJournal) -> RevertReport {
+        let pending = journal::pending_reverts(&journal::read(j.local.path()).unwrap(), &[]);
+        let items = pending["mem"]
+            .iter()
+            .map(|u| Revertible {
+                step: Arc::new(serde_json::from_value::<TestFile>(u.resource.clone()).unwrap()),
+                before: u.observed.clone(),
+                effects: u.effects.clone(),
+            })
+            .collect();
+        revert_all(host, items, j, &quiet()).await
+    }
+
+    #[tokio::test]
+    async fn rollback_keeps_a_file_edited_since_the_run_and_leaves_the_old_one_beside_it() {
+        let d = tempfile::tempdir().unwrap();
+        let j = run_journal(d.path());
+        let host = MemHost::with(&[("/etc/fstab", "root\nswap\n")]);
+        let s = apply_host(
+            &host,
+            &steps(&[("/etc/fstab", "root\n# swap\n"), ("/etc/new.conf", "x")]),
+            Gates::default(),
+            &j,
+            false,
+            &quiet(),
+        )
+        .await;
+        assert_eq!(s.outcome, Outcome::Ok);
+        // An admin edits both files after the run.
+        let edited = "root\n# swap\n/dev/vdb /data ext4 defaults 0 2\n";
+        host.files
+            .lock()
+            .unwrap()
+            .insert("/etc/fstab".into(), edited.into());
+        host.files
+            .lock()
+            .unwrap()
+            .insert("/etc/new.conf".into(), "x, tuned".into());
+        let report = roll_back(&host, &j).await;
+        assert!(report.failed.is_empty(), "{report:?}");
+        assert_eq!(host.file("/etc/fstab").as_deref(), Some(edited));
+        let snapshot = "/etc/fstab.ferry-rollback-20250101-000000-abcd";
+        assert_eq!(host.file(snapshot).as_deref(), Some("root\nswap\n"));
+        assert_eq!(host.file("/etc/new.conf").as_deref(), Some("x, tuned"));
+        let kept = report.kept.join("\n");
+        assert!(
+            kept.contains("/etc/fstab: changed since run 20250101-000000-abcd wrote it")
+                && kept.contains(snapshot),
+            "{kept}"
+        );
+        assert!(kept.contains("/etc/new.conf: created by run"), "{kept}");
+        // The journal says so too.
+        let text = std::fs::read_to_string(j.local.path()).unwrap();
+        assert!(text.contains("\"kept\""), "{text}");
+    }
+
+    #[tokio::test]
+    async fn rollback_restores_files_that_still_hold_what_the_run_wrote_and_no_others() {
+        let d = tempfile::tempdir().unwrap();
+        let j = run_journal(d.path());
+        let host = MemHost::with(&[("/a", "old a")]);
+        apply_host(
+            &host,
+            &steps(&[("/a", "A"), ("/b", "B")]),
+            Gates::default(),
+            &j,
+            false,
+            &quiet(),
+        )
+        .await;
+        let report = roll_back(&host, &j).await;
+        assert!(
+            report.kept.is_empty() && report.failed.is_empty(),
+            "{report:?}"
+        );
+        assert_eq!(host.file("/a").as_deref(), Some("old a"));
+        assert_eq!(host.file("/b"), None);
+        // Every write was journaled, with its digest, before it happened.
+        let effects: Vec<String> = journal::read(j.local.path())
+            .unwrap()
+            .iter()
+            .filter_map(|r| match &r.entry {
+                journal::Entry::Effect {
+                    effect: Effect::Wrote { path, sha256 },
+                } => Some(format!("{path} {sha256}")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            effects,
+            [
+                format!("/a {}", sha256_hex(b"A")),
+                format!("/b {}", sha256_hex(b"B"))
+            ]
+        );
     }
 
     #[tokio::test]

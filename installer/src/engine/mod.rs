@@ -7,6 +7,7 @@ pub mod artifacts;
 pub mod events;
 pub mod guard;
 pub mod journal;
+pub mod lock;
 pub mod plan;
 pub mod preflight;
 
@@ -27,7 +28,6 @@ use crate::config::InstallConfig;
 use apply::{Gates, HostSummary, Outcome, RunJournal, Step};
 use artifacts::ArtifactSet;
 use events::{one_line, Event, Sink};
-use journal::Record;
 use plan::{HostPlan, HostStatus, Plan, PlannedChange};
 use preflight::{Finding, HostInput, Measured};
 
@@ -51,6 +51,9 @@ impl Hosts {
 struct Surveyed {
     facts: Facts,
     measured: Measured,
+    /// Every journal line the host keeps, when the guard needs them (see
+    /// [`guard::needs_journals`]).
+    journals: Vec<journal::Record>,
 }
 
 async fn survey(pool: &Pool, t: &Target, agent: Option<&AgentBinary>) -> anyhow::Result<Surveyed> {
@@ -72,7 +75,18 @@ async fn survey(pool: &Pool, t: &Target, agent: Option<&AgentBinary>) -> anyhow:
     let (facts, _) = remote::gather_facts(&s, agent, as_root)
         .await
         .context("gathering facts")?;
-    Ok(Surveyed { facts, measured })
+    let journals = if guard::needs_journals(&facts) {
+        journal::read_host_journals(&SshHost::new(s.clone()))
+            .await
+            .context("reading the host's ferry journals")?
+    } else {
+        Vec::new()
+    };
+    Ok(Surveyed {
+        facts,
+        measured,
+        journals,
+    })
 }
 
 /// The artifacts the bundle gives for these hosts (none without a bundle).
@@ -190,6 +204,7 @@ pub async fn plan(
             &s.facts,
             &cfg.cluster.id,
             forced.contains(name),
+            &guard::own_installs(&s.journals, &cfg.cluster.id),
         ));
         findings.extend(preflight::check_host(cfg, input, median));
         findings.extend(across.remove(name.as_str()).unwrap_or_default());
@@ -504,6 +519,8 @@ pub struct RollbackSummary {
     pub failed: Vec<String>,
     /// Why, when something failed.
     pub reason: Option<String>,
+    /// What was left as found because it changed after the run (`resource: what: why`).
+    pub kept: Vec<String>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -512,13 +529,13 @@ pub struct RollbackSummary {
 /// host in parallel, journaling each revert.
 pub async fn rollback(
     hosts: &Hosts,
-    pending: BTreeMap<String, Vec<Record>>,
+    pending: BTreeMap<String, Vec<journal::Undo>>,
     journal: Arc<RunJournal>,
     sink: &Sink,
 ) -> anyhow::Result<Vec<RollbackSummary>> {
     let mut tasks = Vec::new();
-    for (name, records) in pending {
-        let ids: Vec<String> = records.iter().map(|r| r.resource_id.clone()).collect();
+    for (name, undos) in pending {
+        let ids: Vec<String> = undos.iter().map(|r| r.resource_id.clone()).collect();
         let Some(t) = hosts.target(&name).cloned() else {
             tasks.push(tokio::spawn(std::future::ready(RollbackSummary {
                 host: name.clone(),
@@ -527,21 +544,21 @@ pub async fn rollback(
                 reason: Some(format!(
                     "{name} is no longer in the inventory; add it back to roll it back"
                 )),
+                kept: Vec::new(),
                 seconds: 0.0,
             })));
             continue;
         };
-        let mut items: Vec<(Arc<dyn Step>, serde_json::Value)> = Vec::new();
+        let mut items: Vec<apply::Revertible> = Vec::new();
         let mut unreadable = Vec::new();
-        for r in records {
-            if let journal::Entry::Begin {
-                resource, observed, ..
-            } = r.entry
-            {
-                match serde_json::from_value::<ResourceSpec>(resource) {
-                    Ok(spec) => items.push((Arc::new(spec), observed)),
-                    Err(e) => unreadable.push(format!("{} ({e})", r.resource_id)),
-                }
+        for u in undos {
+            match serde_json::from_value::<ResourceSpec>(u.resource) {
+                Ok(spec) => items.push(apply::Revertible {
+                    step: Arc::new(spec),
+                    before: u.observed,
+                    effects: u.effects,
+                }),
+                Err(e) => unreadable.push(format!("{} ({e})", u.resource_id)),
             }
         }
         let (pool, journal, sink) = (hosts.pool.clone(), journal.clone(), sink.clone());
@@ -554,14 +571,16 @@ pub async fn rollback(
                 reverted: 0,
                 failed: Vec::new(),
                 reason: None,
+                kept: Vec::new(),
                 seconds: 0.0,
             };
             match pool.session(&t).await {
                 Ok(s) => {
                     let host = SshHost::new(s);
-                    let failed = apply::revert_all(&host, items, &journal, &sink).await;
-                    summary.reverted = count - failed.len();
-                    summary.failed = failed;
+                    let report = apply::revert_all(&host, items, &journal, &sink).await;
+                    summary.reverted = count - report.failed.len();
+                    summary.failed = report.failed;
+                    summary.kept = report.kept;
                 }
                 Err(e) => {
                     summary.failed = ids;
