@@ -176,9 +176,7 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
         let from = resolve_cluster(&mut cfg, &hosts, &root).await;
         let plan = match from {
             // A new id (no host marked yet) is shown in the plan; apply makes its own.
-            Ok(_) => {
-                engine::plan(&cfg, &hosts, &args.force, cache(false)?, &sink).await
-            }
+            Ok(_) => engine::plan(&cfg, &hosts, &args.force, cache(false)?, &sink).await,
             Err(e) => Err(e),
         };
         hosts.pool.close_all().await;
