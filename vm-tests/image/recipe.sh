@@ -125,7 +125,10 @@ cat > "$root/usr/local/sbin/ferry-identity" <<'IDENT'
 # its own host, as ferry-seed and the kernel command line do at a cold boot: the clock, fresh
 # randomness (before any key is made), MAC and address, host name, machine id, SSH keys. Answers
 # "ferry-identity done NAME" or "ferry-identity failed: WHAT" on the same port. A cold-booted VM
-# never gets a line: the loop just waits.
+# never gets a line: the loop just waits. A VM restored from a prepared testbed's saved state
+# (vm-tests/src/prepared.rs) keeps the identity it was prepared with and gets only
+#   ferry-identity 1 seed=HEX time=S.NS
+# (clock and randomness); the loop keeps waiting after each line, so that one reaches it too.
 set -u
 . /usr/local/lib/ferry/identity.sh
 port=/dev/ttyS1
@@ -148,6 +151,7 @@ apply() {
   # kernel's generator now (RNDRESEEDCRNG), before any key is made.
   perl -e 'open(my $f, ">", "/dev/urandom") or die; syswrite($f, pack("H*", $ARGV[0])) or die;
            ioctl($f, 0x5207, 0) or die "RNDRESEEDCRNG: $!"' "$seed" || { echo "reseeding"; return 1; }
+  if [ -z "$name" ]; then sync; return 0; fi
   echo "$id" > /etc/machine-id
   echo "$name" > /etc/hostname
   echo "$name" > /proc/sys/kernel/hostname

@@ -18,6 +18,7 @@
 mod error;
 mod image;
 mod net;
+mod prepared;
 mod qmp;
 mod snapshot;
 mod testbed;
@@ -25,7 +26,8 @@ mod vm;
 
 pub use error::TestbedError;
 pub use image::{BaseImage, RECIPE};
-pub use testbed::{start_or_skip, Testbed};
+pub use prepared::Preparation;
+pub use testbed::{start_or_skip, start_prepared_or_skip, Testbed};
 pub use vm::{Accel, NetemSide, SshOutput, User, Vm, VmSpec, USERS};
 
 /// Whether tests run in CI (`CI=true`), where a testbed that cannot start is a failure.

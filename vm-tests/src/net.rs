@@ -15,6 +15,10 @@ use crate::TestbedError;
 const SLOT_DIR: &str = "/run/ferry-vm";
 const FIRST_SLOT: u8 = 1;
 const LAST_SLOT: u8 = 200;
+/// Slots of prepared testbeds (see `crate::prepared`): a prepared state keeps its VMs' addresses,
+/// so it is always restored on the slot it was taken on, one of these, never handed out as a
+/// free slot.
+pub(crate) const PREPARED_SLOTS: std::ops::RangeInclusive<u8> = 201..=250;
 
 /// Runs a machine command, returning its stdout or an error carrying its stderr.
 pub(crate) fn run(program: &str, args: &[&str]) -> Result<String, TestbedError> {
@@ -67,21 +71,59 @@ impl Network {
             let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
                 continue;
             };
-            // The lock is free, so whatever still carries this slot's names was left by a
-            // process that died without tearing down (SIGKILL): clean it first.
-            cleanup_slot(slot);
-            let mut net = Network {
-                slot,
-                bridge,
-                taps: Vec::new(),
-                forward_rule: false,
-                slot_file,
-                _lock: lock,
-            };
-            net.setup(n)?;
-            return Ok(net);
+            return Network::on_locked_slot(slot, slot_file, lock, n);
         }
         Err(TestbedError::NoSlot(LAST_SLOT))
+    }
+
+    /// Takes slot `slot` (one of [`PREPARED_SLOTS`]), waiting while another testbed holds it,
+    /// and creates its bridge and `n` taps.
+    pub(crate) fn create_on(slot: u8, n: usize) -> Result<Network, TestbedError> {
+        fs::create_dir_all(SLOT_DIR).map_err(TestbedError::io(format!("creating {SLOT_DIR}")))?;
+        reap_abandoned_slots();
+        let bridge = bridge_name(slot);
+        let used = run("ip", &["-4", "-o", "addr", "show"])?;
+        if used.lines().any(|l| {
+            l.contains(&format!(" inet 10.203.{slot}.")) && !l.contains(&format!(" {bridge} "))
+        }) {
+            return Err(TestbedError::Unavailable(format!(
+                "subnet 10.203.{slot}.0/24, which a prepared testbed needs, is in use on this machine by another interface"
+            )));
+        }
+        let slot_file = Path::new(SLOT_DIR).join(format!("slot-{slot}"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&slot_file)
+            .map_err(TestbedError::io(format!("opening {}", slot_file.display())))?;
+        let lock =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| TestbedError::Io {
+                what: format!("locking {}", slot_file.display()),
+                source: e.into(),
+            })?;
+        Network::on_locked_slot(slot, slot_file, lock, n)
+    }
+
+    fn on_locked_slot(
+        slot: u8,
+        slot_file: PathBuf,
+        lock: Flock<File>,
+        n: usize,
+    ) -> Result<Network, TestbedError> {
+        // The lock is free, so whatever still carries this slot's names was left by a
+        // process that died without tearing down (SIGKILL): clean it first.
+        cleanup_slot(slot);
+        let mut net = Network {
+            slot,
+            bridge: bridge_name(slot),
+            taps: Vec::new(),
+            forward_rule: false,
+            slot_file,
+            _lock: lock,
+        };
+        net.setup(n)?;
+        Ok(net)
     }
 
     fn setup(&mut self, n: usize) -> Result<(), TestbedError> {
@@ -187,7 +229,7 @@ fn bridge_calls_iptables() -> bool {
 /// Cleans every slot whose owner died without tearing down (killed with SIGKILL): its lock is
 /// free but its slot file still names a run directory.
 fn reap_abandoned_slots() {
-    for slot in FIRST_SLOT..=LAST_SLOT {
+    for slot in (FIRST_SLOT..=LAST_SLOT).chain(PREPARED_SLOTS) {
         let path = Path::new(SLOT_DIR).join(format!("slot-{slot}"));
         if fs::metadata(&path).map(|m| m.len() == 0).unwrap_or(true) {
             continue;

@@ -145,10 +145,22 @@ fn take_on(
          systemctl is-active --quiet ferry-identity.service || { echo 'ferry-identity is not running' >&2; exit 1; }; \
          sync",
     )?;
-    let socket = vm.qmp_socket();
-    let name = vm.name().to_string();
     // Saved while running: a state saved from a stopped VM would load as stopped. qemu stops
     // the guest itself for the last pass, so RAM and disk are saved at the same instant.
+    save(&vm, &work.join("state"))?;
+    let disk = work.join("disk.qcow2");
+    fs::rename(vm.overlay(), &disk).map_err(TestbedError::io(format!(
+        "moving the template's disk to {}",
+        disk.display()
+    )))
+}
+
+/// Saves `vm`'s RAM and device state to `state` with qemu's migration to a file, then ends its
+/// qemu (its disk is then closed and may be moved). A VM saved while running loads as running,
+/// one saved while stopped (QMP `stop`) loads as stopped.
+pub(crate) fn save(vm: &Vm, state: &Path) -> Result<(), TestbedError> {
+    let socket = vm.qmp_socket();
+    let name = vm.name().to_string();
     // The default bandwidth limit would make saving take seconds per 100 MiB.
     qmp::execute(
         &socket,
@@ -156,22 +168,27 @@ fn take_on(
         "migrate-set-parameters",
         json!({ "max-bandwidth": 8u64 << 30 }),
     )?;
-    let part = shell_quoted(&work.join("state.part"))?;
-    let state = shell_quoted(&work.join("state"))?;
+    let part_path = state.with_extension("part");
+    let part = shell_quoted(&part_path)?;
+    let quoted = shell_quoted(state)?;
     qmp::execute(
         &socket,
         &name,
         "migrate",
-        json!({ "uri": format!("exec:cat > {part} && mv {part} {state}") }),
+        json!({ "uri": format!("exec:cat > {part} && mv {part} {quoted}") }),
     )?;
+    let error = |message: String| TestbedError::State {
+        vm: name.clone(),
+        message,
+    };
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let info = qmp::execute(&socket, &name, "query-migrate", json!({}))?;
         match info.get("status").and_then(Value::as_str) {
             Some("completed") => break,
             Some("failed" | "cancelled") => {
-                return Err(snapshot_error(format!(
-                    "saving the template's state failed: {}",
+                return Err(error(format!(
+                    "saving its state failed: {}",
                     info.get("error-desc")
                         .and_then(Value::as_str)
                         .unwrap_or("qemu gave no reason")
@@ -180,9 +197,7 @@ fn take_on(
             _ => {}
         }
         if Instant::now() > deadline {
-            return Err(snapshot_error(
-                "saving the template's state took over 300 s".into(),
-            ));
+            return Err(error("saving its state took over 300 s".into()));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -191,22 +206,17 @@ fn take_on(
     vm.wait_for_exit(Duration::from_secs(30));
     vm.power_off()?;
     // `cat` may still be writing the last bytes when qemu reports completion: wait for the mv.
-    let state_path = work.join("state");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !state_path.is_file() {
+    while !state.is_file() {
         if Instant::now() > deadline {
-            return Err(snapshot_error(format!(
+            return Err(error(format!(
                 "{} did not appear after the save",
-                state_path.display()
+                state.display()
             )));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let disk = work.join("disk.qcow2");
-    fs::rename(vm.overlay(), &disk).map_err(TestbedError::io(format!(
-        "moving the template's disk to {}",
-        disk.display()
-    )))
+    Ok(())
 }
 
 /// What the template boots with: the spec's machine (memory, CPUs, CPU model), the image's own

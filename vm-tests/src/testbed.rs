@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::image::{cache_dir, BaseImage};
 use crate::net::{cleanup_slot, run, which, Network};
+use crate::prepared::Preparation;
 use crate::snapshot::Snapshot;
 use crate::vm::{hex, Accel, Identity, Vm, VmSpec};
 use crate::{in_ci, TestbedError};
@@ -26,6 +27,7 @@ pub struct Testbed {
     net: Network,
     dir: PathBuf,
     started: Duration,
+    prepared: Option<PathBuf>,
 }
 
 impl Testbed {
@@ -33,12 +35,7 @@ impl Testbed {
     /// one accepts an SSH login with the testbed key; on failure the error carries the serial
     /// console of the VM that did not come up, and everything started so far is torn down.
     pub fn start(n: usize, spec: &VmSpec) -> Result<Testbed, TestbedError> {
-        if n == 0 || n > 50 {
-            return Err(TestbedError::State {
-                vm: "-".into(),
-                message: format!("a testbed has 1 to 50 VMs, not {n}"),
-            });
-        }
+        check_count(n)?;
         let image = BaseImage::ensure()?;
         install_signal_handler();
         let snapshot = if spec.restores() {
@@ -48,33 +45,30 @@ impl Testbed {
         };
         let t0 = Instant::now();
         let net = Network::create(n)?;
-        let slot = net.slot();
-        let dir = slot_run_dir(&net)?;
-        let mut bed = Testbed {
-            vms: Vec::with_capacity(n),
-            net,
-            dir,
-            started: Duration::ZERO,
+        Testbed::start_on(net, n, spec, &image, snapshot.as_ref(), None, t0)
+    }
+
+    /// Starts `n` VMs on `net`, restored from `snapshot` or booted, authorizing `key` (a new
+    /// throwaway key when `None`).
+    pub(crate) fn start_on(
+        net: Network,
+        n: usize,
+        spec: &VmSpec,
+        image: &BaseImage,
+        snapshot: Option<&Snapshot>,
+        key: Option<(PathBuf, String)>,
+        t0: Instant,
+    ) -> Result<Testbed, TestbedError> {
+        let mut bed = Testbed::on(net)?;
+        let slot = bed.net.slot();
+        let (key, pubkey) = match key {
+            Some(key) => key,
+            None => new_key(&bed.dir)?,
         };
-        // Registered only once `bed` exists, so its Drop always unregisters the slot: the
-        // handler must never clean a slot this process no longer owns.
-        register_slot(slot);
-        let (key, pubkey) = new_key(&bed.dir)?;
         for i in 0..n {
-            let name = format!("vm{i}");
-            let vm_dir = bed.dir.join(&name);
-            fs::create_dir_all(&vm_dir)
-                .map_err(TestbedError::io(format!("creating {}", vm_dir.display())))?;
-            let id = Identity {
-                address: bed.net.vm_address(i),
-                tap: bed.net.tap(i),
-                mac: format!("52:54:00:cb:{slot:02x}:{i:02x}"),
-                machine_id: Some(machine_id(slot, i)),
-                name,
-            };
-            let vm = Vm::new(id, vm_dir, &key, &pubkey, spec, &image);
-            vm.create_overlay(snapshot.as_ref())?;
-            vm.spawn(snapshot.as_ref())?;
+            let vm = bed.new_vm(i, Some(machine_id(slot, i)), &key, &pubkey, spec, image)?;
+            vm.create_overlay(snapshot)?;
+            vm.spawn(snapshot)?;
             bed.vms.push(vm);
         }
         if snapshot.is_some() {
@@ -93,6 +87,58 @@ impl Testbed {
         }
         bed.started = t0.elapsed();
         Ok(bed)
+    }
+
+    /// An empty testbed on `net`: its run directory made, its slot registered for the Ctrl-C
+    /// handler.
+    pub(crate) fn on(net: Network) -> Result<Testbed, TestbedError> {
+        let slot = net.slot();
+        let dir = slot_run_dir(&net)?;
+        let bed = Testbed {
+            vms: Vec::new(),
+            net,
+            dir,
+            started: Duration::ZERO,
+            prepared: None,
+        };
+        // Registered only once `bed` exists, so its Drop always unregisters the slot: the
+        // handler must never clean a slot this process no longer owns.
+        register_slot(slot);
+        Ok(bed)
+    }
+
+    /// VM number `i` of this testbed (not started): `vmI` at the slot's address `i`.
+    pub(crate) fn new_vm(
+        &self,
+        i: usize,
+        machine_id: Option<String>,
+        key: &Path,
+        pubkey: &str,
+        spec: &VmSpec,
+        image: &BaseImage,
+    ) -> Result<Vm, TestbedError> {
+        let slot = self.net.slot();
+        let name = format!("vm{i}");
+        let vm_dir = self.dir.join(&name);
+        fs::create_dir_all(&vm_dir)
+            .map_err(TestbedError::io(format!("creating {}", vm_dir.display())))?;
+        let id = Identity {
+            address: self.net.vm_address(i),
+            tap: self.net.tap(i),
+            mac: format!("52:54:00:cb:{slot:02x}:{i:02x}"),
+            machine_id,
+            name,
+        };
+        Ok(Vm::new(id, vm_dir, key, pubkey, spec, image))
+    }
+
+    pub(crate) fn push_vm(&mut self, vm: Vm) {
+        self.vms.push(vm);
+    }
+
+    pub(crate) fn set_started(&mut self, started: Duration, prepared: Option<PathBuf>) {
+        self.started = started;
+        self.prepared = prepared;
     }
 
     /// Boots one VM with KVM and reports whether it reached SSH within `timeout`, trying the
@@ -157,6 +203,13 @@ impl Testbed {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// For a testbed from [`Testbed::start_prepared`]: the directory where its preparation left
+    /// files for the host side (e.g. a jump host's `~/.ferry`), kept with the saved state.
+    /// Shared by every testbed restored from that state: copy from it, never write to it.
+    pub fn prepared_dir(&self) -> Option<&Path> {
+        self.prepared.as_deref()
+    }
 }
 
 impl Drop for Testbed {
@@ -183,6 +236,33 @@ pub fn start_or_skip(n: usize, spec: &VmSpec) -> Option<Testbed> {
         }
         Err(e) => panic!("{e}"),
     }
+}
+
+/// Like [`start_or_skip`] for [`Testbed::start_prepared`].
+pub fn start_prepared_or_skip(
+    n: usize,
+    spec: &VmSpec,
+    preparation: &Preparation,
+    prepare: impl FnOnce(&Testbed, &Path),
+) -> Option<Testbed> {
+    match Testbed::start_prepared(n, spec, preparation, prepare) {
+        Ok(bed) => Some(bed),
+        Err(e @ TestbedError::Unavailable(_)) if !in_ci() => {
+            eprintln!("!!!!! vm-tests SKIPPED: {e} (with CI=true this fails) !!!!!");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+pub(crate) fn check_count(n: usize) -> Result<(), TestbedError> {
+    if n == 0 || n > 50 {
+        return Err(TestbedError::State {
+            vm: "-".into(),
+            message: format!("a testbed has 1 to 50 VMs, not {n}"),
+        });
+    }
+    Ok(())
 }
 
 /// Checks that this machine can run a testbed at all.
@@ -222,7 +302,7 @@ pub(crate) fn preflight() -> Result<(), TestbedError> {
     Ok(())
 }
 
-fn install_signal_handler() {
+pub(crate) fn install_signal_handler() {
     HANDLER.call_once(|| {
         // Another handler may exist in this process; then teardown on drop is all we get.
         let _ = ctrlc::set_handler(|| {
@@ -284,7 +364,7 @@ pub(crate) fn new_key(dir: &Path) -> Result<(PathBuf, String), TestbedError> {
     Ok((key, base64(pubkey.trim().as_bytes())))
 }
 
-fn machine_id(slot: u8, i: usize) -> String {
+pub(crate) fn machine_id(slot: u8, i: usize) -> String {
     let mut h = Sha256::new();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

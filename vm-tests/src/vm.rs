@@ -587,6 +587,17 @@ impl Vm {
     /// machine's clock (read last, just before sending). The VM's `ferry-identity` applies it
     /// and answers on the same connection, read by [`Vm::finish_restore`].
     pub(crate) fn send_identity(&self, started: Instant) -> Result<UnixStream, TestbedError> {
+        self.send_identity_line(started, true)
+    }
+
+    /// Like [`Vm::send_identity`] for a VM restored from a prepared testbed's saved state
+    /// (`crate::prepared`): it keeps the identity it was prepared with, so only this machine's
+    /// clock and a random seed are sent. The VM must run (see [`Vm::resume_loaded`]).
+    pub(crate) fn send_clock_and_seed(&self, started: Instant) -> Result<UnixStream, TestbedError> {
+        self.send_identity_line(started, false)
+    }
+
+    fn send_identity_line(&self, started: Instant, full: bool) -> Result<UnixStream, TestbedError> {
         let deadline = started + self.spec.boot_timeout;
         // Bytes sent while qemu still loads the state would land in the serial port before its
         // saved state overwrites it, and be lost: send only once the guest runs.
@@ -613,18 +624,22 @@ impl Vm {
         File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut seed))
             .map_err(TestbedError::io("reading /dev/urandom"))?;
-        let machine_id = self
-            .machine_id
-            .as_deref()
-            .ok_or_else(|| self.state_error("has no machine id to be given"))?;
-        let mut line = format!(
-            "ferry-identity 1 name={} ip={} mac={} machine-id={machine_id} key={} seed={}",
-            self.name,
-            self.ip_argument(),
-            self.mac,
-            self.pubkey,
-            hex(&seed),
-        );
+        let mut line = if full {
+            let machine_id = self
+                .machine_id
+                .as_deref()
+                .ok_or_else(|| self.state_error("has no machine id to be given"))?;
+            format!(
+                "ferry-identity 1 name={} ip={} mac={} machine-id={machine_id} key={} seed={}",
+                self.name,
+                self.ip_argument(),
+                self.mac,
+                self.pubkey,
+                hex(&seed),
+            )
+        } else {
+            format!("ferry-identity 1 seed={}", hex(&seed))
+        };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|_| self.state_error("this machine's clock is before 1970"))?;
@@ -676,11 +691,91 @@ impl Vm {
         }
     }
 
+    /// For VMs saved while stopped (a prepared testbed's, saved together): waits until qemu has
+    /// loaded the state (the guest is then paused) and lets the guest run.
+    pub(crate) fn resume_loaded(&self, started: Instant) -> Result<(), TestbedError> {
+        let deadline = started + self.spec.boot_timeout;
+        loop {
+            let status = qmp::execute(&self.qmp_socket(), &self.name, "query-status", json!({}));
+            match status {
+                Ok(s) if s.get("status").and_then(|v| v.as_str()) == Some("running") => {
+                    return Ok(())
+                }
+                Ok(s) if s.get("status").and_then(|v| v.as_str()) == Some("paused") => {
+                    qmp::execute(&self.qmp_socket(), &self.name, "cont", json!({}))?;
+                    return Ok(());
+                }
+                Ok(s) if s.get("status").and_then(|v| v.as_str()) == Some("inmigrate") => {}
+                Ok(s) => {
+                    return Err(self.restore_error(format!(
+                        "qemu is {} after loading the saved state, not paused",
+                        s.get("status").and_then(|v| v.as_str()).unwrap_or("?")
+                    )))
+                }
+                // The socket is not there yet while qemu starts.
+                Err(_) => {}
+            }
+            if let Some(status) = self.exited()? {
+                return Err(self.restore_error(format!(
+                    "qemu exited with {status} (qemu's own output: {})",
+                    tail(&self.dir.join("qemu.log"), 5)
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(self.restore_error(format!(
+                    "qemu did not load the saved state within {} s",
+                    self.spec.boot_timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Completes the restore of a prepared testbed's VM: reads its `ferry-identity` answer to
+    /// [`Vm::send_clock_and_seed`] and waits for an SSH login.
+    pub(crate) fn finish_resume(
+        &self,
+        identity: UnixStream,
+        started: Instant,
+    ) -> Result<(), TestbedError> {
+        self.read_identity_answer(identity, started)?;
+        self.wait_for_ssh(started)
+    }
+
     /// Completes a restore: reads the answer of the VM's `ferry-identity` from `identity` (the
     /// connection [`Vm::send_identity`] returned), waits for an SSH login as after a boot, then
     /// does what a cold boot does from the spec: grows the root disk and file system to
     /// `disk_gib`, attaches the small disk.
     pub(crate) fn finish_restore(
+        &self,
+        identity: UnixStream,
+        started: Instant,
+    ) -> Result<(), TestbedError> {
+        self.read_identity_answer(identity, started)?;
+        self.wait_for_ssh(started)?;
+        if self.spec.disk_gib > 4 {
+            let bytes = u64::from(self.spec.disk_gib) << 30;
+            qmp::execute(
+                &self.qmp_socket(),
+                &self.name,
+                "block_resize",
+                json!({ "device": "root", "size": bytes }),
+            )?;
+            self.ssh_ok(&format!(
+                "for i in $(seq 300); do [ $(( $(cat /sys/block/vda/size) * 512 )) -ge {bytes} ] && break; sleep 0.1; done; \
+                 [ $(( $(cat /sys/block/vda/size) * 512 )) -ge {bytes} ] || {{ echo 'vda did not grow' >&2; exit 1; }}; \
+                 resize2fs /dev/vda >/dev/null 2>/run/ferry-grow.err || {{ cat /run/ferry-grow.err >&2; exit 1; }}"
+            ))?;
+        }
+        if let Some(mib) = self.spec.small_disk_mib {
+            self.attach_small_disk(mib)?;
+        }
+        Ok(())
+    }
+
+    /// Reads `ferry-identity`'s answer on the identity port: `done NAME` (NAME must be this
+    /// VM's) or `failed: WHAT`.
+    fn read_identity_answer(
         &self,
         identity: UnixStream,
         started: Instant,
@@ -726,24 +821,6 @@ impl Vm {
                     self.spec.boot_timeout.as_secs()
                 )));
             }
-        }
-        self.wait_for_ssh(started)?;
-        if self.spec.disk_gib > 4 {
-            let bytes = u64::from(self.spec.disk_gib) << 30;
-            qmp::execute(
-                &self.qmp_socket(),
-                &self.name,
-                "block_resize",
-                json!({ "device": "root", "size": bytes }),
-            )?;
-            self.ssh_ok(&format!(
-                "for i in $(seq 300); do [ $(( $(cat /sys/block/vda/size) * 512 )) -ge {bytes} ] && break; sleep 0.1; done; \
-                 [ $(( $(cat /sys/block/vda/size) * 512 )) -ge {bytes} ] || {{ echo 'vda did not grow' >&2; exit 1; }}; \
-                 resize2fs /dev/vda >/dev/null 2>/run/ferry-grow.err || {{ cat /run/ferry-grow.err >&2; exit 1; }}"
-            ))?;
-        }
-        if let Some(mib) = self.spec.small_disk_mib {
-            self.attach_small_disk(mib)?;
         }
         Ok(())
     }

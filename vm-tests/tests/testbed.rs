@@ -56,6 +56,12 @@ fn identity(vm: &vm_tests::Vm) -> Identity {
     }
 }
 
+fn console_tail(vm: &vm_tests::Vm) -> String {
+    let text = std::fs::read_to_string(vm.console_log()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
 fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -552,5 +558,105 @@ fn the_root_file_system_fills_the_disk_size_of_the_spec() {
     assert!(
         kib > 5 * 1024 * 1024,
         "root file system is {kib} KiB on a 6 GiB disk"
+    );
+}
+
+/// A prepared testbed: the preparation runs once, then its VMs are saved together; the next
+/// start restores them as the preparation left them (files, a running service, the same boot,
+/// still reaching each other), with the time of day and a random state of their own, and a
+/// restored VM powered off boots from its own disk as the same host.
+#[test]
+fn a_prepared_testbed_starts_where_its_preparation_left_off() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use vm_tests::{start_prepared_or_skip, Preparation};
+    // A new state for every run of this test, so the preparation really runs here.
+    let nonce = format!("{}-{}", std::process::id(), now());
+    let prep = Preparation::new("vm-tests-suite").input(&nonce);
+    let runs = AtomicU32::new(0);
+    let prepare = |bed: &Testbed, host: &std::path::Path| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        for vm in bed.vms() {
+            vm.ssh_ok(&format!(
+                "echo {nonce}-{name} > /root/prepared && \
+                 systemd-run --unit=prepared-sleep sleep infinity >/dev/null && \
+                 cat /proc/sys/kernel/random/boot_id > /root/prepared-boot",
+                name = vm.name()
+            ))
+            .unwrap();
+        }
+        std::fs::write(host.join("note"), &nonce).unwrap();
+    };
+    // FERRY_VM_RESTORE=0 (or KVM): nothing is saved, every start prepares.
+    let saved = spec().restore && spec().accel == vm_tests::Accel::Tcg;
+    let Some(first) = start_prepared_or_skip(2, &spec(), &prep, prepare) else {
+        return;
+    };
+    let check = |bed: &Testbed| {
+        assert_eq!(
+            std::fs::read_to_string(bed.prepared_dir().unwrap().join("note")).unwrap(),
+            nonce
+        );
+        for vm in bed.vms() {
+            let out = vm
+                .ssh(
+                    "cat /root/prepared; systemctl is-active prepared-sleep; \
+                     [ \"$(cat /root/prepared-boot)\" = \"$(cat /proc/sys/kernel/random/boot_id)\" ] && \
+                     echo same-boot",
+                )
+                .unwrap()
+                .stdout;
+            assert_eq!(
+                out,
+                format!("{nonce}-{}\nactive\nsame-boot\n", vm.name()),
+                "{}: not as the preparation left it; its console:\n{}",
+                vm.name(),
+                console_tail(vm)
+            );
+            let clock: f64 = vm.ssh_ok("date +%s.%N").unwrap().trim().parse().unwrap();
+            assert!(
+                (clock - now()).abs() < 5.0,
+                "{}: clock {clock} is not the time of day {}",
+                vm.name(),
+                now()
+            );
+        }
+        assert!(reaches_ssh(bed, 0, 1));
+        bed.vm(0)
+            .ssh_ok("head -c 16 /dev/urandom | od -An -tx1")
+            .unwrap()
+    };
+    let random_first = check(&first);
+    let ids: Vec<Identity> = first.vms().iter().map(identity).collect();
+    drop(first);
+
+    let second =
+        start_prepared_or_skip(2, &spec(), &prep, prepare).expect("a prepared testbed starts");
+    eprintln!(
+        "2 prepared VMs restored and ready in {:?}",
+        second.boot_time()
+    );
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        if saved { 1 } else { 2 },
+        "how often the preparation ran"
+    );
+    let random_second = check(&second);
+    assert_ne!(
+        random_first, random_second,
+        "two restores of one prepared state share their random state"
+    );
+    let again: Vec<Identity> = second.vms().iter().map(identity).collect();
+    if saved {
+        assert_eq!(ids, again, "a prepared VM keeps its identity");
+    }
+
+    // Power loss: the VM boots from its own disk and is the same host.
+    let vm = second.vm(1);
+    vm.power_off().unwrap();
+    vm.power_on().unwrap();
+    assert_eq!(identity(vm), again[1]);
+    assert_eq!(
+        vm.ssh_ok("cat /root/prepared").unwrap().trim(),
+        format!("{nonce}-vm1")
     );
 }
