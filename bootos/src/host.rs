@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ferry_inventory::ssh::{shell_quote, Session, SshError};
-use ferry_inventory::transfer::{upload, LocalFile, TransferError, TransferEvent, UploadOptions};
+use ferry_inventory::transfer::{
+    read_ahead, upload, LocalFile, TransferError, TransferEvent, UploadOptions, UploadSource,
+};
 use tokio::io::AsyncWriteExt;
 
 /// A host step that could not be carried out.
@@ -39,6 +41,13 @@ pub enum HostError {
         /// The cause.
         source: std::io::Error,
     },
+}
+
+fn unsupported(host: &str, what: &str) -> HostError {
+    HostError::Local {
+        what: format!("{host}: {what}"),
+        source: std::io::Error::other("this kind of host cannot stream data"),
+    }
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -347,6 +356,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+fn first_line(script: &str) -> &str {
+    script.lines().next().unwrap_or_default()
+}
+
 /// A host that resources act on. Every command runs as root.
 #[async_trait]
 pub trait Host: Send + Sync {
@@ -390,6 +403,28 @@ pub trait Host: Send + Sync {
 
     /// Sends a local directory tree into `remote_dir` (created; existing files overwritten).
     async fn send_tree(&self, local_dir: &Path, remote_dir: &str) -> Result<(), HostError>;
+
+    /// Sends what `source` streams (a bundle blob, read and verified on the way) to `remote`,
+    /// as [`Host::upload`] does a local file: resumable, skipped when the same content is
+    /// there, placed atomically.
+    async fn upload_from(
+        &self,
+        _source: &dyn UploadSource,
+        remote: &str,
+        _mode: u32,
+    ) -> Result<(), HostError> {
+        Err(unsupported(self.name(), &format!("streaming {remote}")))
+    }
+
+    /// Runs `script` as root with everything `input` yields streamed to its stdin (an image
+    /// archive into `ctr images import -`): constant memory, no temporary copy on either side.
+    async fn run_piped(
+        &self,
+        script: &str,
+        _input: Box<dyn std::io::Read + Send>,
+    ) -> Result<CmdOutput, HostError> {
+        Err(unsupported(self.name(), script))
+    }
 
     /// Records, before a change is made, what it will leave on the host (see [`Effect`]).
     /// A host acting for a journaled run writes it to the run's journal; a plain host keeps
@@ -581,6 +616,72 @@ impl Host for SshHost {
         let quiet = |_: TransferEvent| {};
         upload(&self.session, &file, remote, &opts, &quiet).await?;
         Ok(())
+    }
+
+    async fn upload_from(
+        &self,
+        source: &dyn UploadSource,
+        remote: &str,
+        mode: u32,
+    ) -> Result<(), HostError> {
+        let opts = UploadOptions {
+            as_root: true,
+            mode,
+        };
+        let quiet = |_: TransferEvent| {};
+        upload(&self.session, source, remote, &opts, &quiet).await?;
+        Ok(())
+    }
+
+    async fn run_piped(
+        &self,
+        script: &str,
+        input: Box<dyn std::io::Read + Send>,
+    ) -> Result<CmdOutput, HostError> {
+        let local = |e: std::io::Error| HostError::Local {
+            what: format!("reading what to send to `{}`", first_line(script)),
+            source: e,
+        };
+        let mut child = self
+            .session
+            .spawn_unlogged(&format!("sh -c {}", shell_quote(script)), true)
+            .await?;
+        let mut chunks = read_ahead(input);
+        let mut fed = Ok(());
+        while let Some(chunk) = chunks.recv().await {
+            match chunk {
+                Ok(buf) => {
+                    if let Err(e) = child.write_stdin(&buf).await {
+                        fed = Err(format!("writing its input: {e}"));
+                        break;
+                    }
+                }
+                Err(e) => {
+                    child.abort().await;
+                    return Err(local(e));
+                }
+            }
+        }
+        drop(chunks);
+        child.close_stdin().await;
+        let mut stdout = Vec::new();
+        let limit = DATA_OUTPUT_LIMIT as u64;
+        let _ = tokio::io::AsyncReadExt::read_to_end(
+            &mut tokio::io::AsyncReadExt::take(child.stdout(), limit),
+            &mut stdout,
+        )
+        .await;
+        let exit = child.wait().await?;
+        let mut stderr = exit.stderr_tail.clone();
+        if let Err(e) = fed {
+            stderr = format!("{stderr} ({e})");
+        }
+        Ok(CmdOutput {
+            status: exit.status,
+            described: exit.describe(),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr,
+        })
     }
 
     async fn send_tree(&self, local_dir: &Path, remote_dir: &str) -> Result<(), HostError> {

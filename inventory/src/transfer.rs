@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::ssh::{shell_quote, Pool, Session, SshError};
 use crate::target::Target;
@@ -111,13 +110,57 @@ impl LocalFile {
     }
 }
 
+/// Where an upload's bytes come from: a local file, or a stream out of a bundle (a blob read
+/// and verified on the way), so nothing needs a temporary copy on the jump host. Its size and
+/// sha256 are known before the first byte is sent (the destination is skipped when it already
+/// has them); reading is blocking and runs on a blocking thread.
+pub trait UploadSource: Send + Sync {
+    /// What it is, for messages (a path, `bundle item k3s: k3s/k3s`).
+    fn describe(&self) -> PathBuf;
+    /// Bytes in all.
+    fn size(&self) -> u64;
+    /// Its sha256, lowercase hex.
+    fn sha256(&self) -> &str;
+    /// A reader of its bytes from `offset` on.
+    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn std::io::Read + Send>>;
+}
+
+impl UploadSource for LocalFile {
+    fn describe(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    fn open_at(&self, offset: u64) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        use std::io::Seek;
+        let mut f = std::fs::File::open(&self.path)?;
+        f.seek(std::io::SeekFrom::Start(offset))?;
+        Ok(Box::new(f))
+    }
+}
+
 /// Hashes the first `limit` bytes (all when `None`); returns (bytes hashed, hex digest).
 fn hash_prefix(path: &Path, limit: Option<u64>) -> std::io::Result<(u64, String)> {
-    use std::io::Read;
     let f = std::fs::File::open(path)?;
-    let mut r: Box<dyn Read> = match limit {
-        Some(n) => Box::new(f.take(n)),
-        None => Box::new(f),
+    hash_reader(Box::new(f), limit)
+}
+
+/// Hashes the first `limit` bytes of `r` (all when `None`).
+fn hash_reader(
+    r: Box<dyn std::io::Read + Send>,
+    limit: Option<u64>,
+) -> std::io::Result<(u64, String)> {
+    use std::io::Read;
+    let mut r: Box<dyn Read + Send> = match limit {
+        Some(n) => Box::new(r.take(n)),
+        None => r,
     };
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -224,7 +267,7 @@ const HASH_FN: &str = "h() { if command -v openssl >/dev/null 2>&1; \
 /// Uploads `file` to `dest` on the session's host.
 pub async fn upload(
     session: &Session,
-    file: &LocalFile,
+    file: &dyn UploadSource,
     dest: &str,
     opts: &UploadOptions,
     progress: Progress<'_>,
@@ -248,7 +291,7 @@ pub async fn upload(
         seen.lines()
             .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
     };
-    if field("ferry-dest ").as_deref() == Some(file.sha256.as_str()) {
+    if field("ferry-dest ").as_deref() == Some(file.sha256()) {
         progress(TransferEvent::Skipped { host: host.clone() });
         return Ok(UploadOutcome::AlreadyPresent);
     }
@@ -256,15 +299,16 @@ pub async fn upload(
     // 2. Resume only from a prefix whose hash matches ours.
     let mut offset = 0u64;
     if let Some(n) = field("ferry-partial ").and_then(|v| v.parse::<u64>().ok()) {
-        if n > 0 && n <= file.size {
-            let path = file.path.clone();
-            let local = tokio::task::spawn_blocking(move || hash_prefix(&path, Some(n)))
+        if n > 0 && n <= file.size() {
+            let local_err = |cause| TransferError::Local {
+                path: file.describe(),
+                cause,
+            };
+            let reader = file.open_at(0).map_err(local_err)?;
+            let local = tokio::task::spawn_blocking(move || hash_reader(reader, Some(n)))
                 .await
                 .map_err(|e| remote(e.to_string()))?
-                .map_err(|cause| TransferError::Local {
-                    path: file.path.clone(),
-                    cause,
-                })?;
+                .map_err(local_err)?;
             let there = session
                 .exec_ok(&format!("{HASH_FN}head -c {n} {p} | h"), opts.as_root)
                 .await?;
@@ -273,13 +317,13 @@ pub async fn upload(
             }
         }
     }
-    if offset < file.size {
+    if offset < file.size() {
         send(session, file, &partial, offset, opts, progress).await?;
     } else {
         progress(TransferEvent::Started {
             host: host.clone(),
             offset,
-            size: file.size,
+            size: file.size(),
         });
     }
 
@@ -288,7 +332,7 @@ pub async fn upload(
         "{HASH_FN}h=$(h < {p}); \
          if [ \"$h\" != {want} ]; then rm -f {p}; printf 'ferry-mismatch %s\\n' \"$h\"; exit 0; fi; \
          chmod {mode:o} {p} && mv -f {p} {d} && printf 'ferry-placed\\n'",
-        want = file.sha256,
+        want = file.sha256(),
         mode = opts.mode,
     );
     let out = session.exec_ok(&finish, opts.as_root).await?;
@@ -297,7 +341,7 @@ pub async fn upload(
             host,
             dest: dest.to_string(),
             got: got.trim().to_string(),
-            want: file.sha256.clone(),
+            want: file.sha256().to_string(),
         });
     }
     if !out.lines().any(|l| l.trim() == "ferry-placed") {
@@ -318,10 +362,11 @@ fn field_line(out: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Streams the file from `offset` into the partial file.
+/// Streams the source from `offset` into the partial file. The source is read on a blocking
+/// thread a few chunks ahead of the channel (constant memory whatever its size).
 async fn send(
     session: &Session,
-    file: &LocalFile,
+    file: &dyn UploadSource,
     partial: &str,
     offset: u64,
     opts: &UploadOptions,
@@ -340,52 +385,34 @@ async fn send(
     );
     let redirect = if offset > 0 { ">>" } else { ">" };
     let cmd = format!("mkdir -p {dir} && umask 077 && LC_ALL=C cat {redirect} {p}");
-    let mut local =
-        tokio::fs::File::open(&file.path)
-            .await
-            .map_err(|cause| TransferError::Local {
-                path: file.path.clone(),
-                cause,
-            })?;
-    local
-        .seek(std::io::SeekFrom::Start(offset))
-        .await
-        .map_err(|cause| TransferError::Local {
-            path: file.path.clone(),
-            cause,
-        })?;
+    let local_err = |cause| TransferError::Local {
+        path: file.describe(),
+        cause,
+    };
+    let mut chunks = read_ahead(file.open_at(offset).map_err(local_err)?);
+    let size = file.size();
     progress(TransferEvent::Started {
         host: host.clone(),
         offset,
-        size: file.size,
+        size,
     });
     let mut child = session.spawn(&cmd, opts.as_root).await?;
-    let mut buf = vec![0u8; CHUNK];
     let mut done = offset;
     let mut write_failed = false;
     let mut last_report = done;
-    loop {
-        let n = local
-            .read(&mut buf)
-            .await
-            .map_err(|cause| TransferError::Local {
-                path: file.path.clone(),
-                cause,
-            })?;
-        if n == 0 {
-            break;
-        }
-        if child.write_stdin(&buf[..n]).await.is_err() {
+    while let Some(chunk) = chunks.recv().await {
+        let buf = chunk.map_err(local_err)?;
+        if child.write_stdin(&buf).await.is_err() {
             write_failed = true;
             break;
         }
-        done += n as u64;
-        if done - last_report >= 4 * 1024 * 1024 || done == file.size {
+        done += buf.len() as u64;
+        if done - last_report >= 4 * 1024 * 1024 || done == size {
             last_report = done;
             progress(TransferEvent::Progress {
                 host: host.clone(),
                 done,
-                size: file.size,
+                size,
             });
         }
     }
@@ -400,12 +427,7 @@ async fn send(
                 reason
             };
             if exit.stderr_tail.contains("No space left") {
-                return Err(cleanup(TransferError::DiskFull {
-                    host,
-                    dest,
-                    size: file.size,
-                })
-                .await);
+                return Err(cleanup(TransferError::DiskFull { host, dest, size }).await);
             }
             Err(cleanup(TransferError::Remote {
                 host,
@@ -423,11 +445,42 @@ async fn send(
                 host,
                 dest,
                 sent: done,
-                size: file.size,
+                size,
             })
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Reads `r` to its end on a blocking thread, `CHUNK` bytes at a time, at most four chunks
+/// ahead of the receiver; a read error ends the stream with it. Dropping the receiver stops
+/// the thread at its next chunk.
+pub fn read_ahead(
+    mut r: Box<dyn std::io::Read + Send>,
+) -> tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_blocking(move || loop {
+        let mut buf = vec![0u8; CHUNK];
+        let n = loop {
+            match r.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let msg = match n {
+            Ok(0) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Err(e) => Err(e),
+        };
+        let stop = msg.is_err();
+        if tx.blocking_send(msg).is_err() || stop {
+            return;
+        }
+    });
+    rx
 }
 
 /// Uploads one file to many hosts at once (bounded by the pool's concurrency limit), reporting

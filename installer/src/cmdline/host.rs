@@ -72,3 +72,21 @@ pub struct RollbackArgs {
     #[command(flatten)]
     pub reach: ReachArgs,
 }
+
+/// `ferry reset`
+#[derive(Debug, clap::Args)]
+pub struct ResetArgs {
+    /// The answer file (TOML) of the cluster.
+    #[arg(short, long, value_name = "FILE")]
+    pub answers: PathBuf,
+    /// Only this host (repeat per host) [default: every host of the cluster]. The node is not
+    /// deleted from the cluster: do `k3s kubectl delete node HOST` on a server first.
+    #[arg(long, value_name = "HOST")]
+    pub host: Vec<String>,
+    /// Do it (without it, reset only says what it would remove, and exits 2).
+    #[arg(long)]
+    pub yes: bool,
+    /// How to reach the hosts.
+    #[command(flatten)]
+    pub reach: ReachArgs,
+}

@@ -45,6 +45,8 @@ pub enum Command {
     Apply(host::ApplyArgs),
     /// Undo the changes of an earlier `ferry apply` run.
     Rollback(host::RollbackArgs),
+    /// Take k3s off the cluster's hosts (or one host), as k3s's uninstall script does.
+    Reset(host::ResetArgs),
     /// Run as the agent on a target host (started by ferry over SSH).
     #[command(hide = true)]
     Agent(agent::AgentArgs),

@@ -11,9 +11,10 @@ use std::time::Instant;
 use anyhow::Context;
 use ferry_bootos::SshHost;
 use ferry_inventory::ssh::KnownHosts;
+use ferry_inventory::Target;
 
 use super::reach::{reach, Reach};
-use crate::cmdline::host::{ApplyArgs, PlanArgs, RollbackArgs, ValidateArgs};
+use crate::cmdline::host::{ApplyArgs, PlanArgs, ResetArgs, RollbackArgs, ValidateArgs};
 use crate::cmdline::ReachArgs;
 use crate::config::InstallConfig;
 use crate::engine::apply::{HostSummary, RunJournal};
@@ -152,6 +153,12 @@ fn printer(to_stderr: bool) -> Sink {
 /// `ferry validate`: the answer file as ferry understands it, as JSON.
 pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let cfg = InstallConfig::load(&args.answers)?;
+    // The distribution's version and files, from the bundle's signed manifest (when the
+    // bundle is here: the jump host may get it later).
+    if cfg.cluster.installs() && cfg.bundle.as_ref().is_some_and(|b| b.path.exists()) {
+        crate::cluster::bundle::ClusterBundle::open(&cfg)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", args.answers.display()))?;
+    }
     println!("{}", serde_json::to_string_pretty(&cfg)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -281,14 +288,44 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
                 local,
                 cluster_id: cfg.cluster.id.clone(),
             });
-            let summaries = engine::apply(&plan, &hosts, rj, args.no_rollback, &sink).await?;
+            let policy = if args.no_rollback {
+                crate::config::RollbackPolicy::Never
+            } else {
+                cfg.cluster.settings.rollback
+            };
+            let summaries = engine::apply(&plan, &hosts, rj, policy, &sink).await?;
             anyhow::Ok((plan, summaries))
         }
         .await;
+        // Every host ended as wanted: wait for the cluster to be Ready, save its kubeconfig.
+        let result = match result {
+            Ok((plan, summaries)) => {
+                let all_ok = summaries.iter().all(|s| s.outcome.success());
+                let report = match (&plan.cluster, all_ok) {
+                    (Some(rt), true) => Some(
+                        crate::cluster::finish(
+                            rt,
+                            &cfg,
+                            &ferry_home()?,
+                            &run_dir,
+                            std::time::Duration::from_secs(300),
+                        )
+                        .await,
+                    ),
+                    _ => None,
+                };
+                match report.transpose() {
+                    Ok(r) => Ok((plan, summaries, r)),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
         lock::release_all(&hosts, &locked, &me).await;
         hosts.pool.close_all().await;
-        let (plan, summaries) = result?;
-        let ok = summaries.iter().all(|s| s.outcome.success());
+        let (plan, summaries, cluster) = result?;
+        let ok = summaries.iter().all(|s| s.outcome.success())
+            && cluster.as_ref().is_none_or(|c| c.ready);
         if args.json {
             let doc = serde_json::json!({
                 "run_id": run_id,
@@ -296,10 +333,14 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
                 "seconds": (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
                 "plan": plan,
                 "hosts": summaries,
+                "cluster": cluster,
             });
             println!("{}", serde_json::to_string_pretty(&doc)?);
         } else {
             print!("{}", render_summary(&summaries));
+            if let Some(c) = &cluster {
+                print!("{}", render_cluster(c));
+            }
             println!(
                 "run: {run_id} ({:.1}s; journal and logs in {})",
                 started.elapsed().as_secs_f64(),
@@ -308,6 +349,35 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(exit(ok))
     })
+}
+
+/// The cluster's nodes after apply, and where the kubeconfig is or why there is none.
+fn render_cluster(c: &crate::cluster::ClusterReport) -> String {
+    let rows: Vec<[String; 3]> = c
+        .nodes
+        .iter()
+        .map(|n| [n.name.clone(), n.ready.clone(), n.message.clone()])
+        .collect();
+    let mut out = table(&["NODE", "READY", "MESSAGE"], &rows);
+    match &c.kubeconfig {
+        Some(k) => out.push_str(&format!(
+            "cluster: k3s {}, {} nodes Ready; kubeconfig {} (also linked from the run directory)\n",
+            c.version,
+            c.nodes.len(),
+            k.display()
+        )),
+        None => out.push_str(&format!(
+            "cluster: NOT READY after 300s: {}; fix: look at those nodes' `journalctl -u k3s` \
+             / `-u k3s-agent`, then run `ferry apply` again (finished steps are not redone)\n",
+            c.nodes
+                .iter()
+                .filter(|n| n.ready != "True")
+                .map(|n| format!("{} ({})", n.name, n.ready))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+    out
 }
 
 /// The run ids under `root` that have a journal, oldest first.
@@ -511,4 +581,185 @@ fn runs_hint(root: &Path) -> String {
                 .join(", ")
         ),
     }
+}
+
+/// A host to reset: its target, whether it is a server, and its first installs.
+type ToReset = (Target, bool, Vec<(String, journal::Undo)>);
+
+/// The steps a reset undoes: the cluster phase's.
+const RESET_STEPS: &[&str] = &[
+    guard::K3S_AGENT_STEP,
+    guard::K3S_SERVER_STEP,
+    crate::cluster::images::ID,
+];
+
+/// For one host, from every journal it keeps: each cluster step of this cluster that was
+/// begun and not reverted, with the state before its FIRST run (a later run found k3s there
+/// already; undoing the first install is what takes k3s off). Newest step first.
+fn first_installs(
+    records: &[journal::Record],
+    host: &str,
+    cluster_id: &str,
+) -> Vec<(String, journal::Undo)> {
+    let mut runs: Vec<&str> = records
+        .iter()
+        .filter(|r| {
+            RESET_STEPS.contains(&r.resource_id.as_str())
+                && matches!(&r.entry, journal::Entry::Begin { cluster, .. } if cluster.as_deref() == Some(cluster_id))
+        })
+        .map(|r| r.run.as_str())
+        .collect();
+    runs.sort();
+    runs.dedup();
+    let mut firsts: BTreeMap<String, (String, journal::Undo)> = BTreeMap::new();
+    for run in runs {
+        let of_run: Vec<journal::Record> =
+            records.iter().filter(|r| r.run == run).cloned().collect();
+        let pending = journal::pending_reverts(&of_run, &[host.to_string()]);
+        for u in pending.into_values().flatten() {
+            if RESET_STEPS.contains(&u.resource_id.as_str()) {
+                firsts
+                    .entry(u.resource_id.clone())
+                    .or_insert((run.to_string(), u));
+            }
+        }
+    }
+    // k3s before its images: the node stops before its images go.
+    let mut out: Vec<(String, journal::Undo)> = firsts.into_values().collect();
+    out.sort_by_key(|(_, u)| u.resource_id == crate::cluster::images::ID);
+    out
+}
+
+/// `ferry reset`: takes k3s off the hosts it installed it on (agents first, then servers),
+/// undoing the cluster steps of their first install: what k3s's killall and uninstall scripts
+/// remove, and nothing that was there before ferry.
+pub fn reset(args: ResetArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = InstallConfig::load(&args.answers)?;
+    for h in &args.host {
+        if !cfg.members.iter().any(|m| &m.name == h) {
+            anyhow::bail!(
+                "--host {h}: no host named {h} in {}",
+                cfg.inventory_path.display()
+            );
+        }
+    }
+    let run_id = journal::new_run_id();
+    let root = runs_root(&args.reach)?;
+    let run_dir = root.join(format!("reset-{run_id}"));
+    runtime()?.block_on(async {
+        let hosts = connect(&cfg, &args.reach, run_dir.clone()).await?;
+        let result = async {
+            resolve_cluster(&mut cfg, &hosts, &root).await?;
+            let chosen: Vec<Target> = hosts
+                .targets
+                .iter()
+                .filter(|t| args.host.is_empty() || args.host.contains(&t.name))
+                .cloned()
+                .collect();
+            let mut found: Vec<ToReset> = Vec::new();
+            for t in chosen {
+                let s = hosts.pool.session(&t).await?;
+                let records = journal::read_host_journals(&SshHost::new(s)).await?;
+                let undos = first_installs(&records, &t.name, &cfg.cluster.id);
+                let server = cfg.members.iter().any(|m| m.name == t.name && m.server);
+                found.push((t, server, undos));
+            }
+            anyhow::Ok(found)
+        }
+        .await;
+        let found = match result {
+            Ok(f) => f,
+            Err(e) => {
+                hosts.pool.close_all().await;
+                return Err(e);
+            }
+        };
+        for (t, _, undos) in &found {
+            if undos.is_empty() {
+                println!(
+                    "{}: nothing of cluster {} to reset",
+                    t.name, cfg.cluster.name
+                );
+            } else {
+                let steps: Vec<&str> = undos.iter().map(|(_, u)| u.resource_id.as_str()).collect();
+                println!(
+                    "{}: reset {} (installed by run {})",
+                    t.name,
+                    steps.join(", "),
+                    undos[0].0
+                );
+            }
+        }
+        if !args.yes {
+            hosts.pool.close_all().await;
+            eprintln!("nothing changed: add --yes to reset these hosts");
+            return Ok(ExitCode::from(2));
+        }
+        let names: Vec<String> = found.iter().map(|(t, _, _)| t.name.clone()).collect();
+        let me = lock::LockHolder::this_process(&run_id, "reset");
+        let (locked, refused) = lock::acquire_all(&hosts, &names, &me).await;
+        let sink = printer(false);
+        let mut failed = false;
+        for (host, why) in &refused {
+            eprintln!("{host}: not reset: {why}");
+            failed = true;
+        }
+        // Agents first, then servers (the first server last): nodes leave before the servers.
+        let mut waves: Vec<Vec<&ToReset>> = vec![Vec::new(), Vec::new()];
+        for f in found.iter().filter(|f| locked.contains(&f.0.name)) {
+            waves[usize::from(f.1)].push(f);
+        }
+        waves[1].reverse();
+        for wave in waves {
+            for (t, _, undos) in wave {
+                if undos.is_empty() {
+                    continue;
+                }
+                let s = hosts.pool.session(t).await?;
+                let host = SshHost::new(s);
+                for (run, u) in undos {
+                    let step = match engine::step_from_journal(u.resource.clone()) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            eprintln!(
+                                "{}: {} cannot be read from run {run}'s journal: {e}",
+                                t.name, u.resource_id
+                            );
+                            failed = true;
+                            continue;
+                        }
+                    };
+                    let rj = RunJournal {
+                        run_id: run.clone(),
+                        local: Arc::new(Journal::open(&root.join(run))?),
+                        cluster_id: cfg.cluster.id.clone(),
+                    };
+                    let report = crate::engine::apply::revert_all(
+                        &host,
+                        vec![crate::engine::apply::Revertible {
+                            step,
+                            before: u.observed.clone(),
+                            effects: u.effects.clone(),
+                        }],
+                        &rj,
+                        &sink,
+                    )
+                    .await;
+                    failed |= !report.failed.is_empty();
+                }
+            }
+        }
+        lock::release_all(&hosts, &locked, &me).await;
+        hosts.pool.close_all().await;
+        println!(
+            "reset of cluster {}: {}",
+            cfg.cluster.name,
+            if failed {
+                "NOT complete; run it again once the hosts are reachable"
+            } else {
+                "done"
+            }
+        );
+        Ok(exit(!failed))
+    })
 }

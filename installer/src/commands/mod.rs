@@ -25,6 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => host::plan(args),
         Command::Apply(args) => host::apply(args),
         Command::Rollback(args) => host::rollback(args),
+        Command::Reset(args) => host::reset(args),
         Command::Agent(args) => agent::run(args),
     }
 }

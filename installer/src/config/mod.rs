@@ -11,6 +11,10 @@ use ferry_bootos::{BaselineConfig, Member};
 use ferry_inventory::{Inventory, Role};
 use serde::{Deserialize, Serialize};
 
+pub mod cluster;
+use cluster::RawCluster;
+pub use cluster::{ClusterSettings, Distribution, RollbackPolicy};
+
 /// The answer file as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -44,13 +48,6 @@ impl SshConfig {
     fn is_default(&self) -> bool {
         self == &SshConfig::default()
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawCluster {
-    name: String,
-    id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,7 +138,7 @@ pub struct BundleRef {
 }
 
 /// The cluster the hosts are prepared for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterIdentity {
     /// Its name.
     pub name: String,
@@ -152,17 +149,35 @@ pub struct ClusterIdentity {
     pub id: String,
     /// Whether `id` comes from the answer file.
     pub id_given: bool,
+    /// The distribution and its settings (`distribution = "none"`: the baseline only).
+    pub settings: ClusterSettings,
+}
+
+impl ClusterIdentity {
+    /// Whether ferry installs a Kubernetes distribution on the hosts.
+    pub fn installs(&self) -> bool {
+        self.settings.distribution != Distribution::None
+    }
 }
 
 impl Serialize for ClusterIdentity {
     /// `{"name": .., "id": ..}`, the id `null` when the answer file gives none (it is resolved
     /// against the hosts at plan time).
+    /// The settings follow when a distribution is installed.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct as _;
-        let mut st = s.serialize_struct("ClusterIdentity", 2)?;
-        st.serialize_field("name", &self.name)?;
-        st.serialize_field("id", &self.id_given.then_some(&self.id))?;
-        st.end()
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            name: &'a str,
+            id: Option<&'a str>,
+            #[serde(flatten, skip_serializing_if = "Option::is_none")]
+            settings: Option<&'a ClusterSettings>,
+        }
+        Shown {
+            name: &self.name,
+            id: self.id_given.then_some(self.id.as_str()),
+            settings: self.installs().then_some(&self.settings),
+        }
+        .serialize(s)
     }
 }
 
@@ -323,6 +338,12 @@ impl TryFrom<Located<'_>> for InstallConfig {
         };
 
         let name = raw.cluster.name.trim().to_string();
+        if !plain_word(&name, &['-', '_', '.']) && !name.is_empty() {
+            return Err(bail(
+                "cluster.name",
+                format!("{name:?} may hold only letters, digits, '-', '_' and '.' (it names a directory)"),
+            ));
+        }
         if name.is_empty() {
             return Err(bail(
                 "cluster.name",
@@ -330,7 +351,7 @@ impl TryFrom<Located<'_>> for InstallConfig {
             ));
         }
         let id_given = raw.cluster.id.is_some();
-        let id = match raw.cluster.id {
+        let id = match raw.cluster.id.clone() {
             Some(id) if !plain_word(&id, &['-', '_', '.']) => {
                 return Err(bail(
                     "cluster.id",
@@ -341,6 +362,14 @@ impl TryFrom<Located<'_>> for InstallConfig {
             None => new_cluster_id(),
         };
 
+        let settings = cluster::settings(&raw.cluster, &inventory)?;
+        if settings.distribution != Distribution::None && bundle.is_none() {
+            return Err(bail(
+                "cluster.distribution",
+                "k3s comes from the bundle: set `bundle` and `bundle-pubkey` (a bundle built \
+                 with a [k3s] section), or remove `distribution` for the baseline only",
+            ));
+        }
         let baseline = baseline(raw.baseline, &members)?;
         let preflight = preflight(raw.preflight)?;
         Ok(InstallConfig {
@@ -348,7 +377,12 @@ impl TryFrom<Located<'_>> for InstallConfig {
             inventory,
             members,
             bundle,
-            cluster: ClusterIdentity { name, id, id_given },
+            cluster: ClusterIdentity {
+                name,
+                id,
+                id_given,
+                settings,
+            },
             baseline,
             preflight,
             ssh: SshConfig {

@@ -11,6 +11,7 @@ use ferry_bootos::{
     CmdOutput, DataOutput, DynResource, Effect, FileState, Host, HostError, Kept, ResourceSpec,
 };
 use ferry_inventory::ssh::shell_quote;
+use ferry_inventory::transfer::UploadSource;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -609,6 +610,28 @@ impl Host for StepHost<'_> {
 
     async fn send_tree(&self, local_dir: &Path, remote_dir: &str) -> Result<(), HostError> {
         self.inner.send_tree(local_dir, remote_dir).await
+    }
+
+    async fn upload_from(
+        &self,
+        source: &dyn UploadSource,
+        remote: &str,
+        mode: u32,
+    ) -> Result<(), HostError> {
+        self.record_effect(&Effect::Wrote {
+            path: remote.to_string(),
+            sha256: source.sha256().to_string(),
+        })
+        .await?;
+        self.inner.upload_from(source, remote, mode).await
+    }
+
+    async fn run_piped(
+        &self,
+        script: &str,
+        input: Box<dyn std::io::Read + Send>,
+    ) -> Result<CmdOutput, HostError> {
+        self.inner.run_piped(script, input).await
     }
 
     async fn read_file(&self, path: &str) -> Result<FileState, HostError> {

@@ -43,14 +43,20 @@ fn key(kind: ClusterKind) -> Option<KindKey> {
 impl OwnInstalls {
     /// Whether ferry installed this kind for the cluster.
     pub fn contains(&self, kind: ClusterKind) -> bool {
-        key(kind).is_some_and(|k| self.0.contains(&k))
+        let k3s = [KindKey::K3sServer, KindKey::K3sAgent];
+        key(kind).is_some_and(|k| {
+            // A server's k3s step writes the agent's directory first (the air-gap images): a
+            // run cut short there leaves what looks like an agent. Either k3s step makes any
+            // k3s on the host this cluster's.
+            self.0.contains(&k) || (k3s.contains(&k) && k3s.iter().any(|x| self.0.contains(x)))
+        })
     }
 }
 
 /// Which installations on a host this cluster's own runs made, from every journal line the
 /// host keeps (`/var/lib/ferry/journal/*.jsonl`): a kind counts when its step
 /// ([`K3S_SERVER_STEP`], ...) was begun by a run for `cluster_id` (the `begin` line names the
-/// cluster), finished (`done`), and not reverted since. This is the function the cluster phase
+/// cluster) and not reverted since (finished or cut short: a run killed half way still made it). This is the function the cluster phase
 /// calls before it touches a host that already runs k3s.
 pub fn own_installs(records: &[Record], cluster_id: &str) -> OwnInstalls {
     let steps = [
@@ -80,8 +86,10 @@ pub fn own_installs(records: &[Record], cluster_id: &str) -> OwnInstalls {
             _ => {}
         }
     }
-    for ((_, step), (ours, done)) in state {
-        if ours && done {
+    // Begun is enough: a run killed while k3s started (not yet `done`) still installed it,
+    // and the next run of the same cluster must resume there, not take the host for foreign.
+    for ((_, step), (ours, _done)) in state {
+        if ours {
             if let Some((_, kind)) = steps.iter().find(|(s, _)| *s == step) {
                 out.insert(*kind);
             }
@@ -365,13 +373,15 @@ mod tests {
         ];
         let own = own_installs(&journal, "ferry-1");
         assert!(check("vm0", &f, "ferry-1", false, &own).is_none());
-        // By another cluster's run, begun but never done, or reverted since: not ours.
+        // Begun by a run of this cluster that was killed before `done`: ours, to resume.
+        let own = own_installs(&[begin("r1", K3S_SERVER_STEP, "ferry-1")], "ferry-1");
+        assert!(check("vm0", &f, "ferry-1", false, &own).is_none());
+        // By another cluster's run, or reverted since: not ours.
         for j in [
             vec![
                 begin("r1", K3S_SERVER_STEP, "ferry-2"),
                 done("r1", K3S_SERVER_STEP),
             ],
-            vec![begin("r1", K3S_SERVER_STEP, "ferry-1")],
             vec![
                 begin("r1", K3S_SERVER_STEP, "ferry-1"),
                 done("r1", K3S_SERVER_STEP),

@@ -148,7 +148,6 @@ impl Journal {
     }
 
     /// Its file.
-    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -18,13 +18,15 @@ use std::time::Instant;
 use anyhow::Context;
 use ferry_bootos::baseline::GpuPolicy;
 use ferry_bootos::resources::timesync::{self, TimeRole};
-use ferry_bootos::{resources_for, HostContext, ResourceSpec, SshHost};
+use ferry_bootos::{resources_for, DynResource, HostContext, ResourceSpec, SshHost};
 use ferry_inventory::facts::Facts;
 use ferry_inventory::remote::{self, AgentBinary};
 use ferry_inventory::ssh::Pool;
 use ferry_inventory::{Sudo, Target};
 
-use crate::config::InstallConfig;
+use crate::cluster::bundle::ClusterBundle;
+use crate::cluster::{ClusterStep, Distribution as _};
+use crate::config::{InstallConfig, RollbackPolicy};
 use apply::{Gates, HostSummary, Outcome, RunJournal, Step};
 use artifacts::ArtifactSet;
 use events::{one_line, Event, Sink};
@@ -158,6 +160,19 @@ pub async fn plan(
         .filter_map(|(_, r)| r.as_ref().ok().map(|s| &s.facts))
         .collect();
     let arts = artifacts_for(cfg, cache, &reachable).await?;
+    let cluster_cfg = cfg.clone();
+    let cluster_bundle = tokio::task::spawn_blocking(move || ClusterBundle::open(&cluster_cfg))
+        .await
+        .context("opening the bundle crashed")??;
+    let k3s = match cluster_bundle {
+        Some(b) => Some(crate::cluster::K3s::new(
+            cfg,
+            Arc::new(b),
+            hosts.pool.clone(),
+            &hosts.targets,
+        )?),
+        None => None,
+    };
 
     let inputs: Vec<HostInput<'_>> = surveyed
         .iter()
@@ -190,6 +205,7 @@ pub async fn plan(
                     warnings: Vec::new(),
                     changes: Vec::new(),
                     resources: Vec::new(),
+                    cluster: Vec::new(),
                 })));
                 continue;
             }
@@ -243,6 +259,18 @@ pub async fn plan(
             cluster_name: &cfg.cluster.name,
         };
         let resources = resources_for(&cfg.baseline, &ctx);
+        let cluster_steps: Vec<ClusterStep> = match &k3s {
+            Some(k) => {
+                for clash in crate::cluster::network_clashes(cfg, &s.facts) {
+                    findings.push(Finding::block(
+                        clash,
+                        "change the answer file's [cluster] networks",
+                    ));
+                }
+                k.steps(member)
+            }
+            None => Vec::new(),
+        };
         for r in &resources {
             if let Err(why) = r.as_dyn().supports(&s.facts) {
                 findings.push(Finding::block(
@@ -262,6 +290,7 @@ pub async fn plan(
                 warnings,
                 changes: Vec::new(),
                 resources: Vec::new(),
+                cluster: Vec::new(),
             })));
             continue;
         }
@@ -272,7 +301,13 @@ pub async fn plan(
         let name = name.clone();
         host_tasks.push(tokio::spawn(async move {
             let _permit = pool.permit().await;
-            let observed = observe_all(&pool, &t, &resources).await;
+            let all: Vec<&dyn DynResource> = resources
+                .iter()
+                .map(|r| r.as_dyn())
+                .chain(cluster_steps.iter().map(|c| c.as_dyn()))
+                .collect();
+            let observed = observe_all(&pool, &t, &all).await;
+            drop(all);
             match observed {
                 Ok(changes) => HostPlan {
                     host: name,
@@ -285,6 +320,7 @@ pub async fn plan(
                     warnings,
                     changes,
                     resources,
+                    cluster: cluster_steps,
                 },
                 Err(e) => HostPlan {
                     host: name,
@@ -296,6 +332,7 @@ pub async fn plan(
                     warnings,
                     changes: Vec::new(),
                     resources: Vec::new(),
+                    cluster: Vec::new(),
                 },
             }
         }));
@@ -305,11 +342,15 @@ pub async fn plan(
         out.push(t.await.context("planning a host crashed")?);
     }
     let mut plan = Plan {
+        cluster: k3s.as_ref().map(|k| k.runtime()),
         cluster_id: cfg.cluster.id.clone(),
         hosts: out,
     };
     if let Some(source) = cfg.time_source() {
         hold_followers_of_a_lost_source(&mut plan, &source.name);
+    }
+    if k3s.is_some() {
+        hold_joiners_of_a_lost_first_server(&mut plan, &crate::cluster::Topology::of(&cfg.members));
     }
     Ok(plan)
 }
@@ -346,22 +387,54 @@ fn hold_followers_of_a_lost_source(plan: &mut Plan, source: &str) {
     }
 }
 
+/// When the first server will not be set up (blocked or unreachable), every other host whose
+/// cluster steps have changes is blocked too: joining needs the first server serving.
+fn hold_joiners_of_a_lost_first_server(plan: &mut Plan, topology: &crate::cluster::Topology) {
+    let first = topology.first();
+    let Some(lost) = plan
+        .hosts
+        .iter()
+        .find(|hp| hp.host == first)
+        .and_then(|hp| match hp.status {
+            HostStatus::Blocked => Some("blocked"),
+            HostStatus::Unreachable => Some("unreachable"),
+            HostStatus::Ready | HostStatus::NoChanges => None,
+        })
+    else {
+        return;
+    };
+    for hp in &mut plan.hosts {
+        let joins = hp.changes.iter().any(|c| {
+            c.resource == crate::engine::guard::K3S_AGENT_STEP
+                || c.resource == crate::engine::guard::K3S_SERVER_STEP
+        });
+        if hp.status == HostStatus::Ready && joins && hp.host != first {
+            hp.status = HostStatus::Blocked;
+            hp.reasons.push(format!(
+                "the first server {first} is {lost}, and joining the cluster needs it serving; \
+                 fix: make {first} ready first (see its reasons)"
+            ));
+            hp.resources.clear();
+            hp.cluster.clear();
+        }
+    }
+}
+
 /// Observes every resource and returns the changes (reads only).
 async fn observe_all(
     pool: &Pool,
     t: &Target,
-    resources: &[ResourceSpec],
+    resources: &[&dyn DynResource],
 ) -> anyhow::Result<Vec<PlannedChange>> {
     let host = SshHost::new(pool.session(t).await?);
     let mut out = Vec::new();
     for r in resources {
         let id = r.id();
         let observed = r
-            .as_dyn()
             .observe(&host)
             .await
             .with_context(|| format!("observing {id}"))?;
-        for c in r.as_dyn().diff(&observed)? {
+        for c in r.diff(&observed)? {
             out.push(PlannedChange {
                 resource: id.clone(),
                 what: c.what,
@@ -419,6 +492,94 @@ fn time_gates(plan: &Plan) -> BTreeMap<String, Gates> {
     out
 }
 
+/// `rollback = "run"`: a host failed (and undid its own changes), so every other host undoes
+/// this run's changes too, from the run's journal: the site ends as it was before the run.
+async fn roll_back_the_run(
+    hosts: &Hosts,
+    summaries: &mut [HostSummary],
+    journal: &Arc<RunJournal>,
+    sink: &Sink,
+) -> anyhow::Result<()> {
+    let failed: Vec<String> = summaries
+        .iter()
+        .filter(|s| !s.outcome.success())
+        .map(|s| s.host.clone())
+        .collect();
+    let records = journal::read(journal.local.path())?;
+    let others: Vec<String> = summaries
+        .iter()
+        .filter(|s| s.outcome == Outcome::Ok)
+        .map(|s| s.host.clone())
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    let pending = journal::pending_reverts(&records, &others);
+    let reports = rollback(hosts, pending, journal.clone(), sink).await?;
+    for r in reports {
+        if let Some(s) = summaries.iter_mut().find(|s| s.host == r.host) {
+            let why = format!(
+                "rolled back with the run (rollback = \"run\") because {} failed",
+                failed.join(", ")
+            );
+            if r.failed.is_empty() {
+                s.outcome = Outcome::RolledBack;
+                s.changes = 0;
+                s.reason = Some(why);
+            } else {
+                s.outcome = Outcome::RollbackIncomplete;
+                s.reason = Some(format!("{why}; not reverted: {}", r.failed.join(", ")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The gates of the cluster phase: the servers' k3s steps one after another in inventory order
+/// (the first initializes the cluster), then every agent's in parallel once the last server's
+/// has passed. A host with nothing to apply (already in the cluster) holds nobody; a host
+/// that fails opens its gate too, and the next one's join then fails on its own check.
+fn cluster_gates(plan: &Plan) -> BTreeMap<String, Gates> {
+    let mut out: BTreeMap<String, Gates> = BTreeMap::new();
+    let ready = |hp: &&HostPlan| hp.status == HostStatus::Ready && !hp.cluster.is_empty();
+    let node = |hp: &HostPlan| {
+        hp.cluster
+            .iter()
+            .find_map(|c| c.node())
+            .map(|n| (n.role, n.role.step_id().to_string()))
+    };
+    let mut prev: Option<(String, tokio::sync::watch::Receiver<bool>)> = None;
+    for hp in plan.hosts.iter().filter(ready) {
+        let Some((crate::cluster::k3s::NodeRole::Server, step)) = node(hp) else {
+            continue;
+        };
+        let g = out.entry(hp.host.clone()).or_default();
+        if let Some((by, rx)) = &prev {
+            g.wait.push((
+                step.clone(),
+                format!("server {by} to join the cluster"),
+                rx.clone(),
+            ));
+        }
+        let (tx, rx) = Gates::channel();
+        g.open.push((step, tx));
+        prev = Some((hp.host.clone(), rx));
+    }
+    let Some((by, rx)) = prev else {
+        return out;
+    };
+    for hp in plan.hosts.iter().filter(ready) {
+        if let Some((crate::cluster::k3s::NodeRole::Agent, step)) = node(hp) {
+            out.entry(hp.host.clone()).or_default().wait.push((
+                step,
+                format!("server {by} to serve"),
+                rx.clone(),
+            ));
+        }
+    }
+    out
+}
+
 /// Applies the plan: every ready host in parallel (bounded by the pool), each on its own, so
 /// a slow or failed host holds no other. Blocked, unreachable and unchanged hosts are only
 /// summarized.
@@ -426,10 +587,16 @@ pub async fn apply(
     plan: &Plan,
     hosts: &Hosts,
     journal: Arc<RunJournal>,
-    no_rollback: bool,
+    policy: RollbackPolicy,
     sink: &Sink,
 ) -> anyhow::Result<Vec<HostSummary>> {
+    let no_rollback = policy == RollbackPolicy::Never;
     let mut gates = time_gates(plan);
+    for (host, g) in cluster_gates(plan) {
+        let e = gates.entry(host).or_default();
+        e.wait.extend(g.wait);
+        e.open.extend(g.open);
+    }
     // The time source first: it takes its slot before any follower can, so with fewer slots
     // than hosts no follower holds one while it waits for the source.
     let mut order: Vec<(usize, &HostPlan)> = plan.hosts.iter().enumerate().collect();
@@ -455,6 +622,11 @@ pub async fn apply(
                     .resources
                     .iter()
                     .map(|r| Arc::new(r.clone()) as Arc<dyn Step>)
+                    .chain(
+                        hp.cluster
+                            .iter()
+                            .map(|c| Arc::new(c.clone()) as Arc<dyn Step>),
+                    )
                     .collect();
                 let (pool, journal, sink) = (hosts.pool.clone(), journal.clone(), sink.clone());
                 let host_gates = gates.remove(&hp.host).unwrap_or_default();
@@ -505,7 +677,18 @@ pub async fn apply(
     for (_, t) in tasks {
         out.push(t.await.context("applying a host crashed")?);
     }
+    if policy == RollbackPolicy::Run && out.iter().any(|s| !s.outcome.success()) {
+        roll_back_the_run(hosts, &mut out, &journal, sink).await?;
+    }
     Ok(out)
+}
+
+/// A step as a journal recorded it: a baseline resource or a cluster step.
+pub fn step_from_journal(v: serde_json::Value) -> Result<Arc<dyn Step>, serde_json::Error> {
+    if v.get("cluster-step").is_some() {
+        return serde_json::from_value::<ClusterStep>(v).map(|c| Arc::new(c) as Arc<dyn Step>);
+    }
+    serde_json::from_value::<ResourceSpec>(v).map(|r| Arc::new(r) as Arc<dyn Step>)
 }
 
 /// One host's rollback result.
@@ -552,9 +735,9 @@ pub async fn rollback(
         let mut items: Vec<apply::Revertible> = Vec::new();
         let mut unreadable = Vec::new();
         for u in undos {
-            match serde_json::from_value::<ResourceSpec>(u.resource) {
-                Ok(spec) => items.push(apply::Revertible {
-                    step: Arc::new(spec),
+            match step_from_journal(u.resource) {
+                Ok(step) => items.push(apply::Revertible {
+                    step,
                     before: u.observed,
                     effects: u.effects,
                 }),
@@ -653,6 +836,7 @@ mod tests {
                     check_timeout_secs: CHECK_TIMEOUT_SECS,
                 },
             ))],
+            cluster: Vec::new(),
         }
     }
 
@@ -665,6 +849,7 @@ mod tests {
             source: "10.0.0.1".into(),
         };
         Plan {
+            cluster: None,
             cluster_id: "ferry-test".into(),
             hosts: vec![
                 host("f1", HostStatus::Ready, follower()),

@@ -47,11 +47,18 @@ pub struct HostPlan {
     /// Every resource of the host, in apply order (apply re-observes each).
     #[serde(skip)]
     pub resources: Vec<ResourceSpec>,
+    /// The cluster phase's steps, after the baseline's (none without a distribution).
+    #[serde(skip)]
+    pub cluster: Vec<crate::cluster::ClusterStep>,
 }
 
 /// The plan of every host.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
+    /// The cluster phase's shared state (the open bundle, the way to the first server), when
+    /// a distribution is installed.
+    #[serde(skip)]
+    pub cluster: Option<std::sync::Arc<crate::cluster::ClusterRuntime>>,
     /// The cluster's id.
     pub cluster_id: String,
     /// Every host, in inventory order.
@@ -192,12 +199,14 @@ mod tests {
                 })
                 .collect(),
             resources: Vec::new(),
+            cluster: Vec::new(),
         }
     }
 
     #[test]
     fn renders_a_table_then_blocked_and_done_hosts_then_the_count() {
         let plan = Plan {
+            cluster: None,
             cluster_id: "ferry-1".into(),
             hosts: vec![
                 host("vm0", HostStatus::NoChanges, 0, &[]),
@@ -225,6 +234,7 @@ mod tests {
     #[test]
     fn json_has_the_documented_fields() {
         let plan = Plan {
+            cluster: None,
             cluster_id: "ferry-1".into(),
             hosts: vec![
                 host("vm1", HostStatus::Ready, 1, &[]),

@@ -1,0 +1,127 @@
+//! How ferry reads the cluster: `k3s kubectl ... -o json` on the first server over the SSH
+//! session ferry already has (it works through bastions and opens nothing new on site), the
+//! JSON parsed into k8s-openapi's types.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::List;
+
+use super::ClusterRuntime;
+
+/// One node as `kubectl get nodes` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeReport {
+    /// Its name.
+    pub name: String,
+    /// `True`, `False`, `Unknown`, or `absent` when not registered.
+    pub ready: String,
+    /// Why, when not Ready (the Ready condition's message).
+    pub message: String,
+    /// The kubelet's version.
+    pub version: String,
+}
+
+/// Parses `kubectl get nodes -o json`.
+pub fn parse_nodes(json: &str) -> anyhow::Result<Vec<NodeReport>> {
+    // kubectl prints a `List` of nodes (`kind: List`), or a `NodeList` from the API.
+    let mut v: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| anyhow::anyhow!("`kubectl get nodes -o json` printed no JSON: {e}"))?;
+    v["kind"] = "NodeList".into();
+    v["apiVersion"] = "v1".into();
+    let list: List<Node> = serde_json::from_value(v)
+        .map_err(|e| anyhow::anyhow!("`kubectl get nodes -o json` printed no node list: {e}"))?;
+    let items = list.items;
+    Ok(items
+        .into_iter()
+        .map(|n| {
+            let name = n.metadata.name.unwrap_or_default();
+            let status = n.status.unwrap_or_default();
+            let ready = status
+                .conditions
+                .unwrap_or_default()
+                .into_iter()
+                .find(|c| c.type_ == "Ready");
+            NodeReport {
+                name,
+                ready: ready
+                    .as_ref()
+                    .map(|c| c.status.clone())
+                    .unwrap_or_else(|| "Unknown".into()),
+                message: ready.and_then(|c| c.message).unwrap_or_default(),
+                version: status
+                    .node_info
+                    .map(|i| i.kubelet_version)
+                    .unwrap_or_default(),
+            }
+        })
+        .collect())
+}
+
+/// Waits until every node of `expected` is registered and Ready, up to `limit`. Returns the
+/// last reports (every expected node in them, `absent` when not registered).
+pub async fn wait_ready(
+    rt: &ClusterRuntime,
+    expected: &BTreeMap<String, bool>,
+    limit: Duration,
+) -> anyhow::Result<(bool, Vec<NodeReport>)> {
+    let start = Instant::now();
+    loop {
+        let reports = match rt.kubectl("get nodes -o json").await {
+            Ok(out) => parse_nodes(json_part(&out))?,
+            Err(e) if start.elapsed() < limit => {
+                tracing::debug!("kubectl get nodes: {e:#}");
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
+        let mut all: Vec<NodeReport> = expected
+            .keys()
+            .map(|name| {
+                reports
+                    .iter()
+                    .find(|r| &r.name == name)
+                    .cloned()
+                    .unwrap_or(NodeReport {
+                        name: name.clone(),
+                        ready: "absent".into(),
+                        message: "not registered".into(),
+                        version: String::new(),
+                    })
+            })
+            .collect();
+        let ready = all.iter().all(|r| r.ready == "True");
+        if ready || start.elapsed() >= limit {
+            all.sort_by(|a, b| a.name.cmp(&b.name));
+            return Ok((ready, all));
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
+/// The JSON document in a command's output (a login shell may print before it).
+fn json_part(out: &str) -> &str {
+    out.find('{').map(|i| &out[i..]).unwrap_or(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_are_read_from_kubectl_json() {
+        let json = r#"{"apiVersion":"v1","kind":"List","metadata":{"resourceVersion":""},"items":[
+          {"apiVersion":"v1","kind":"Node","metadata":{"name":"vm0"},
+           "status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status"}],
+                     "nodeInfo":{"kubeletVersion":"v1.31.4+k3s1","architecture":"amd64","bootID":"","containerRuntimeVersion":"","kernelVersion":"","kubeProxyVersion":"","machineID":"","operatingSystem":"linux","osImage":"","systemUUID":""}}},
+          {"apiVersion":"v1","kind":"Node","metadata":{"name":"vm1"},
+           "status":{"conditions":[{"type":"Ready","status":"Unknown","reason":"NodeStatusUnknown","message":"Kubelet stopped posting node status."}]}}]}"#;
+        let n = parse_nodes(json).unwrap();
+        assert_eq!(n[0].ready, "True");
+        assert_eq!(n[0].version, "v1.31.4+k3s1");
+        assert_eq!(n[1].ready, "Unknown");
+        assert_eq!(n[1].message, "Kubelet stopped posting node status.");
+    }
+}

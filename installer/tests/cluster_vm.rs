@@ -1,0 +1,541 @@
+//! The cluster phase on real VMs on a bridge with no route out (an air-gapped site): from bare
+//! hosts to a Ready k3s cluster, resumed after ferry is killed, a second apply that changes
+//! nothing, a 4th node added alone, a reset that leaves the hosts as before, and a powered-off
+//! node rolling the run back. k3s is the k3s-STAND-IN (tests/k3s-standin) unless
+//! `FERRY_TEST_K3S` names a real k3s binary.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use vm_tests::{start_or_skip, Testbed, Vm, VmSpec};
+
+mod common;
+use common::{expect_status, Site};
+
+/// Each test boots its own VMs: never two testbeds at once on a 2-core machine.
+static ONE_BED: Mutex<()> = Mutex::new(());
+
+const K3S_VERSION: &str = "v1.31.4+k3s1";
+const APP: &str = "ferry-test/app:1";
+const APP_FULL: &str = "docker.io/ferry-test/app:1";
+const PAUSE: &str = "ferry-test/pause:3";
+
+fn step(name: &str, t0: Instant) {
+    eprintln!("==== [{:6.1} s] {name}", t0.elapsed().as_secs_f64());
+}
+
+/// The k3s binary the tests install: `FERRY_TEST_K3S`, else the stand-in (built when missing).
+fn k3s_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("FERRY_TEST_K3S") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/cluster_vm-HASH -> target/debug/k3s-STAND-IN
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let standin = dir.join("k3s-STAND-IN");
+    if !standin.exists() {
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "-p", "k3s-standin", "--bin", "k3s-STAND-IN"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "building the k3s stand-in failed");
+    }
+    standin
+}
+
+fn sha256_of(path: &Path) -> String {
+    ferry_bundle::Digest::of(&fs::read(path).unwrap()).hex()
+}
+
+/// A signed bundle `site.ferry` (key `vendor`) with k3s (the stand-in, and an air-gap archive
+/// holding one image), the app image, and nothing else: the site's hosts get containerd from
+/// their image (the baseline starts it).
+fn build_bundle(dir: &Path, with_airgap: bool) -> PathBuf {
+    use ferry_tests::docker::Dockerd;
+    let engine = Dockerd::start();
+    engine.import_busybox(PAUSE, &[("pause-marker", b"pause\n")]);
+    engine.import_busybox(APP, &[("app-marker", b"app\n")]);
+    engine.save(&[PAUSE], &dir.join("airgap.tar"));
+    engine.save(&[APP], &dir.join("app.tar"));
+    let k3s = k3s_binary();
+    fs::copy(&k3s, dir.join("k3s")).unwrap();
+    let mut toml = format!(
+        "[bundle]\nname = \"vm-cluster\"\nversion = \"1.0.0\"\n\n\
+         [[images]]\nref = \"{APP}\"\narchive = \"app.tar\"\n\n"
+    );
+    if with_airgap {
+        toml.push_str(&format!(
+            "[k3s]\nversion = \"{K3S_VERSION}\"\nbinary = {{ path = \"k3s\", sha256 = \"{}\" }}\n\
+             airgap_images = {{ path = \"airgap.tar\", sha256 = \"{}\" }}\n",
+            sha256_of(&dir.join("k3s")),
+            sha256_of(&dir.join("airgap.tar")),
+        ));
+    }
+    fs::write(dir.join("bundle.toml"), toml).unwrap();
+    let ferry = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", dir.join("home"))
+            .env_remove("FERRY_SIGN_KEY")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "ferry {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    if !dir.join("vendor.pub").exists() {
+        ferry(&["key", "generate", "-o", "vendor"]);
+    }
+    let out = if with_airgap {
+        "site.ferry"
+    } else {
+        "noairgap.ferry"
+    };
+    ferry(&[
+        "bundle",
+        "build",
+        "bundle.toml",
+        "-o",
+        out,
+        "--sign-key",
+        "vendor",
+    ]);
+    dir.join(out)
+}
+
+/// The answer file: k3s from `bundle`, with `extra` lines in `[cluster]`.
+fn answers(site: &Site, name: &str, inventory: &str, bundle: &str, extra: &str) -> String {
+    let text = format!(
+        "inventory = \"{inventory}\"\nbundle = \"{bundle}\"\nbundle-pubkey = \"vendor.pub\"\n\n\
+         [cluster]\nname = \"vm-cluster\"\ndistribution = \"k3s\"\n{extra}\n\n\
+         [preflight]\nmin-cpus = 1\nmin-memory-mib = 512\nmin-disk-gib = 1\n"
+    );
+    site.write(name, &text).to_str().unwrap().to_string()
+}
+
+/// The paths k3s uses on a host, as an operator would list them (path, type, and for files
+/// the sha256), plus the units and the k8s.io images.
+const K3S_TREE: &str = r#"
+for p in /usr/local/bin/k3s /etc/rancher /var/lib/rancher /var/lib/kubelet /run/k3s \
+         /etc/systemd/system/k3s.service /etc/systemd/system/k3s-agent.service; do
+  [ -e "$p" ] || continue
+  find "$p" -xdev \( -type d -printf '%p dir\n' \) -o \( -type f -printf '%p file ' -exec sh -c 'sha256sum < "$1" | cut -c1-16' _ {} \; \) -o -printf '%p other\n' 2>/dev/null
+done | sort
+echo "@images"; ctr -n k8s.io images ls -q 2>/dev/null | sort
+echo "@units"; for u in k3s k3s-agent; do echo "$u $(systemctl is-active $u 2>/dev/null)"; done
+"#;
+
+fn k3s_tree(vm: &Vm) -> String {
+    vm.ssh_ok(K3S_TREE).unwrap()
+}
+
+/// When the unit last started (monotonic µs): unchanged means not restarted.
+fn started_at(vm: &Vm, unit: &str) -> String {
+    vm.ssh_ok(&format!(
+        "systemctl show {unit} -p ActiveEnterTimestampMonotonic --value"
+    ))
+    .unwrap()
+    .trim()
+    .to_string()
+}
+
+/// Files under /etc/rancher and the binary, with their change times: unchanged means untouched.
+fn file_times(vm: &Vm) -> String {
+    vm.ssh_ok(
+        "find /etc/rancher /usr/local/bin/k3s /etc/systemd/system/k3s*.service \
+         -printf '%p %C@\\n' 2>/dev/null | sort",
+    )
+    .unwrap()
+}
+
+/// What `k3s kubectl get nodes` says on `server`: (name, Ready status).
+fn nodes(server: &Vm) -> Vec<(String, String)> {
+    let out = server.ssh_ok("k3s kubectl get nodes -o json").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut n: Vec<(String, String)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let ready = n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Ready")
+                .map(|c| c["status"].as_str().unwrap_or("").to_string())
+                .unwrap_or_default();
+            (n["metadata"]["name"].as_str().unwrap().to_string(), ready)
+        })
+        .collect();
+    n.sort();
+    n
+}
+
+fn all_ready(server: &Vm, names: &[&str]) {
+    let got = nodes(server);
+    let want: Vec<(String, String)> = names
+        .iter()
+        .map(|n| (n.to_string(), "True".to_string()))
+        .collect();
+    assert_eq!(got, want, "the nodes as `k3s kubectl get nodes` sees them");
+}
+
+/// Nothing on any node tried to reach a registry: the stand-in logs every pull attempt.
+fn no_pull_attempted(bed: &Testbed) {
+    for vm in bed.vms() {
+        let log = vm
+            .ssh_ok("journalctl -u k3s -u k3s-agent --no-pager -o cat 2>/dev/null | grep -c 'pull attempted' || true")
+            .unwrap();
+        assert_eq!(log.trim(), "0", "{}: a pull was attempted", vm.name());
+    }
+}
+
+fn inventory(site: &Site, bed: &Testbed, name: &str, hosts: usize) -> String {
+    let text = ferry_tests::vmhost::inventory_toml(bed, 1);
+    let blocks: Vec<&str> = text
+        .split("[[hosts]]")
+        .filter(|b| !b.trim().is_empty())
+        .collect();
+    let mut out = String::new();
+    for b in blocks.iter().take(hosts) {
+        out.push_str("[[hosts]]");
+        out.push_str(b);
+    }
+    site.write(name, &out);
+    name.to_string()
+}
+
+fn start_bed(n: usize) -> Option<(std::sync::MutexGuard<'static, ()>, Testbed)> {
+    if !ferry_tests::docker::available() {
+        assert!(
+            !vm_tests::in_ci(),
+            "CI must have docker for the cluster bundle"
+        );
+        return None;
+    }
+    let guard = ONE_BED.lock().unwrap_or_else(|p| p.into_inner());
+    let bed = start_or_skip(n, &VmSpec::default())?;
+    Some((guard, bed))
+}
+
+/// 1 server + 2 agents from bare VMs, ferry killed during the agents and resumed, a second
+/// apply with nothing to do, a 4th node added alone, a foreign host refused, then reset.
+#[test]
+fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
+    let Some((_guard, bed)) = start_bed(4) else {
+        return;
+    };
+    let t0 = Instant::now();
+    let site = Site::new(&bed);
+    build_bundle(site.path(), true);
+    let inv3 = inventory(&site, &bed, "three.toml", 3);
+    let inv4 = inventory(&site, &bed, "four.toml", 4);
+    let a3 = answers(&site, "site3.toml", &inv3, "site.ferry", "");
+    let a4 = answers(&site, "site4.toml", &inv4, "site.ferry", "");
+    let (vm0, vm1, vm2, vm3) = (bed.vm(0), bed.vm(1), bed.vm(2), bed.vm(3));
+    let before: Vec<String> = bed.vms().iter().map(k3s_tree).collect();
+
+    step(
+        "1. apply, killed once the server is up and the agents start",
+        t0,
+    );
+    let running = site.start(&["apply", "--answers", &a3]);
+    let killed =
+        running.kill_at(|l| l.contains("k3s-agent waits for") || l.contains("vm1 images applied"));
+    let server_start = started_at(vm0, "k3s");
+    assert!(
+        !server_start.is_empty() && server_start != "0",
+        "the server should be running when ferry was killed\n{}",
+        killed.show()
+    );
+
+    step(
+        "2. the same apply resumes: the server is not redone, every node Ready",
+        t0,
+    );
+    let run = site.ferry(&["apply", "--answers", &a3]);
+    run.expect_ok("the resumed apply");
+    assert!(
+        !run.stdout.contains("vm0 k3s-server applied"),
+        "the server's k3s step was redone\n{}",
+        run.show()
+    );
+    assert_eq!(started_at(vm0, "k3s"), server_start, "the server restarted");
+    all_ready(vm0, &["vm0", "vm1", "vm2"]);
+    assert!(
+        run.stdout.contains("nodes Ready; kubeconfig"),
+        "no cluster line\n{}",
+        run.show()
+    );
+    let kc = site.home().join(".ferry/clusters/vm-cluster/kubeconfig");
+    let meta = fs::metadata(&kc).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "kubeconfig mode");
+    let text = fs::read_to_string(&kc).unwrap();
+    assert!(
+        text.contains(&format!("server: https://{}:6443", vm0.address())),
+        "the kubeconfig does not point at the API address:\n{text}"
+    );
+    for vm in [vm0, vm1, vm2] {
+        let images = vm.ssh_ok("ctr -n k8s.io images ls -q").unwrap();
+        assert!(
+            images.contains(APP_FULL),
+            "{}: no {APP_FULL} in containerd:\n{images}",
+            vm.name()
+        );
+        assert!(
+            images.contains("ferry-test/pause:3"),
+            "{}: the air-gap image is missing:\n{images}",
+            vm.name()
+        );
+    }
+    no_pull_attempted(&bed);
+
+    step(
+        "3. a second apply with the same answers changes nothing",
+        t0,
+    );
+    let times: Vec<String> = [vm0, vm1, vm2].iter().map(|v| file_times(v)).collect();
+    let run = site.ferry(&["apply", "--answers", &a3]);
+    run.expect_ok("a second apply");
+    for vm in [vm0, vm1, vm2] {
+        run.expect_outcome(vm.name(), "no changes");
+    }
+    let again: Vec<String> = [vm0, vm1, vm2].iter().map(|v| file_times(v)).collect();
+    assert_eq!(times, again, "files changed on a second apply");
+
+    step("4. a 4th host added as agent: only it changes", t0);
+    let starts: Vec<String> = [(vm0, "k3s"), (vm1, "k3s-agent"), (vm2, "k3s-agent")]
+        .iter()
+        .map(|(v, u)| started_at(v, u))
+        .collect();
+    let plan = site.ferry(&["plan", "--json", "--answers", &a4]);
+    for vm in [vm0, vm1, vm2] {
+        expect_status(&plan, vm.name(), "no-changes");
+    }
+    expect_status(&plan, vm3.name(), "ready");
+    let run = site.ferry(&["apply", "--answers", &a4]);
+    run.expect_ok("adding a 4th node");
+    all_ready(vm0, &["vm0", "vm1", "vm2", "vm3"]);
+    let after: Vec<String> = [vm0, vm1, vm2].iter().map(|v| file_times(v)).collect();
+    assert_eq!(times, after, "adding vm3 changed files on the others");
+    let starts_after: Vec<String> = [(vm0, "k3s"), (vm1, "k3s-agent"), (vm2, "k3s-agent")]
+        .iter()
+        .map(|(v, u)| started_at(v, u))
+        .collect();
+    assert_eq!(
+        starts, starts_after,
+        "adding vm3 restarted a service elsewhere"
+    );
+
+    step(
+        "5. reset leaves every host's k3s paths as before the first apply",
+        t0,
+    );
+    let dry = site.ferry(&["reset", "--answers", &a4]);
+    assert_eq!(
+        dry.code,
+        Some(2),
+        "reset without --yes must change nothing\n{}",
+        dry.show()
+    );
+    all_ready(vm0, &["vm0", "vm1", "vm2", "vm3"]);
+    let run = site.ferry(&["reset", "--answers", &a4, "--yes"]);
+    run.expect_ok("reset");
+    for (vm, b) in bed.vms().iter().zip(&before) {
+        assert_eq!(&k3s_tree(vm), b, "{}: k3s's paths after reset", vm.name());
+    }
+    step("done", t0);
+}
+
+/// Bad inputs on real hosts: a host of another cluster is refused with one line and left
+/// alone; a bundle without the air-gap archive and a version the bundle lacks are refused
+/// before any host changes.
+#[test]
+fn foreign_hosts_and_bundles_without_k3s_are_refused_before_anything_changes() {
+    let Some((_guard, bed)) = start_bed(3) else {
+        return;
+    };
+    let t0 = Instant::now();
+    let site = Site::new(&bed);
+    build_bundle(site.path(), true);
+    build_bundle(site.path(), false);
+    let inv = inventory(&site, &bed, "inv.toml", 3);
+    let before: Vec<String> = bed.vms().iter().map(k3s_tree).collect();
+
+    step(
+        "1. the bundle lacks the air-gap archive / the version asked for",
+        t0,
+    );
+    let a = answers(&site, "noair.toml", &inv, "noairgap.ferry", "");
+    let v = site.ferry(&["validate", "--answers", &a]);
+    v.expect_fail("validate with a bundle without k3s");
+    assert!(v.stderr.contains("has no k3s"), "{}", v.show());
+    let a = answers(
+        &site,
+        "version.toml",
+        &inv,
+        "site.ferry",
+        "version = \"v1.29.0+k3s1\"",
+    );
+    let v = site.ferry(&["plan", "--answers", &a]);
+    v.expect_fail("plan with a version the bundle lacks");
+    assert!(
+        v.stderr.contains("k3s v1.29.0+k3s1 is not in bundle") && v.stderr.contains(K3S_VERSION),
+        "{}",
+        v.show()
+    );
+
+    step("2. a host already in another cluster is refused", t0);
+    bed.vm(2)
+        .ssh_ok(
+            "mkdir -p /var/lib/rancher/k3s/server && echo 'K10deadbeef::server:other' > \
+             /var/lib/rancher/k3s/server/token",
+        )
+        .unwrap();
+    let a = answers(&site, "site.toml", &inv, "site.ferry", "");
+    let plan = site.ferry(&["plan", "--json", "--answers", &a]);
+    let p = expect_status(&plan, "vm2", "blocked");
+    assert!(
+        p.reasons.iter().any(|r| r.contains("k3s server")),
+        "{:?}\n{}",
+        p.reasons,
+        plan.show()
+    );
+    bed.vm(2).ssh_ok("rm -rf /var/lib/rancher").unwrap();
+    for (vm, b) in bed.vms().iter().zip(&before) {
+        assert_eq!(&k3s_tree(vm), b, "{} changed", vm.name());
+    }
+    step("done", t0);
+}
+
+/// A node powered off while the agents join: with `rollback = "run"` every host ends as before;
+/// with `"never"`, once the power is back the next apply completes.
+#[test]
+fn a_node_powered_off_mid_run_rolls_the_run_back_or_resumes_after() {
+    let Some((_guard, bed)) = start_bed(3) else {
+        return;
+    };
+    let t0 = Instant::now();
+    let site = Site::new(&bed);
+    build_bundle(site.path(), true);
+    let inv = inventory(&site, &bed, "inv.toml", 3);
+    let before: Vec<String> = bed.vms().iter().map(k3s_tree).collect();
+    let (vm0, vm2) = (bed.vm(0), bed.vm(2));
+
+    step(
+        "1. rollback = \"run\": vm2 powered off during the agents phase",
+        t0,
+    );
+    let a = answers(&site, "run.toml", &inv, "site.ferry", "rollback = \"run\"");
+    let running = site.start(&["apply", "--answers", &a]);
+    let mut off = false;
+    let run = running.finish(|l| {
+        if !off && l.contains("vm0 k3s-server applied") {
+            off = true;
+            vm2.power_off().unwrap();
+        }
+    });
+    run.expect_fail("an apply that lost a host");
+    assert!(off, "the server never came up\n{}", run.show());
+    run.expect_outcome("vm0", "rolled back");
+    run.expect_outcome("vm1", "rolled back");
+    for (i, b) in before.iter().enumerate().take(2) {
+        assert_eq!(&k3s_tree(bed.vm(i)), b, "vm{i} after the run rolled back");
+    }
+
+    step(
+        "2. rollback = \"never\": power back, the next apply completes",
+        t0,
+    );
+    vm2.power_on().unwrap();
+    let a = answers(
+        &site,
+        "never.toml",
+        &inv,
+        "site.ferry",
+        "rollback = \"never\"",
+    );
+    let run = site.ferry(&["apply", "--answers", &a]);
+    run.expect_ok("apply after the power came back");
+    all_ready(vm0, &["vm0", "vm1", "vm2"]);
+    step("done", t0);
+}
+
+/// The benchmark behind benches/cluster/run.sh (ignored by default): a 3-VM install's wall
+/// time by phase (from the `HOST STEP applied (S s)` lines), and the images phase against
+/// `ctr images import` of the same image archive run on the node itself. Prints `BENCH` lines.
+#[test]
+#[ignore = "benchmark: run through benches/cluster/run.sh"]
+fn bench_cluster_install() {
+    let Some((_guard, bed)) = start_bed(3) else {
+        return;
+    };
+    let site = Site::new(&bed);
+    build_bundle(site.path(), true);
+    let inv = inventory(&site, &bed, "inv.toml", 3);
+    let a = answers(&site, "site.toml", &inv, "site.ferry", "");
+    let t = Instant::now();
+    let run = site.ferry(&["apply", "--answers", &a]);
+    run.expect_ok("the benchmark install");
+    let total = t.elapsed().as_secs_f64();
+    let mut by_step: std::collections::BTreeMap<String, f64> = Default::default();
+    for l in run.stdout.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.len() == 4 && w[2] == "applied" {
+            let s: f64 = w[3]
+                .trim_matches(|c| c == '(' || c == ')' || c == 's')
+                .parse()
+                .unwrap_or(0.0);
+            let e = by_step.entry(w[1].to_string()).or_default();
+            *e = e.max(s);
+        }
+    }
+    println!("BENCH install vms=3 total_s={total:.1}");
+    for (s, secs) in &by_step {
+        println!("BENCH step {s} slowest_host_s={secs:.1}");
+    }
+    // The same image, imported by ctr on the node from a local file (the reference).
+    let vm = bed.vm(1);
+    let archive = site.path().join("app.tar");
+    let size = fs::metadata(&archive).unwrap().len();
+    let out = Command::new("scp")
+        .args([
+            "-q",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-i",
+            vm.private_key().to_str().unwrap(),
+            "-P",
+            &vm.ssh_port().to_string(),
+            archive.to_str().unwrap(),
+            &format!("root@{}:/tmp/app.tar", vm.address()),
+        ])
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let timed = vm
+        .ssh_ok(
+            "ctr -n bench images rm docker.io/ferry-test/app:1 >/dev/null 2>&1; \
+             s=$(date +%s.%N); ctr -n bench images import /tmp/app.tar >/dev/null; \
+             e=$(date +%s.%N); awk \"BEGIN {print $e - $s}\"",
+        )
+        .unwrap();
+    let ctr_s: f64 = timed.trim().parse().unwrap_or(f64::NAN);
+    let images_s = by_step.get("images").copied().unwrap_or(f64::NAN);
+    println!(
+        "BENCH images ferry_s={images_s:.2} ctr_local_s={ctr_s:.2} bytes={size} ratio={:.2}",
+        ctr_s / images_s
+    );
+}
