@@ -6,6 +6,7 @@ mod cmdline;
 mod commands;
 mod config;
 mod engine;
+mod tui;
 
 use std::process::ExitCode;
 

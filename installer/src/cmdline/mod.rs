@@ -9,6 +9,7 @@ pub mod agent;
 pub mod ansible;
 pub mod bundle;
 pub mod host;
+pub mod install;
 pub mod inventory;
 pub mod key;
 pub mod license;
@@ -37,6 +38,8 @@ pub enum Command {
     /// Check hosts, gather facts, import Ansible inventories.
     #[command(subcommand)]
     Inventory(inventory::InventoryCmd),
+    /// The install wizard (a terminal UI), or the same install from an answer file.
+    Install(install::InstallArgs),
     /// Check an answer file offline and show what it means.
     Validate(host::ValidateArgs),
     /// Show what initializing the hosts would change (changes nothing).

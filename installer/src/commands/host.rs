@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ferry_bootos::SshHost;
-use ferry_inventory::ssh::KnownHosts;
-use ferry_inventory::Target;
+use ferry_inventory::ssh::{KeyNotice, KnownHosts};
+use ferry_inventory::{SecretSource, Target};
 
-use super::reach::{reach, Reach};
+use super::reach::{reach_with, EnvOrTty, Reach};
 use crate::cmdline::host::{ApplyArgs, PlanArgs, ResetArgs, RollbackArgs, ValidateArgs};
 use crate::cmdline::ReachArgs;
 use crate::config::InstallConfig;
@@ -86,7 +86,38 @@ fn record_cluster(run_dir: &Path, cfg: &InstallConfig) -> anyhow::Result<()> {
     std::fs::write(&path, format!("{doc}\n")).with_context(|| format!("writing {}", path.display()))
 }
 
+/// How a front end takes part in a run: where the engine's events go, where secrets come
+/// from, who is told of newly trusted host keys. The CLI prints them; the wizard draws them.
+pub(crate) struct Front {
+    /// The engine's events.
+    pub sink: Sink,
+    /// Passwords and passphrases the inventory names.
+    pub secrets: Arc<dyn SecretSource + Send + Sync>,
+    /// Host keys recorded on first contact.
+    pub notice: KeyNotice,
+}
+
+impl Front {
+    /// The command line's: events printed, secrets from the environment or the terminal.
+    fn cli(sink: Sink) -> Front {
+        Front {
+            sink,
+            secrets: Arc::new(EnvOrTty),
+            notice: KeyNotice::stderr(),
+        }
+    }
+}
+
 async fn connect(cfg: &InstallConfig, args: &ReachArgs, run_dir: PathBuf) -> anyhow::Result<Hosts> {
+    connect_with(cfg, args, run_dir, &Front::cli(printer(true))).await
+}
+
+async fn connect_with(
+    cfg: &InstallConfig,
+    args: &ReachArgs,
+    run_dir: PathBuf,
+    front: &Front,
+) -> anyhow::Result<Hosts> {
     let mut args = args.clone();
     args.strict_host_keys |= cfg.ssh.strict_host_keys;
     let args = &args;
@@ -95,7 +126,15 @@ async fn connect(cfg: &InstallConfig, args: &ReachArgs, run_dir: PathBuf) -> any
         mut targets,
         agent,
         ..
-    } = reach(args, &cfg.inventory, &cfg.inventory_path, run_dir).await?;
+    } = reach_with(
+        args,
+        &cfg.inventory,
+        &cfg.inventory_path,
+        run_dir,
+        front.secrets.as_ref(),
+        front.notice.clone(),
+    )
+    .await?;
     // Jump hosts only tunnelled through are reached as bastions, never planned or applied.
     targets.retain(|t| cfg.members.iter().any(|m| m.name == t.name));
     Ok(Hosts {
@@ -174,20 +213,9 @@ fn cache(extract: bool) -> anyhow::Result<engine::artifacts::Cache> {
 
 /// `ferry plan`
 pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let mut cfg = InstallConfig::load(&args.answers)?;
-    let root = runs_root(&args.reach)?;
-    let run_dir = root.join(format!("plan-{}", journal::new_run_id()));
+    let cfg = InstallConfig::load(&args.answers)?;
     runtime()?.block_on(async {
-        let sink = printer(true);
-        let hosts = connect(&cfg, &args.reach, run_dir).await?;
-        let from = resolve_cluster(&mut cfg, &hosts, &root).await;
-        let plan = match from {
-            // A new id (no host marked yet) is shown in the plan; apply makes its own.
-            Ok(_) => engine::plan(&cfg, &hosts, &args.force, cache(false)?, &sink).await,
-            Err(e) => Err(e),
-        };
-        hosts.pool.close_all().await;
-        let plan = plan?;
+        let plan = plan_with(cfg, &args, &Front::cli(printer(true))).await?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&plan)?);
         } else {
@@ -195,6 +223,25 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(exit(plan.all_clear()))
     })
+}
+
+/// What `ferry plan` computes, for any front end: reads the hosts, changes nothing.
+pub(crate) async fn plan_with(
+    mut cfg: InstallConfig,
+    args: &PlanArgs,
+    front: &Front,
+) -> anyhow::Result<engine::plan::Plan> {
+    let root = runs_root(&args.reach)?;
+    let run_dir = root.join(format!("plan-{}", journal::new_run_id()));
+    let hosts = connect_with(&cfg, &args.reach, run_dir, front).await?;
+    let from = resolve_cluster(&mut cfg, &hosts, &root).await;
+    let plan = match from {
+        // A new id (no host marked yet) is shown in the plan; apply makes its own.
+        Ok(_) => engine::plan(&cfg, &hosts, &args.force, cache(false)?, &front.sink).await,
+        Err(e) => Err(e),
+    };
+    hosts.pool.close_all().await;
+    plan
 }
 
 fn exit(ok: bool) -> ExitCode {
@@ -257,80 +304,33 @@ async fn break_locks(hosts: &Hosts, names: &[String], run: &str) -> anyhow::Resu
 
 /// `ferry apply`
 pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let mut cfg = InstallConfig::load(&args.answers)?;
-    let run_id = journal::new_run_id();
-    let root = runs_root(&args.reach)?;
-    let run_dir = root.join(&run_id);
-    let local = Arc::new(Journal::open(&run_dir)?);
+    let cfg = InstallConfig::load(&args.answers)?;
     runtime()?.block_on(async {
-        let started = Instant::now();
-        let sink = printer(args.json);
-        let hosts = connect(&cfg, &args.reach, run_dir.clone()).await?;
-        let names: Vec<String> = hosts.targets.iter().map(|t| t.name.clone()).collect();
-        if let Some(run) = &args.break_lock {
-            break_locks(&hosts, &names, run).await?;
-        }
-        // Locked before the plan, so the plan is of hosts no other run is changing.
-        let me = lock::LockHolder::this_process(&run_id, "apply");
-        let (locked, refused) = lock::acquire_all(&hosts, &names, &me).await;
-        let result = async {
-            resolve_cluster(&mut cfg, &hosts, &root).await?;
-            record_cluster(&run_dir, &cfg)?;
-            let mut plan = engine::plan(&cfg, &hosts, &args.force, cache(true)?, &sink).await?;
-            lock::hold_unlocked(&mut plan, &locked, &refused);
+        let front = Front::cli(printer(args.json));
+        let json = args.json;
+        let on_plan = move |run_id: &str, _: &Path, plan: &engine::plan::Plan| {
             eprintln!("run: {run_id}");
-            if !args.json {
+            if !json {
                 print!("{}", plan.render());
                 let _ = std::io::stdout().flush();
             }
-            let rj = Arc::new(RunJournal {
-                run_id: run_id.clone(),
-                local,
-                cluster_id: cfg.cluster.id.clone(),
-            });
-            let policy = if args.no_rollback {
-                crate::config::RollbackPolicy::Never
-            } else {
-                cfg.cluster.settings.rollback
-            };
-            let summaries = engine::apply(&plan, &hosts, rj, policy, &sink).await?;
-            anyhow::Ok((plan, summaries))
-        }
-        .await;
-        // Every host ended as wanted: wait for the cluster to be Ready, save its kubeconfig.
-        let result = match result {
-            Ok((plan, summaries)) => {
-                let all_ok = summaries.iter().all(|s| s.outcome.success());
-                let report = match (&plan.cluster, all_ok) {
-                    (Some(rt), true) => Some(
-                        crate::cluster::finish(
-                            rt,
-                            &cfg,
-                            &ferry_home()?,
-                            &run_dir,
-                            std::time::Duration::from_secs(300),
-                        )
-                        .await,
-                    ),
-                    _ => None,
-                };
-                match report.transpose() {
-                    Ok(r) => Ok((plan, summaries, r)),
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
         };
-        lock::release_all(&hosts, &locked, &me).await;
-        hosts.pool.close_all().await;
-        let (plan, summaries, cluster) = result?;
+        let run = apply_with(cfg, &args, &front, &on_plan).await?;
+        let ApplyRun {
+            run_id,
+            run_dir,
+            plan,
+            summaries,
+            cluster,
+            seconds,
+        } = run;
         let ok = summaries.iter().all(|s| s.outcome.success())
             && cluster.as_ref().is_none_or(|c| c.ready);
         if args.json {
             let doc = serde_json::json!({
                 "run_id": run_id,
                 "ok": ok,
-                "seconds": (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+                "seconds": (seconds * 100.0).round() / 100.0,
                 "plan": plan,
                 "hosts": summaries,
                 "cluster": cluster,
@@ -342,8 +342,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
                 print!("{}", render_cluster(c));
             }
             println!(
-                "run: {run_id} ({:.1}s; journal and logs in {})",
-                started.elapsed().as_secs_f64(),
+                "run: {run_id} ({seconds:.1}s; journal and logs in {})",
                 run_dir.display()
             );
         }
@@ -378,6 +377,102 @@ fn render_cluster(c: &crate::cluster::ClusterReport) -> String {
         )),
     }
     out
+}
+
+/// What one apply run did.
+pub(crate) struct ApplyRun {
+    /// Its id.
+    pub run_id: String,
+    /// Its directory on this jump host (journal, per-host logs).
+    pub run_dir: PathBuf,
+    /// The plan it applied.
+    pub plan: engine::plan::Plan,
+    /// Every host's outcome, in inventory order.
+    pub summaries: Vec<HostSummary>,
+    /// The cluster's nodes and kubeconfig, when every host ended as wanted and the plan has
+    /// a cluster.
+    pub cluster: Option<crate::cluster::ClusterReport>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// What `ferry apply` does, for any front end: locks, plans (`on_plan` is told the run id, its
+/// directory and the plan before anything changes), applies, releases the locks.
+pub(crate) async fn apply_with(
+    mut cfg: InstallConfig,
+    args: &ApplyArgs,
+    front: &Front,
+    on_plan: &(dyn Fn(&str, &Path, &engine::plan::Plan) + Send + Sync),
+) -> anyhow::Result<ApplyRun> {
+    let run_id = journal::new_run_id();
+    let root = runs_root(&args.reach)?;
+    let run_dir = root.join(&run_id);
+    let local = Arc::new(Journal::open(&run_dir)?);
+    let started = Instant::now();
+    let sink = &front.sink;
+    let hosts = connect_with(&cfg, &args.reach, run_dir.clone(), front).await?;
+    let names: Vec<String> = hosts.targets.iter().map(|t| t.name.clone()).collect();
+    if let Some(run) = &args.break_lock {
+        break_locks(&hosts, &names, run).await?;
+    }
+    // Locked before the plan, so the plan is of hosts no other run is changing.
+    let me = lock::LockHolder::this_process(&run_id, "apply");
+    let (locked, refused) = lock::acquire_all(&hosts, &names, &me).await;
+    let result = async {
+        resolve_cluster(&mut cfg, &hosts, &root).await?;
+        record_cluster(&run_dir, &cfg)?;
+        let mut plan = engine::plan(&cfg, &hosts, &args.force, cache(true)?, sink).await?;
+        lock::hold_unlocked(&mut plan, &locked, &refused);
+        on_plan(&run_id, &run_dir, &plan);
+        let rj = Arc::new(RunJournal {
+            run_id: run_id.clone(),
+            local,
+            cluster_id: cfg.cluster.id.clone(),
+        });
+        let policy = if args.no_rollback {
+            crate::config::RollbackPolicy::Never
+        } else {
+            cfg.cluster.settings.rollback
+        };
+        let summaries = engine::apply(&plan, &hosts, rj, policy, sink).await?;
+        anyhow::Ok((plan, summaries))
+    }
+    .await;
+    // Every host ended as wanted: wait for the cluster to be Ready, save its kubeconfig.
+    let result = match result {
+        Ok((plan, summaries)) => {
+            let all_ok = summaries.iter().all(|s| s.outcome.success());
+            let report = match (&plan.cluster, all_ok) {
+                (Some(rt), true) => Some(
+                    crate::cluster::finish(
+                        rt,
+                        &cfg,
+                        &ferry_home()?,
+                        &run_dir,
+                        std::time::Duration::from_secs(300),
+                    )
+                    .await,
+                ),
+                _ => None,
+            };
+            match report.transpose() {
+                Ok(r) => Ok((plan, summaries, r)),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    lock::release_all(&hosts, &locked, &me).await;
+    hosts.pool.close_all().await;
+    let (plan, summaries, cluster) = result?;
+    Ok(ApplyRun {
+        run_id,
+        run_dir,
+        plan,
+        summaries,
+        cluster,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// The run ids under `root` that have a journal, oldest first.

@@ -34,27 +34,29 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// One host's check result.
 #[derive(Debug, Serialize)]
-struct HostReport {
-    host: String,
-    address: String,
-    ok: bool,
+pub(crate) struct HostReport {
+    pub(crate) host: String,
+    pub(crate) address: String,
+    pub(crate) ok: bool,
     /// Why it failed (one line), when it did.
-    reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// SSH connection and authentication worked.
-    reachable: bool,
+    pub(crate) reachable: bool,
     /// `true`/`false` when sudo is configured, `null` otherwise.
-    sudo: Option<bool>,
+    pub(crate) sudo: Option<bool>,
     /// Host clock minus ours, in seconds.
-    clock_skew_seconds: Option<f64>,
+    pub(crate) clock_skew_seconds: Option<f64>,
     /// Where the facts came from: `agent` or `shell`.
-    facts_source: Option<String>,
+    pub(crate) facts_source: Option<String>,
     /// Why the agent was not used, if it was asked for and could not run.
-    agent_note: Option<String>,
-    facts: Option<Facts>,
-    seconds: f64,
+    pub(crate) agent_note: Option<String>,
+    pub(crate) facts: Option<Facts>,
+    pub(crate) seconds: f64,
 }
 
-async fn check_host(
+/// Reaches one host: SSH, sudo, clock skew, facts (`ferry inventory check`, the wizard's live
+/// check).
+pub(crate) async fn check_host(
     pool: Arc<Pool>,
     t: Target,
     agent: Option<Arc<AgentBinary>>,

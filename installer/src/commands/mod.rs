@@ -7,12 +7,15 @@ use crate::cmdline::{Cli, Command};
 mod agent;
 mod ansible;
 mod bundle;
-mod host;
-mod inventory;
+pub(crate) mod host;
+mod install;
+pub(crate) mod inventory;
 mod key;
 mod license;
 pub(crate) mod output;
-mod reach;
+
+pub(crate) use bundle::human;
+pub(crate) mod reach;
 
 /// Dispatches to the area that owns the subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -21,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key(cmd) => key::run(cmd),
         Command::License(cmd) => license::run(cmd),
         Command::Inventory(cmd) => inventory::run(cmd),
+        Command::Install(args) => install::run(args),
         Command::Validate(args) => host::validate(args),
         Command::Plan(args) => host::plan(args),
         Command::Apply(args) => host::apply(args),

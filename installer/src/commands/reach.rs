@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use ferry_inventory::remote::AgentBinary;
-use ferry_inventory::ssh::{HostKeyPolicy, KnownHosts, Pool, SessionOptions};
+use ferry_inventory::ssh::{HostKeyPolicy, KeyNotice, KnownHosts, Pool, SessionOptions};
 use ferry_inventory::{Inventory, InventoryError, PromptRequest, Secret, SecretSource, Target};
 
 use crate::cmdline::ReachArgs;
@@ -130,10 +130,24 @@ pub async fn reach(
     origin: &Path,
     run_dir: PathBuf,
 ) -> anyhow::Result<Reach> {
+    reach_with(args, inv, origin, run_dir, &EnvOrTty, KeyNotice::stderr()).await
+}
+
+/// [`reach`] for a front end that asks for secrets its own way and shows newly trusted host
+/// keys itself (the wizard: nothing may write on its terminal).
+pub async fn reach_with(
+    args: &ReachArgs,
+    inv: &Inventory,
+    origin: &Path,
+    run_dir: PathBuf,
+    secrets: &(dyn SecretSource + Sync),
+    notice: KeyNotice,
+) -> anyhow::Result<Reach> {
     let targets = inv
-        .targets(&EnvOrTty)
+        .targets(secrets)
         .with_context(|| format!("resolving the hosts of {}", origin.display()))?;
-    let opts = session_options(args, Some(run_dir.clone()))?;
+    let mut opts = session_options(args, Some(run_dir.clone()))?;
+    opts.on_new_host_key = notice;
     let agent = match &args.agent {
         None => None,
         Some(p) if p.as_os_str() == "self" => Some(Arc::new(

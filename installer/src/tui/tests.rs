@@ -1,0 +1,540 @@
+//! The wizard drawn into ratatui's TestBackend: every screen as a snapshot (80x24 and 120x40,
+//! English and Chinese), and keys driving the state as an engineer would.
+#![allow(clippy::unwrap_used)]
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ferry_inventory::model::raw::RawHost;
+use ratatui::backend::TestBackend;
+use ratatui::text::Span;
+use ratatui::Terminal;
+
+use super::app::{App, BundleInfo, BundleState, Job, Model, Msg, PlanState};
+use super::board::Board;
+use super::checks::{CheckReport, FactsRow};
+use super::draft::Draft;
+use super::screens::ScreenId;
+use super::text::Lang;
+use super::theme::Theme;
+use crate::engine::apply::{HostSummary, Outcome};
+use crate::engine::events::Event;
+use crate::engine::plan::{HostPlan, HostStatus, Plan, PlannedChange};
+
+/// Where the snapshots' answer file is said to be: a fixed path, so they do not change with
+/// the test's temporary directory (nothing is written there unless a test saves).
+const ANSWERS: &str = "/site/site.toml";
+
+fn host(name: &str, address: &str, role: &str) -> RawHost {
+    RawHost {
+        name: name.into(),
+        address: address.into(),
+        user: Some("root".into()),
+        key: Some("~/.ssh/id_ed25519".into()),
+        roles: vec![role.into()],
+        ..RawHost::default()
+    }
+}
+
+/// A draft of three hosts for cluster `site-a`.
+fn draft(answers: &std::path::Path) -> Draft {
+    let mut d = Draft::new(answers.to_path_buf());
+    d.set_text("cluster.name", "site-a");
+    d.set_text("bundle", "site.ferry");
+    d.set_text("bundle-pubkey", "vendor.pub");
+    d.inventory.hosts = vec![
+        host("node1", "10.0.0.11", "server"),
+        host("node2", "10.0.0.12", "agent"),
+        host("node3", "10.0.0.13", "agent"),
+    ];
+    d
+}
+
+fn app(lang: Lang, d: Draft, scratch: &std::path::Path) -> App {
+    App::new(Model::new(
+        lang,
+        Theme { color: false },
+        d,
+        scratch.to_path_buf(),
+    ))
+}
+
+/// The screen as text, one line per row (a wide character's second cell is skipped).
+fn draw(app: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| app.render(f)).unwrap();
+    let buf = t.backend().buffer();
+    let mut out = String::new();
+    for y in 0..h {
+        let mut line = String::new();
+        let mut skip = 0;
+        for x in 0..w {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            let sym = buf[(x, y)].symbol();
+            skip = Span::raw(sym).width().saturating_sub(1);
+            line.push_str(sym);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn facts(os: &str) -> FactsRow {
+    FactsRow {
+        os: os.into(),
+        cpus: 4,
+        memory: 8 << 30,
+        disk_free: Some(40 << 30),
+        gpus: 0,
+    }
+}
+
+fn plan() -> Plan {
+    let change = |r: &str, what: &str, from: &str, to: &str| PlannedChange {
+        resource: r.into(),
+        what: what.into(),
+        from: from.into(),
+        to: to.into(),
+    };
+    Plan {
+        cluster: None,
+        cluster_id: "ferry-0123456789abcdef".into(),
+        hosts: vec![
+            HostPlan {
+                host: "node1".into(),
+                status: HostStatus::Ready,
+                reasons: vec![],
+                warnings: vec![],
+                changes: vec![
+                    change("hostname", "hostname", "debian", "node1"),
+                    change("sysctl", "net.ipv4.ip_forward", "0", "1"),
+                ],
+                resources: vec![],
+                cluster: vec![],
+            },
+            HostPlan {
+                host: "node2".into(),
+                status: HostStatus::NoChanges,
+                reasons: vec![],
+                warnings: vec![],
+                changes: vec![],
+                resources: vec![],
+                cluster: vec![],
+            },
+            HostPlan {
+                host: "node3".into(),
+                status: HostStatus::Unreachable,
+                reasons: vec!["cannot connect to 10.0.0.13:22: Connection refused; fix: check the address, SSH access and credentials (`ferry inventory check`)".into()],
+                warnings: vec![],
+                changes: vec![],
+                resources: vec![],
+                cluster: vec![],
+            },
+        ],
+    }
+}
+
+/// The app on `screen`, with what that screen shows filled in as the background jobs would.
+fn on(screen: ScreenId, lang: Lang, scratch: &std::path::Path) -> App {
+    let mut a = app(lang, draft(std::path::Path::new(ANSWERS)), scratch);
+    a.goto(screen);
+    let m = &mut a.model;
+    m.status = None;
+    m.jobs.clear();
+    let checked = |h: &RawHost, reachable: bool, f: Option<FactsRow>, problems: Vec<String>| {
+        Msg::Checked(CheckReport {
+            host: h.name.clone(),
+            fingerprint: super::checks::fingerprint(h),
+            reachable,
+            facts: f,
+            skew: reachable.then_some(0.2),
+            problems,
+        })
+    };
+    match screen {
+        ScreenId::Bundle => {
+            m.bundle = BundleState::Verified(BundleInfo {
+                title: "mcd-site 2.3.0".into(),
+                key_id: "ab12cd34".into(),
+                bytes: 3 << 30,
+                items: vec![
+                    ("k3s".into(), "k3s".into(), "v1.31.4+k3s1".into(), 70 << 20),
+                    (
+                        "debian-12".into(),
+                        "os-packages".into(),
+                        "-".into(),
+                        300 << 20,
+                    ),
+                    ("mcd".into(), "app-package".into(), "2.3.0".into(), 2 << 30),
+                ],
+            })
+        }
+        ScreenId::Hosts => {
+            let hosts = m.draft.hosts().to_vec();
+            for h in &hosts {
+                m.checks.start(h);
+            }
+            a.update(checked(
+                &hosts[0],
+                true,
+                Some(facts("Debian GNU/Linux 12 (bookworm)")),
+                vec![],
+            ));
+            a.update(checked(
+                &hosts[1],
+                false,
+                None,
+                vec!["cannot connect to 10.0.0.12:22: Connection refused (os error 111); check the address, the port and that sshd runs".into()],
+            ));
+        }
+        ScreenId::Review => {
+            let p = plan();
+            let text = p.render();
+            a.model.plan = PlanState::Ready(Box::new(p), text);
+        }
+        ScreenId::Run | ScreenId::Done => {
+            a.model.board = Board::new(&["node1".into(), "node2".into(), "node3".into()]);
+            a.update(Msg::RunStarted(
+                "20261203-101500-ab12".into(),
+                Box::new(plan()),
+                "/root/.ferry/runs/20261203-101500-ab12".into(),
+            ));
+            let ev = |e| Msg::Engine(e);
+            a.update(ev(Event::HostSurveyed {
+                host: "node1".into(),
+                seconds: 1.2,
+            }));
+            a.update(ev(Event::HostSurveyed {
+                host: "node2".into(),
+                seconds: 1.4,
+            }));
+            a.update(ev(Event::Applied {
+                host: "node1".into(),
+                resource: "hostname".into(),
+                seconds: 0.3,
+            }));
+            a.update(ev(Event::Applied {
+                host: "node1".into(),
+                resource: "sysctl".into(),
+                seconds: 0.2,
+            }));
+            a.update(ev(Event::ApplyFailed {
+                host: "node1".into(),
+                resource: "packages".into(),
+                error: "apt-get install failed: E: Unable to locate package foo".into(),
+            }));
+            a.update(ev(Event::Reverted {
+                host: "node1".into(),
+                resource: "sysctl".into(),
+                seconds: 0.1,
+            }));
+            if screen == ScreenId::Done {
+                a.update(Msg::RunEnded(Ok(vec![
+                    HostSummary {
+                        host: "node1".into(),
+                        outcome: Outcome::RolledBack,
+                        changes: 0,
+                        seconds: 9.0,
+                        reason: Some("packages: apt-get install failed".into()),
+                    },
+                    HostSummary {
+                        host: "node2".into(),
+                        outcome: Outcome::NoChanges,
+                        changes: 0,
+                        seconds: 1.0,
+                        reason: None,
+                    },
+                    HostSummary {
+                        host: "node3".into(),
+                        outcome: Outcome::Unreachable,
+                        changes: 0,
+                        seconds: 0.0,
+                        reason: Some("cannot connect".into()),
+                    },
+                ])));
+            }
+        }
+        _ => {}
+    }
+    a.model.jobs.clear();
+    a
+}
+
+const SCREENS: [ScreenId; 8] = [
+    ScreenId::Bundle,
+    ScreenId::Hosts,
+    ScreenId::Roles,
+    ScreenId::Cluster,
+    ScreenId::License,
+    ScreenId::Review,
+    ScreenId::Run,
+    ScreenId::Done,
+];
+
+#[test]
+fn every_screen_in_both_languages_at_80x24_and_120x40() {
+    let scratch = tempfile::tempdir().unwrap();
+    for lang in [Lang::En, Lang::Zh] {
+        for screen in SCREENS {
+            for (w, h) in [(80, 24), (120, 40)] {
+                let a = on(screen, lang, scratch.path());
+                let name = format!("{}_{}_{w}x{h}", screen.name(), lang.code());
+                insta::assert_snapshot!(name, draw(&a, w, h));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_console_smaller_than_80x24_is_told_so() {
+    let scratch = tempfile::tempdir().unwrap();
+    let a = on(ScreenId::Bundle, Lang::En, scratch.path());
+    assert!(draw(&a, 60, 20).starts_with("The window is 60x20; the wizard needs at least 80x24."));
+}
+
+fn press(a: &mut App, code: KeyCode) {
+    a.update(Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+}
+
+fn ctrl(a: &mut App, c: char) {
+    a.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char(c),
+        KeyModifiers::CONTROL,
+    )));
+}
+
+fn typed(a: &mut App, s: &str) {
+    for c in s.chars() {
+        press(a, KeyCode::Char(c));
+    }
+}
+
+#[test]
+fn a_required_field_keeps_the_wizard_until_it_is_filled_with_validates_message() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut d = draft(std::path::Path::new(ANSWERS));
+    d.set("cluster.name", Some("".into()));
+    let mut a = app(Lang::En, d, scratch.path());
+    a.goto(ScreenId::Cluster);
+    let msg = "/site/site.toml: cluster.name: is empty; name the cluster (name = \"site-a\")";
+    assert_eq!(a.visible_problem(), Some(msg));
+    press(&mut a, KeyCode::PageDown);
+    assert_eq!(a.screen(), ScreenId::Cluster, "not past an invalid screen");
+    assert_eq!(
+        a.model.status.as_deref(),
+        Some(format!("fix this first: {msg}").as_str())
+    );
+    // Enter edits the focused field, typing fills it, Enter keeps it.
+    press(&mut a, KeyCode::Enter);
+    typed(&mut a, "site-b");
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.model.draft.get_text("cluster.name"), "site-b");
+    assert_eq!(a.model.problem, None);
+    press(&mut a, KeyCode::PageDown);
+    assert_eq!(a.screen(), ScreenId::License);
+    press(&mut a, KeyCode::Esc);
+    assert_eq!(a.screen(), ScreenId::Cluster, "Esc goes back a screen");
+}
+
+#[test]
+fn tab_moves_through_the_fields_and_esc_drops_an_edit() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut a = app(
+        Lang::En,
+        draft(std::path::Path::new(ANSWERS)),
+        scratch.path(),
+    );
+    a.goto(ScreenId::Cluster);
+    press(&mut a, KeyCode::Tab);
+    press(&mut a, KeyCode::Enter);
+    typed(&mut a, "ferry-fixed");
+    press(&mut a, KeyCode::Esc);
+    assert_eq!(a.model.draft.get("cluster.id"), None, "Esc drops the edit");
+    assert_eq!(a.screen(), ScreenId::Cluster, "and stays on the screen");
+    press(&mut a, KeyCode::Enter);
+    typed(&mut a, "bad id!");
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(
+        a.visible_problem(),
+        Some("/site/site.toml: cluster.id: \"bad id!\" may hold only letters, digits, '-', '_' and '.'; remove it to use the default")
+    );
+    // Focus moved on to the next field; back to the id, emptied, and on to strict host keys,
+    // which Space toggles.
+    press(&mut a, KeyCode::BackTab);
+    press(&mut a, KeyCode::Enter);
+    press(&mut a, KeyCode::Char('u'));
+    ctrl(&mut a, 'u');
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.model.problem, None);
+    assert_eq!(a.model.draft.get("cluster.id"), None);
+    // The distribution is a choice: Space cycles none -> k3s -> none.
+    press(&mut a, KeyCode::Char(' '));
+    assert_eq!(a.model.draft.get_text("cluster.distribution"), "k3s");
+    press(&mut a, KeyCode::Char(' '));
+    assert_eq!(a.model.draft.get("cluster.distribution"), None);
+    for _ in 0..7 {
+        press(&mut a, KeyCode::Tab);
+    }
+    press(&mut a, KeyCode::Char(' '));
+    assert_eq!(
+        a.model
+            .draft
+            .get("ssh.strict-host-keys")
+            .and_then(|v| v.as_bool()),
+        Some(true)
+    );
+}
+
+#[test]
+fn a_saved_answer_file_passes_validate_and_holds_no_typed_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let answers = dir.path().join("site.toml");
+    let mut d = draft(&answers);
+    d.answers.remove("bundle");
+    d.answers.remove("bundle-pubkey");
+    let mut a = app(Lang::En, d, scratch.path());
+    a.goto(ScreenId::Hosts);
+    // Edit node2: its password, typed here, stays in memory; the file names a variable.
+    press(&mut a, KeyCode::Down);
+    press(&mut a, KeyCode::Enter);
+    for _ in 0..6 {
+        press(&mut a, KeyCode::Tab);
+    }
+    press(&mut a, KeyCode::Enter);
+    typed(&mut a, "s3cret-pw");
+    press(&mut a, KeyCode::Enter);
+    press(&mut a, KeyCode::Esc);
+    assert!(a
+        .model
+        .jobs
+        .contains(&Job::CheckHosts(vec!["node2".into()])));
+    ctrl(&mut a, 's');
+    let inv = std::fs::read_to_string(dir.path().join("inventory.toml")).unwrap();
+    let site = std::fs::read_to_string(&answers).unwrap();
+    assert!(!inv.contains("s3cret-pw") && !site.contains("s3cret-pw"));
+    assert!(
+        inv.contains("password_env = \"FERRY_PASSWORD_NODE2\""),
+        "{inv}"
+    );
+    let cfg = crate::config::InstallConfig::load(&answers).unwrap();
+    assert_eq!(cfg.cluster.name, "site-a");
+    assert_eq!(
+        cfg.members
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>(),
+        ["node1", "node2", "node3"]
+    );
+    assert_eq!(
+        a.model.status.as_deref(),
+        Some(
+            format!(
+                "saved {} and {}",
+                answers.display(),
+                dir.path().join("inventory.toml").display()
+            )
+            .as_str()
+        )
+    );
+}
+
+#[test]
+fn host_checks_answer_in_the_background_and_a_stale_answer_is_dropped() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut a = app(
+        Lang::En,
+        draft(std::path::Path::new(ANSWERS)),
+        scratch.path(),
+    );
+    a.goto(ScreenId::Hosts);
+    assert!(a.model.jobs.contains(&Job::CheckHosts(vec![
+        "node1".into(),
+        "node2".into(),
+        "node3".into()
+    ])));
+    let before = a.model.draft.hosts()[0].clone();
+    // node1's address is changed while its first check is out.
+    press(&mut a, KeyCode::Enter);
+    press(&mut a, KeyCode::Tab);
+    press(&mut a, KeyCode::Enter);
+    ctrl(&mut a, 'u');
+    typed(&mut a, "10.0.0.99");
+    press(&mut a, KeyCode::Enter);
+    press(&mut a, KeyCode::Esc);
+    a.update(Msg::Checked(CheckReport {
+        host: "node1".into(),
+        fingerprint: super::checks::fingerprint(&before),
+        reachable: true,
+        facts: Some(facts("old")),
+        skew: None,
+        problems: vec![],
+    }));
+    assert!(matches!(
+        a.model.checks.get("node1"),
+        Some(super::checks::CheckState::Pending(_))
+    ));
+}
+
+#[test]
+fn the_run_screen_follows_engine_events_and_names_a_failure_with_what_to_do() {
+    let scratch = tempfile::tempdir().unwrap();
+    let a = on(ScreenId::Run, Lang::En, scratch.path());
+    let b = &a.model.board;
+    assert_eq!(b.phases, ["survey", "baseline"]);
+    let node1 = &b.hosts[0];
+    assert_eq!(
+        node1.reason.as_deref(),
+        Some("packages: apt-get install failed: E: Unable to locate package foo")
+    );
+    assert_eq!(node1.cells[1], super::board::Cell::RolledBack(1));
+    // A phase the engine adds later is a new column as soon as it reports.
+    let mut b = b.clone();
+    b.event(Event::Applied {
+        host: "node2".into(),
+        resource: "k3s-server".into(),
+        seconds: 1.0,
+    });
+    assert_eq!(b.phases, ["survey", "baseline", "cluster"]);
+}
+
+#[test]
+fn leaving_remembers_the_screen_and_reopening_returns_there() {
+    let home = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut a = app(
+        Lang::En,
+        draft(&home.path().join("site.toml")),
+        scratch.path(),
+    );
+    a.goto(ScreenId::Roles);
+    ctrl(&mut a, 'c');
+    assert!(a.quit);
+    super::remember(home.path(), &a).unwrap();
+    let args = crate::cmdline::install::InstallArgs {
+        answers: None,
+        yes: false,
+        edit: false,
+        new: false,
+        lang: None,
+        no_rollback: false,
+        force: vec![],
+        reach: crate::cmdline::ReachArgs {
+            known_hosts: None,
+            timeout: 10,
+            command_timeout: 900,
+            strict_host_keys: false,
+            attempts: 2,
+            parallel: 64,
+            run_dir: None,
+            agent: None,
+        },
+    };
+    let (d, screen, resumed) = super::starting_point(&args, home.path()).unwrap();
+    assert!(resumed);
+    assert_eq!(screen, ScreenId::Roles);
+    assert_eq!(d.hosts().len(), 3);
+    assert_eq!(d.get_text("cluster.name"), "site-a");
+}
