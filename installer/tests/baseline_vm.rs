@@ -962,21 +962,7 @@ fn build_bundle(dir: &Path) {
          path = \"debs\"\n",
     )
     .unwrap();
-    let ferry = |args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(args)
-            .current_dir(dir)
-            .env("HOME", dir.join("home"))
-            .env_remove("FERRY_SIGN_KEY")
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "ferry {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
+    let ferry = |args: &[&str]| common::ferry_in(dir, args);
     ferry(&["key", "generate", "-o", "vendor"]);
     ferry(&[
         "bundle",

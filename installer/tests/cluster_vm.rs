@@ -77,21 +77,7 @@ fn build_bundle(dir: &Path, with_airgap: bool) -> PathBuf {
         ));
     }
     fs::write(dir.join("bundle.toml"), toml).unwrap();
-    let ferry = |args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(args)
-            .current_dir(dir)
-            .env("HOME", dir.join("home"))
-            .env_remove("FERRY_SIGN_KEY")
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "ferry {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
+    let ferry = |args: &[&str]| common::ferry_in(dir, args);
     if !dir.join("vendor.pub").exists() {
         ferry(&["key", "generate", "-o", "vendor"]);
     }
@@ -230,6 +216,7 @@ fn start_bed(n: usize) -> Option<(std::sync::MutexGuard<'static, ()>, Testbed)> 
 /// 1 server + 2 agents from bare VMs, ferry killed during the agents and resumed, a second
 /// apply with nothing to do, a 4th node added alone, a foreign host refused, then reset.
 #[test]
+#[ignore = "not yet run to completion on a VM testbed: run with --ignored (issue 12 is open)"]
 fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
     let Some((_guard, bed)) = start_bed(4) else {
         return;
@@ -245,12 +232,12 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
     let before: Vec<String> = bed.vms().iter().map(k3s_tree).collect();
 
     step(
-        "1. apply, killed once the server is up and the agents start",
+        "1. apply, killed as the server is up and the agents start joining",
         t0,
     );
     let running = site.start(&["apply", "--answers", &a3]);
-    let killed =
-        running.kill_at(|l| l.contains("k3s-agent waits for") || l.contains("vm1 images applied"));
+    let killed = running.kill_at(|l| l.contains("vm0 k3s-server applied"));
+    let killed_run = killed.run_id();
     let server_start = started_at(vm0, "k3s");
     assert!(
         !server_start.is_empty() && server_start != "0",
@@ -262,7 +249,8 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
         "2. the same apply resumes: the server is not redone, every node Ready",
         t0,
     );
-    let run = site.ferry(&["apply", "--answers", &a3]);
+    // The killed run's host locks are stale; naming its id breaks them (docs/host-init.md).
+    let run = site.ferry(&["apply", "--answers", &a3, "--break-lock", &killed_run]);
     run.expect_ok("the resumed apply");
     assert!(
         !run.stdout.contains("vm0 k3s-server applied"),
@@ -361,6 +349,7 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
 /// alone; a bundle without the air-gap archive and a version the bundle lacks are refused
 /// before any host changes.
 #[test]
+#[ignore = "not yet run to completion on a VM testbed: run with --ignored (issue 12 is open)"]
 fn foreign_hosts_and_bundles_without_k3s_are_refused_before_anything_changes() {
     let Some((_guard, bed)) = start_bed(3) else {
         return;
@@ -421,6 +410,7 @@ fn foreign_hosts_and_bundles_without_k3s_are_refused_before_anything_changes() {
 /// A node powered off while the agents join: with `rollback = "run"` every host ends as before;
 /// with `"never"`, once the power is back the next apply completes.
 #[test]
+#[ignore = "not yet run to completion on a VM testbed: run with --ignored (issue 12 is open)"]
 fn a_node_powered_off_mid_run_rolls_the_run_back_or_resumes_after() {
     let Some((_guard, bed)) = start_bed(3) else {
         return;
@@ -437,7 +427,8 @@ fn a_node_powered_off_mid_run_rolls_the_run_back_or_resumes_after() {
         t0,
     );
     let a = answers(&site, "run.toml", &inv, "site.ferry", "rollback = \"run\"");
-    let running = site.start(&["apply", "--answers", &a]);
+    // A powered-off host answers nothing: a short command deadline ends its wait.
+    let running = site.start(&["apply", "--answers", &a, "--command-timeout", "120"]);
     let mut off = false;
     let run = running.finish(|l| {
         if !off && l.contains("vm0 k3s-server applied") {
@@ -446,6 +437,7 @@ fn a_node_powered_off_mid_run_rolls_the_run_back_or_resumes_after() {
         }
     });
     run.expect_fail("an apply that lost a host");
+    let lost_run = run.run_id();
     assert!(off, "the server never came up\n{}", run.show());
     run.expect_outcome("vm0", "rolled back");
     run.expect_outcome("vm1", "rolled back");
@@ -465,7 +457,8 @@ fn a_node_powered_off_mid_run_rolls_the_run_back_or_resumes_after() {
         "site.ferry",
         "rollback = \"never\"",
     );
-    let run = site.ferry(&["apply", "--answers", &a]);
+    // vm2's lock of the run it lost power in is stale: naming the run breaks it.
+    let run = site.ferry(&["apply", "--answers", &a, "--break-lock", &lost_run]);
     run.expect_ok("apply after the power came back");
     all_ready(vm0, &["vm0", "vm1", "vm2"]);
     step("done", t0);

@@ -355,21 +355,24 @@ pub async fn plan(
     Ok(plan)
 }
 
-/// When the time source will not be set up (blocked or unreachable), a host whose time sync
-/// would change is blocked too: its check after the change needs the source serving, so its
-/// apply would fail there and roll back everything it did before. A follower already synced
-/// (no time sync change) goes ahead.
-fn hold_followers_of_a_lost_source(plan: &mut Plan, source: &str) {
-    let Some(lost) = plan
-        .hosts
+/// `blocked` or `unreachable` when `host` will not be set up by this plan.
+fn lost(plan: &Plan, host: &str) -> Option<&'static str> {
+    plan.hosts
         .iter()
-        .find(|hp| hp.host == source)
+        .find(|hp| hp.host == host)
         .and_then(|hp| match hp.status {
             HostStatus::Blocked => Some("blocked"),
             HostStatus::Unreachable => Some("unreachable"),
             HostStatus::Ready | HostStatus::NoChanges => None,
         })
-    else {
+}
+
+/// When the time source will not be set up (blocked or unreachable), a host whose time sync
+/// would change is blocked too: its check after the change needs the source serving, so its
+/// apply would fail there and roll back everything it did before. A follower already synced
+/// (no time sync change) goes ahead.
+fn hold_followers_of_a_lost_source(plan: &mut Plan, source: &str) {
+    let Some(lost) = lost(plan, source) else {
         return;
     };
     for hp in &mut plan.hosts {
@@ -391,16 +394,7 @@ fn hold_followers_of_a_lost_source(plan: &mut Plan, source: &str) {
 /// cluster steps have changes is blocked too: joining needs the first server serving.
 fn hold_joiners_of_a_lost_first_server(plan: &mut Plan, topology: &crate::cluster::Topology) {
     let first = topology.first();
-    let Some(lost) = plan
-        .hosts
-        .iter()
-        .find(|hp| hp.host == first)
-        .and_then(|hp| match hp.status {
-            HostStatus::Blocked => Some("blocked"),
-            HostStatus::Unreachable => Some("unreachable"),
-            HostStatus::Ready | HostStatus::NoChanges => None,
-        })
-    else {
+    let Some(lost) = lost(plan, first) else {
         return;
     };
     for hp in &mut plan.hosts {

@@ -130,6 +130,24 @@ impl Site {
     }
 }
 
+/// Runs `ferry ARGS` in `dir` (HOME `dir/home`, no signing key from the environment) and
+/// fails the test unless it succeeds: for making a test's inputs (keys, bundles).
+pub fn ferry_in(dir: &Path, args: &[&str]) {
+    let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir.join("home"))
+        .env_remove("FERRY_SIGN_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "ferry {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 pub fn line_reader(
     stream: impl Read + Send + 'static,
     stderr: bool,
