@@ -6,17 +6,21 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-OUT=$ROOT/target/demo
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=$TARGET/demo
+# A fixed build time, so the two builds below give the same bytes (see "parts" below).
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "building ferry"
-cargo build -q -p ferry-installer --manifest-path "$ROOT/Cargo.toml"
-FERRY=$ROOT/target/debug/ferry
+step "building ferry and the demo's input maker (the first build compiles about 330 crates: see README.md for how long it takes; later runs take seconds)"
+# One cargo run for both, so shared dependencies are built once with the same features; the
+# test harness (a dev-dependency) is not built.
+cargo build -p ferry-installer -p ferry-demo-inputs --manifest-path "$ROOT/Cargo.toml"
+FERRY=$TARGET/debug/ferry
 rm -rf "$OUT"; mkdir -p "$OUT"
 
 step "making example inputs in $OUT/inputs (files, a directory, an image archive, stand-ins)"
-cargo run -q -p ferry-bundle --example make-demo-inputs --manifest-path "$ROOT/Cargo.toml" -- "$OUT/inputs" >/dev/null
+"$TARGET/debug/make-demo-inputs" "$OUT/inputs" >/dev/null
 cp "$ROOT/examples/bundle.toml" "$OUT/inputs/bundle.toml"
 
 step "ferry key generate"

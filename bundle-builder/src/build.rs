@@ -32,7 +32,8 @@ pub struct BuildOptions {
     pub sign_key: Option<SigningKey>,
     /// Cut the output into parts of at most this many bytes.
     pub max_part_size: Option<u64>,
-    /// Every timestamp in the bundle (`SOURCE_DATE_EPOCH`).
+    /// Every timestamp in the bundle (`SOURCE_DATE_EPOCH` or the build time: see
+    /// [`crate::build_time`]).
     pub source_date_epoch: u64,
     /// The Docker engine for `engine = true` images (`unix:///run/docker.sock`).
     pub docker_host: Option<String>,

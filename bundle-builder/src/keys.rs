@@ -183,6 +183,37 @@ fn armor(label: &str, bytes: &[u8]) -> String {
     )
 }
 
+/// What a file that is not a bundle key is, from its first line, when that can be told:
+/// the keys people confuse with a bundle key (license keys, SSH keys) and other armoured files.
+fn other_kind(first_line: &str) -> Option<String> {
+    let known = [
+        (
+            "-----BEGIN FERRY LICENSE PUBLIC KEY-----",
+            "a license public key (from `ferry license keygen`)",
+        ),
+        (
+            "-----BEGIN FERRY LICENSE SIGNING KEY-----",
+            "a license signing key (from `ferry license keygen`)",
+        ),
+        ("-----BEGIN FERRY LICENSE REQUEST-----", "a license request"),
+        ("-----BEGIN FERRY LICENSE-----", "a license"),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----", "an SSH private key"),
+    ];
+    if let Some((_, kind)) = known.iter().find(|(l, _)| *l == first_line) {
+        return Some((*kind).to_string());
+    }
+    if ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-"]
+        .iter()
+        .any(|p| first_line.starts_with(p))
+    {
+        return Some("an SSH public key".into());
+    }
+    let label = first_line
+        .strip_prefix("-----BEGIN ")?
+        .strip_suffix("-----")?;
+    Some(format!("a {label} file"))
+}
+
 fn read_armored(path: &Path, label: &str) -> Result<[u8; 32]> {
     let text = fs::read_to_string(path).map_err(|e| BundleError::Key {
         path: path.to_path_buf(),
@@ -195,17 +226,24 @@ fn read_armored(path: &Path, label: &str) -> Result<[u8; 32]> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    if lines.next() != Some(begin.as_str()) {
+    let first = lines.next();
+    if first != Some(begin.as_str()) {
         let other = if label == PRIVATE_LABEL {
             PUBLIC_LABEL
         } else {
             PRIVATE_LABEL
         };
+        let wanted = label.to_lowercase().replace("ferry ed25519 ", "");
         if text.contains(other) {
             return Err(bad(&format!(
-                "is a {}, expected a {}",
+                "is a {}, expected a {wanted}",
                 other.to_lowercase().replace("ferry ed25519 ", ""),
-                label.to_lowercase().replace("ferry ed25519 ", "")
+            )));
+        }
+        if let Some(kind) = first.and_then(other_kind) {
+            return Err(bad(&format!(
+                "is {kind}, not a bundle signing key: give the bundle signer's {wanted} \
+                 (from `ferry key generate`)"
             )));
         }
         return Err(bad(&format!("not a ferry key file (expected {begin})")));
@@ -265,5 +303,27 @@ mod tests {
                 .contains("is a public key, expected a private key"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn names_the_kind_of_key_given_instead_of_a_bundle_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, kind) in [
+            (
+                "-----BEGIN FERRY LICENSE PUBLIC KEY-----\nAAAA\n-----END FERRY LICENSE PUBLIC KEY-----\n",
+                "is a license public key (from `ferry license keygen`), not a bundle signing key",
+            ),
+            ("ssh-ed25519 AAAAC3Nza me@host\n", "is an SSH public key, not a bundle"),
+            (
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                "is a CERTIFICATE file, not a bundle",
+            ),
+        ] {
+            let p = dir.path().join("given.pub");
+            std::fs::write(&p, text).unwrap();
+            let err = PublicKey::load(&p).unwrap_err().to_string();
+            assert!(err.contains(kind), "{err}");
+            assert!(err.contains("`ferry key generate`"), "{err}");
+        }
     }
 }

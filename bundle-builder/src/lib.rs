@@ -29,14 +29,20 @@ pub use read::{Bundle, ReadEvent, SignatureState, VerifyReport};
 pub use source::BlobSource;
 pub use spec::BundleSpec;
 
-/// `SOURCE_DATE_EPOCH` from the environment, 0 when unset; a value that is not a number of
-/// seconds is an error rather than a silently different bundle.
-pub fn source_date_epoch() -> Result<u64, BundleError> {
+/// The time a bundle records as built (every tar mtime and the manifest's `created`):
+/// `SOURCE_DATE_EPOCH` from the environment when set, for reproducible builds, else the
+/// current time. A value that is not a number of seconds is an error rather than a silently
+/// different bundle.
+pub fn build_time() -> Result<u64, BundleError> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| BundleError::Spec {
             path: "SOURCE_DATE_EPOCH".into(),
             msg: format!("{v:?} is not a number of seconds since 1970"),
         }),
-        _ => Ok(0),
+        // A clock before 1970 is no reason to refuse a build: it records 0, as before.
+        _ => Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)),
     }
 }

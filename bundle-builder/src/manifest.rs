@@ -19,7 +19,8 @@ pub struct Manifest {
     pub name: String,
     /// Bundle version from bundle.toml.
     pub version: String,
-    /// Seconds since the epoch (`SOURCE_DATE_EPOCH`, 0 when unset); also every tar mtime.
+    /// When it was built, seconds since 1970 (`SOURCE_DATE_EPOCH` when set, else the build
+    /// time); also every tar mtime.
     pub created: u64,
     /// Every blob in the bundle, in tar order.
     pub blobs: Vec<BlobEntry>,

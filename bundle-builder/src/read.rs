@@ -44,8 +44,13 @@ pub enum Layout {
 pub enum SignatureState {
     /// Checked against the given key (its id).
     Verified(String),
-    /// A signature is there but no key was given to check it (signer's key id).
-    Unchecked(String),
+    /// A signature is there but no key was given to check it.
+    Unchecked {
+        /// The signer's key id as the signature names it (`malformed` when unreadable).
+        key_id: String,
+        /// The algorithm the signature names (`malformed` when unreadable).
+        algorithm: String,
+    },
     /// The bundle has no signature.
     Unsigned,
 }
@@ -160,11 +165,13 @@ impl Bundle {
                         k.verify(&manifest_bytes, &sig, &shown, "manifest.json")?;
                         SignatureState::Verified(k.key_id())
                     }
-                    None => SignatureState::Unchecked(
-                        serde_json::from_slice::<crate::keys::SignatureFile>(&sig)
-                            .map(|s| s.key_id)
-                            .unwrap_or_else(|_| "malformed".into()),
-                    ),
+                    None => {
+                        let (key_id, algorithm) =
+                            serde_json::from_slice::<crate::keys::SignatureFile>(&sig)
+                                .map(|s| (s.key_id, s.algorithm))
+                                .unwrap_or_else(|_| ("malformed".into(), "malformed".into()));
+                        SignatureState::Unchecked { key_id, algorithm }
+                    }
                 }
             }
             None => {
@@ -762,12 +769,11 @@ pub fn resolve(path: &Path) -> Result<Layout> {
             Some(candidate)
         } else {
             return Err(BundleError::Io {
-                what: format!(
-                    "opening bundle {} (no such file, and no parts index {})",
-                    path.display(),
-                    candidate.display()
+                what: format!("opening bundle {}", path.display()),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no such file, and no parts index {}", candidate.display()),
                 ),
-                source: io::Error::from(io::ErrorKind::NotFound),
             });
         }
     };

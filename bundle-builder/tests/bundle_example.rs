@@ -5,7 +5,7 @@
 mod common;
 
 #[allow(dead_code, missing_docs)]
-#[path = "../examples/make-demo-inputs.rs"]
+#[path = "../../examples/demo-inputs/src/main.rs"]
 mod demo_inputs;
 
 use std::fs;

@@ -53,7 +53,8 @@ fn writes_an_inventory_and_lists_what_was_not_carried_over() {
         .output()
         .unwrap();
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("pass --force"));
+    assert!(String::from_utf8_lossy(&again.stderr)
+        .contains("will not overwrite an inventory without --force"));
 }
 
 #[test]
@@ -267,9 +268,15 @@ fn an_imported_jump_host_is_no_cluster_member_unless_it_is_in_a_group() {
         "inventory = \"inventory.toml\"\n[cluster]\nname = \"t\"\n",
     )
     .unwrap();
+    // The imported inventory logs in with Ansible's default key, which validate checks is
+    // there: give it one in a home of the test's own.
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_rsa"), "a private key\n").unwrap();
     let run = ferry()
         .args(["validate", "--answers"])
         .arg(&answers)
+        .env("HOME", &home)
         .output()
         .unwrap();
     assert!(
@@ -285,4 +292,40 @@ fn an_imported_jump_host_is_no_cluster_member_unless_it_is_in_a_group() {
         .map(|m| m["name"].as_str().unwrap())
         .collect();
     assert_eq!(members, ["cp1", "w1"]);
+}
+
+/// One rule for output files (issue 11 item 7): an existing inventory is kept unless
+/// `--force`, with the same words as every other command's `-o`.
+#[test]
+fn an_existing_inventory_is_replaced_only_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("hosts.ini");
+    std::fs::write(&input, "[k8s_master]\ncp1 ansible_host=10.0.0.1\n").unwrap();
+    let out = dir.path().join("inventory.toml");
+    std::fs::write(&out, "# mine\n").unwrap();
+    let run = |force: bool| {
+        let mut c = ferry();
+        c.args(["inventory", "import-ansible"])
+            .arg(&input)
+            .arg("-o")
+            .arg(&out);
+        if force {
+            c.arg("--force");
+        }
+        c.output().unwrap()
+    };
+    let refused = run(false);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {}: already exists; will not overwrite an inventory without --force \
+             (or choose another -o)",
+            out.display()
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "# mine\n");
+    assert!(run(true).status.success());
+    assert!(std::fs::read_to_string(&out).unwrap().contains("cp1"));
 }

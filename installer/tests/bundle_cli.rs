@@ -130,7 +130,7 @@ fn builds_verifies_inspects_splits_and_extracts_the_issue_example() {
     assert_eq!(v["manifest"]["name"], "demo");
     assert_eq!(v["manifest"]["items"][0]["name"], "payload");
     assert_eq!(v["manifest"]["items"][0]["kind"], "file");
-    assert!(v["signature"].as_str().unwrap().starts_with("verified"));
+    assert_eq!(v["signature"]["state"], "verified");
     let table = ok(&ferry(&["bundle", "inspect", "demo.bundle"], p));
     assert!(
         table.contains("payload") && table.contains("not checked"),
@@ -177,6 +177,153 @@ fn builds_verifies_inspects_splits_and_extracts_the_issue_example() {
         fs::read(p.join("x/payload/docs/a.txt")).unwrap(),
         fs::read(p.join("payload/docs/a.txt")).unwrap()
     );
+}
+
+/// `ferry bundle inspect` as a user reads it: the build date as a date, a directory item as
+/// `dir`; golden text in `tests/data/inspect/` (`UPDATE_GOLDEN=1` rewrites it) with the
+/// random key's id replaced by `KEYID`. `--json` names the signature's state, key and
+/// algorithm as fields.
+#[test]
+fn inspect_shows_a_date_a_dir_kind_and_a_structured_signature() {
+    let d = site();
+    let p = d.path();
+    fs::write(p.join("notes.txt"), "read me\n").unwrap();
+    fs::write(
+        p.join("bundle.toml"),
+        "[bundle]\nname = \"demo\"\nversion = \"1.0.0\"\n\n\
+         [[files]]\nname = \"payload\"\npath = \"payload\"\n\n\
+         [[files]]\nname = \"notes\"\npath = \"notes.txt\"\n",
+    )
+    .unwrap();
+    ok(&ferry(
+        &[
+            "bundle",
+            "build",
+            "bundle.toml",
+            "-o",
+            "b",
+            "--sign-key",
+            "key",
+        ],
+        p,
+    ));
+    let key_id = ok(&ferry(&["bundle", "verify", "b", "--pubkey", "key.pub"], p));
+    let key_id = key_id
+        .split("signature by key ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap()
+        .to_string();
+    let mut g = ferry_tests::golden::Golden::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/inspect");
+    for (name, args) in [
+        ("unchecked.txt", &["bundle", "inspect", "b"][..]),
+        (
+            "verified.txt",
+            &["bundle", "inspect", "b", "--pubkey", "key.pub"],
+        ),
+    ] {
+        let text = ok(&ferry(args, p)).replace(&key_id, "KEYID");
+        g.check(&dir.join(name), &text);
+    }
+    g.finish(2);
+
+    let json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&ok(&ferry(args, p))).unwrap()
+    };
+    let v = json(&["bundle", "inspect", "b", "--json", "--pubkey", "key.pub"]);
+    assert_eq!(v["created"], "2023-11-14T22:13:20Z");
+    assert_eq!(
+        v["signature"],
+        serde_json::json!({"state": "verified", "key_id": key_id, "algorithm": "ed25519"})
+    );
+    let v = json(&["bundle", "inspect", "b", "--json"]);
+    assert_eq!(
+        v["signature"],
+        serde_json::json!({"state": "not-checked", "key_id": key_id, "algorithm": "ed25519"})
+    );
+    ok(&ferry(&["bundle", "build", "bundle.toml", "-o", "u"], p));
+    let v = json(&["bundle", "inspect", "u", "--json"]);
+    assert_eq!(
+        v["signature"],
+        serde_json::json!({"state": "unsigned", "key_id": null, "algorithm": null})
+    );
+}
+
+/// Without `SOURCE_DATE_EPOCH` a bundle records when it was built (not 1970); with it, the
+/// epoch, so reproducible builds stay byte for byte the same.
+#[test]
+fn a_build_without_source_date_epoch_records_its_build_time() {
+    let d = site();
+    let p = d.path();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["bundle", "build", "bundle.toml", "-o", "now.bundle"])
+        .current_dir(p)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("FERRY_SIGN_KEY")
+        .output()
+        .unwrap();
+    ok(&out);
+    let after = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let v: serde_json::Value = serde_json::from_str(&ok(&ferry(
+        &["bundle", "inspect", "now.bundle", "--json"],
+        p,
+    )))
+    .unwrap();
+    let created = v["manifest"]["created"].as_u64().unwrap();
+    assert!(
+        (before..=after).contains(&created),
+        "created {created} not within the build ({before}..={after})"
+    );
+    ok(&ferry(&["bundle", "build", "bundle.toml", "-o", "a"], p));
+    ok(&ferry(&["bundle", "build", "bundle.toml", "-o", "b"], p));
+    assert_eq!(
+        fs::read(p.join("a")).unwrap(),
+        fs::read(p.join("b")).unwrap()
+    );
+}
+
+/// One rule for output files (issue 11 item 7): `bundle build -o` keeps an existing bundle
+/// unless `--force`, as `key generate`, the license commands and `import-ansible` do.
+#[test]
+fn build_never_replaces_a_bundle_without_force() {
+    let d = site();
+    let p = d.path();
+    ok(&ferry(
+        &["bundle", "build", "bundle.toml", "-o", "out.bundle"],
+        p,
+    ));
+    fs::write(p.join("payload/docs/a.txt"), "changed\n").unwrap();
+    let before = fs::read(p.join("out.bundle")).unwrap();
+    let err = fails(&ferry(
+        &["bundle", "build", "bundle.toml", "-o", "out.bundle"],
+        p,
+    ));
+    assert_eq!(
+        err,
+        "error: out.bundle: already exists; will not overwrite a bundle without --force \
+         (or choose another -o)"
+    );
+    assert_eq!(fs::read(p.join("out.bundle")).unwrap(), before);
+    ok(&ferry(
+        &[
+            "bundle",
+            "build",
+            "bundle.toml",
+            "-o",
+            "out.bundle",
+            "--force",
+        ],
+        p,
+    ));
+    assert_ne!(fs::read(p.join("out.bundle")).unwrap(), before);
 }
 
 #[test]

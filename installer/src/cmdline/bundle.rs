@@ -41,6 +41,9 @@ pub struct BuildArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Replace OUT (and OUT.parts) when it exists; without it an existing bundle is kept.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `ferry bundle verify`

@@ -16,7 +16,21 @@ pub mod license;
 
 /// ferry delivers a private AI platform to air-gapped sites.
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about, max_term_width = 80)]
+#[command(
+    name = "ferry",
+    version,
+    max_term_width = 80,
+    about = "Install a private AI platform on sites with no network: pack everything into \
+             one signed bundle on a connected machine, carry it over, then set up the \
+             site's hosts from it over SSH.",
+    after_help = "On site, in this order:
+  ferry inventory check -i inventory.toml   can every host be reached?
+  ferry validate --answers site.toml        is the answer file right? (offline)
+  ferry plan --answers site.toml            what would change? (changes nothing)
+  ferry apply --answers site.toml           change it; a failed host rolls back
+
+`ferry COMMAND --help` tells more about each command."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

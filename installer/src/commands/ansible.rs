@@ -32,9 +32,7 @@ pub fn import(args: ImportAnsibleArgs) -> anyhow::Result<ExitCode> {
     );
     match &args.output {
         Some(out) => {
-            if out.exists() && !args.force {
-                bail!("{} exists; pass --force to replace it", out.display());
-            }
+            super::output::refuse_existing(out, "an inventory", args.force)?;
             write_atomically(out, &(header + &text))
                 .with_context(|| format!("writing {}", out.display()))?;
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ferry_bundle::manifest::ItemKind;
+use ferry_bundle::manifest::{Form, ItemKind};
 use ferry_bundle::read::Layout;
 use ferry_bundle::{
     build, BuildEvent, BuildOptions, Bundle, BundleSpec, PublicKey, ReadEvent, SignatureState,
@@ -64,6 +64,11 @@ fn load_pubkey(p: &Path) -> anyhow::Result<PublicKey> {
 }
 
 fn build_cmd(a: BuildArgs) -> anyhow::Result<ExitCode> {
+    // The one rule for output files (commands/output.rs), checked before the slow build.
+    let index = std::path::PathBuf::from(format!("{}.parts", a.output.display()));
+    for p in [&a.output, &index] {
+        super::output::refuse_existing(p, "a bundle", a.force)?;
+    }
     let spec = BundleSpec::load(&a.spec).context("reading bundle.toml")?;
     let sign_key = match &a.sign_key {
         Some(p) => Some(SigningKey::load(p).context("loading the signing key")?),
@@ -79,7 +84,7 @@ fn build_cmd(a: BuildArgs) -> anyhow::Result<ExitCode> {
         output: a.output.clone(),
         sign_key,
         max_part_size: a.max_part_size,
-        source_date_epoch: ferry_bundle::source_date_epoch()?,
+        source_date_epoch: ferry_bundle::build_time()?,
         docker_host: a.docker_host.clone(),
         threads: a.threads,
     };
@@ -229,9 +234,14 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
     let m = bundle.manifest();
     let signature = match bundle.signature() {
         SignatureState::Verified(k) => format!("verified, key {k}"),
-        SignatureState::Unchecked(k) => format!("present, key {k} (not checked: pass --pubkey)"),
+        SignatureState::Unchecked { key_id, .. } => {
+            format!("present, key {key_id} (not checked: pass --pubkey)")
+        }
         SignatureState::Unsigned => "NONE (unsigned bundle)".into(),
     };
+    let created = i64::try_from(m.created)
+        .map(ferry_license::time::format_time)
+        .unwrap_or_else(|_| format!("{} (seconds since 1970)", m.created));
     let parts = match bundle.layout() {
         Layout::Single(_) => 0,
         Layout::Split { index, .. } => index.parts.len(),
@@ -241,7 +251,8 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
             "bundle": bundle.path(),
             "size": bundle.size(),
             "parts": parts,
-            "signature": signature,
+            "created": created,
+            "signature": signature_json(bundle.signature()),
             "manifest": m,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -249,7 +260,7 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
     }
     println!("bundle    {} {}", m.name, m.version);
     println!("format    {}", m.format);
-    println!("created   {} (seconds since 1970)", m.created);
+    println!("created   {created}");
     println!(
         "size      {}{}",
         human(bundle.size()),
@@ -302,13 +313,36 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{:<28} {:<12} {:<16} {:<7} {:>11}  {details}",
             truncate(&i.name, 28),
-            i.kind.label(),
+            kind_shown(i),
             i.version.as_deref().unwrap_or("-"),
             i.arch.as_deref().unwrap_or("-"),
             human(i.size()),
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `inspect --json`'s `signature`: whether it was checked, by which key, with which algorithm.
+fn signature_json(state: &SignatureState) -> serde_json::Value {
+    match state {
+        SignatureState::Verified(key_id) => serde_json::json!({
+            "state": "verified", "key_id": key_id, "algorithm": "ed25519",
+        }),
+        SignatureState::Unchecked { key_id, algorithm } => serde_json::json!({
+            "state": "not-checked", "key_id": key_id, "algorithm": algorithm,
+        }),
+        SignatureState::Unsigned => serde_json::json!({
+            "state": "unsigned", "key_id": null, "algorithm": null,
+        }),
+    }
+}
+
+/// The KIND column: a `file` item holding a directory tree shows as `dir`.
+fn kind_shown(item: &ferry_bundle::Item) -> &'static str {
+    match item.kind {
+        ItemKind::File if item.contents.iter().any(|c| c.form == Form::Tree) => "dir",
+        _ => item.kind.label(),
+    }
 }
 
 fn extract_cmd(a: ExtractArgs) -> anyhow::Result<ExitCode> {

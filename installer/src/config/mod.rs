@@ -11,6 +11,7 @@ use ferry_bootos::{BaselineConfig, Member};
 use ferry_inventory::{Inventory, Role};
 use serde::{Deserialize, Serialize};
 
+mod check;
 pub mod cluster;
 use cluster::RawCluster;
 pub use cluster::{ClusterSettings, Distribution, RollbackPolicy};
@@ -55,7 +56,8 @@ impl SshConfig {
 struct RawBaseline {
     hostname: Option<bool>,
     hosts_file: Option<bool>,
-    sysctl: Option<BTreeMap<String, String>>,
+    /// Values as text or numbers (`"262144"` or `262144`).
+    sysctl: Option<BTreeMap<String, toml::Value>>,
     modules: Option<Vec<String>>,
     swap_off: Option<bool>,
     dns: Option<RawDns>,
@@ -215,14 +217,7 @@ impl InstallConfig {
         })?;
         let raw: RawAnswers = toml::from_str(&text).map_err(|e| {
             let (line, col) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
-            let msg = e.message().trim();
-            // serde says what is missing, not what to do about it.
-            let hint = if msg.starts_with("missing field") {
-                "; add it (examples/site.toml shows every key)"
-            } else {
-                ""
-            };
-            anyhow::anyhow!("{}:{line}:{col}: {msg}{hint}", path.display())
+            anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), check::toml_error(&e))
         })?;
         let base = path.parent().unwrap_or(Path::new(""));
         Located { raw, base }
@@ -289,8 +284,7 @@ impl TryFrom<Located<'_>> for InstallConfig {
     fn try_from(loc: Located<'_>) -> anyhow::Result<InstallConfig> {
         let Located { raw, base } = loc;
         let inventory_path = base.join(&raw.inventory);
-        let inventory = Inventory::load(&inventory_path)
-            .map_err(|e| bail("inventory", format!("{e}; fix the path or the file")))?;
+        let inventory = Inventory::load(&inventory_path).map_err(|e| bail("inventory", e))?;
         if inventory.hosts().is_empty() {
             return Err(bail(
                 "inventory",
@@ -315,6 +309,7 @@ impl TryFrom<Located<'_>> for InstallConfig {
                  give the cluster's hosts other roles",
             ));
         }
+        check::key_files(&inventory, &inventory_path)?;
 
         let bundle = match (raw.bundle, raw.bundle_pubkey) {
             (None, None) => None,
@@ -336,6 +331,8 @@ impl TryFrom<Located<'_>> for InstallConfig {
                 pubkey: base.join(k),
             }),
         };
+
+        let bundle_facts = bundle.as_ref().map(check::bundle).transpose()?;
 
         let name = raw.cluster.name.trim().to_string();
         if !plain_word(&name, &['-', '_', '.']) && !name.is_empty() {
@@ -371,6 +368,30 @@ impl TryFrom<Located<'_>> for InstallConfig {
             ));
         }
         let baseline = baseline(raw.baseline, &members)?;
+        if !baseline.packages.is_empty() {
+            let list = baseline.packages.join(", ");
+            match bundle_facts {
+                None => {
+                    return Err(bail(
+                        "baseline.packages",
+                        format!(
+                            "{list}: packages come from the bundle and none is set; set `bundle` \
+                             and `bundle-pubkey`, or remove the packages"
+                        ),
+                    ))
+                }
+                Some(f) if !f.os_packages => {
+                    return Err(bail(
+                        "baseline.packages",
+                        format!(
+                            "{list}: the bundle holds no os-packages repository; build one with \
+                             [[os-packages]] in its bundle.toml, or remove the packages"
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         let preflight = preflight(raw.preflight)?;
         Ok(InstallConfig {
             inventory_path,
@@ -407,6 +428,17 @@ fn baseline(raw: RawBaseline, members: &[Member]) -> anyhow::Result<BaselineConf
                 format!("key {k:?} is not a sysctl name (letters, digits, '.', '_', '-', '/'; no spaces)"),
             ));
         }
+        let v = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(n) => n.to_string(),
+            other => return Err(bail(
+                "baseline.sysctl",
+                format!(
+                    "value of {k:?} is {}; write text in quotes or a whole number, like \"262144\"",
+                    other.type_str()
+                ),
+            )),
+        };
         if v.trim().is_empty() || v.contains('\n') {
             return Err(bail(
                 "baseline.sysctl",
@@ -496,15 +528,9 @@ fn baseline(raw: RawBaseline, members: &[Member]) -> anyhow::Result<BaselineConf
             time.max_skew_ms = v;
         }
     }
-    if let Some(bad) = time
-        .upstream
-        .iter()
-        .find(|u| !plain_word(u, &['.', '-', ':']))
-    {
-        return Err(bail(
-            "baseline.time.upstream",
-            format!("{bad:?} is not a host name or address"),
-        ));
+    for u in &time.upstream {
+        ferry_inventory::model::check::address(u)
+            .map_err(|why| bail("baseline.time.upstream", format!("\"{u}\" {why}")))?;
     }
     match &time.source {
         Some(s) if !members.iter().any(|m| &m.name == s) => {
@@ -570,10 +596,12 @@ mod tests {
     fn write(dir: &Path, answers: &str) -> PathBuf {
         std::fs::write(
             dir.join("inventory.toml"),
-            "[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1\"\nuser = \"root\"\nkey = \"/k\"\nroles = [\"agent\"]\n\n\
-             [[hosts]]\nname = \"b\"\naddress = \"10.0.0.2\"\nuser = \"root\"\nkey = \"/k\"\nroles = [\"server\"]\n",
+            "[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1\"\nuser = \"root\"\nkey = \"k\"\nroles = [\"agent\"]\n\n\
+             [[hosts]]\nname = \"b\"\naddress = \"10.0.0.2\"\nuser = \"root\"\nkey = \"k\"\nroles = [\"server\"]\n",
         )
         .unwrap();
+        // Only its presence is checked offline.
+        std::fs::write(dir.join("k"), "a private key\n").unwrap();
         let p = dir.join("site.toml");
         std::fs::write(&p, answers).unwrap();
         p

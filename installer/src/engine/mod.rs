@@ -792,10 +792,12 @@ pub(crate) mod testing {
     /// A config for two hosts `a` (agent) and `b` (server), all defaults.
     pub fn config() -> InstallConfig {
         let d = tempfile::tempdir().unwrap();
+        // Only its presence is checked offline.
+        std::fs::write(d.path().join("k"), "a private key\n").unwrap();
         std::fs::write(
             d.path().join("inventory.toml"),
-            "[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1\"\nuser = \"root\"\nkey = \"/k\"\nroles = [\"agent\"]\n\n\
-             [[hosts]]\nname = \"b\"\naddress = \"10.0.0.2\"\nuser = \"root\"\nkey = \"/k\"\nroles = [\"server\"]\n",
+            "[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1\"\nuser = \"root\"\nkey = \"k\"\nroles = [\"agent\"]\n\n\
+             [[hosts]]\nname = \"b\"\naddress = \"10.0.0.2\"\nuser = \"root\"\nkey = \"k\"\nroles = [\"server\"]\n",
         )
         .unwrap();
         let p = d.path().join("site.toml");

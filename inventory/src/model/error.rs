@@ -94,6 +94,26 @@ pub enum Problem {
     /// A host has an empty address.
     #[error("host `{0}` has no address")]
     NoAddress(String),
+    /// An address that is no IP address or host name.
+    #[error("host `{host}`: address \"{address}\" {why}")]
+    BadAddress {
+        /// The host.
+        host: String,
+        /// The address as written.
+        address: String,
+        /// What is wrong and what to write.
+        why: String,
+    },
+    /// A role word that is a slip of a known role.
+    #[error("{whose}: role `{role}` is not known; did you mean `{meant}`? (roles: server, agent, gpu, bastion, or a free label not close to them)")]
+    UnknownRole {
+        /// `host \`x\`` or `group \`y\``.
+        whose: String,
+        /// The word as written.
+        role: String,
+        /// The role it was likely meant as.
+        meant: &'static str,
+    },
     /// Port 0.
     #[error("host `{0}` has port 0; use a port from 1 to 65535")]
     BadPort(String),

@@ -12,12 +12,13 @@
 //!   `key_passphrase_env` or `key_passphrase = "prompt"`), `password_env` or
 //!   `password = "prompt"`; `sudo` = `"none"` | `"passwordless"` | `"password"` with
 //!   `sudo_password_env` or `sudo_password = "prompt"`; `bastion` (another host's name);
-//!   `roles` (`server`, `agent`, `gpu`, `bastion` or free words); `groups`; `cluster`;
+//!   `roles` (`server`, `agent`, `gpu`, `bastion` or free words not close to those); `groups`; `cluster`;
 //!   `labels`; `vars`.
 //!   A host's own credential (or sudo) keys replace the defaults' as a whole.
 //! - `[[groups]]`: `name`, `hosts`, and `roles`, `bastion`, `cluster`, `labels`, `vars` that
 //!   every member takes (a host's own bastion, labels and vars win; clusters must agree).
 
+pub mod check;
 mod error;
 pub mod raw;
 
@@ -269,6 +270,15 @@ impl Inventory {
         Resolver::new(self, secrets).target(name)
     }
 
+    /// The private key file a host logs in with, resolved as for SSH (`~` and paths relative
+    /// to the inventory's directory); `None` for password logins.
+    pub fn key_file(&self, host: &Host) -> Option<PathBuf> {
+        match &host.credential {
+            Credential::Key { path, .. } => Some(self.resolve_path(path)),
+            Credential::Password(_) => None,
+        }
+    }
+
     fn resolve_path(&self, path: &Path) -> PathBuf {
         if let Ok(rest) = path.strip_prefix("~") {
             if let Some(home) = std::env::var_os("HOME") {
@@ -503,6 +513,20 @@ fn host_sudo_keys(h: &RawHost) -> SudoKeys<'_> {
     }
 }
 
+/// Refuses a role word that is a slip of a known role (see [`check::role_meant`]).
+fn check_role_words(whose: &str, words: &[String]) -> Result<(), Problem> {
+    for w in words {
+        if let Some(meant) = check::role_meant(w) {
+            return Err(Problem::UnknownRole {
+                whose: whose.to_string(),
+                role: w.clone(),
+                meant,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn roles(words: &[String]) -> Vec<Role> {
     let set: BTreeSet<Role> = words.iter().map(|w| Role::parse(w)).collect();
     set.into_iter().collect()
@@ -555,6 +579,7 @@ impl TryFrom<RawInventory> for Inventory {
             if !group_names.insert(g.name.as_str()) {
                 return Err(Problem::DuplicateGroup(g.name.clone()));
             }
+            check_role_words(&format!("group `{}`", g.name), &g.roles)?;
         }
 
         // Group membership, both directions.
@@ -661,6 +686,12 @@ fn resolve_host(
     if h.address.trim().is_empty() {
         return Err(Problem::NoAddress(h.name.clone()));
     }
+    check::address(&h.address).map_err(|why| Problem::BadAddress {
+        host: h.name.clone(),
+        address: h.address.clone(),
+        why,
+    })?;
+    check_role_words(&format!("host `{}`", h.name), &h.roles)?;
     let port = h.port.or(raw.defaults.port).unwrap_or(22);
     if port == 0 {
         return Err(Problem::BadPort(h.name.clone()));

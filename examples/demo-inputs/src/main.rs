@@ -4,7 +4,9 @@
 //! binary, a GPU driver, a Debian package repository and an AppPackage. Every byte is
 //! deterministic, so the sha256 values pinned in bundle.toml stay valid.
 //!
-//! `cargo run -p ferry-bundle --example make-demo-inputs -- DIR`
+//! `cargo run -p ferry-demo-inputs -- DIR` (examples/demo.sh builds it with ferry in one go).
+//! Its own crate, not an example of ferry-bundle: examples build a crate's dev-dependencies,
+//! and ferry-bundle's include the whole test harness.
 
 use std::fs;
 use std::io::Write;
