@@ -89,10 +89,21 @@ fn site() -> tempfile::TempDir {
     .unwrap();
     std::fs::create_dir_all(p.join("repo")).unwrap();
     std::fs::write(p.join("repo/Packages"), "").unwrap();
+    // k3s STAND-INs: the checks read only the bundle's signed manifest.
+    std::fs::write(p.join("k3s"), "#!/bin/sh\n# k3s STAND-IN\n").unwrap();
+    std::fs::write(p.join("airgap.tar"), "k3s air-gap images STAND-IN\n").unwrap();
+    let sha = |f: &str| ferry_bundle::Digest::of(&std::fs::read(p.join(f)).unwrap()).hex();
     std::fs::write(
         p.join("bundle.toml"),
-        "[bundle]\nname = \"site\"\nversion = \"1\"\n\n\
-         [[os_packages]]\nname = \"debian-base\"\nformat = \"deb\"\ndistro = \"debian-12\"\npath = \"repo\"\n",
+        format!(
+            "[bundle]\nname = \"site\"\nversion = \"1\"\n\n\
+             [k3s]\nversion = \"v1.31.4+k3s1\"\n\
+             binary = {{ path = \"k3s\", sha256 = \"{}\" }}\n\
+             airgap_images = {{ path = \"airgap.tar\", sha256 = \"{}\" }}\n\n\
+             [[os_packages]]\nname = \"debian-base\"\nformat = \"deb\"\ndistro = \"debian-12\"\npath = \"repo\"\n",
+            sha("k3s"),
+            sha("airgap.tar")
+        ),
     )
     .unwrap();
     ok(ferry(p, &["key", "generate", "-o", "vendor"]));

@@ -39,7 +39,8 @@ fn top_level_help_speaks_to_users_and_says_where_to_start() {
     }
     // Every command it suggests exists.
     for cmd in [
-        &["inventory", "check", "--help"][..],
+        &["install", "--help"][..],
+        &["inventory", "check", "--help"],
         &["validate", "--help"],
         &["plan", "--help"],
         &["apply", "--help"],

@@ -23,7 +23,8 @@ pub mod license;
     about = "Install a private AI platform on sites with no network: pack everything into \
              one signed bundle on a connected machine, carry it over, then set up the \
              site's hosts from it over SSH.",
-    after_help = "On site, in this order:
+    after_help = "On site, `ferry install` walks through everything in a terminal UI. Or step
+by step, in this order:
   ferry inventory check -i inventory.toml   can every host be reached?
   ferry validate --answers site.toml        is the answer file right? (offline)
   ferry plan --answers site.toml            what would change? (changes nothing)

@@ -192,9 +192,9 @@ fn printer(to_stderr: bool) -> Sink {
 /// `ferry validate`: the answer file as ferry understands it, as JSON.
 pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let cfg = InstallConfig::load(&args.answers)?;
-    // The distribution's version and files, from the bundle's signed manifest (when the
-    // bundle is here: the jump host may get it later).
-    if cfg.cluster.installs() && cfg.bundle.as_ref().is_some_and(|b| b.path.exists()) {
+    // The distribution's version and files, from the bundle's signed manifest (loading the
+    // answer file checked that the bundle is there and signed by bundle-pubkey).
+    if cfg.cluster.installs() {
         crate::cluster::bundle::ClusterBundle::open(&cfg)
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", args.answers.display()))?;
     }

@@ -309,7 +309,6 @@ impl TryFrom<Located<'_>> for InstallConfig {
                  give the cluster's hosts other roles",
             ));
         }
-        check::key_files(&inventory, &inventory_path)?;
 
         let bundle = match (raw.bundle, raw.bundle_pubkey) {
             (None, None) => None,
@@ -331,8 +330,6 @@ impl TryFrom<Located<'_>> for InstallConfig {
                 pubkey: base.join(k),
             }),
         };
-
-        let bundle_facts = bundle.as_ref().map(check::bundle).transpose()?;
 
         let name = raw.cluster.name.trim().to_string();
         if !plain_word(&name, &['-', '_', '.']) && !name.is_empty() {
@@ -368,31 +365,30 @@ impl TryFrom<Located<'_>> for InstallConfig {
             ));
         }
         let baseline = baseline(raw.baseline, &members)?;
-        if !baseline.packages.is_empty() {
-            let list = baseline.packages.join(", ");
-            match bundle_facts {
-                None => {
-                    return Err(bail(
-                        "baseline.packages",
-                        format!(
-                            "{list}: packages come from the bundle and none is set; set `bundle` \
-                             and `bundle-pubkey`, or remove the packages"
-                        ),
-                    ))
-                }
-                Some(f) if !f.os_packages => {
-                    return Err(bail(
-                        "baseline.packages",
-                        format!(
-                            "{list}: the bundle holds no os-packages repository; build one with \
-                             [[os-packages]] in its bundle.toml, or remove the packages"
-                        ),
-                    ))
-                }
-                Some(_) => {}
-            }
+        let packages = baseline.packages.join(", ");
+        if !packages.is_empty() && bundle.is_none() {
+            return Err(bail(
+                "baseline.packages",
+                format!(
+                    "{packages}: packages come from the bundle and none is set; set `bundle` \
+                     and `bundle-pubkey`, or remove the packages"
+                ),
+            ));
         }
         let preflight = preflight(raw.preflight)?;
+
+        // The files it names, once everything written in it holds together.
+        check::key_files(&inventory, &inventory_path)?;
+        let bundle_facts = bundle.as_ref().map(check::bundle).transpose()?;
+        if !packages.is_empty() && bundle_facts.is_some_and(|f| !f.os_packages) {
+            return Err(bail(
+                "baseline.packages",
+                format!(
+                    "{packages}: the bundle holds no os-packages repository; build one with \
+                     [[os_packages]] in its bundle.toml, or remove the packages"
+                ),
+            ));
+        }
         Ok(InstallConfig {
             inventory_path,
             inventory,
@@ -431,13 +427,15 @@ fn baseline(raw: RawBaseline, members: &[Member]) -> anyhow::Result<BaselineConf
         let v = match v {
             toml::Value::String(s) => s,
             toml::Value::Integer(n) => n.to_string(),
-            other => return Err(bail(
-                "baseline.sysctl",
-                format!(
+            other => {
+                return Err(bail(
+                    "baseline.sysctl",
+                    format!(
                     "value of {k:?} is {}; write text in quotes or a whole number, like \"262144\"",
                     other.type_str()
                 ),
-            )),
+                ))
+            }
         };
         if v.trim().is_empty() || v.contains('\n') {
             return Err(bail(

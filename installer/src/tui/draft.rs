@@ -211,15 +211,32 @@ impl Draft {
 
     /// Checks the draft exactly as `ferry validate` checks the saved files: both are written
     /// to `scratch` (a private directory of the wizard's) and loaded by `InstallConfig::load`;
-    /// the message then names the real files. Relative paths keep their meaning: nothing the
-    /// check reads resolves them.
+    /// the message then names the real files. The check reads the files the draft names
+    /// (bundle, keys), so relative paths are first made absolute against the real answer
+    /// file's and inventory's directories, never the scratch one.
     pub fn validate(&self, scratch: &Path) -> Result<InstallConfig, String> {
         let answers = scratch.join("site.toml");
         let inventory = scratch.join(DEFAULT_INVENTORY);
         let mut doc = self.answers.clone();
         doc.insert("inventory".into(), inventory.display().to_string().into());
+        for key in ["bundle", "bundle-pubkey"] {
+            if let Some(p) = doc.get(key).and_then(|v| v.as_str()) {
+                let real = self.base().join(p).display().to_string();
+                doc.insert(key.into(), real.into());
+            }
+        }
+        let inv_base = self.inventory_path();
+        let inv_base = inv_base.parent().unwrap_or(Path::new(""));
+        let mut inv = self.inventory.clone();
+        let real = |k: &mut Option<String>| {
+            if let Some(p) = k.as_mut().filter(|p| !p.starts_with('~')) {
+                *p = inv_base.join(&*p).display().to_string();
+            }
+        };
+        real(&mut inv.defaults.key);
+        inv.hosts.iter_mut().for_each(|h| real(&mut h.key));
         let write = || -> anyhow::Result<()> {
-            std::fs::write(&inventory, self.inventory_text()?)?;
+            std::fs::write(&inventory, toml::to_string_pretty(&inv)?)?;
             std::fs::write(&answers, toml::to_string_pretty(&doc)?)?;
             Ok(())
         };
@@ -305,6 +322,9 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let mut draft = Draft::new(d.path().join("site.toml"));
         draft.inventory.hosts.push(host("a", &["server"]));
+        // A key beside the files, named relative to them: found there, not in `scratch`.
+        std::fs::write(d.path().join("k"), "a private key\n").unwrap();
+        draft.inventory.hosts[0].key = Some("k".into());
         let err = draft.validate(scratch.path()).unwrap_err();
         let want = format!(
             "{}: cluster.name: is empty; name the cluster (name = \"site-a\")",

@@ -19,16 +19,13 @@ use crate::engine::apply::{HostSummary, Outcome};
 use crate::engine::events::Event;
 use crate::engine::plan::{HostPlan, HostStatus, Plan, PlannedChange};
 
-/// Where the snapshots' answer file is said to be: a fixed path, so they do not change with
-/// the test's temporary directory (nothing is written there unless a test saves).
-const ANSWERS: &str = "/site/site.toml";
-
 fn host(name: &str, address: &str, role: &str) -> RawHost {
     RawHost {
         name: name.into(),
         address: address.into(),
         user: Some("root".into()),
-        key: Some("~/.ssh/id_ed25519".into()),
+        // Beside the inventory (`site`): validate checks that it is there.
+        key: Some("id_ed25519".into()),
         roles: vec![role.into()],
         ..RawHost::default()
     }
@@ -75,7 +72,9 @@ fn draw(app: &App, w: u16, h: u16) -> String {
             skip = Span::raw(sym).width().saturating_sub(1);
             line.push_str(sym);
         }
-        out.push_str(line.trim_end());
+        // The site directory `on` made, as the snapshots name it.
+        let site = app.model.scratch.join("site").display().to_string();
+        out.push_str(line.replace(&site, "/site").trim_end());
         out.push('\n');
     }
     out
@@ -136,9 +135,24 @@ fn plan() -> Plan {
     }
 }
 
+/// A site directory inside `scratch` holding what the draft names, so that it validates as
+/// `ferry validate` checks it (the bundle opened with its key, the SSH key present): the
+/// signed test bundle of the answer-file goldens, its key and a key file. `draw` shows it as
+/// `/site`. Returns the answer file's path in it.
+fn site(scratch: &std::path::Path) -> std::path::PathBuf {
+    let dir = scratch.join("site");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/answers");
+    for f in ["site.ferry", "vendor.pub"] {
+        std::fs::copy(data.join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(dir.join("id_ed25519"), "a private key\n").unwrap();
+    dir.join("site.toml")
+}
+
 /// The app on `screen`, with what that screen shows filled in as the background jobs would.
 fn on(screen: ScreenId, lang: Lang, scratch: &std::path::Path) -> App {
-    let mut a = app(lang, draft(std::path::Path::new(ANSWERS)), scratch);
+    let mut a = app(lang, draft(&site(scratch)), scratch);
     a.goto(screen);
     let m = &mut a.model;
     m.status = None;
@@ -314,11 +328,16 @@ fn typed(a: &mut App, s: &str) {
 #[test]
 fn a_required_field_keeps_the_wizard_until_it_is_filled_with_validates_message() {
     let scratch = tempfile::tempdir().unwrap();
-    let mut d = draft(std::path::Path::new(ANSWERS));
+    let answers = site(scratch.path());
+    let mut d = draft(&answers);
     d.set("cluster.name", Some("".into()));
     let mut a = app(Lang::En, d, scratch.path());
     a.goto(ScreenId::Cluster);
-    let msg = "/site/site.toml: cluster.name: is empty; name the cluster (name = \"site-a\")";
+    let msg = format!(
+        "{}: cluster.name: is empty; name the cluster (name = \"site-a\")",
+        answers.display()
+    );
+    let msg = msg.as_str();
     assert_eq!(a.visible_problem(), Some(msg));
     press(&mut a, KeyCode::PageDown);
     assert_eq!(a.screen(), ScreenId::Cluster, "not past an invalid screen");
@@ -341,11 +360,7 @@ fn a_required_field_keeps_the_wizard_until_it_is_filled_with_validates_message()
 #[test]
 fn tab_moves_through_the_fields_and_esc_drops_an_edit() {
     let scratch = tempfile::tempdir().unwrap();
-    let mut a = app(
-        Lang::En,
-        draft(std::path::Path::new(ANSWERS)),
-        scratch.path(),
-    );
+    let mut a = app(Lang::En, draft(&site(scratch.path())), scratch.path());
     a.goto(ScreenId::Cluster);
     press(&mut a, KeyCode::Tab);
     press(&mut a, KeyCode::Enter);
@@ -358,7 +373,7 @@ fn tab_moves_through_the_fields_and_esc_drops_an_edit() {
     press(&mut a, KeyCode::Enter);
     assert_eq!(
         a.visible_problem(),
-        Some("/site/site.toml: cluster.id: \"bad id!\" may hold only letters, digits, '-', '_' and '.'; remove it to use the default")
+        Some(format!("{}: cluster.id: \"bad id!\" may hold only letters, digits, '-', '_' and '.'; remove it to use the default", site(scratch.path()).display()).as_str())
     );
     // Focus moved on to the next field; back to the id, emptied, and on to strict host keys,
     // which Space toggles.
@@ -392,6 +407,7 @@ fn a_saved_answer_file_passes_validate_and_holds_no_typed_secret() {
     let dir = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let answers = dir.path().join("site.toml");
+    std::fs::write(dir.path().join("id_ed25519"), "a private key\n").unwrap();
     let mut d = draft(&answers);
     d.answers.remove("bundle");
     d.answers.remove("bundle-pubkey");
@@ -444,11 +460,7 @@ fn a_saved_answer_file_passes_validate_and_holds_no_typed_secret() {
 #[test]
 fn host_checks_answer_in_the_background_and_a_stale_answer_is_dropped() {
     let scratch = tempfile::tempdir().unwrap();
-    let mut a = app(
-        Lang::En,
-        draft(std::path::Path::new(ANSWERS)),
-        scratch.path(),
-    );
+    let mut a = app(Lang::En, draft(&site(scratch.path())), scratch.path());
     a.goto(ScreenId::Hosts);
     assert!(a.model.jobs.contains(&Job::CheckHosts(vec![
         "node1".into(),
