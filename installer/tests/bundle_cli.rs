@@ -938,6 +938,7 @@ fn plan_extracts_nothing_into_the_jump_hosts_cache() {
     .unwrap();
     let home = p.join("home");
     fs::create_dir_all(&home).unwrap();
+    let before = tree_listing(p);
     let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["plan", "--answers", "site.toml", "--json"])
         .arg("--known-hosts")
@@ -960,5 +961,22 @@ fn plan_extracts_nothing_into_the_jump_hosts_cache() {
         !cache.exists(),
         "plan wrote into the jump host's cache: {:?}",
         tree_listing(&cache)
+    );
+    // What docs/host-init.md says plan writes, and nothing else: its own run directory and
+    // the host key of a host met for the first time (in the --known-hosts file given).
+    let written: Vec<String> = tree_listing(p)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    let (ours, other): (Vec<&String>, Vec<&String>) = written.iter().partition(|f| {
+        f.as_str() == "home/.ferry"
+            || f.as_str() == "home/.ferry/runs"
+            || f.starts_with("home/.ferry/runs/plan-")
+            || f.as_str() == "known_hosts"
+    });
+    assert!(other.is_empty(), "plan wrote {other:?}");
+    assert!(
+        ours.iter().any(|f| f.as_str() == "known_hosts"),
+        "the new host's key was not recorded: {written:?}"
     );
 }
