@@ -300,22 +300,24 @@ impl Bundle {
                 entry.digest
             ),
         );
-        let inner: Box<dyn Read + Send> = match entry.compression {
-            Compression::None => Box::new(stored),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::new(stored)
-                    .map_err(BundleError::io(format!("reading blob {digest}")))?,
-            ),
-        };
-        Ok(BlobReader(Checked::new(
-            inner,
-            entry.size,
-            entry.digest,
-            format!(
-                "blob {} (item {users}) is corrupt: its content",
-                entry.digest
-            ),
-        )))
+        match entry.compression {
+            // Stored as-is: the stored bytes are the content, and opening checked that their
+            // declared digest and size are the content's, so one hash pass checks both.
+            Compression::None => Ok(BlobReader(Box::new(stored))),
+            Compression::Zstd => {
+                let decoder = zstd::stream::read::Decoder::new(stored)
+                    .map_err(BundleError::io(format!("reading blob {digest}")))?;
+                Ok(BlobReader(Box::new(Checked::new(
+                    decoder,
+                    entry.size,
+                    entry.digest,
+                    format!(
+                        "blob {} (item {users}) is corrupt: its content",
+                        entry.digest
+                    ),
+                ))))
+            }
+        }
     }
 
     /// Checks the whole bundle front to back: every part's hash (split bundles), every
@@ -741,7 +743,7 @@ impl<R: Read> Read for Checked<R> {
 }
 
 /// A blob's content as a verifying stream (see [`Bundle::open_blob`]).
-pub struct BlobReader(Checked<Box<dyn Read + Send>>);
+pub struct BlobReader(Box<dyn Read + Send>);
 
 impl Read for BlobReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

@@ -142,7 +142,7 @@ fn stand_in(dir: &Path, name: &str, what: &str, executable: bool) -> Res<()> {
 }
 
 /// A deterministic layer tar holding `files`.
-fn layer(files: &[(&str, &[u8])]) -> Res<Vec<u8>> {
+pub fn layer(files: &[(&str, &[u8])]) -> Res<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, data) in files {
         let mut h = tar::Header::new_ustar();
@@ -155,7 +155,7 @@ fn layer(files: &[(&str, &[u8])]) -> Res<Vec<u8>> {
 }
 
 /// A `docker save` archive: manifest.json, one config per image, layers as `<hex>/layer.tar`.
-fn docker_archive(path: &Path, images: &[(&str, Vec<&Vec<u8>>)]) -> Res<()> {
+pub fn docker_archive(path: &Path, images: &[(&str, Vec<&Vec<u8>>)]) -> Res<()> {
     let mut b = tar::Builder::new(fs::File::create(path)?);
     let put = |b: &mut tar::Builder<fs::File>, name: &str, data: &[u8]| -> Res<()> {
         let mut h = tar::Header::new_ustar();

@@ -13,6 +13,7 @@ pub mod install;
 pub mod inventory;
 pub mod key;
 pub mod license;
+pub mod registry;
 
 /// ferry delivers a private AI platform to air-gapped sites.
 #[derive(Debug, Parser)]
@@ -44,6 +45,9 @@ pub enum Command {
     /// Build, verify, inspect and extract air-gap bundles.
     #[command(subcommand)]
     Bundle(bundle::BundleCmd),
+    /// Serve a bundle's images to the nodes as a read-only registry.
+    #[command(subcommand)]
+    Registry(registry::RegistryCmd),
     /// Manage signing keys.
     #[command(subcommand)]
     Key(key::KeyCmd),

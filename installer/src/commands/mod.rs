@@ -13,6 +13,7 @@ pub(crate) mod inventory;
 mod key;
 mod license;
 pub(crate) mod output;
+mod registry;
 
 pub(crate) use bundle::human;
 pub(crate) mod reach;
@@ -21,6 +22,7 @@ pub(crate) mod reach;
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Bundle(cmd) => bundle::run(cmd),
+        Command::Registry(cmd) => registry::run(cmd),
         Command::Key(cmd) => key::run(cmd),
         Command::License(cmd) => license::run(cmd),
         Command::Inventory(cmd) => inventory::run(cmd),
