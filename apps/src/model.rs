@@ -285,9 +285,11 @@ impl TryFrom<RawComponent> for Component {
             ));
         }
         match (r.kind, &r.schedule) {
-            (K::Cron, None) => return Err(format!(
+            (K::Cron, None) => {
+                return Err(format!(
                 "component {name}: a cron component needs schedule, e.g. schedule: \"*/5 * * * *\""
-            )),
+            ))
+            }
             (K::Cron, Some(_)) | (_, None) => {}
             (_, Some(_)) => {
                 return Err(format!(

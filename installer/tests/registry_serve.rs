@@ -837,3 +837,112 @@ fn bad_input_ends_in_one_line_naming_the_cause() {
     ]));
     assert!(err.contains("holds no named images"), "{err}");
 }
+
+#[test]
+fn skopeo_trusts_the_site_ca_and_a_restart_keeps_it() {
+    if !skopeo_available() {
+        return;
+    }
+    let site = Site::new();
+    let d = site.path();
+    let tls = d.join("tls");
+    let tls_arg = tls.to_str().unwrap();
+    let served = Served::start(&site.bundle(), &site.pubkey(), &["--tls-dir", tls_arg]);
+    assert!(
+        served.stdout[0].contains("at https://127.0.0.1:"),
+        "{:?}",
+        served.stdout
+    );
+    assert!(
+        served
+            .stdout
+            .iter()
+            .any(|l| l == &format!("TLS for 127.0.0.1; the nodes trust {tls_arg}/ca.pem")),
+        "{:?}",
+        served.stdout
+    );
+    let certs = d.join("certs");
+    fs::create_dir_all(&certs).unwrap();
+    fs::copy(tls.join("ca.pem"), certs.join("ca.crt")).unwrap();
+    let (name, digest) = &site.images()[0];
+    let url = format!("docker://{}/{name}", served.addr);
+    let inspect =
+        |addr_url: &str| skopeo(&["inspect", "--cert-dir", certs.to_str().unwrap(), addr_url]);
+    let v: serde_json::Value = serde_json::from_slice(&ok(inspect(&url)).stdout).unwrap();
+    assert_eq!(v["Digest"], digest.to_string());
+    // Without the site CA the certificate is not trusted.
+    let out = skopeo(&["inspect", &url]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("certificate"),
+        "{}",
+        show(&out)
+    );
+    drop(served);
+
+    // A second start keeps the CA (the nodes trust it) and the serving certificate.
+    let ca = fs::read(tls.join("ca.pem")).unwrap();
+    let cert = fs::read(tls.join("server.pem")).unwrap();
+    let again = Served::start(&site.bundle(), &site.pubkey(), &["--tls-dir", tls_arg]);
+    assert!(
+        !again.stdout.iter().any(|l| l.starts_with("made ")),
+        "{:?}",
+        again.stdout
+    );
+    assert_eq!(fs::read(tls.join("ca.pem")).unwrap(), ca);
+    assert_eq!(fs::read(tls.join("server.pem")).unwrap(), cert);
+    ok(inspect(&format!("docker://{}/{name}", again.addr)));
+}
+
+#[test]
+fn containerd_pulls_every_image_through_a_hosts_toml_mirror_by_its_usual_name() {
+    use ferry_tests::docker::{self, Containerd};
+    if !docker::containerd_available() {
+        return;
+    }
+    let site = Site::new();
+    let d = site.path();
+    let tls = d.join("tls");
+    let served = Served::start(
+        &site.bundle(),
+        &site.pubkey(),
+        &["--tls-dir", tls.to_str().unwrap()],
+    );
+    // The mirror of docker.io, as docs/registry.md shows it.
+    let hosts = d.join("certs.d");
+    fs::create_dir_all(hosts.join("docker.io")).unwrap();
+    fs::write(
+        hosts.join("docker.io/hosts.toml"),
+        format!(
+            "[host.\"https://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{}\"\n",
+            served.addr,
+            tls.join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let containerd = Containerd::start();
+    for (name, digest) in site.images() {
+        let usual = format!("docker.io/{name}");
+        let out = containerd.ctr(&[
+            "images",
+            "pull",
+            "--hosts-dir",
+            hosts.to_str().unwrap(),
+            &usual,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            show(&out),
+            containerd.log_text()
+        );
+        let list = containerd.ctr(&["images", "ls"]);
+        let list = String::from_utf8_lossy(&list.stdout);
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with(&format!("{usual} ")) && l.contains(&digest.to_string())),
+            "{usual} {digest} not in:\n{list}"
+        );
+    }
+    assert!(served.warnings().is_empty());
+}
