@@ -946,3 +946,66 @@ fn containerd_pulls_every_image_through_a_hosts_toml_mirror_by_its_usual_name() 
     }
     assert!(served.warnings().is_empty());
 }
+
+/// The server's peak resident memory so far (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn serving_a_big_layer_keeps_memory_flat() {
+    let site = Site::new();
+    let d = site.path();
+    // One 96 MiB layer, text first (so the bundle stores it zstd and serving decompresses it),
+    // then random bytes.
+    let text: String = (0..(48 << 20) / 32)
+        .map(|i| format!("{i:>12} some log text..\n"))
+        .collect();
+    let random = ferry_tests::noise::bytes(48 << 20, 11);
+    let layer =
+        demo_inputs::layer(&[("log.txt", text.as_bytes()), ("random.bin", &random)]).unwrap();
+    drop((text, random));
+    demo_inputs::docker_archive(&d.join("big.tar"), &[("demo/big:1.0", vec![&layer])]).unwrap();
+    let layer_digest = Digest::of(&layer);
+    drop(layer);
+    fs::write(
+        d.join("big.toml"),
+        "[bundle]\nname = \"big\"\nversion = \"1\"\n\n[[images]]\nref = \"demo/big:1.0\"\narchive = \"big.tar\"\n",
+    )
+    .unwrap();
+    ok(ferry(
+        &[
+            "bundle",
+            "build",
+            "big.toml",
+            "-o",
+            "big.bundle",
+            "--sign-key",
+            "key",
+        ],
+        d,
+    ));
+    let served = Served::start(&d.join("big.bundle"), &site.pubkey(), &[]);
+    let manifest = http(&served.addr, "GET", "/v2/demo/big/manifests/1.0", &[]);
+    assert_eq!(manifest.status, 200);
+    let before = peak_rss_kib(served.child.id());
+    for _ in 0..2 {
+        let r = http(
+            &served.addr,
+            "GET",
+            &format!("/v2/demo/big/blobs/{layer_digest}"),
+            &[],
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(Digest::of(&r.body), layer_digest);
+    }
+    let after = peak_rss_kib(served.child.id());
+    eprintln!("registry peak RSS KiB: {before} before, {after} after serving a 96 MiB layer twice");
+    assert!(
+        after < before + 8 * 1024,
+        "memory grew with the blob: {before} -> {after} KiB"
+    );
+    assert!(after < 64 * 1024, "over 64 MiB: {after} KiB");
+}
