@@ -10,7 +10,8 @@
 //! mismatch the connection is cut before the last chunk, so the client never receives the full
 //! length it was promised and fails the download, and no client ever holds every byte of a
 //! blob that does not match its digest. Memory per download is a few chunks whatever the
-//! blob's size, and at most [`STREAMS`] blobs are read at once.
+//! blob's size, and at most [`STREAMS`] blobs are read at once; a client that takes no chunk
+//! for [`STALL`] loses its download, so stalled clients cannot hold every turn.
 //!
 //! A range is served from the same verified stream: the bytes before it are read and hashed
 //! but not sent, and the rest after it likewise before its last chunk goes out. That costs a
@@ -44,6 +45,11 @@ pub const CHUNK: usize = 256 << 10;
 pub const STREAMS: usize = 64;
 /// Chunks queued between a blob's reader and its connection.
 const QUEUE: usize = 2;
+/// A client that takes no chunk for this long loses its download (and its turn), so stalled
+/// clients cannot hold every turn.
+pub const STALL: Duration = Duration::from_secs(120);
+/// Time a client has to complete the TLS handshake.
+const HANDSHAKE: Duration = Duration::from_secs(30);
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -146,7 +152,8 @@ impl Registry {
                     .header_read_timeout(Duration::from_secs(60));
                 match acceptor {
                     Some(acceptor) => {
-                        if let Ok(stream) = acceptor.accept(tcp).await {
+                        let handshake = tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp));
+                        if let Ok(Ok(stream)) = handshake.await {
                             let _ = http.serve_connection(TokioIo::new(stream), service).await;
                         }
                     }
@@ -354,10 +361,13 @@ impl Registry {
         let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(QUEUE);
         let bundle = self.bundle.clone();
         let on_event = self.on_event.clone();
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let mut sent = false;
-            if let Err(reason) = pump(&bundle, &digest, start, end, &tx, &mut sent) {
+            // A chunk the client takes in time: false when it has gone or stalled.
+            let send = |chunk: Bytes| runtime.block_on(tx.send_timeout(Ok(chunk), STALL)).is_ok();
+            if let Err(reason) = pump(&bundle, &digest, start, end, send, &mut sent) {
                 on_event(Event::Refused {
                     peer,
                     digest,
@@ -398,13 +408,13 @@ impl Registry {
 
 /// Reads blob `digest` to its end, sending bytes `start..end` in chunks and holding each chunk
 /// back until the next has been read, so the last leaves only once the digest has checked out.
-/// Stops early, quietly, when the client has gone.
+/// Stops early, quietly, when `send` says the client has gone.
 fn pump(
     bundle: &Bundle,
     digest: &Digest,
     start: u64,
     end: u64,
-    tx: &mpsc::Sender<io::Result<Bytes>>,
+    send: impl Fn(Bytes) -> bool,
     sent: &mut bool,
 ) -> Result<(), String> {
     let mut blob = bundle.open_blob(digest).map_err(|e| e.to_string())?;
@@ -424,7 +434,7 @@ fn pump(
         if lo < hi {
             let chunk = Bytes::copy_from_slice(&buf[(lo - a) as usize..(hi - a) as usize]);
             if let Some(ready) = pending.replace(chunk) {
-                if tx.blocking_send(Ok(ready)).is_err() {
+                if !send(ready) {
                     return Ok(());
                 }
                 *sent = true;
@@ -432,7 +442,7 @@ fn pump(
         }
     }
     if let Some(last) = pending {
-        let _ = tx.blocking_send(Ok(last));
+        send(last);
     }
     Ok(())
 }
