@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ferry's main job on built-in example inputs, on a machine with only the Rust toolchain:
-# make inputs, generate a key, build a signed bundle, verify it, inspect it, build it again
-# split into parts (as for a FAT32 stick), verify the parts, and extract from them.
+# make inputs, generate a key, pack and sign an app package, build a signed bundle, verify it,
+# inspect it, build it again split into parts (as for a FAT32 stick), verify the parts, and
+# extract from them.
 # Everything goes under target/demo/ (removed and remade on each run).
 set -euo pipefail
 
@@ -25,6 +26,10 @@ cp "$ROOT/examples/bundle.toml" "$OUT/inputs/bundle.toml"
 
 step "ferry key generate"
 "$FERRY" key generate -o "$OUT/demo-key"
+
+step "ferry app pack (the sample MCD platform, signed; same input, same bytes)"
+"$FERRY" app pack "$OUT/inputs/mcd" -o "$OUT/inputs/mcd-2.3.0.fap" --sign-key "$OUT/demo-key"
+"$FERRY" app inspect "$OUT/inputs/mcd-2.3.0.fap" --pubkey "$OUT/demo-key.pub"
 
 step "ferry bundle build"
 "$FERRY" bundle build "$OUT/inputs/bundle.toml" -o "$OUT/demo.bundle" --sign-key "$OUT/demo-key"

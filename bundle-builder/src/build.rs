@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
+use crate::app_package::AppPackage;
 use crate::error::{BundleError, Result};
 use crate::image::{self, OciImage};
 use crate::keys::SigningKey;
@@ -477,6 +478,7 @@ fn plan(
     progress: &mut dyn FnMut(BuildEvent),
 ) -> Result<Vec<PlannedItem>> {
     let mut out = vec![];
+    let mut packages = vec![];
     let file_content = |path: &Path, out_path: String, what: String, pinned: Option<Digest>| {
         let meta = fs::metadata(path).map_err(|e| BundleError::Io {
             what: format!("{what} {}", path.display()),
@@ -640,22 +642,29 @@ fn plan(
     }
     for a in &spec.app_packages {
         let p = spec.resolve(&a.path);
+        let package = AppPackage::open(&p, None)?;
         let c = file_content(
             &p,
-            format!("{}/{}", a.name, file_name(&p)?),
-            format!("app package {}", a.name),
-            Some(a.sha256),
+            format!(
+                "{}/{}",
+                package.spec.name,
+                AppPackage::file_name(&package.spec)
+            ),
+            format!("app package {}", package.spec.name),
+            a.sha256.or(Some(package.digest)),
         )?;
         out.push(PlannedItem {
             item: item(
-                &a.name,
-                Some(&a.version),
-                a.arch.as_deref(),
+                package.spec.name.as_str(),
+                Some(&package.spec.version.to_string()),
+                None,
                 ItemKind::AppPackage,
             ),
             contents: vec![c],
         });
+        packages.push(package);
     }
+    check_app_packages(spec, &packages, &out)?;
     Ok(out)
 }
 
@@ -802,6 +811,79 @@ fn check_disjoint(spec: &BundleSpec, planned: &[PlannedItem]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses app packages the site could not deploy from this bundle: one whose image is not
+/// among the bundle's images (same repository, same manifest digest), one named like another
+/// item, and dependencies that are missing, out of range or circular.
+fn check_app_packages(
+    spec: &BundleSpec,
+    packages: &[AppPackage],
+    planned: &[PlannedItem],
+) -> Result<()> {
+    let bad = |msg: String| BundleError::Spec {
+        path: spec.base_dir.join("bundle.toml"),
+        msg,
+    };
+    let images: Vec<(&str, &Digest)> = planned
+        .iter()
+        .filter_map(|p| match &p.item.kind {
+            ItemKind::Image {
+                reference,
+                manifest_digest,
+                ..
+            } => Some((reference.as_str(), manifest_digest)),
+            _ => None,
+        })
+        .collect();
+    for package in packages {
+        let name = &package.spec.name;
+        let named = planned
+            .iter()
+            .filter(|p| p.item.name == name.as_str())
+            .count();
+        if named > 1 {
+            return Err(bad(format!(
+                "app package {name} is named like another item of the bundle: bundle one                  package of each name, and rename the other item"
+            )));
+        }
+        for image in package.spec.images() {
+            let full = image::normalize_reference(image.repository());
+            let repo = repository_of(&full);
+            let found = images
+                .iter()
+                .any(|(r, d)| d.to_string() == image.digest() && repository_of(r) == repo);
+            if !found {
+                let same_repo: Vec<String> = images
+                    .iter()
+                    .filter(|(r, _)| repository_of(r) == repo)
+                    .map(|(r, d)| format!("{r} is {d}"))
+                    .collect();
+                return Err(bad(format!(
+                    "app package {name} {} runs image {image}, which is not in the bundle{}: \
+                     add it to [[images]] (or pack the package with the digest the bundle has)",
+                    package.spec.version,
+                    if same_repo.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", same_repo.join(", "))
+                    }
+                )));
+            }
+        }
+    }
+    let specs: Vec<&ferry_apps::AppSpec> = packages.iter().map(|p| &p.spec).collect();
+    ferry_apps::deps::order(&specs).map_err(|e| bad(e.to_string()))?;
+    Ok(())
+}
+
+/// `docker.io/demo/app:1.0` → `docker.io/demo/app` (a full reference, as the bundle writes).
+fn repository_of(full: &str) -> &str {
+    let name = full.split('@').next().unwrap_or(full);
+    match name.rfind(':') {
+        Some(c) if !name[c..].contains('/') => &name[..c],
+        _ => name,
+    }
 }
 
 /// Fails early when the output directory cannot hold the bundle at its largest (no

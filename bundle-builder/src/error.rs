@@ -85,6 +85,12 @@ pub enum BundleError {
         /// The names there are.
         known: String,
     },
+    /// An app package's description or files are not valid (the message names file and line).
+    #[error("{msg}")]
+    AppPackage {
+        /// What is wrong and what to do.
+        msg: String,
+    },
     /// The image module failed.
     #[error("{0}")]
     Image(String),

@@ -142,6 +142,19 @@ impl PublicKey {
 
     /// Checks a signature file's bytes over `msg`. `what` names the signed thing in errors.
     pub fn verify(&self, msg: &[u8], sig_bytes: &[u8], file: &Path, what: &str) -> Result<()> {
+        self.verify_as(msg, sig_bytes, file, what, "the bundle")
+    }
+
+    /// [`PublicKey::verify`] for a file that is not a bundle: `whole` names what was changed
+    /// when the signature does not match ("the package").
+    pub fn verify_as(
+        &self,
+        msg: &[u8],
+        sig_bytes: &[u8],
+        file: &Path,
+        what: &str,
+        whole: &str,
+    ) -> Result<()> {
         let bad = |msg: String| BundleError::Signature {
             bundle: file.to_path_buf(),
             msg,
@@ -170,7 +183,7 @@ impl PublicKey {
             .verify(msg, &ed25519_dalek::Signature::from_bytes(&raw))
             .map_err(|_| {
                 bad(format!(
-                    "{what} signature does not match: the bundle was changed after signing"
+                    "{what} signature does not match: {whole} was changed after signing"
                 ))
             })
     }

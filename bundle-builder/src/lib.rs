@@ -6,6 +6,7 @@
 //! bundle from a [`BundleSpec`]; [`Bundle::open`] reads one (checking its structure and
 //! signature), then [`Bundle::verify`], [`Bundle::open_blob`] and [`Bundle::extract`].
 
+pub mod app_package;
 pub mod beneath;
 pub mod build;
 pub mod digest;
@@ -20,6 +21,7 @@ pub mod spec;
 pub mod tarfmt;
 pub mod tree;
 
+pub use app_package::AppPackage;
 pub use build::{build, BuildEvent, BuildOptions, BuildSummary, ItemSummary};
 pub use digest::Digest;
 pub use error::BundleError;

@@ -34,9 +34,9 @@ pub struct BundleSpec {
     /// `[[os_packages]]`: offline OS packages.
     #[serde(default)]
     pub os_packages: Vec<OsPackagesSpec>,
-    /// `[[app_packages]]`: AppPackages.
+    /// `[[app_packages]]`: signed AppPackages (`.fap` from `ferry app pack`).
     #[serde(default)]
-    pub app_packages: Vec<PinnedSpec>,
+    pub app_packages: Vec<AppPackageSpec>,
     /// The directory bundle.toml is in; paths are relative to it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -107,7 +107,19 @@ pub struct K3sSpec {
     pub airgap_images: PinnedFile,
 }
 
-/// `[[kubernetes]]` and `[[app_packages]]`: a named, versioned, pinned file.
+/// `[[app_packages]]`: a `.fap` file. Its name and version are the package's own (from its
+/// app.yaml); the sha256 may be pinned, and need not be: the package is signed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppPackageSpec {
+    /// The `.fap` file.
+    pub path: PathBuf,
+    /// Its expected sha256.
+    #[serde(default, deserialize_with = "optional_pinned_digest")]
+    pub sha256: Option<Digest>,
+}
+
+/// `[[kubernetes]]`: a named, versioned, pinned file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PinnedSpec {
@@ -293,10 +305,7 @@ impl BundleSpec {
         for o in &self.os_packages {
             seen(&o.name, "os_packages")?;
         }
-        for a in &self.app_packages {
-            seen(&a.name, "app_packages")?;
-        }
-        if names.is_empty() {
+        if names.is_empty() && self.app_packages.is_empty() {
             return Err("the bundle has no items: add [[files]], [[images]], [k3s], ...".into());
         }
         Ok(())

@@ -19,6 +19,10 @@ fn the_example_bundle_builds_with_every_item_kind_and_shared_layers_stored_once(
     let fx = Fixture::new();
     let inputs = fx.path().join("inputs");
     demo_inputs::make(&inputs).unwrap();
+    // As examples/demo.sh does with `ferry app pack`.
+    let key = ferry_bundle::SigningKey::load(&fx.key).unwrap();
+    let packed = ferry_bundle::app_package::pack(&inputs.join("mcd"), &key).unwrap();
+    fs::write(inputs.join("mcd-2.3.0.fap"), &packed.bytes).unwrap();
     let spec = inputs.join("bundle.toml");
     fs::copy(
         concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/bundle.toml"),
@@ -56,6 +60,9 @@ fn the_example_bundle_builds_with_every_item_kind_and_shared_layers_stored_once(
     ] {
         assert!(kinds.contains(&kind), "no {kind} item in {kinds:?}");
     }
+    let mcd = bundle.item("mcd").unwrap();
+    assert_eq!(mcd.version.as_deref(), Some("2.3.0"));
+    assert_eq!(mcd.contents[0].path, "mcd/mcd-2.3.0.fap");
     let app = bundle.item("demo/app:1.0").unwrap();
     let ItemKind::Image {
         reference,

@@ -86,6 +86,19 @@ impl Site {
         )
         .unwrap();
         ok(ferry(&["key", "generate", "-o", "key"], d));
+        // As examples/demo.sh does: the sample MCD platform, packed and signed.
+        ok(ferry(
+            &[
+                "app",
+                "pack",
+                "inputs/mcd",
+                "-o",
+                "inputs/mcd-2.3.0.fap",
+                "--sign-key",
+                "key",
+            ],
+            d,
+        ));
         for (out, split) in [("demo.bundle", None), ("split.bundle", Some("64K"))] {
             let mut args = vec![
                 "bundle",

@@ -1,8 +1,10 @@
 //! Makes the inputs of `examples/bundle.toml` in a directory, with nothing but Rust: a text
 //! payload, a directory of site documents, a docker-archive with two small images that share a
 //! base layer, and clearly named STAND-INs for the k3s binary, its air-gap images, a kubectl
-//! binary, a GPU driver, a Debian package repository and an AppPackage. Every byte is
-//! deterministic, so the sha256 values pinned in bundle.toml stay valid.
+//! binary, a GPU driver and a Debian package repository, and the sample MCD platform's package
+//! directory (examples/mcd: app.yaml names the two images by the digests the bundle gives them;
+//! examples/demo.sh packs and signs it with `ferry app pack`). Every byte is deterministic, so
+//! the sha256 values pinned in bundle.toml and the image digests in app.yaml stay valid.
 //!
 //! `cargo run -p ferry-demo-inputs -- DIR` (examples/demo.sh builds it with ferry in one go).
 //! Its own crate, not an example of ferry-bundle: examples build a crate's dev-dependencies,
@@ -106,12 +108,12 @@ pub fn make(dir: &Path) -> Res<Vec<(Digest, &'static str)>> {
         "a stand-in Debian package",
         false,
     )?;
-    stand_in(
-        dir,
-        "mcd-2.3.0-STAND-IN.fap",
-        "a stand-in AppPackage",
-        false,
-    )?;
+    // The sample MCD platform, as in examples/mcd (compiled in: the maker needs no checkout).
+    let mcd = dir.join("mcd");
+    fs::create_dir_all(mcd.join("files"))?;
+    for (path, text) in MCD_PACKAGE {
+        fs::write(mcd.join(path), text)?;
+    }
 
     let mut pinned = vec![];
     for f in [
@@ -119,12 +121,21 @@ pub fn make(dir: &Path) -> Res<Vec<(Digest, &'static str)>> {
         "k3s-airgap-images-amd64-STAND-IN.tar",
         "kubectl-STAND-IN",
         "NVIDIA-Linux-x86_64-550.90.07-STAND-IN.run",
-        "mcd-2.3.0-STAND-IN.fap",
     ] {
         pinned.push((Digest::of(&fs::read(dir.join(f))?), f));
     }
     Ok(pinned)
 }
+
+/// The files of examples/mcd, the sample MCD platform's package directory.
+const MCD_PACKAGE: [(&str, &str); 3] = [
+    ("app.yaml", include_str!("../../mcd/app.yaml")),
+    (
+        "files/index.html",
+        include_str!("../../mcd/files/index.html"),
+    ),
+    ("files/report.sh", include_str!("../../mcd/files/report.sh")),
+];
 
 fn stand_in(dir: &Path, name: &str, what: &str, executable: bool) -> Res<()> {
     let p = dir.join(name);

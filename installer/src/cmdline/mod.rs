@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub mod agent;
 pub mod ansible;
+pub mod app;
 pub mod bundle;
 pub mod host;
 pub mod install;
@@ -51,6 +52,9 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Key(key::KeyCmd),
+    /// Pack and inspect signed app packages (the apps a bundle delivers).
+    #[command(subcommand)]
+    App(app::AppCmd),
     /// Vendor and site license operations.
     #[command(subcommand)]
     License(license::LicenseCmd),

@@ -323,7 +323,7 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `inspect --json`'s `signature`: whether it was checked, by which key, with which algorithm.
-fn signature_json(state: &SignatureState) -> serde_json::Value {
+pub(crate) fn signature_json(state: &SignatureState) -> serde_json::Value {
     match state {
         SignatureState::Verified(key_id) => serde_json::json!({
             "state": "verified", "key_id": key_id, "algorithm": "ed25519",

@@ -6,6 +6,7 @@ use crate::cmdline::{Cli, Command};
 
 mod agent;
 mod ansible;
+mod app;
 mod bundle;
 pub(crate) mod host;
 mod install;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bundle(cmd) => bundle::run(cmd),
         Command::Registry(cmd) => registry::run(cmd),
         Command::Key(cmd) => key::run(cmd),
+        Command::App(cmd) => app::run(cmd),
         Command::License(cmd) => license::run(cmd),
         Command::Inventory(cmd) => inventory::run(cmd),
         Command::Install(args) => install::run(args),

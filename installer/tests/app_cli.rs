@@ -1,0 +1,349 @@
+//! `ferry app pack` / `ferry app inspect` and AppPackages in `ferry bundle build`, through the
+//! real binary: the sample MCD platform packed twice gives the same bytes, reads back as the
+//! app.yaml it came from, and every bad input ends in one line naming the cause and the fix.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+#[allow(dead_code, missing_docs)]
+#[path = "../../examples/demo-inputs/src/main.rs"]
+mod demo_inputs;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ferry(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .current_dir(cwd)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env_remove("FERRY_SIGN_KEY")
+        .env_remove("DOCKER_HOST")
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// The failure's stderr, which must be exactly one line.
+fn fails(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "expected failure, got success: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let err = String::from_utf8(o.stderr.clone()).unwrap();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("warning:")).collect();
+    assert_eq!(lines.len(), 1, "error is not one line: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    lines[0].to_string()
+}
+
+/// The demo's inputs (images, the sample MCD package directory) and two key pairs.
+fn site() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    demo_inputs::make(d.path()).unwrap();
+    ok(&ferry(&["key", "generate", "-o", "vendor"], d.path()));
+    ok(&ferry(&["key", "generate", "-o", "other"], d.path()));
+    d
+}
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mcd")
+}
+
+#[test]
+fn packs_the_same_bytes_twice_and_reads_back_what_app_yaml_says() {
+    let d = site();
+    let p = d.path();
+    let out = ok(&ferry(&["app", "pack", "mcd", "--sign-key", "vendor"], p));
+    assert!(
+        out.contains("packed mcd 2.3.0 (7 components, 3 files)"),
+        "{out}"
+    );
+    // A second pack, from a copy in another place, at another time: the same file.
+    let copy = p.join("elsewhere/mcd");
+    fs::create_dir_all(copy.join("files")).unwrap();
+    for f in ["app.yaml", "files/index.html", "files/report.sh"] {
+        fs::copy(sample().join(f), copy.join(f)).unwrap();
+    }
+    let o = ferry(
+        &[
+            "app",
+            "pack",
+            "elsewhere/mcd",
+            "-o",
+            "again.fap",
+            "--sign-key",
+            "vendor",
+        ],
+        p,
+    );
+    ok(&o);
+    assert_eq!(
+        fs::read(p.join("mcd-2.3.0.fap")).unwrap(),
+        fs::read(p.join("again.fap")).unwrap(),
+        "packing is not deterministic"
+    );
+
+    // Round trip: what inspect reads out of the package is what app.yaml says.
+    let json = ok(&ferry(
+        &[
+            "app",
+            "inspect",
+            "mcd-2.3.0.fap",
+            "--pubkey",
+            "vendor.pub",
+            "--json",
+        ],
+        p,
+    ));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let text = fs::read_to_string(sample().join("app.yaml")).unwrap();
+    let spec = ferry_apps::AppSpec::parse(&text, "app.yaml").unwrap();
+    assert_eq!(v["app"], serde_json::to_value(&spec).unwrap());
+    assert_eq!(v["signature"]["state"], "verified");
+    let files: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["app.yaml", "files/index.html", "files/report.sh"]);
+    // And plain tar lists it.
+    let listed = Command::new("tar")
+        .args(["-tf", "mcd-2.3.0.fap"])
+        .current_dir(p)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "package.json\npackage.sig\napp.yaml\nfiles/index.html\nfiles/report.sh\n"
+    );
+
+    let human = ok(&ferry(&["app", "inspect", "mcd-2.3.0.fap"], p));
+    assert!(human.contains("(not checked: pass --pubkey)"), "{human}");
+    assert!(human.contains("inference        service   1"), "{human}");
+    // An existing package is kept unless --force.
+    let err = fails(&ferry(&["app", "pack", "mcd", "--sign-key", "vendor"], p));
+    assert_eq!(
+        err,
+        "error: mcd-2.3.0.fap: already exists; will not overwrite an app package without \
+         --force (or choose another -o)"
+    );
+    ok(&ferry(
+        &["app", "pack", "mcd", "--sign-key", "vendor", "--force"],
+        p,
+    ));
+}
+
+#[test]
+fn refuses_a_package_signed_by_another_key_and_one_changed_after_packing() {
+    let d = site();
+    let p = d.path();
+    ok(&ferry(&["app", "pack", "mcd", "--sign-key", "vendor"], p));
+    let err = fails(&ferry(
+        &["app", "inspect", "mcd-2.3.0.fap", "--pubkey", "other.pub"],
+        p,
+    ));
+    assert!(
+        err.starts_with(
+            "error: inspecting app package: mcd-2.3.0.fap: app package is signed by key "
+        ) && err.contains(", not by the given public key "),
+        "{err}"
+    );
+
+    // One byte of app.yaml changed (inside the tar, its header left alone).
+    let mut bytes = fs::read(p.join("mcd-2.3.0.fap")).unwrap();
+    let at = bytes.windows(9).position(|w| w == b"name: mcd").unwrap();
+    bytes[at + 6] = b'M';
+    fs::write(p.join("changed.fap"), &bytes).unwrap();
+    let err = fails(&ferry(&["app", "inspect", "changed.fap"], p));
+    assert_eq!(
+        err,
+        "error: inspecting app package: changed.fap: app.yaml does not match its digest in \
+         package.json (changed after packing)"
+    );
+    // A file that is not a package at all.
+    let err = fails(&ferry(&["app", "inspect", "vendor.pub"], p));
+    assert!(err.contains("vendor.pub: "), "{err}");
+    assert!(err.contains("not an app package"), "{err}");
+}
+
+/// A package directory `dir` with app.yaml `body` after a header naming `name`.
+fn app_dir(root: &Path, name: &str, body: &str) {
+    let dir = root.join(name);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("app.yaml"),
+        format!("name: {name}\nversion: 1.0.0\ndescription: A test app.\n{body}"),
+    )
+    .unwrap();
+}
+
+const TOOL: &str =
+    "demo/tool:1.0@sha256:21da991fe7d2921bc4cd855ba873926bb4ef2cc684a3f10255b50a201592e1d4";
+
+#[test]
+fn pack_refuses_a_bad_app_yaml_with_its_line() {
+    let d = site();
+    let p = d.path();
+    for (name, body, want) in [
+        (
+            "unknown-key",
+            format!("components:\n  - name: job\n    kind: job\n    image: {TOOL}\n    restart: always\n"),
+            "error: packing unknown-key: unknown-key/app.yaml:8: components[0]: unknown field `restart`, expected one of",
+        ),
+        (
+            "by-tag",
+            "components:\n  - {name: job, kind: job, image: \"demo/tool:1.0\"}\n".to_string(),
+            "error: packing by-tag: by-tag/app.yaml:5: components[0].image: image \"demo/tool:1.0\" is not pinned by digest: write NAME[:TAG]@sha256:<64 hex digits>",
+        ),
+        (
+            "wrong-type",
+            format!("parameters:\n  - {{name: workers, type: integer, default: many, description: Workers.}}\ncomponents:\n  - {{name: job, kind: job, image: \"{TOOL}\"}}\n"),
+            "error: packing wrong-type: wrong-type/app.yaml:5: parameter workers: default \"many\" is not of type integer: write a whole number, e.g. 3",
+        ),
+        (
+            "missing-file",
+            format!("components:\n  - name: job\n    kind: job\n    image: {TOOL}\n    config-files: [{{path: /etc/x.conf, file: files/x.conf}}]\n"),
+            "error: packing missing-file: missing-file/app.yaml: config file files/x.conf cannot be read (No such file or directory (os error 2)): add it to the package directory or fix the path",
+        ),
+    ] {
+        app_dir(p, name, &body);
+        let err = fails(&ferry(&["app", "pack", name, "--sign-key", "vendor"], p));
+        assert!(err.starts_with(want), "{name}:\n  got:  {err}\n  want: {want}");
+        assert!(!p.join(format!("{name}-1.0.0.fap")).exists());
+    }
+}
+
+fn bundle_toml(p: &Path, packages: &[&str]) {
+    let mut text = "[bundle]\nname = \"t\"\nversion = \"1\"\n\n[[images]]\nref = \"demo/tool:1.0\"\narchive = \"images.tar\"\n".to_string();
+    for pkg in packages {
+        text.push_str(&format!("\n[[app_packages]]\npath = \"{pkg}\"\n"));
+    }
+    fs::write(p.join("bundle.toml"), text).unwrap();
+}
+
+#[test]
+fn bundle_build_refuses_a_package_whose_image_is_not_in_the_bundle() {
+    let d = site();
+    let p = d.path();
+    // The sample runs demo/app as well, which this bundle.toml leaves out.
+    ok(&ferry(&["app", "pack", "mcd", "--sign-key", "vendor"], p));
+    bundle_toml(p, &["mcd-2.3.0.fap"]);
+    let err = fails(&ferry(
+        &[
+            "bundle",
+            "build",
+            "bundle.toml",
+            "-o",
+            "t.bundle",
+            "--sign-key",
+            "vendor",
+        ],
+        p,
+    ));
+    assert!(
+        err.ends_with(
+            "bundle.toml: app package mcd 2.3.0 runs image demo/app:1.0@sha256:11022419488261912347131b84066f02c7b093d8a56cfd6b2b577362daf681dd, \
+             which is not in the bundle: add it to [[images]] (or pack the package with the digest the bundle has)"
+        ),
+        "{err}"
+    );
+    assert!(!p.join("t.bundle").exists());
+
+    // A digest that is not the one the bundle has: named beside the one it has.
+    let other = TOOL.replace("21da", "0000");
+    app_dir(
+        p,
+        "old",
+        &format!("components:\n  - {{name: job, kind: job, image: \"{other}\"}}\n"),
+    );
+    ok(&ferry(&["app", "pack", "old", "--sign-key", "vendor"], p));
+    bundle_toml(p, &["old-1.0.0.fap"]);
+    let err = fails(&ferry(
+        &["bundle", "build", "bundle.toml", "-o", "t.bundle"],
+        p,
+    ));
+    assert!(
+        err.contains(&format!("runs image {other}, which is not in the bundle (docker.io/demo/tool:1.0 is sha256:21da")),
+        "{err}"
+    );
+
+    // With its images there, the package goes in, named and versioned by itself.
+    app_dir(
+        p,
+        "tool",
+        &format!("components:\n  - {{name: job, kind: job, image: \"{TOOL}\"}}\n"),
+    );
+    ok(&ferry(&["app", "pack", "tool", "--sign-key", "vendor"], p));
+    bundle_toml(p, &["tool-1.0.0.fap"]);
+    ok(&ferry(
+        &[
+            "bundle",
+            "build",
+            "bundle.toml",
+            "-o",
+            "t.bundle",
+            "--sign-key",
+            "vendor",
+        ],
+        p,
+    ));
+    let inspect = ok(&ferry(&["bundle", "inspect", "t.bundle", "--json"], p));
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    let item = v["manifest"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "tool")
+        .unwrap();
+    assert_eq!(item["kind"], "app-package");
+    assert_eq!(item["version"], "1.0.0");
+}
+
+#[test]
+fn bundle_build_refuses_packages_that_depend_on_each_other() {
+    let d = site();
+    let p = d.path();
+    for (name, dep) in [("a", "b"), ("b", "a")] {
+        app_dir(
+            p,
+            name,
+            &format!(
+                "dependencies:\n  - {{name: {dep}, version: \"^1\"}}\ncomponents:\n  - {{name: job, kind: job, image: \"{TOOL}\"}}\n"
+            ),
+        );
+        ok(&ferry(&["app", "pack", name, "--sign-key", "vendor"], p));
+    }
+    bundle_toml(p, &["a-1.0.0.fap", "b-1.0.0.fap"]);
+    let err = fails(&ferry(
+        &["bundle", "build", "bundle.toml", "-o", "t.bundle"],
+        p,
+    ));
+    assert!(
+        err.ends_with(
+            "bundle.toml: packages depend on each other in a circle (a -> b -> a): none can be \
+             deployed first; remove one of these dependencies"
+        ),
+        "{err}"
+    );
+    bundle_toml(p, &["a-1.0.0.fap"]);
+    let err = fails(&ferry(
+        &["bundle", "build", "bundle.toml", "-o", "t.bundle"],
+        p,
+    ));
+    assert!(
+        err.ends_with("bundle.toml: a 1.0.0 needs b ^1, which is not among the packages: add it (to [[app_packages]] in bundle.toml) or remove the dependency"),
+        "{err}"
+    );
+}
