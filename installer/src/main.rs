@@ -1,6 +1,7 @@
 //! `ferry`: the one binary. It builds bundles, installs sites, and runs as the agent on target
 //! hosts. Parsing lives in `cmdline`, each area's logic in `commands`; library crates do the work.
 
+mod apps;
 mod cluster;
 mod cmdline;
 mod commands;

@@ -347,3 +347,63 @@ fn bundle_build_refuses_packages_that_depend_on_each_other() {
         "{err}"
     );
 }
+
+#[test]
+fn render_shows_the_objects_with_site_values_and_never_a_secret() {
+    let d = site();
+    let p = d.path();
+    ok(&ferry(&["app", "pack", "mcd", "--sign-key", "vendor"], p));
+    fs::write(p.join("token"), "t0ken-from-a-file\n").unwrap();
+    let base = ["app", "render", "mcd-2.3.0.fap", "--pubkey", "vendor.pub"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let run = |args: Vec<String>| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        ferry(&a, p)
+    };
+    let out = ok(&run(with(&[
+        "--domain",
+        "site.example",
+        "--set",
+        "web-replicas=4",
+        "--set-file",
+        "api-token=token",
+        "--json",
+    ])));
+    let objects: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let web = objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "web")
+        .unwrap();
+    assert_eq!(web["spec"]["replicas"], 4);
+    let ingress = objects.iter().find(|o| o["kind"] == "Ingress").unwrap();
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "console.site.example");
+    assert!(!out.contains("t0ken"), "a secret was printed");
+    assert!(out.contains("(secret: not shown)"));
+
+    let err = fails(&run(with(&["--set", "api-token=t0ken"])));
+    assert_eq!(
+        err,
+        "error: parameter api-token is a secret: give it with --set-file api-token=PATH (a \
+         command line is visible to other users)"
+    );
+    let err = fails(&run(with(&[
+        "--set-file",
+        "api-token=token",
+        "--set",
+        "web-replicas=many",
+    ])));
+    assert_eq!(
+        err,
+        "error: app mcd: parameter web-replicas is of type integer, and \"many\" is not: write \
+         a whole number, e.g. 3"
+    );
+    let err = fails(&run(with(&[])));
+    assert!(
+        err.starts_with(
+            "error: app mcd: parameter api-token has no default and no value was given"
+        ),
+        "{err}"
+    );
+}

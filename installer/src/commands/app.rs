@@ -9,7 +9,8 @@ use ferry_apps::model::ComponentKind;
 use ferry_bundle::app_package::{self, AppPackage};
 use ferry_bundle::{PublicKey, SignatureState, SigningKey};
 
-use crate::cmdline::app::{AppCmd, AppInspectArgs, PackArgs};
+use crate::apps::render;
+use crate::cmdline::app::{AppCmd, AppInspectArgs, PackArgs, RenderArgs};
 use crate::commands::output;
 
 /// Runs one `ferry app` subcommand.
@@ -17,6 +18,7 @@ pub fn run(cmd: AppCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         AppCmd::Pack(a) => pack(a),
         AppCmd::Inspect(a) => inspect(a),
+        AppCmd::Render(a) => render_cmd(a),
     }
 }
 
@@ -142,6 +144,82 @@ fn inspect(a: AppInspectArgs) -> anyhow::Result<ExitCode> {
     println!("{:<40} {:>8}  SHA256", "FILE", "SIZE");
     for f in &p.index.files {
         println!("{:<40} {:>8}  {}", f.path, f.size, f.sha256);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--set NAME=VALUE` and `--set-file NAME=PATH` as the values a site gives. A secret given
+/// with `--set` is refused: other users see a command line.
+fn given_values(
+    spec: &ferry_apps::AppSpec,
+    set: &[String],
+    set_file: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, ferry_apps::values::Given>> {
+    use ferry_apps::values::Given;
+    let mut out = std::collections::BTreeMap::new();
+    for s in set {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--set {s:?}: write NAME=VALUE"))?;
+        if spec
+            .parameter(k)
+            .is_some_and(|p| p.ty == ferry_apps::ParamType::Secret)
+        {
+            anyhow::bail!(
+                "parameter {k} is a secret: give it with --set-file {k}=PATH (a command line \
+                 is visible to other users)"
+            );
+        }
+        out.insert(k.to_string(), Given::Text(v.to_string()));
+    }
+    for s in set_file {
+        let (k, path) = s
+            .split_once('=')
+            .with_context(|| format!("--set-file {s:?}: write NAME=PATH"))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--set-file {k}: reading {path}"))?;
+        let value = text.lines().next().unwrap_or_default().to_string();
+        out.insert(k.to_string(), Given::Text(value));
+    }
+    Ok(out)
+}
+
+fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
+    let key = a
+        .pubkey
+        .as_deref()
+        .map(PublicKey::load)
+        .transpose()
+        .context("loading the public key")?;
+    let p = AppPackage::open(&a.package, key.as_ref()).context("reading app package")?;
+    let given = given_values(&p.spec, &a.set, &a.set_file)?;
+    let values = ferry_apps::Values::resolve(&p.spec, &a.domain, &given)?;
+    let files = |path: &str| p.file(path);
+    let mut objects = render::render(
+        &p.spec,
+        &files,
+        &render::Site {
+            values: &values,
+            local_node: &a.node,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("rendering {} {}: {e}", p.spec.name, p.spec.version))?;
+    // What is printed may end up in a terminal's scrollback or a ticket: never a secret.
+    for o in &mut objects {
+        if o["kind"] == "Secret" {
+            if let Some(data) = o.get_mut("stringData").and_then(|d| d.as_object_mut()) {
+                for v in data.values_mut() {
+                    *v = serde_json::Value::String("(secret: not shown)".into());
+                }
+            }
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&objects)?);
+    } else {
+        for o in &objects {
+            print!("---\n{}", serde_yaml_ng::to_string(o)?);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
