@@ -152,6 +152,19 @@ fn builds_verifies_inspects_splits_and_extracts_the_issue_example() {
         p,
     ));
     assert!(p.join("split.bundle.part002").exists());
+    // Every part holds at most --max-part-size bytes, every part but the last exactly that
+    // (issue 11 item 1: a part one byte too large does not fit the medium it was cut for).
+    let mut parts: Vec<_> = fs::read_dir(p)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|f| f.to_string_lossy().contains("split.bundle.part0"))
+        .collect();
+    parts.sort();
+    let (last, full) = parts.split_last().unwrap();
+    for part in full {
+        assert_eq!(fs::metadata(part).unwrap().len(), 64 * 1024, "{part:?}");
+    }
+    assert!(fs::metadata(last).unwrap().len() <= 64 * 1024);
     ok(&ferry(
         &["bundle", "verify", "split.bundle", "--pubkey", "key.pub"],
         p,

@@ -29,7 +29,9 @@ pub struct BuildArgs {
     /// Private key to sign the bundle with (from `ferry key generate`).
     #[arg(long, value_name = "KEY", env = "FERRY_SIGN_KEY")]
     pub sign_key: Option<PathBuf>,
-    /// Split into parts of at most this size: bytes, or with K, M, G, T (4G for FAT32).
+    /// Split into parts of at most this size: bytes, or with K, M, G, T (powers of 1024), or
+    /// `fat32` for FAT32 media (4 GiB less one byte, the largest file FAT32 holds; 4G is one
+    /// byte too many).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_part_size: Option<u64>,
     /// Docker engine for images with `engine = true` (unix:///run/docker.sock).
@@ -98,10 +100,17 @@ pub struct ExtractArgs {
     pub oci_archive: bool,
 }
 
-/// Parses `4G`, `700M`, `1.5G`, `4096`, `64KiB` into bytes (powers of 1024).
+/// The largest file FAT32 can hold: 4 GiB less one byte (its size field is 32 bits).
+pub const FAT32_MAX_FILE: u64 = (1 << 32) - 1;
+
+/// Parses `4G`, `700M`, `1.5G`, `4096`, `64KiB` into bytes (powers of 1024), and `fat32` into
+/// [`FAT32_MAX_FILE`].
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
+    if lower == "fat32" {
+        return Ok(FAT32_MAX_FILE);
+    }
     let body = lower
         .strip_suffix("ib")
         .or_else(|| lower.strip_suffix('b'))
@@ -113,7 +122,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         Some('t') => (&body[..body.len() - 1], 1 << 40),
         _ => (body, 1),
     };
-    let bad = || format!("{s:?} is not a size: use bytes or a number with K, M, G or T (4G)");
+    let bad =
+        || format!("{s:?} is not a size: use bytes, a number with K, M, G or T (700M), or fat32");
     let value: f64 = num.trim().parse().map_err(|_| bad())?;
     if !value.is_finite() || value < 1.0 {
         return Err(bad());
@@ -140,6 +150,10 @@ mod tests {
         assert_eq!(parse_size("700MiB"), Ok(700 << 20));
         assert_eq!(parse_size("1.5g"), Ok(3 << 29));
         assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        // Issue 11 item 1: 4G is 4,294,967,296 bytes, one more than FAT32 holds.
+        assert_eq!(parse_size("fat32"), Ok(4_294_967_295));
+        assert_eq!(parse_size("FAT32"), Ok(4_294_967_295));
+        assert!(parse_size("4G").unwrap() > parse_size("fat32").unwrap());
         for bad in ["", "G", "-1G", "4X", "12"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }

@@ -761,7 +761,7 @@ fn cron_field(field: &str, value: u32, min: u32, max: u32) -> bool {
             let v = range.parse().unwrap_or(u32::MAX);
             (v, if part.contains('/') { max } else { v })
         };
-        value >= lo && value <= hi && (value - lo) % step == 0
+        value >= lo && value <= hi && (value - lo).is_multiple_of(step)
     })
 }
 
