@@ -153,7 +153,7 @@ async fn bench_upload_many_hosts_vs_sequential_scp() {
         tasks.push(tokio::spawn(async move {
             let _permit = pool.permit().await;
             let sess = pool.session(&t).await.unwrap();
-            upload(&sess, &file, &dest, &UploadOptions::default(), &quiet)
+            upload(&sess, &*file, &dest, &UploadOptions::default(), &quiet)
                 .await
                 .unwrap();
         }));
