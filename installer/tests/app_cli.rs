@@ -407,3 +407,76 @@ fn render_shows_the_objects_with_site_values_and_never_a_secret() {
         "{err}"
     );
 }
+
+/// An answer file whose cluster is never reached: deploy must refuse before connecting.
+fn site_answers(p: &Path, apps: &str) {
+    fs::write(p.join("k"), "a private key\n").unwrap();
+    fs::write(
+        p.join("inventory.toml"),
+        "[[hosts]]\nname = \"a\"\naddress = \"192.0.2.1\"\nuser = \"root\"\nkey = \"k\"\nroles = [\"server\"]\n",
+    )
+    .unwrap();
+    fs::write(
+        p.join("site.toml"),
+        format!("inventory = \"inventory.toml\"\n\n[cluster]\nname = \"site-a\"\n\n{apps}"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn deploy_refuses_before_reaching_the_cluster_what_it_must_not_deploy() {
+    let d = site();
+    let p = d.path();
+    ok(&ferry(&["app", "pack", "mcd", "--sign-key", "vendor"], p));
+    site_answers(p, "[apps.values.mcd]\napi-token = \"t0k3n\"\n");
+    let deploy = |extra: &[&str]| {
+        let mut args = vec!["app", "deploy", "--answers", "site.toml", "--timeout", "1"];
+        args.extend_from_slice(extra);
+        ferry(&args, p)
+    };
+    // Signed by another key than the vendor's.
+    let err = fails(&deploy(&["--pubkey", "other.pub", "mcd-2.3.0.fap"]));
+    assert!(
+        err.starts_with("error: checking app package mcd-2.3.0.fap: ")
+            && err.contains("not by the given public key"),
+        "{err}"
+    );
+    // No vendor key at all.
+    let err = fails(&deploy(&["mcd-2.3.0.fap"]));
+    assert_eq!(
+        err,
+        "error: no vendor key to check the packages with: pass --pubkey or set bundle-pubkey in \
+         the answer file"
+    );
+    // A parameter of the wrong type.
+    site_answers(
+        p,
+        "[apps.values.mcd]\napi-token = \"t0k3n\"\nweb-replicas = \"three\"\n",
+    );
+    let err = fails(&deploy(&["--pubkey", "vendor.pub", "mcd-2.3.0.fap"]));
+    assert!(err.starts_with("error: [apps.values.mcd]: "), "{err}");
+    assert!(err.contains("web-replicas"), "{err}");
+    // Packages that depend on each other, and one whose dependency is missing.
+    for (name, dep) in [("a", "b"), ("b", "a")] {
+        app_dir(
+            p,
+            name,
+            &format!(
+                "dependencies:\n  - {{name: {dep}, version: \"^1\"}}\ncomponents:\n  - {{name: job, kind: job, image: \"{TOOL}\"}}\n"
+            ),
+        );
+        ok(&ferry(&["app", "pack", name, "--sign-key", "vendor"], p));
+    }
+    let err = fails(&deploy(&[
+        "--pubkey",
+        "vendor.pub",
+        "a-1.0.0.fap",
+        "b-1.0.0.fap",
+    ]));
+    assert!(err.contains("depend on each other in a circle"), "{err}");
+    let err = fails(&deploy(&["--pubkey", "vendor.pub", "a-1.0.0.fap"]));
+    assert!(
+        err.contains("a 1.0.0 needs b ^1, which is not among the packages"),
+        "{err}"
+    );
+}

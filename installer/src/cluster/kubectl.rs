@@ -5,10 +5,81 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use ferry_inventory::ssh::Pool;
+use ferry_inventory::Target;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::List;
+use tokio::io::AsyncReadExt as _;
 
 use super::ClusterRuntime;
+
+/// `k3s kubectl` on the cluster's first server, over ferry's SSH session to it. Manifests go
+/// on stdin, never in argv (a Secret's data would show in `ps` and in logs).
+#[derive(Debug, Clone)]
+pub struct Kubectl {
+    pool: Arc<Pool>,
+    first: Target,
+}
+
+impl Kubectl {
+    /// Through `pool` to `first`, the first server.
+    pub fn new(pool: Arc<Pool>, first: Target) -> Kubectl {
+        Kubectl { pool, first }
+    }
+
+    /// Runs `k3s kubectl ARGS`; fails with kubectl's own message unless it exits 0.
+    pub async fn run(&self, args: &str) -> anyhow::Result<String> {
+        let s = self.pool.session(&self.first).await?;
+        Ok(s.exec_ok(&format!("k3s kubectl {args}"), true).await?)
+    }
+
+    /// Runs `k3s kubectl ARGS` with `input` on its stdin; the host log gets the command and
+    /// byte counts only (the input may hold secrets). `Err` is kubectl's stderr.
+    pub async fn run_with_input(&self, args: &str, input: &[u8]) -> anyhow::Result<String> {
+        let s = self.pool.session(&self.first).await?;
+        let mut child = s
+            .spawn_unlogged(&format!("k3s kubectl {args}"), true)
+            .await?;
+        let (write, read) = {
+            let (stdin, stdout) = child
+                .take_streams()
+                .ok_or_else(|| anyhow::anyhow!("kubectl {args}: no stdin"))?;
+            (stdin, stdout)
+        };
+        // Written and read at once: kubectl answers per object while it reads.
+        let writer = async move {
+            let mut w = write;
+            let r = tokio::io::AsyncWriteExt::write_all(&mut w, input).await;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
+            r
+        };
+        let reader = async move {
+            let mut r = read;
+            let mut out = String::new();
+            r.read_to_string(&mut out).await.map(|_| out)
+        };
+        let (w, out) = tokio::join!(writer, reader);
+        let exit = child.wait().await?;
+        let out = out.unwrap_or_default();
+        if exit.success() {
+            return Ok(out);
+        }
+        let why = exit.stderr_tail.trim();
+        match w {
+            Err(e) if why.is_empty() => anyhow::bail!("kubectl {args}: {e}"),
+            _ => anyhow::bail!(
+                "{}",
+                if why.is_empty() {
+                    exit.describe()
+                } else {
+                    why.to_string()
+                }
+            ),
+        }
+    }
+}
 
 /// One node as `kubectl get nodes` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +172,7 @@ pub async fn wait_ready(
 }
 
 /// The JSON document in a command's output (a login shell may print before it).
-fn json_part(out: &str) -> &str {
+pub fn json_part(out: &str) -> &str {
     out.find('{').map(|i| &out[i..]).unwrap_or(out)
 }
 

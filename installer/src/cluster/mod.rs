@@ -114,10 +114,11 @@ impl ClusterRuntime {
             .cloned()
     }
 
-    /// Runs `k3s kubectl ARGS` on the first server (input on stdin when given).
+    /// Runs `k3s kubectl ARGS` on the first server.
     pub async fn kubectl(&self, args: &str) -> anyhow::Result<String> {
-        let s = self.pool.session(&self.first).await?;
-        Ok(s.exec_ok(&format!("k3s kubectl {args}"), true).await?)
+        kubectl::Kubectl::new(self.pool.clone(), self.first.clone())
+            .run(args)
+            .await
     }
 }
 

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use super::ReachArgs;
+
 /// `ferry app ...`
 #[derive(Debug, Subcommand)]
 pub enum AppCmd {
@@ -13,6 +15,78 @@ pub enum AppCmd {
     Inspect(AppInspectArgs),
     /// Show the Kubernetes objects a package becomes with a site's values (secrets hidden).
     Render(RenderArgs),
+    /// Deploy packages to the cluster; one that does not become healthy is rolled back.
+    Deploy(DeployArgs),
+    /// The apps deployed on the cluster.
+    List(ClusterArgs),
+    /// An app's components and whether each is healthy.
+    Status(AppArgs),
+    /// An app's revisions.
+    History(AppArgs),
+    /// Put an earlier revision of an app back.
+    Rollback(AppRollbackArgs),
+    /// Remove an app and its revisions from the cluster.
+    Remove(AppArgs),
+}
+
+/// The cluster app commands work on: the answer file's, over SSH to its first server.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The answer file (TOML) of the cluster.
+    #[arg(short, long, value_name = "FILE")]
+    pub answers: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// How to reach the hosts.
+    #[command(flatten)]
+    pub reach: ReachArgs,
+}
+
+/// `ferry app deploy`
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The packages (NAME-VERSION.fap), deployed in dependency order.
+    #[arg(value_name = "APP.fap", required_unless_present = "all")]
+    pub packages: Vec<PathBuf>,
+    /// Every package of the answer file's bundle.
+    #[arg(long, conflicts_with = "packages")]
+    pub all: bool,
+    /// The vendor's public key [default: the answer file's bundle-pubkey].
+    #[arg(long, value_name = "PUBKEY")]
+    pub pubkey: Option<PathBuf>,
+    /// Seconds each package may take to become healthy [default: [apps] timeout, or 300].
+    #[arg(long, value_name = "SECS")]
+    pub wait_timeout: Option<u64>,
+    /// The cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// `ferry app status | history | remove`
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    /// The app's name.
+    pub app: String,
+    /// The cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// `ferry app rollback`
+#[derive(Debug, Args)]
+pub struct AppRollbackArgs {
+    /// The app's name.
+    pub app: String,
+    /// The revision to put back [default: the one before the current].
+    #[arg(long, value_name = "REV")]
+    pub to: Option<u32>,
+    /// Seconds it may take to become healthy [default: [apps] timeout, or 300].
+    #[arg(long, value_name = "SECS")]
+    pub wait_timeout: Option<u64>,
+    /// The cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// `ferry app render`

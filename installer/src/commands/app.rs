@@ -9,9 +9,17 @@ use ferry_apps::model::ComponentKind;
 use ferry_bundle::app_package::{self, AppPackage};
 use ferry_bundle::{PublicKey, SignatureState, SigningKey};
 
+use crate::apps::deploy::{Apps, Outcome, Release};
+use crate::apps::health::Health;
 use crate::apps::render;
-use crate::cmdline::app::{AppCmd, AppInspectArgs, PackArgs, RenderArgs};
+use crate::apps::revision::{self, Status};
+use crate::cluster::kubectl::Kubectl;
+use crate::cluster::Topology;
+use crate::cmdline::app::{
+    AppArgs, AppCmd, AppInspectArgs, AppRollbackArgs, ClusterArgs, DeployArgs, PackArgs, RenderArgs,
+};
 use crate::commands::output;
+use crate::config::InstallConfig;
 
 /// Runs one `ferry app` subcommand.
 pub fn run(cmd: AppCmd) -> anyhow::Result<ExitCode> {
@@ -19,7 +27,414 @@ pub fn run(cmd: AppCmd) -> anyhow::Result<ExitCode> {
         AppCmd::Pack(a) => pack(a),
         AppCmd::Inspect(a) => inspect(a),
         AppCmd::Render(a) => render_cmd(a),
+        AppCmd::Deploy(a) => {
+            // Everything that can be refused offline is, before the cluster is reached.
+            let cfg = InstallConfig::load(&a.cluster.answers)?;
+            let releases = releases(&a, &cfg)?;
+            on_cluster(&a.cluster, cfg, "app-deploy", |apps, cfg, rt| {
+                rt.block_on(deploy(&a, releases, apps, cfg))
+            })
+        }
+        AppCmd::List(a) => on_cluster(&a, load(&a)?, "app-list", |apps, _, rt| {
+            rt.block_on(list(apps, a.json))
+        }),
+        AppCmd::Status(a) => on_cluster(
+            &a.cluster,
+            load(&a.cluster)?,
+            "app-status",
+            |apps, _, rt| rt.block_on(status(&a, apps)),
+        ),
+        AppCmd::History(a) => on_cluster(
+            &a.cluster,
+            load(&a.cluster)?,
+            "app-history",
+            |apps, _, rt| rt.block_on(history(&a, apps)),
+        ),
+        AppCmd::Rollback(a) => on_cluster(
+            &a.cluster,
+            load(&a.cluster)?,
+            "app-rollback",
+            |apps, cfg, rt| rt.block_on(rollback(&a, apps, cfg)),
+        ),
+        AppCmd::Remove(a) => on_cluster(
+            &a.cluster,
+            load(&a.cluster)?,
+            "app-remove",
+            |apps, _, rt| rt.block_on(remove(&a, apps)),
+        ),
     }
+}
+
+fn load(c: &ClusterArgs) -> anyhow::Result<InstallConfig> {
+    InstallConfig::load(&c.answers)
+}
+
+/// Reaches the answer file's first server and runs `f` with the cluster's apps there.
+fn on_cluster(
+    c: &ClusterArgs,
+    cfg: InstallConfig,
+    command: &str,
+    f: impl FnOnce(&Apps<'_>, &InstallConfig, &tokio::runtime::Runtime) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    let mut reach_args = c.reach.clone();
+    reach_args.strict_host_keys |= cfg.ssh.strict_host_keys;
+    let run_dir = super::reach::one_off_run_dir(&reach_args, command)?;
+    crate::engine::journal::create_private_dir(&run_dir)?;
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let kubectl = rt.block_on(async {
+        let reach =
+            super::reach::reach(&reach_args, &cfg.inventory, &cfg.inventory_path, run_dir).await?;
+        let first = Topology::of(&cfg.members).first().to_string();
+        let target = reach
+            .targets
+            .iter()
+            .find(|t| t.name == first)
+            .cloned()
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the inventory has no server: apps deploy through the cluster's first server"
+                )
+            })?;
+        anyhow::Ok(Kubectl::new(reach.pool.clone(), target))
+    })?;
+    let progress = |line: String| eprintln!("{line}");
+    let apps = Apps::new(&kubectl, &progress);
+    f(&apps, &cfg, &rt)
+}
+
+/// The packages to deploy, each opened with its signature checked against the vendor key.
+fn packages(a: &DeployArgs, cfg: &InstallConfig) -> anyhow::Result<Vec<AppPackage>> {
+    let key_path = match (&a.pubkey, &cfg.bundle) {
+        (Some(k), _) => k.clone(),
+        (None, Some(b)) => b.pubkey.clone(),
+        (None, None) => anyhow::bail!(
+            "no vendor key to check the packages with: pass --pubkey or set bundle-pubkey in \
+             the answer file"
+        ),
+    };
+    let key = PublicKey::load(&key_path)
+        .with_context(|| format!("loading the vendor key {}", key_path.display()))?;
+    let mut out = Vec::new();
+    if a.all {
+        let Some(b) = &cfg.bundle else {
+            anyhow::bail!("--all deploys the bundle's packages: set `bundle` in the answer file");
+        };
+        let bundle = ferry_bundle::Bundle::open(&b.path, Some(&key))
+            .with_context(|| format!("opening bundle {}", b.path.display()))?;
+        for item in &bundle.manifest().items {
+            if item.kind != ferry_bundle::ItemKind::AppPackage {
+                continue;
+            }
+            for c in &item.contents {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut bundle.open_blob(&c.digest)?, &mut bytes)
+                    .with_context(|| format!("reading {} from the bundle", c.path))?;
+                out.push(
+                    AppPackage::from_bytes(std::path::Path::new(&c.path), &bytes, Some(&key))
+                        .with_context(|| format!("checking app package {}", c.path))?,
+                );
+            }
+        }
+        if out.is_empty() {
+            anyhow::bail!("the bundle {} carries no app packages", b.path.display());
+        }
+    } else {
+        for p in &a.packages {
+            out.push(
+                AppPackage::open(p, Some(&key))
+                    .with_context(|| format!("checking app package {}", p.display()))?,
+            );
+        }
+    }
+    for p in &out {
+        if !matches!(p.signature, SignatureState::Verified(_)) {
+            anyhow::bail!(
+                "app package {} is not signed by the vendor key {}: refusing to deploy it",
+                p.path.display(),
+                key_path.display()
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn wait_limit(given: Option<u64>, cfg: &InstallConfig) -> std::time::Duration {
+    std::time::Duration::from_secs(given.or(cfg.apps.timeout).unwrap_or(300).max(1))
+}
+
+/// The release of `p` at this site: its values from `[apps.values.NAME]`, rendered.
+fn release(p: &AppPackage, cfg: &InstallConfig) -> anyhow::Result<Release> {
+    use ferry_apps::values::Given;
+    let name = p.spec.name.to_string();
+    let given: std::collections::BTreeMap<String, Given> = cfg
+        .apps
+        .values
+        .get(&name)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let json = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+            (k.clone(), Given::Json(json))
+        })
+        .collect();
+    let domain = cfg
+        .apps
+        .domain
+        .clone()
+        .unwrap_or_else(|| cfg.cluster.settings.api_address.clone());
+    let values = ferry_apps::Values::resolve(&p.spec, &domain, &given)
+        .with_context(|| format!("[apps.values.{name}]"))?;
+    let node = cfg
+        .apps
+        .volume_node
+        .clone()
+        .unwrap_or_else(|| Topology::of(&cfg.members).first().to_string());
+    let files = |path: &str| p.file(path);
+    let objects = render::render(
+        &p.spec,
+        &files,
+        &render::Site {
+            values: &values,
+            local_node: &node,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("rendering {} {}: {e}", p.spec.name, p.spec.version))?;
+    Ok(Release {
+        app: name,
+        version: p.spec.version.to_string(),
+        namespace: p.spec.namespace().to_string(),
+        source: p.digest.to_string(),
+        values: values
+            .parameters()
+            .map(|(k, v)| (k.to_string(), serde_json::to_value(v).unwrap_or_default()))
+            .collect(),
+        objects,
+    })
+}
+
+fn print_outcome(o: &Outcome) {
+    match o.status {
+        Status::Deployed => println!(
+            "{} {}: deployed as revision {} (apply {:.1}s, healthy after {:.1}s)",
+            o.app, o.version, o.revision, o.apply_secs, o.wait_secs
+        ),
+        _ => {
+            println!(
+                "{} {}: FAILED (revision {}): {}",
+                o.app,
+                o.version,
+                o.revision,
+                o.reason.as_deref().unwrap_or("unknown")
+            );
+            if let Some(r) = o.restored {
+                println!("{}: revision {r} restored", o.app);
+            }
+            if o.removed {
+                println!("{}: the failed first install was removed", o.app);
+            }
+        }
+    }
+}
+
+/// The packages checked, ordered by dependencies and rendered for the site.
+fn releases(a: &DeployArgs, cfg: &InstallConfig) -> anyhow::Result<Vec<Release>> {
+    let pkgs = packages(a, cfg)?;
+    let specs: Vec<&ferry_apps::AppSpec> = pkgs.iter().map(|p| &p.spec).collect();
+    let order = ferry_apps::deps::order(&specs)?;
+    order.iter().map(|&i| release(&pkgs[i], cfg)).collect()
+}
+
+async fn deploy<'a>(
+    a: &'a DeployArgs,
+    releases: Vec<Release>,
+    apps: &'a Apps<'a>,
+    cfg: &'a InstallConfig,
+) -> anyhow::Result<ExitCode> {
+    let limit = wait_limit(a.wait_timeout, cfg);
+    let mut outcomes = Vec::new();
+    let mut ok = true;
+    for r in &releases {
+        let o = apps.deploy(r, limit).await?;
+        if !a.cluster.json {
+            print_outcome(&o);
+        }
+        ok = o.status == Status::Deployed;
+        outcomes.push(o);
+        if !ok {
+            // What depends on it would deploy against a package that is not there.
+            break;
+        }
+    }
+    if a.cluster.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"ok": ok, "apps": outcomes}))?
+        );
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn list<'a>(apps: &'a Apps<'a>, json: bool) -> anyhow::Result<ExitCode> {
+    let all = apps.all_history().await?;
+    let rows: Vec<_> = all
+        .iter()
+        .filter_map(|(name, revs)| {
+            let r = revision::current(revs).or(revs.last())?;
+            Some(serde_json::json!({
+                "app": name,
+                "namespace": r.namespace,
+                "version": r.version,
+                "revision": r.revision,
+                "status": r.status,
+                "deployed_at": r.deployed_at,
+            }))
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("no apps deployed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<20} {:<16} {:<12} {:>4}  {:<11} DEPLOYED",
+        "APP", "NAMESPACE", "VERSION", "REV", "STATUS"
+    );
+    for r in &rows {
+        println!(
+            "{:<20} {:<16} {:<12} {:>4}  {:<11} {}",
+            r["app"].as_str().unwrap_or_default(),
+            r["namespace"].as_str().unwrap_or_default(),
+            r["version"].as_str().unwrap_or_default(),
+            r["revision"],
+            r["status"].as_str().unwrap_or_default(),
+            r["deployed_at"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status<'a>(a: &'a AppArgs, apps: &'a Apps<'a>) -> anyhow::Result<ExitCode> {
+    let revs = apps.history(&a.app).await?;
+    let Some(cur) = revision::current(&revs) else {
+        anyhow::bail!(
+            "{} is not deployed on this cluster; see `ferry app list`",
+            a.app
+        );
+    };
+    let h = apps.health(&cur.app, &cur.namespace, &cur.objects).await?;
+    let healthy = h.iter().all(|c| c.health == Health::Healthy);
+    if a.cluster.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "app": cur.app, "version": cur.version, "revision": cur.revision,
+                "namespace": cur.namespace, "healthy": healthy, "components": h,
+            }))?
+        );
+    } else {
+        println!(
+            "{} {} (revision {}, namespace {}): {}",
+            cur.app,
+            cur.version,
+            cur.revision,
+            cur.namespace,
+            if healthy { "healthy" } else { "NOT HEALTHY" }
+        );
+        println!("{:<16} {:<12} {:<9} STATE", "COMPONENT", "KIND", "READY");
+        for c in &h {
+            let state = match &c.health {
+                Health::Healthy => "healthy".to_string(),
+                Health::Progressing(r) | Health::Failed(r) if !r.is_empty() => r.clone(),
+                _ => "not ready".to_string(),
+            };
+            println!("{:<16} {:<12} {:<9} {state}", c.component, c.kind, c.ready);
+        }
+    }
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn history<'a>(a: &'a AppArgs, apps: &'a Apps<'a>) -> anyhow::Result<ExitCode> {
+    let revs = apps.history(&a.app).await?;
+    if revs.is_empty() {
+        anyhow::bail!(
+            "{} has no revisions on this cluster; see `ferry app list`",
+            a.app
+        );
+    }
+    if a.cluster.json {
+        let rows: Vec<_> = revs
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "revision": r.revision, "version": r.version, "status": r.status,
+                    "deployed_at": r.deployed_at, "source": r.source, "reason": r.reason,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>4}  {:<12} {:<11} {:<21} REASON",
+        "REV", "VERSION", "STATUS", "DEPLOYED"
+    );
+    for r in &revs {
+        println!(
+            "{:>4}  {:<12} {:<11} {:<21} {}",
+            r.revision,
+            r.version,
+            r.status.label(),
+            r.deployed_at,
+            r.reason.as_deref().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rollback<'a>(
+    a: &'a AppRollbackArgs,
+    apps: &'a Apps<'a>,
+    cfg: &'a InstallConfig,
+) -> anyhow::Result<ExitCode> {
+    let o = apps
+        .rollback(&a.app, a.to, wait_limit(a.wait_timeout, cfg))
+        .await?;
+    if a.cluster.json {
+        println!("{}", serde_json::to_string_pretty(&o)?);
+    } else {
+        print_outcome(&o);
+    }
+    Ok(if o.status == Status::Deployed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn remove<'a>(a: &'a AppArgs, apps: &'a Apps<'a>) -> anyhow::Result<ExitCode> {
+    let r = apps.remove(&a.app).await?;
+    if a.cluster.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "app": r.app, "version": r.version, "revision": r.revision, "removed": true,
+            }))?
+        );
+    } else {
+        println!("{} {} removed (revision {})", r.app, r.version, r.revision);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn pack(a: PackArgs) -> anyhow::Result<ExitCode> {

@@ -30,6 +30,32 @@ struct RawAnswers {
     preflight: RawPreflight,
     #[serde(default)]
     ssh: RawSsh,
+    #[serde(default)]
+    apps: AppsConfig,
+}
+
+/// `[apps]`: what `ferry app deploy` gives the packages at this site.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AppsConfig {
+    /// The site's domain: web components answer under it (`${site.domain}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Seconds a deploy may take to become healthy before it is rolled back [300].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    /// The node that keeps stateful components' local volumes [the first server].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_node: Option<String>,
+    /// Parameter values per package: `[apps.values.NAME]`, `PARAM = value`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, BTreeMap<String, toml::Value>>,
+}
+
+impl AppsConfig {
+    fn is_default(&self) -> bool {
+        self == &AppsConfig::default()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -204,6 +230,9 @@ pub struct InstallConfig {
     /// `[ssh]`: shown only when set.
     #[serde(skip_serializing_if = "SshConfig::is_default")]
     pub ssh: SshConfig,
+    /// `[apps]`: shown only when set.
+    #[serde(skip_serializing_if = "AppsConfig::is_default")]
+    pub apps: AppsConfig,
 }
 
 impl InstallConfig {
@@ -405,6 +434,7 @@ impl TryFrom<Located<'_>> for InstallConfig {
             ssh: SshConfig {
                 strict_host_keys: raw.ssh.strict_host_keys.unwrap_or(false),
             },
+            apps: raw.apps,
         })
     }
 }
