@@ -9,43 +9,10 @@ mod demo_inputs;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn ferry(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .current_dir(cwd)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .env_remove("FERRY_SIGN_KEY")
-        .env_remove("DOCKER_HOST")
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-/// The failure's stderr, which must be exactly one line.
-fn fails(o: &Output) -> String {
-    assert!(
-        !o.status.success(),
-        "expected failure, got success: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let err = String::from_utf8(o.stderr.clone()).unwrap();
-    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("warning:")).collect();
-    assert_eq!(lines.len(), 1, "error is not one line: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    lines[0].to_string()
-}
+mod cli;
+use cli::{fails, ferry, ok};
 
 /// The demo's inputs (images, the sample MCD package directory) and two key pairs.
 fn site() -> tempfile::TempDir {

@@ -23,25 +23,8 @@ use ferry_bundle::{Bundle, Digest};
 
 const SKOPEO: &str = "/usr/bin/skopeo";
 
-fn ferry(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .current_dir(cwd)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .env_remove("FERRY_SIGN_KEY")
-        .env_remove("DOCKER_HOST")
-        .output()
-        .unwrap()
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod cli;
+use cli::{ferry, show};
 
 fn ok(o: Output) -> Output {
     assert!(o.status.success(), "{}", show(&o));
