@@ -326,6 +326,9 @@ pub struct SshdOptions {
     pub port: u16,
     /// Network namespace to run in.
     pub netns: Option<String>,
+    /// A command sshd runs under instead of `ip netns exec NETNS` (a test node's `nsenter`
+    /// into its network and mount namespaces); `netns` still names the network namespace.
+    pub wrapper: Option<Vec<String>>,
     /// A pre-authentication banner (sshd `Banner`).
     pub banner: bool,
     /// sshd `MaxStartups`.
@@ -340,6 +343,7 @@ impl Default for SshdOptions {
             listen: "127.0.0.1".into(),
             port: 0,
             netns: None,
+            wrapper: None,
             banner: false,
             max_startups: "10:30:100".into(),
             extra: String::new(),
@@ -425,13 +429,18 @@ impl Sshd {
             .append(true)
             .open(self.dir.path().join("sshd.log"))
             .unwrap_or_else(|e| panic!("opening sshd.log: {e}"));
-        let mut cmd = match &self.opts.netns {
-            Some(ns) => {
+        let mut cmd = match (&self.opts.wrapper, &self.opts.netns) {
+            (Some(w), _) => {
+                let mut c = Command::new(&w[0]);
+                c.args(&w[1..]).arg(SSHD);
+                c
+            }
+            (None, Some(ns)) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns, SSHD]);
                 c
             }
-            None => Command::new(SSHD),
+            (None, None) => Command::new(SSHD),
         };
         cmd.args(["-D", "-e", "-f"])
             .arg(&cfg)

@@ -19,10 +19,30 @@ use serde_json::Value;
 
 static LANS: AtomicU32 = AtomicU32::new(0);
 
-/// The k3s binary under test: `FERRY_TEST_K3S` or the stand-in.
+/// The k3s binary under test: `FERRY_TEST_K3S` or the stand-in (from another crate's tests,
+/// which include this module: target/debug/k3s-STAND-IN, built when missing).
 pub fn k3s_binary() -> String {
-    std::env::var("FERRY_TEST_K3S")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_k3s-STAND-IN").to_string())
+    if let Ok(k) = std::env::var("FERRY_TEST_K3S") {
+        return k;
+    }
+    if let Some(b) = option_env!("CARGO_BIN_EXE_k3s-STAND-IN") {
+        return b.to_string();
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    // target/debug/deps/TEST-HASH -> target/debug/k3s-STAND-IN
+    let standin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} has no target directory", exe.display()))
+        .join("k3s-STAND-IN");
+    if !standin.exists() {
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "-p", "k3s-standin", "--bin", "k3s-STAND-IN"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "building the k3s stand-in failed");
+    }
+    standin.display().to_string()
 }
 
 /// Whether these tests can run here (root, iproute2, util-linux, containerd); prints the loud
