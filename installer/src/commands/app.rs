@@ -476,14 +476,21 @@ fn pack(a: PackArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn inspect(a: AppInspectArgs) -> anyhow::Result<ExitCode> {
-    let key = a
-        .pubkey
-        .as_deref()
+/// Opens a .fap, its signature checked against `pubkey` when one is given.
+fn open_package(
+    path: &std::path::Path,
+    pubkey: Option<&std::path::Path>,
+    what: &'static str,
+) -> anyhow::Result<AppPackage> {
+    let key = pubkey
         .map(PublicKey::load)
         .transpose()
         .context("loading the public key")?;
-    let p = AppPackage::open(&a.package, key.as_ref()).context("inspecting app package")?;
+    AppPackage::open(path, key.as_ref()).context(what)
+}
+
+fn inspect(a: AppInspectArgs) -> anyhow::Result<ExitCode> {
+    let p = open_package(&a.package, a.pubkey.as_deref(), "inspecting app package")?;
     let s = &p.spec;
     if a.json {
         println!(
@@ -600,13 +607,7 @@ fn given_values(
 }
 
 fn render_cmd(a: RenderArgs) -> anyhow::Result<ExitCode> {
-    let key = a
-        .pubkey
-        .as_deref()
-        .map(PublicKey::load)
-        .transpose()
-        .context("loading the public key")?;
-    let p = AppPackage::open(&a.package, key.as_ref()).context("reading app package")?;
+    let p = open_package(&a.package, a.pubkey.as_deref(), "reading app package")?;
     let given = given_values(&p.spec, &a.set, &a.set_file)?;
     let values = ferry_apps::Values::resolve(&p.spec, &a.domain, &given)?;
     let files = |path: &str| p.file(path);
