@@ -13,7 +13,7 @@ OUT=$TARGET/demo
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "building ferry and the demo's input maker (the first build compiles about 330 crates: see README.md for how long it takes; later runs take seconds)"
+step "building ferry and the demo's input maker (the first build compiles about 355 crates: see README.md for how long it takes; later runs take seconds)"
 # One cargo run for both, so shared dependencies are built once with the same features; the
 # test harness (a dev-dependency) is not built.
 cargo build -p ferry-installer -p ferry-demo-inputs --manifest-path "$ROOT/Cargo.toml"
