@@ -65,6 +65,7 @@ pub struct FileSpec {
     /// Optional architecture.
     pub arch: Option<String>,
     /// Optional pinned sha256 (files only).
+    #[serde(default, deserialize_with = "optional_pinned_digest")]
     pub sha256: Option<Digest>,
 }
 
@@ -176,13 +177,16 @@ pub struct OsPackagesSpec {
     pub sha256: Option<Digest>,
 }
 
+/// The one reading of a `sha256` in bundle.toml, for every table: `sha256:<hex>` as the
+/// manifest writes it, or the bare hex that `sha256sum` prints.
 fn parse_pinned(s: &str) -> std::result::Result<Digest, String> {
-    let text = if s.starts_with("sha256:") {
-        s.to_string()
-    } else {
-        format!("sha256:{s}")
+    let parsed = match s.strip_prefix("sha256:") {
+        Some(hex) => Digest::from_hex(hex),
+        None => Digest::from_hex(s),
     };
-    text.parse::<Digest>().map_err(|e| e.to_string())
+    parsed.map_err(|_| {
+        format!("invalid digest {s:?}: expected sha256:<64 lowercase hex digits> or the 64 digits alone")
+    })
 }
 
 fn pinned_digest<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Digest, D::Error> {
@@ -329,6 +333,38 @@ mod tests {
     }
 
     #[test]
+    fn every_table_reads_a_sha256_with_or_without_its_prefix() {
+        let hex = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+        let want: Digest = format!("sha256:{hex}").parse().unwrap();
+        for pin in [format!("sha256:{hex}"), hex.to_string()] {
+            let text = format!(
+                "[bundle]\nname = \"d\"\nversion = \"1\"\n\
+                 [[files]]\nname = \"f\"\npath = \"f\"\nsha256 = \"{pin}\"\n\
+                 [k3s]\nversion = \"v1\"\n\
+                 binary = {{ path = \"k3s\", sha256 = \"{pin}\" }}\n\
+                 airgap_images = {{ path = \"a.tar\", sha256 = \"{pin}\" }}\n\
+                 [[kubernetes]]\nname = \"kubectl\"\nversion = \"1\"\npath = \"k\"\nsha256 = \"{pin}\"\n\
+                 [[gpu_drivers]]\nname = \"nvidia\"\nversion = \"1\"\npath = \"n\"\nsha256 = \"{pin}\"\n\
+                 kernels = [\"6.1\"]\npci_vendor = \"10de\"\n\
+                 [[os_packages]]\nname = \"base\"\nformat = \"deb\"\ndistro = \"debian-12\"\npath = \"p.deb\"\nsha256 = \"{pin}\"\n\
+                 [[app_packages]]\npath = \"a.fap\"\nsha256 = \"{pin}\"\n"
+            );
+            let spec = BundleSpec::parse(&text, Path::new(".")).unwrap();
+            let k3s = spec.k3s.as_ref().unwrap();
+            let pins = [
+                spec.files[0].sha256,
+                Some(k3s.binary.sha256),
+                Some(k3s.airgap_images.sha256),
+                Some(spec.kubernetes[0].sha256),
+                Some(spec.gpu_drivers[0].sha256),
+                spec.os_packages[0].sha256,
+                spec.app_packages[0].sha256,
+            ];
+            assert!(pins.iter().all(|p| *p == Some(want)), "{pin}: {pins:?}");
+        }
+    }
+
+    #[test]
     fn refuses_unknown_keys_duplicate_names_and_bad_digests() {
         let base = "[bundle]\nname = \"d\"\nversion = \"1\"\n";
         for (extra, want) in [
@@ -340,6 +376,10 @@ mod tests {
             (
                 "[[kubernetes]]\nname = \"kubectl\"\nversion = \"1\"\npath = \"k\"\nsha256 = \"abc\"\n",
                 "invalid digest",
+            ),
+            (
+                "[[files]]\nname = \"a\"\npath = \"a\"\nsha256 = \"abc\"\n",
+                "invalid digest \"abc\"",
             ),
             ("", "no items"),
         ] {

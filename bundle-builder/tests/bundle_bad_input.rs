@@ -382,6 +382,45 @@ fn stops_the_build_on_a_pinned_sha256_mismatch_and_leaves_nothing() {
 }
 
 #[test]
+fn builds_a_file_pinned_by_bare_hex_sha256_as_sha256sum_prints_it() {
+    let fx = Fixture::new();
+    let hex = sha(&fs::read(fx.path().join("payload")).unwrap()).hex();
+    let spec = fx.write_spec(&format!(
+        "[[files]]\nname = \"payload\"\npath = \"payload\"\nsha256 = \"{hex}\"\n"
+    ));
+    let out = fx.path().join("demo.bundle");
+    fx.build(&spec, &out, None).unwrap();
+    open_and_verify(&out, &fx.public).unwrap();
+}
+
+#[test]
+fn refuses_a_file_whose_bare_hex_sha256_differs_in_one_line_naming_it() {
+    let fx = Fixture::new();
+    let wrong = "0".repeat(64);
+    let spec = fx.write_spec(&format!(
+        "[[files]]\nname = \"payload\"\npath = \"payload\"\nsha256 = \"{wrong}\"\n"
+    ));
+    let before = listing(fx.path());
+    let err = fx
+        .build(&spec, &fx.path().join("demo.bundle"), None)
+        .unwrap_err()
+        .to_string();
+    let actual = sha(&fs::read(fx.path().join("payload")).unwrap());
+    assert_eq!(
+        err,
+        format!(
+            "file payload {}: sha256 mismatch: bundle.toml pins sha256:{wrong}, the file has {actual}",
+            fx.path().join("payload").display()
+        )
+    );
+    assert_eq!(
+        listing(fx.path()),
+        before,
+        "a failed build left files behind"
+    );
+}
+
+#[test]
 fn a_failed_build_keeps_the_previous_bundle() {
     let (fx, out) = built();
     let before = fs::read(&out).unwrap();
