@@ -281,6 +281,11 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
             vm.name()
         );
         assert!(
+            images.contains("docker.io/ferry-test/app@sha256:"),
+            "{}: {APP_FULL} is not named by digest (pods naming tag@digest would pull):\n{images}",
+            vm.name()
+        );
+        assert!(
             images.contains("ferry-test/pause:3"),
             "{}: the air-gap image is missing:\n{images}",
             vm.name()

@@ -3,6 +3,11 @@
 //! on the host, with no temporary copy on either side; skipped when containerd already has the
 //! name at the same manifest digest; checked present before the step ends. A revert removes
 //! the images the run imported that were not there before.
+//!
+//! Each image gets two names: its tag (`docker.io/demo/app:1`, from the archive) and its digest
+//! name (`docker.io/demo/app@sha256:…`, by `ctr images tag`). A pod that names its image by tag
+//! and digest (`app:1@sha256:…`, as AppPackages do) is resolved by containerd's CRI plugin
+//! through the digest name only; without it the kubelet would try to pull, and fail air-gapped.
 
 use std::sync::Arc;
 
@@ -37,12 +42,19 @@ pub struct Present {
 
 async fn list(host: &dyn Host) -> Result<Present, ResourceError> {
     let out = host
-        .run("command -v ctr >/dev/null 2>&1 || exit 0; ctr -n k8s.io images ls 2>/dev/null")
+        // No ctr, or a containerd not started yet (the baseline, an earlier step, starts it):
+        // no images. A containerd that runs and does not answer is an error.
+        .run(
+            "command -v ctr >/dev/null 2>&1 || exit 0; \
+             systemctl is-active --quiet containerd 2>/dev/null || \
+               [ -S /run/containerd/containerd.sock ] || exit 0; \
+             ctr -n k8s.io images ls",
+        )
         .await?;
     if !out.success() {
         return Err(ResourceError::Refused(format!(
-            "{}: cannot list containerd's images ({}): {}; fix: check that containerd runs \
-             (baseline.container-runtime)",
+            "{}: containerd runs but cannot list its images ({}): {}; fix: check it with \
+             `systemctl status containerd` (baseline.container-runtime)",
             host.name(),
             out.described,
             out.stderr.trim()
@@ -64,11 +76,45 @@ async fn list(host: &dyn Host) -> Result<Present, ResourceError> {
     Ok(Present { images })
 }
 
+/// `docker.io/demo/app:1` at `sha256:…` → `docker.io/demo/app@sha256:…` (the tag, after the
+/// last `/`, dropped; a name already by digest is kept as it is).
+pub fn digest_name(name: &str, digest: &str) -> String {
+    if name.contains('@') {
+        return name.to_string();
+    }
+    let slash = name.rfind('/').map_or(0, |i| i + 1);
+    let repo = match name[slash..].find(':') {
+        Some(colon) => &name[..slash + colon],
+        None => name,
+    };
+    format!("{repo}@{digest}")
+}
+
+fn has(p: &Present, name: &str, digest: &str) -> bool {
+    p.images.iter().any(|(n, d)| n == name && d == digest)
+}
+
 impl Images {
+    /// Images not in containerd by both names at their digest.
     fn missing<'a>(&'a self, p: &Present) -> Vec<&'a ImageRef> {
         self.images
             .iter()
-            .filter(|i| !p.images.iter().any(|(n, d)| n == &i.name && d == &i.digest))
+            .filter(|i| {
+                !has(p, &i.name, &i.digest) || !has(p, &digest_name(&i.name, &i.digest), &i.digest)
+            })
+            .collect()
+    }
+
+    /// Every name this step gives, with its digest.
+    fn names(&self) -> Vec<(String, String)> {
+        self.images
+            .iter()
+            .flat_map(|i| {
+                [
+                    (i.name.clone(), i.digest.clone()),
+                    (digest_name(&i.name, &i.digest), i.digest.clone()),
+                ]
+            })
             .collect()
     }
 }
@@ -93,7 +139,9 @@ impl Resource for Images {
         self.missing(p)
             .into_iter()
             .map(|i| {
-                let from = if p.images.iter().any(|(n, _)| n == &i.name) {
+                let from = if has(p, &i.name, &i.digest) {
+                    "not named by digest"
+                } else if p.images.iter().any(|(n, _)| n == &i.name) {
                     "another digest"
                 } else {
                     "absent"
@@ -108,6 +156,11 @@ impl Resource for Images {
             ResourceError::Refused("the bundle is not open (a step rebuilt from a journal)".into())
         })?;
         for image in self.missing(p) {
+            if has(p, &image.name, &image.digest) {
+                // Imported before, only its digest name is missing (a node of an older run).
+                tag_by_digest(host, image).await?;
+                continue;
+            }
             let archive = rt.bundle.image_archive(&image.item).map_err(|e| {
                 ResourceError::Refused(format!("streaming {} from the bundle: {e}", image.item))
             })?;
@@ -130,6 +183,7 @@ impl Resource for Images {
                         .unwrap_or("")
                 )));
             }
+            tag_by_digest(host, image).await?;
         }
         let now = list(host).await?;
         let still: Vec<&str> = self.missing(&now).iter().map(|i| i.name.as_str()).collect();
@@ -151,7 +205,7 @@ impl Resource for Images {
             .iter()
             .filter(|(n, d)| {
                 !before.images.iter().any(|(bn, _)| bn == n)
-                    && self.images.iter().any(|i| &i.name == n && &i.digest == d)
+                    && self.names().iter().any(|(sn, sd)| sn == n && sd == d)
             })
             .map(|(n, _)| shell_quote(n))
             .collect();
@@ -164,5 +218,56 @@ impl Resource for Images {
         ))
         .await?;
         Ok(())
+    }
+}
+
+/// Names `image` by its digest as well (`ctr images tag --force`: a stale digest name of
+/// another image cannot exist, the digest is the name).
+async fn tag_by_digest(host: &dyn Host, image: &ImageRef) -> Result<(), ResourceError> {
+    let by_digest = digest_name(&image.name, &image.digest);
+    if by_digest == image.name {
+        return Ok(());
+    }
+    let out = host
+        .run(&format!(
+            "ctr -n k8s.io images tag --force {} {} >/dev/null",
+            shell_quote(&image.name),
+            shell_quote(&by_digest)
+        ))
+        .await?;
+    if !out.success() {
+        return Err(ResourceError::Check(format!(
+            "naming {} by its digest in containerd failed ({}): {}",
+            image.name,
+            out.described,
+            out.stderr.trim()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::digest_name;
+
+    #[test]
+    fn digest_names_drop_the_tag_only() {
+        let d = "sha256:ab";
+        assert_eq!(
+            digest_name("docker.io/demo/app:1", d),
+            "docker.io/demo/app@sha256:ab"
+        );
+        assert_eq!(
+            digest_name("registry.local:5000/a/b:2.0", d),
+            "registry.local:5000/a/b@sha256:ab"
+        );
+        assert_eq!(
+            digest_name("registry.local:5000/a/b", d),
+            "registry.local:5000/a/b@sha256:ab"
+        );
+        assert_eq!(
+            digest_name("docker.io/demo/app@sha256:cd", d),
+            "docker.io/demo/app@sha256:cd"
+        );
     }
 }

@@ -214,7 +214,11 @@ enum Compression {
     Zstd,
 }
 
-/// The name containerd gives `reference` (`busybox` → `docker.io/library/busybox:latest`).
+/// The name containerd gives `reference` (`busybox` → `docker.io/library/busybox:latest`), as
+/// the CRI plugin resolves a pod's image (docker's `ParseDockerRef`): a reference with both a
+/// tag and a digest keeps only the digest (`app:1@sha256:…` → `docker.io/library/app@sha256:…`),
+/// so an image imported by tag alone does not satisfy it: the importer must also name it
+/// `REPO@DIGEST` (ferry's images step does), or the kubelet tries to pull.
 pub fn normalize(reference: &str) -> String {
     let (name, digest) = match reference.split_once('@') {
         Some((n, d)) => (n, Some(d)),
@@ -232,6 +236,10 @@ pub fn normalize(reference: &str) -> String {
     };
     let last = full.rsplit('/').next().unwrap_or_default();
     if let Some(d) = digest {
+        if let Some((repo, _tag)) = last.split_once(':') {
+            let keep = full.len() - last.len() + repo.len();
+            full.truncate(keep);
+        }
         return format!("{full}@{d}");
     }
     if !last.contains(':') {
@@ -289,6 +297,14 @@ mod tests {
         assert_eq!(
             normalize("docker.io/library/busybox:1"),
             "docker.io/library/busybox:1"
+        );
+        assert_eq!(
+            normalize("demo/shop:1@sha256:ab"),
+            "docker.io/demo/shop@sha256:ab"
+        );
+        assert_eq!(
+            normalize("registry.local:5000/a/b@sha256:ab"),
+            "registry.local:5000/a/b@sha256:ab"
         );
     }
 }
