@@ -489,6 +489,25 @@ pub trait Host: Send + Sync {
         }
     }
 
+    /// The sha256 (hex) of a regular file, computed on the host, or `None` when there is no
+    /// such file: for files too big to read over the session (binaries, image archives).
+    async fn file_sha256(&self, path: &str) -> Result<Option<String>, HostError> {
+        let out = self
+            .run_ok(&format!(
+                "if [ -f {p} ]; then if command -v openssl >/dev/null 2>&1; then openssl dgst \
+                 -sha256 -r {p} | cut -d' ' -f1; else sha256sum {p} | cut -d' ' -f1; fi; fi",
+                p = shell_quote(path)
+            ))
+            .await?;
+        // The last line that is a digest: a login shell's banner is not one.
+        Ok(out
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.len() == 64 && l.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_string))
+    }
+
     /// Puts a file back the way [`Host::read_file`] found it (removed when it was absent).
     async fn restore_file(&self, path: &str, state: &FileState) -> Result<(), HostError> {
         match state.bytes() {

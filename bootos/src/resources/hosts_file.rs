@@ -1,4 +1,5 @@
-//! The cluster's block in `/etc/hosts`: every member's address and name between
+//! The cluster's block in `/etc/hosts`: the addresses and names a host talks to (itself, the
+//! servers and the time source, chosen in `system::resources`) between
 //! `# BEGIN ferry cluster NAME` and `# END ferry cluster NAME`, so members find each other
 //! without DNS (an air-gapped site often has none). Lines outside the block are never touched.
 

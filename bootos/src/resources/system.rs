@@ -83,9 +83,16 @@ pub fn resources(cfg: &BaselineConfig, ctx: &HostContext<'_>) -> Vec<SystemResou
     if cfg.hosts_file {
         out.push(SystemResource::HostsFile(HostsFile {
             cluster: ctx.cluster_name.to_string(),
+            // The host itself, the servers and the time source: what it talks to. Agents
+            // do not list each other, so adding an agent changes no other host.
             entries: ctx
                 .members
                 .iter()
+                .filter(|m| {
+                    m.name == ctx.member.name
+                        || m.server
+                        || ctx.time_source.is_some_and(|t| t.name == m.name)
+                })
                 .map(|m| HostsEntry {
                     address: m.address.clone(),
                     name: m.name.clone(),

@@ -84,6 +84,63 @@ pub struct TimeSyncState {
     pub service: ServiceState,
 }
 
+/// What the time source lets ask for time: each network of its own (a NIC's address and
+/// prefix) that holds a member, and a member outside all of them by its address. A host added
+/// later on the same network is served without the source's configuration changing (adding a
+/// node changes only that node), and nothing off the members' networks is served.
+fn allowed(ctx: &HostContext<'_>) -> Vec<String> {
+    use std::net::IpAddr;
+    let nets: Vec<(IpAddr, u8, String)> = ctx
+        .facts
+        .nics
+        .iter()
+        .filter(|n| n.name != "lo" && n.name != super::default_route::IFACE)
+        .flat_map(|n| n.addresses.iter())
+        .filter_map(|a| {
+            let (ip, len) = a.split_once('/')?;
+            let ip: IpAddr = ip.parse().ok()?;
+            let len: u8 = len.parse().ok()?;
+            let net = network(ip, len)?;
+            Some((net, len, format!("{net}/{len}")))
+        })
+        .collect();
+    let mut out: Vec<String> = ctx
+        .members
+        .iter()
+        .filter(|m| m.name != ctx.member.name)
+        .map(|m| {
+            let inside = m.address.parse::<IpAddr>().ok().and_then(|ip| {
+                nets.iter()
+                    .filter(|(net, len, _)| network(ip, *len) == Some(*net))
+                    .max_by_key(|(_, len, _)| *len)
+            });
+            match inside {
+                Some((_, _, cidr)) => cidr.clone(),
+                None => m.address.clone(),
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The network address of `ip` under a prefix of `len` bits (`None` for a length too long).
+fn network(ip: std::net::IpAddr, len: u8) -> Option<std::net::IpAddr> {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) if len <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            Some(IpAddr::V4((u32::from(v4) & mask).into()))
+        }
+        IpAddr::V6(v6) if len <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            Some(IpAddr::V6((u128::from(v6) & mask).into()))
+        }
+        _ => None,
+    }
+}
+
 impl TimeSync {
     /// The time sync for `ctx`'s host; `None` when time sync is off or there is no source.
     pub fn for_host(cfg: &TimeConfig, ctx: &HostContext<'_>) -> Option<TimeSync> {
@@ -93,12 +150,7 @@ impl TimeSync {
         let source = ctx.time_source?;
         let role = if source.name == ctx.member.name {
             TimeRole::Source {
-                allow: ctx
-                    .members
-                    .iter()
-                    .filter(|m| m.name != ctx.member.name)
-                    .map(|m| m.address.clone())
-                    .collect(),
+                allow: allowed(ctx),
                 upstream: cfg.upstream.clone(),
             }
         } else {
@@ -180,11 +232,11 @@ impl TimeSync {
     fn describe(&self) -> String {
         match &self.role {
             TimeRole::Source { allow, upstream } if upstream.is_empty() => {
-                format!("serves {} member(s), local clock", allow.len())
+                format!("serves {}, local clock", allow.join(" "))
             }
             TimeRole::Source { allow, upstream } => format!(
-                "serves {} member(s), follows {}",
-                allow.len(),
+                "serves {}, follows {}",
+                allow.join(" "),
                 upstream.join(", ")
             ),
             TimeRole::Follower { source } => format!("follows {source} only"),
@@ -476,6 +528,55 @@ rtcsync
         assert!(main.contains("#ferry: sourcedir /run/chrony-dhcp\n"));
         assert!(main.contains("\nconfdir /etc/chrony/conf.d\n"));
         assert!(main.contains("\nrtcsync\n"));
+    }
+
+    #[test]
+    fn the_source_allows_its_networks_holding_members_and_others_by_address() {
+        use crate::baseline::{Artifacts, Member};
+        use ferry_inventory::facts::Nic;
+        let facts = Facts {
+            nics: vec![
+                Nic {
+                    name: "ens3".into(),
+                    addresses: vec!["10.203.1.10/24".into(), "fe80::1/64".into()],
+                    ..Default::default()
+                },
+                Nic {
+                    name: "ferry0".into(),
+                    addresses: vec!["203.0.113.254/31".into()],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let member = |name: &str, address: &str| Member {
+            name: name.into(),
+            address: address.into(),
+            server: name == "vm0",
+        };
+        let mut members = vec![
+            member("vm0", "10.203.1.10"),
+            member("vm1", "10.203.1.11"),
+            member("far", "192.168.5.5"),
+            member("odd", "203.0.113.255"),
+        ];
+        let artifacts = Artifacts::default();
+        let allow = |members: &[Member]| {
+            allowed(&HostContext {
+                member: &members[0],
+                facts: &facts,
+                members,
+                time_source: Some(&members[0]),
+                artifacts: &artifacts,
+                cluster_id: "c",
+                cluster_name: "n",
+            })
+        };
+        let three = allow(&members);
+        // ferry0 (the default-route dummy) is no network of the site's.
+        assert_eq!(three, ["10.203.1.0/24", "192.168.5.5", "203.0.113.255"]);
+        members.push(member("vm3", "10.203.1.13"));
+        assert_eq!(allow(&members), three, "a node on the same network changed the source");
     }
 
     #[test]

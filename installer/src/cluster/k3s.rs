@@ -305,15 +305,7 @@ pub async fn k8s_images(host: &dyn Host) -> Result<Vec<String>, ResourceError> {
 }
 
 async fn file_sha(host: &dyn Host, path: &str) -> Result<Option<String>, ResourceError> {
-    let out = host
-        .run_ok(&format!(
-            "if [ -f {p} ]; then if command -v openssl >/dev/null 2>&1; then openssl dgst \
-             -sha256 -r {p} | cut -d' ' -f1; else sha256sum {p} | cut -d' ' -f1; fi; fi",
-            p = q(path)
-        ))
-        .await?;
-    let h = out.lines().last().unwrap_or("").trim().to_string();
-    Ok((h.len() == 64).then_some(h))
+    Ok(host.file_sha256(path).await?)
 }
 
 fn shown(state: &FileState) -> &'static str {
