@@ -168,9 +168,8 @@ fn assert_baseline(bed: &Testbed, cluster_id: &str, time_source: &Vm) {
                 w.first() == Some(&other.address().to_string().as_str())
                     && w.contains(&other.name())
             });
-            let wanted = other.name() == name
-                || other.name() == "vm0"
-                || other.name() == time_source.name();
+            let wanted =
+                other.name() == name || other.name() == "vm0" || other.name() == time_source.name();
             assert_eq!(
                 listed,
                 wanted,

@@ -576,7 +576,11 @@ rtcsync
         // ferry0 (the default-route dummy) is no network of the site's.
         assert_eq!(three, ["10.203.1.0/24", "192.168.5.5", "203.0.113.255"]);
         members.push(member("vm3", "10.203.1.13"));
-        assert_eq!(allow(&members), three, "a node on the same network changed the source");
+        assert_eq!(
+            allow(&members),
+            three,
+            "a node on the same network changed the source"
+        );
     }
 
     #[test]
