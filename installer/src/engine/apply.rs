@@ -138,16 +138,17 @@ impl RunJournal {
 
 /// Appends one line to `/var/lib/ferry/journal/<run>.jsonl` on the host (dir 0700, file
 /// 0600). The line (undo data: whole configuration files) goes on stdin, never in the command
-/// line. A tail cut short by a crash is cut off first, so the new line does not glue onto it;
-/// the file, and the directory when the file is new, are synced before the command returns.
+/// line. A tail cut short by a crash is cut off first, so the new line does not glue onto it.
+/// Everything is synced before the command returns (`sync`, not only the journal): a step's
+/// `done` line must not outlive what the step wrote. A host powered off after a step had
+/// ended came back with files the step had made empty (containerd's, seen on a VM test bed),
+/// and the next run would have skipped the step as done.
 async fn append_on_host(host: &dyn Host, run_id: &str, line: &str) -> anyhow::Result<()> {
     let file = super::journal::host_copy(run_id);
     let script = format!(
         "umask 077 && d={d} && f={f} && mkdir -p \"$d\" && chmod 700 \"$d\" && \
          if [ -s \"$f\" ] && [ -n \"$(tail -c 1 \"$f\")\" ]; then sed -i '$d' \"$f\"; fi && \
-         new=$([ -e \"$f\" ] || echo 1) && cat >> \"$f\" && \
-         {{ sync \"$f\" 2>/dev/null || sync; }} && \
-         if [ -n \"$new\" ]; then sync \"$d\" 2>/dev/null || sync; fi",
+         cat >> \"$f\" && sync",
         d = shell_quote(HOST_JOURNAL_DIR),
         f = shell_quote(&file)
     );

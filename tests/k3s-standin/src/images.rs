@@ -58,9 +58,16 @@ impl Runtime {
         }
     }
 
-    /// containerd's version (`1.6.20~ds1`).
+    /// containerd's version (`1.6.20~ds1`), once it answers. Readiness is asked with
+    /// `ctr plugins ls`, not `ctr version`: the latter also reads containerd's introspection
+    /// UUID, and a host that lost power just after containerd first started keeps an empty
+    /// UUID file ("invalid UUID length: 0") while containerd serves the CRI as before, which is
+    /// all k3s asks of it.
     pub async fn version(&self) -> Result<String, String> {
-        let out = self.run(&["version"]).await?;
+        self.run(&["plugins", "ls"]).await?;
+        let Ok(out) = self.run(&["version"]).await else {
+            return Ok("unknown".into());
+        };
         let server = out.split("Server:").nth(1).unwrap_or_default();
         Ok(server
             .lines()
