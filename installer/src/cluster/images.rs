@@ -204,8 +204,11 @@ impl Resource for Images {
             .images
             .iter()
             .filter(|(n, d)| {
-                !before.images.iter().any(|(bn, _)| bn == n)
-                    && self.names().iter().any(|(sn, sd)| sn == n && sd == d)
+                // Our names, and the image-id name (`sha256:<config>`) containerd's CRI plugin
+                // adds to an image imported into k8s.io, at one of our digests.
+                let ours = self.names().iter().any(|(sn, sd)| sn == n && sd == d)
+                    || (n.starts_with("sha256:") && self.images.iter().any(|i| &i.digest == d));
+                ours && !before.images.iter().any(|(bn, _)| bn == n)
             })
             .map(|(n, _)| shell_quote(n))
             .collect();
