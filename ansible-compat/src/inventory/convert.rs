@@ -923,6 +923,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_group_name_the_issue_lists_maps_to_its_role() {
+        for name in [
+            "k8s_master",
+            "master",
+            "masters",
+            "kube_control_plane",
+            "control_plane",
+            "server",
+            "servers",
+            "Kube-Control-Plane",
+        ] {
+            assert_eq!(role_for_group(name), Some("server"), "{name}");
+        }
+        for name in [
+            "node",
+            "nodes",
+            "worker",
+            "workers",
+            "kube_node",
+            "agent",
+            "agents",
+        ] {
+            assert_eq!(role_for_group(name), Some("agent"), "{name}");
+        }
+        for name in ["etcd", "all", "ungrouped", "databases"] {
+            assert_eq!(role_for_group(name), None, "{name}");
+        }
+    }
+
+    #[test]
     fn finds_simple_jumps_and_refuses_the_rest() {
         let j = |u: Option<&str>, h: &str, p: Option<u16>| {
             Some(Jump {
