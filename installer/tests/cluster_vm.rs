@@ -56,10 +56,15 @@ fn sha256_of(path: &Path) -> String {
 /// holding one image), the app image, and nothing else: the site's hosts get containerd from
 /// their image (the baseline starts it).
 fn build_bundle(dir: &Path, with_airgap: bool) -> PathBuf {
+    build_bundle_with(dir, with_airgap, b"app\n")
+}
+
+/// [`build_bundle`] with `payload` as a file of the app image (the benchmark's is large).
+fn build_bundle_with(dir: &Path, with_airgap: bool, payload: &[u8]) -> PathBuf {
     use ferry_tests::docker::Dockerd;
     let engine = Dockerd::start();
     engine.import_busybox(PAUSE, &[("pause-marker", b"pause\n")]);
-    engine.import_busybox(APP, &[("app-marker", b"app\n")]);
+    engine.import_busybox(APP, &[("app-marker", payload)]);
     engine.save(&[PAUSE], &dir.join("airgap.tar"));
     engine.save(&[APP], &dir.join("app.tar"));
     let k3s = k3s_binary();
@@ -216,7 +221,6 @@ fn start_bed(n: usize) -> Option<(std::sync::MutexGuard<'static, ()>, Testbed)> 
 /// 1 server + 2 agents from bare VMs, ferry killed during the agents and resumed, a second
 /// apply with nothing to do, a 4th node added alone, a foreign host refused, then reset.
 #[test]
-#[ignore = "not yet run to completion on a VM testbed: run with --ignored (issue 12 is open)"]
 fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
     let Some((_guard, bed)) = start_bed(4) else {
         return;
@@ -354,7 +358,6 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
 /// alone; a bundle without the air-gap archive and a version the bundle lacks are refused
 /// before any host changes.
 #[test]
-#[ignore = "not yet run to completion on a VM testbed: run with --ignored (issue 12 is open)"]
 fn foreign_hosts_and_bundles_without_k3s_are_refused_before_anything_changes() {
     let Some((_guard, bed)) = start_bed(3) else {
         return;
@@ -415,7 +418,6 @@ fn foreign_hosts_and_bundles_without_k3s_are_refused_before_anything_changes() {
 /// A node powered off while the agents join: with `rollback = "run"` every host ends as before;
 /// with `"never"`, once the power is back the next apply completes.
 #[test]
-#[ignore = "not yet run to completion on a VM testbed: run with --ignored (issue 12 is open)"]
 fn a_node_powered_off_mid_run_rolls_the_run_back_or_resumes_after() {
     let Some((_guard, bed)) = start_bed(3) else {
         return;
@@ -479,7 +481,18 @@ fn bench_cluster_install() {
         return;
     };
     let site = Site::new(&bed);
-    build_bundle(site.path(), true);
+    // 64 MiB that do not compress: the images step is measured on bytes, not on round trips.
+    let payload: Vec<u8> = {
+        use sha2::{Digest as _, Sha256};
+        let mut out = Vec::with_capacity(64 << 20);
+        let mut block = Sha256::digest(b"ferry cluster bench").to_vec();
+        while out.len() < 64 << 20 {
+            block = Sha256::digest(&block).to_vec();
+            out.extend_from_slice(&block);
+        }
+        out
+    };
+    build_bundle_with(site.path(), true, &payload);
     let inv = inventory(&site, &bed, "inv.toml", 3);
     let a = answers(&site, "site.toml", &inv, "site.ferry", "");
     let t = Instant::now();
