@@ -468,6 +468,14 @@ fn a_node_powered_off_mid_run_rolls_the_run_back_or_resumes_after() {
     let run = site.ferry(&["apply", "--answers", &a, "--break-lock", &lost_run]);
     run.expect_ok("apply after the power came back");
     all_ready(vm0, &["vm0", "vm1", "vm2"]);
+    // vm0 was rolled back: its image and k3s went again, reported as bytes that moved.
+    for line in ["vm0 images sent ", "vm0 k3s-server sent "] {
+        assert!(
+            run.stderr.lines().any(|l| l.starts_with(line)),
+            "no `{line}…` progress line\n{}",
+            run.show()
+        );
+    }
     step("done", t0);
 }
 

@@ -179,6 +179,22 @@ fn printer(to_stderr: bool) -> Sink {
                 eprintln!("{host} unreachable: {reason}");
                 return;
             }
+            Event::Transferred {
+                host,
+                resource,
+                what,
+                bytes,
+                total,
+                done,
+            } => {
+                use crate::engine::meter::human;
+                let of = total
+                    .map(|t| format!(" of {}", human(t)))
+                    .unwrap_or_default();
+                let state = if done { "sent" } else { "sending" };
+                eprintln!("{host} {resource} {state} {}{of}: {what}", human(bytes));
+                return;
+            }
         };
         if to_stderr {
             eprintln!("{line}");

@@ -516,6 +516,20 @@ impl<'a> StepHost<'a> {
         }
     }
 
+    /// A meter reporting the bytes of `what` as this step's (applying; undoing reports none).
+    fn meter(&self, what: String, total: Option<u64>) -> Option<Arc<super::meter::Meter>> {
+        match &self.role {
+            Role::Applying { id, sink, .. } => Some(Arc::new(super::meter::Meter::new(
+                (*sink).clone(),
+                self.inner.name(),
+                id,
+                what,
+                total,
+            ))),
+            Role::Reverting { .. } => None,
+        }
+    }
+
     /// The effects journaled so far (applying).
     pub fn take_effects(&self) -> Vec<Effect> {
         self.effects
@@ -623,7 +637,16 @@ impl Host for StepHost<'_> {
             sha256: source.sha256().to_string(),
         })
         .await?;
-        self.inner.upload_from(source, remote, mode).await
+        match self.meter(
+            format!("{} to {remote}", source.describe().display()),
+            Some(source.size()),
+        ) {
+            Some(m) => {
+                let counted = super::meter::CountedSource::new(source, m);
+                self.inner.upload_from(&counted, remote, mode).await
+            }
+            None => self.inner.upload_from(source, remote, mode).await,
+        }
     }
 
     async fn run_piped(
@@ -631,7 +654,21 @@ impl Host for StepHost<'_> {
         script: &str,
         input: Box<dyn std::io::Read + Send>,
     ) -> Result<CmdOutput, HostError> {
-        self.inner.run_piped(script, input).await
+        // What reads the stream, for the progress line: the command before its redirections.
+        let what = script
+            .split(" 2>")
+            .next()
+            .and_then(|c| c.split(" ||").next())
+            .unwrap_or(script)
+            .trim()
+            .to_string();
+        match self.meter(what, None) {
+            Some(m) => {
+                let counted = super::meter::Counting::new(input, m);
+                self.inner.run_piped(script, Box::new(counted)).await
+            }
+            None => self.inner.run_piped(script, input).await,
+        }
     }
 
     async fn read_file(&self, path: &str) -> Result<FileState, HostError> {

@@ -65,6 +65,22 @@ pub enum Event {
         /// What it waits for.
         on: String,
     },
+    /// Bytes sent to a host by a step (at most once a second while they move, and once when
+    /// the stream ends).
+    Transferred {
+        /// The host.
+        host: String,
+        /// The resource id.
+        resource: String,
+        /// What moves (`bundle item k3s: k3s/k3s`, `ctr -n k8s.io images import -`).
+        what: String,
+        /// Bytes sent so far (for a resumed upload, from the start of the file).
+        bytes: u64,
+        /// Bytes in all, when known.
+        total: Option<u64>,
+        /// The stream ended.
+        done: bool,
+    },
     /// Something worth telling that changes no outcome.
     Warning {
         /// The host.

@@ -8,6 +8,7 @@ pub mod events;
 pub mod guard;
 pub mod journal;
 pub mod lock;
+pub mod meter;
 pub mod plan;
 pub mod preflight;
 

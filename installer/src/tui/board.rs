@@ -234,6 +234,27 @@ impl Board {
             Event::Warning { host, message } => {
                 self.row(&host).log(format!("warning: {message}"));
             }
+            Event::Transferred {
+                host,
+                resource,
+                bytes,
+                total,
+                done,
+                ..
+            } => {
+                use crate::engine::meter::human;
+                let phase = phase_of(&resource);
+                let of = total.map(|t| format!("/{}", human(t))).unwrap_or_default();
+                self.set(
+                    &host,
+                    phase,
+                    Cell::Running(format!("{resource} {}{of}", human(bytes))),
+                );
+                if done {
+                    self.row(&host)
+                        .log(format!("{resource} sent {}", human(bytes)));
+                }
+            }
         }
     }
 
