@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::health::{self, ComponentHealth, Health};
+use super::health::{self, ComponentHealth, GpuUnavailable, Health, Verdict};
 use super::revision::{self, Revision, Status};
 use crate::cluster::kubectl::{json_part, Kubectl};
 
@@ -34,6 +34,15 @@ pub struct Release {
     pub objects: Vec<Value>,
 }
 
+/// How long a deploy waits to become healthy, and what it accepts when done.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitPolicy {
+    /// The time it may take.
+    pub limit: Duration,
+    /// Whether components waiting for a GPU node may end it (`[apps] gpu-unavailable`).
+    pub gpu_unavailable: GpuUnavailable,
+}
+
 /// How a deploy ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -55,6 +64,10 @@ pub struct Outcome {
     pub removed: bool,
     /// Each workload at the end.
     pub components: Vec<ComponentHealth>,
+    /// Deployed, but these components wait for a GPU node (the site allows it): one line
+    /// each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for_gpu: Vec<String>,
     /// Seconds spent applying.
     pub apply_secs: f64,
     /// Seconds spent waiting for health.
@@ -201,15 +214,13 @@ impl<'a> Apps<'a> {
                 }
             }
         }
-        let mut h = health::evaluate(&workloads, &[], &[]);
+        let mut h = health::evaluate(&workloads, &[], &[], &[]);
         if h.iter().any(|c| c.health != Health::Healthy) {
             let pods = self.get_json(&format!("get pods {selector}")).await?;
             let events = self.get_json(&format!("get events -n {namespace}")).await?;
-            h = health::evaluate(
-                &workloads,
-                pods["items"].as_array().map(Vec::as_slice).unwrap_or(&[]),
-                events["items"].as_array().map(Vec::as_slice).unwrap_or(&[]),
-            );
+            let nodes = self.get_json("get nodes").await?;
+            let items = |v: &Value| v["items"].as_array().cloned().unwrap_or_default();
+            h = health::evaluate(&workloads, &items(&pods), &items(&events), &items(&nodes));
         }
         // Deleted by hand, or never created: not healthy, and waiting will not help.
         for o in objects {
@@ -230,41 +241,32 @@ impl<'a> Apps<'a> {
         Ok(h)
     }
 
-    /// Waits until every workload of `objects` is healthy, one fails for good, or `limit`
-    /// passes. `Err(line)`: the first unhealthy component and why.
+    /// Waits until the workloads of `objects` make a deploy done (see
+    /// [`health::verdict`]): `Ok` with the lines of components allowed to wait for a GPU
+    /// node, or `Err` with the first unhealthy component and why.
     async fn wait_healthy(
         &self,
         app: &str,
         namespace: &str,
         objects: &[Value],
-        limit: Duration,
-    ) -> anyhow::Result<(Vec<ComponentHealth>, Option<String>)> {
+        policy: WaitPolicy,
+    ) -> anyhow::Result<(Vec<ComponentHealth>, Result<Vec<String>, String>)> {
         let start = Instant::now();
         loop {
             let h = self.health(app, namespace, objects).await?;
-            if h.iter().all(|c| c.health == Health::Healthy) {
-                return Ok((h, None));
+            let time_up = (start.elapsed() >= policy.limit).then_some(policy.limit);
+            match health::verdict(&h, policy.gpu_unavailable, time_up) {
+                Verdict::Wait => tokio::time::sleep(Duration::from_secs(2)).await,
+                Verdict::Deployed { waiting_for_gpu } => return Ok((h, Ok(waiting_for_gpu))),
+                Verdict::Failed(line) => return Ok((h, Err(line))),
             }
-            if let Some(bad) = h.iter().find(|c| matches!(c.health, Health::Failed(_))) {
-                let line = bad.line();
-                return Ok((h, Some(line)));
-            }
-            if start.elapsed() >= limit {
-                let line = h
-                    .iter()
-                    .find(|c| c.health != Health::Healthy)
-                    .map(|c| format!("{} (not healthy after {}s)", c.line(), limit.as_secs()))
-                    .unwrap_or_default();
-                return Ok((h, Some(line)));
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
 
     /// Deploys `release` as the app's next revision; see the module's doc. `Err` only when
     /// the cluster could not be read or written; a deploy that did not become healthy is an
     /// `Ok` outcome with status `failed`.
-    pub async fn deploy(&self, release: &Release, limit: Duration) -> anyhow::Result<Outcome> {
+    pub async fn deploy(&self, release: &Release, policy: WaitPolicy) -> anyhow::Result<Outcome> {
         let p = self.progress;
         let app = &release.app;
         let history = self.history(app).await?;
@@ -291,19 +293,19 @@ impl<'a> Apps<'a> {
         let applied = self.apply(&release.objects).await;
         let apply_secs = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let (components, failure) = match applied {
+        let (components, verdict) = match applied {
             Ok(()) => {
                 // The namespace exists now: the revision can be recorded in it.
                 self.record(&rev).await?;
                 p(format!(
                     "{app} {}: waiting until healthy (up to {}s)",
                     release.version,
-                    limit.as_secs()
+                    policy.limit.as_secs()
                 ));
-                self.wait_healthy(app, &release.namespace, &release.objects, limit)
+                self.wait_healthy(app, &release.namespace, &release.objects, policy)
                     .await?
             }
-            Err(e) => (Vec::new(), Some(format!("applying: {e:#}"))),
+            Err(e) => (Vec::new(), Err(format!("applying: {e:#}"))),
         };
         let wait_secs = t.elapsed().as_secs_f64();
         let mut outcome = Outcome {
@@ -315,11 +317,12 @@ impl<'a> Apps<'a> {
             restored: None,
             removed: false,
             components,
+            waiting_for_gpu: Vec::new(),
             apply_secs,
             wait_secs,
         };
-        match failure {
-            None => {
+        match verdict {
+            Ok(waiting_for_gpu) => {
                 if let Some(prev) = &previous {
                     let stale = revision::stale(&prev.objects, &release.objects);
                     if !stale.is_empty() {
@@ -340,8 +343,9 @@ impl<'a> Apps<'a> {
                     "{app} {}: deployed, revision {number}",
                     release.version
                 ));
+                outcome.waiting_for_gpu = waiting_for_gpu;
             }
-            Some(reason) => {
+            Err(reason) => {
                 p(format!("{app} {}: failed: {reason}", release.version));
                 outcome.status = Status::Failed;
                 outcome.reason = Some(reason.clone());
@@ -357,12 +361,12 @@ impl<'a> Apps<'a> {
                         let added = revision::stale(&release.objects, &prev.objects);
                         self.delete(&added).await?;
                         self.record(&rev).await?;
-                        let (h, still) = self
-                            .wait_healthy(app, &prev.namespace, &prev.objects, limit)
+                        let (h, back) = self
+                            .wait_healthy(app, &prev.namespace, &prev.objects, policy)
                             .await?;
                         outcome.components = h;
                         outcome.restored = Some(prev.revision);
-                        if let Some(s) = still {
+                        if let Err(s) = back {
                             p(format!(
                                 "{app}: revision {} is back but not healthy: {s}",
                                 prev.revision
@@ -386,7 +390,7 @@ impl<'a> Apps<'a> {
         &self,
         app: &str,
         to: Option<u32>,
-        limit: Duration,
+        policy: WaitPolicy,
     ) -> anyhow::Result<Outcome> {
         let history = self.history(app).await?;
         let Some(current) = revision::current(&history) else {
@@ -421,7 +425,7 @@ impl<'a> Apps<'a> {
             values: target.values.clone(),
             objects: target.objects.clone(),
         };
-        self.deploy(&release, limit).await
+        self.deploy(&release, policy).await
     }
 
     /// Removes `app`: every object of its current revision, and its revision records. The

@@ -1,9 +1,12 @@
 //! Whether an app's workloads are healthy, read from what `kubectl get -o json` prints: the
 //! workload's status (observedGeneration, updated and available replicas, a Job's
-//! conditions) and, when not healthy, why, in Kubernetes' words from its pods and events.
+//! conditions) and, when not healthy, why, in Kubernetes' words from its pods and events;
+//! and whether a deploy is done, from its components' health and the site's policy.
 //! Pure: no I/O.
 
-use serde::Serialize;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The kinds ferry waits on (a CronJob is healthy once applied: it runs later).
@@ -19,6 +22,14 @@ const HOPELESS: [&str; 5] = [
     "CreateContainerConfigError",
 ];
 
+/// The GPU resource and the label of nodes that have one, as the NVIDIA device plugin and
+/// GPU feature discovery name them (render.rs asks for them).
+const GPU: &str = "nvidia.com/gpu";
+const GPU_LABEL: &str = "nvidia.com/gpu.present";
+
+/// What a component waiting for a GPU node is said to be.
+pub const NO_GPU: &str = "Pending: no node has nvidia.com/gpu";
+
 /// One workload's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", content = "reason", rename_all = "kebab-case")]
@@ -27,8 +38,89 @@ pub enum Health {
     Healthy,
     /// Not yet; why, when Kubernetes says.
     Progressing(String),
+    /// Pending because no node has `nvidia.com/gpu`: it runs once a GPU node joins. Whether
+    /// a deploy may end so is the site's [`GpuUnavailable`].
+    NoGpu,
     /// Will not become healthy (a failed Job, an image that is not there).
     Failed(String),
+}
+
+impl Health {
+    /// Why a workload is where it is, ranked for the one line shown: a failure before a
+    /// reason to wait, that before waiting for a GPU node (nothing else may be wrong).
+    fn rank(&self) -> u8 {
+        match self {
+            Health::Healthy => 0,
+            Health::NoGpu => 1,
+            Health::Progressing(_) => 2,
+            Health::Failed(_) => 3,
+        }
+    }
+}
+
+/// `[apps] gpu-unavailable`: whether a deploy may end with components waiting for a GPU
+/// node (a site whose GPU nodes come later, or never).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpuUnavailable {
+    /// The deploy fails when its time is up, and is rolled back as any unhealthy deploy.
+    #[default]
+    Fail,
+    /// The deploy succeeds; the components say they wait for a GPU node.
+    Allow,
+}
+
+/// Where a deploy stands, from its components' health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not done yet: wait.
+    Wait,
+    /// Done. `waiting_for_gpu`: the lines of components waiting for a GPU node, which the
+    /// site allows.
+    Deployed {
+        /// One line per component waiting for a GPU node.
+        waiting_for_gpu: Vec<String>,
+    },
+    /// Will not become healthy: the component at fault and why, one line.
+    Failed(String),
+}
+
+/// Whether a deploy whose components are in `components` is done. `time_up`: the deploy's
+/// time limit when it has passed. A failing component fails the deploy at once; one still
+/// progressing makes it wait, and fail when the time is up. A component waiting for a GPU
+/// node does the same under [`GpuUnavailable::Fail`] (a GPU node's device plugin may be
+/// registering still); under [`GpuUnavailable::Allow`] it does not hold the deploy back.
+pub fn verdict(
+    components: &[ComponentHealth],
+    gpu: GpuUnavailable,
+    time_up: Option<Duration>,
+) -> Verdict {
+    if let Some(bad) = components
+        .iter()
+        .find(|c| matches!(c.health, Health::Failed(_)))
+    {
+        return Verdict::Failed(bad.line());
+    }
+    let allowed = |c: &&ComponentHealth| c.health == Health::NoGpu && gpu == GpuUnavailable::Allow;
+    let waiting = components
+        .iter()
+        .filter(|c| c.health != Health::Healthy)
+        .find(|c| !allowed(c));
+    match (waiting, time_up) {
+        (None, _) => Verdict::Deployed {
+            waiting_for_gpu: components
+                .iter()
+                .filter(allowed)
+                .map(|c| c.line())
+                .collect(),
+        },
+        (Some(_), None) => Verdict::Wait,
+        (Some(c), Some(limit)) => Verdict::Failed(format!(
+            "{} (not healthy after {}s)",
+            c.line(),
+            limit.as_secs()
+        )),
+    }
 }
 
 /// A component's line in `ferry app status`.
@@ -51,6 +143,7 @@ impl ComponentHealth {
     pub fn line(&self) -> String {
         let why = match &self.health {
             Health::Healthy => "healthy".to_string(),
+            Health::NoGpu => NO_GPU.to_string(),
             Health::Progressing(r) if r.is_empty() => format!("not ready ({})", self.ready),
             Health::Progressing(r) | Health::Failed(r) => r.clone(),
         };
@@ -160,22 +253,52 @@ fn reason_text(c: &Value) -> String {
     }
 }
 
-/// Why the pods of a component are not ready, in Kubernetes' words: `(hopeless, reason)`.
-/// `pods` are the component's pods, `events` the namespace's events. Unscheduled pods give
-/// the scheduler's message, waiting containers their reason and message, failing probes the
-/// kubelet's `Unhealthy` event.
-pub fn pod_reason(pods: &[&Value], events: &[Value]) -> Option<(bool, String)> {
-    let mut best: Option<(bool, String)> = None;
-    let mut consider = |hopeless: bool, text: String| {
-        if best.as_ref().is_none_or(|(h, _)| hopeless && !h) {
-            best = Some((hopeless, text));
+/// Whether `pod`, unscheduled as `unscheduled` says, waits only for a GPU node: the
+/// scheduler names `nvidia.com/gpu` and no node advertises one, or the pod selects
+/// `nvidia.com/gpu.present` and no node carries that label. (A GPU that nodes have but is
+/// in use keeps Kubernetes' own message: that is not a site without GPUs.)
+fn waits_for_gpu(pod: &Value, unscheduled: &Value, nodes: &[Value]) -> bool {
+    if unscheduled["reason"] != "Unschedulable" {
+        return false;
+    }
+    let advertised = nodes.iter().any(|n| {
+        n["status"]["allocatable"][GPU]
+            .as_str()
+            .is_some_and(|q| !q.trim().trim_start_matches('0').is_empty())
+    });
+    let named = unscheduled["message"]
+        .as_str()
+        .is_some_and(|m| m.contains(GPU));
+    let selected = pod["spec"]["nodeSelector"][GPU_LABEL].as_str();
+    let labelled = |want: &str| {
+        nodes
+            .iter()
+            .any(|n| n["metadata"]["labels"][GPU_LABEL] == want)
+    };
+    (named && !advertised) || selected.is_some_and(|want| !labelled(want))
+}
+
+/// Why the pods of a component are not ready, in Kubernetes' words: [`Health::Failed`] when
+/// waiting will not help, [`Health::NoGpu`] when they wait for a GPU node, else
+/// [`Health::Progressing`]. `pods` are the component's pods, `events` the namespace's
+/// events, `nodes` the cluster's. Unscheduled pods give the scheduler's message, waiting
+/// containers their reason and message, failing probes the kubelet's `Unhealthy` event.
+pub fn pod_reason(pods: &[&Value], events: &[Value], nodes: &[Value]) -> Option<Health> {
+    let mut best: Option<Health> = None;
+    let mut consider = |h: Health| {
+        if best.as_ref().is_none_or(|b| h.rank() > b.rank()) {
+            best = Some(h);
         }
     };
     for pod in pods {
         let name = pod["metadata"]["name"].as_str().unwrap_or_default();
         let st = &pod["status"];
         if let Some(c) = condition(st, "PodScheduled").filter(|c| c["status"] == "False") {
-            consider(false, format!("Pending: {}", reason_text(c)));
+            consider(if waits_for_gpu(pod, c, nodes) {
+                Health::NoGpu
+            } else {
+                Health::Progressing(format!("Pending: {}", reason_text(c)))
+            });
             continue;
         }
         for cs in st["containerStatuses"].as_array().into_iter().flatten() {
@@ -190,7 +313,11 @@ pub fn pod_reason(pods: &[&Value], events: &[Value]) -> Option<(bool, String)> {
                 } else {
                     format!("{r}: {msg}")
                 };
-                consider(HOPELESS.contains(&r), text);
+                consider(if HOPELESS.contains(&r) {
+                    Health::Failed(text)
+                } else {
+                    Health::Progressing(text)
+                });
             }
         }
         if condition(st, "Ready").is_some_and(|c| c["status"] == "False") {
@@ -199,7 +326,9 @@ pub fn pod_reason(pods: &[&Value], events: &[Value]) -> Option<(bool, String)> {
                     && (e["reason"] == "Unhealthy" || e["reason"] == "BackOff")
             });
             if let Some(e) = unhealthy {
-                consider(false, e["message"].as_str().unwrap_or_default().to_string());
+                consider(Health::Progressing(
+                    e["message"].as_str().unwrap_or_default().to_string(),
+                ));
             } else if st["phase"] == "Running" {
                 let probe = pod["spec"]["containers"]
                     .as_array()
@@ -207,7 +336,9 @@ pub fn pod_reason(pods: &[&Value], events: &[Value]) -> Option<(bool, String)> {
                     .flatten()
                     .any(|c| c["readinessProbe"].is_object());
                 if probe {
-                    consider(false, "running, readiness probe not passing".into());
+                    consider(Health::Progressing(
+                        "running, readiness probe not passing".into(),
+                    ));
                 }
             }
         }
@@ -216,8 +347,14 @@ pub fn pod_reason(pods: &[&Value], events: &[Value]) -> Option<(bool, String)> {
 }
 
 /// The health of every workload in `workloads` (as the cluster has them), each with the
-/// reason its pods give when it is not healthy.
-pub fn evaluate(workloads: &[Value], pods: &[Value], events: &[Value]) -> Vec<ComponentHealth> {
+/// reason its pods give when it is not healthy (`nodes`: the cluster's, to tell a site
+/// without GPUs).
+pub fn evaluate(
+    workloads: &[Value],
+    pods: &[Value],
+    events: &[Value],
+    nodes: &[Value],
+) -> Vec<ComponentHealth> {
     workloads
         .iter()
         .map(|w| {
@@ -226,18 +363,19 @@ pub fn evaluate(workloads: &[Value], pods: &[Value], events: &[Value]) -> Vec<Co
                 .unwrap_or_default()
                 .to_string();
             let (mut health, ready) = rollout(w);
-            if let Health::Progressing(why) = &health {
+            if health != Health::Healthy {
                 let mine: Vec<&Value> = pods
                     .iter()
                     .filter(|p| {
                         p["metadata"]["labels"]["app.kubernetes.io/component"] == component.as_str()
                     })
                     .collect();
-                match pod_reason(&mine, events) {
-                    Some((true, r)) => health = Health::Failed(r),
-                    Some((false, r)) => health = Health::Progressing(r),
-                    None if why.is_empty() => {}
-                    None => {}
+                match (&health, pod_reason(&mine, events, nodes)) {
+                    // A Deployment past its progress deadline because no node has a GPU
+                    // still waits for a GPU node.
+                    (Health::Failed(_), Some(Health::NoGpu)) => health = Health::NoGpu,
+                    (Health::Failed(_), _) | (_, None) => {}
+                    (_, Some(h)) => health = h,
                 }
             }
             ComponentHealth {
@@ -320,7 +458,7 @@ mod tests {
             "status": {"phase": "Pending", "containerStatuses": [{"name": "web", "state": {"waiting": {
                 "reason": "ErrImageNeverPull",
                 "message": "Container image \"x@sha256:00\" is not present with pull policy of Never"}}}]}});
-        let h = evaluate(std::slice::from_ref(&w), &[pull], &[]);
+        let h = evaluate(std::slice::from_ref(&w), &[pull], &[], &[]);
         assert_eq!(
             h[0].health,
             Health::Failed("ErrImageNeverPull: Container image \"x@sha256:00\" is not present with pull policy of Never".into())
@@ -330,15 +468,15 @@ mod tests {
             "component web (Deployment web): ErrImageNeverPull: Container image \"x@sha256:00\" is not present with pull policy of Never"
         );
 
-        let gpu = json!({"metadata": {"name": "web-2", "labels": {"app.kubernetes.io/component": "web"}},
+        // Pending with the scheduler's message when the reason is not a missing GPU.
+        let full = json!({"metadata": {"name": "web-2", "labels": {"app.kubernetes.io/component": "web"}},
             "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
-                "reason": "Unschedulable", "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."}]}});
-        let h = evaluate(std::slice::from_ref(&w), &[gpu], &[]);
+                "reason": "Unschedulable", "message": "0/2 nodes are available: 2 Insufficient memory."}]}});
+        let h = evaluate(std::slice::from_ref(&w), &[full], &[], &[]);
         assert_eq!(
             h[0].health,
             Health::Progressing(
-                "Pending: Unschedulable: 0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
-                    .into()
+                "Pending: Unschedulable: 0/2 nodes are available: 2 Insufficient memory.".into()
             )
         );
 
@@ -350,6 +488,7 @@ mod tests {
             std::slice::from_ref(&w),
             std::slice::from_ref(&probing),
             &[],
+            &[],
         );
         assert_eq!(
             h[0].health,
@@ -357,12 +496,181 @@ mod tests {
         );
         let event = json!({"involvedObject": {"name": "web-3"}, "reason": "Unhealthy",
             "message": "Readiness probe failed: HTTP probe failed with statuscode: 500"});
-        let h = evaluate(&[w], &[probing], &[event]);
+        let h = evaluate(&[w], &[probing], &[event], &[]);
         assert_eq!(
             h[0].health,
             Health::Progressing(
                 "Readiness probe failed: HTTP probe failed with statuscode: 500".into()
             )
         );
+    }
+
+    fn node(gpus: Option<&str>, labelled: bool) -> Value {
+        let mut n = json!({"metadata": {"name": "n", "labels": {"kubernetes.io/os": "linux"}},
+                           "status": {"allocatable": {"cpu": "2", "memory": "4Gi"}}});
+        if let Some(g) = gpus {
+            n["status"]["allocatable"]["nvidia.com/gpu"] = json!(g);
+        }
+        if labelled {
+            n["metadata"]["labels"]["nvidia.com/gpu.present"] = json!("true");
+        }
+        n
+    }
+
+    fn unscheduled(component: &str, message: &str, selector: Value) -> Value {
+        json!({"metadata": {"name": format!("{component}-1"),
+                            "labels": {"app.kubernetes.io/component": component}},
+            "spec": {"nodeSelector": selector},
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable", "message": message}]}})
+    }
+
+    fn workload(component: &str) -> Value {
+        json!({"kind": "Deployment",
+               "metadata": {"name": component, "generation": 1,
+                            "labels": {"app.kubernetes.io/component": component}},
+               "spec": {"replicas": 1},
+               "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}})
+    }
+
+    #[test]
+    fn a_gpu_pod_on_a_site_without_gpus_waits_for_a_gpu_node() {
+        let w = workload("train");
+        let insufficient = unscheduled(
+            "train",
+            "0/2 nodes are available: 2 Insufficient nvidia.com/gpu.",
+            json!({}),
+        );
+        let no_gpus = [node(None, false), node(Some("0"), false)];
+        let h = evaluate(
+            std::slice::from_ref(&w),
+            std::slice::from_ref(&insufficient),
+            &[],
+            &no_gpus,
+        );
+        assert_eq!(h[0].health, Health::NoGpu);
+        assert_eq!(
+            h[0].line(),
+            "component train (Deployment train): Pending: no node has nvidia.com/gpu"
+        );
+
+        // Selected by the GPU label no node carries: the scheduler only says "didn't match".
+        let selected = unscheduled(
+            "train",
+            "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector.",
+            json!({"nvidia.com/gpu.present": "true"}),
+        );
+        let h = evaluate(
+            std::slice::from_ref(&w),
+            std::slice::from_ref(&selected),
+            &[],
+            &no_gpus,
+        );
+        assert_eq!(h[0].health, Health::NoGpu);
+
+        // GPU nodes there, their GPUs in use or another label missing: Kubernetes' words.
+        let gpu_node = [node(Some("1"), true)];
+        for pod in [insufficient, selected] {
+            let h = evaluate(std::slice::from_ref(&w), &[pod], &[], &gpu_node);
+            assert!(
+                matches!(&h[0].health, Health::Progressing(r) if r.starts_with("Pending: Unschedulable: 0/2")),
+                "{:?}",
+                h[0].health
+            );
+        }
+
+        // Past a Deployment's progress deadline it still only waits for a GPU node.
+        let mut late = workload("train");
+        late["status"]["conditions"] = json!([{"type": "Progressing", "status": "False",
+            "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet has timed out progressing."}]);
+        let pod = unscheduled(
+            "train",
+            "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
+            json!({}),
+        );
+        assert_eq!(evaluate(&[late], &[pod], &[], &[])[0].health, Health::NoGpu);
+    }
+
+    fn component(name: &str, health: Health) -> ComponentHealth {
+        ComponentHealth {
+            component: name.into(),
+            kind: "Deployment".into(),
+            name: name.into(),
+            ready: "0/1".into(),
+            health,
+        }
+    }
+
+    #[test]
+    fn allow_deploys_with_components_waiting_for_a_gpu_node_and_fail_does_not() {
+        let h = [
+            component("web", Health::Healthy),
+            component("train", Health::NoGpu),
+        ];
+        let line = "component train (Deployment train): Pending: no node has nvidia.com/gpu";
+        assert_eq!(
+            verdict(&h, GpuUnavailable::Allow, None),
+            Verdict::Deployed {
+                waiting_for_gpu: vec![line.to_string()]
+            }
+        );
+        // Under fail it waits (a device plugin may be registering), then fails naming it.
+        assert_eq!(verdict(&h, GpuUnavailable::Fail, None), Verdict::Wait);
+        assert_eq!(
+            verdict(&h, GpuUnavailable::Fail, Some(Duration::from_secs(90))),
+            Verdict::Failed(format!("{line} (not healthy after 90s)"))
+        );
+        let healthy = [component("web", Health::Healthy)];
+        for policy in [GpuUnavailable::Fail, GpuUnavailable::Allow] {
+            assert_eq!(
+                verdict(&healthy, policy, None),
+                Verdict::Deployed {
+                    waiting_for_gpu: vec![]
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_gpu_component_beside_a_real_failure_still_fails_under_allow() {
+        let broken = [
+            component("train", Health::NoGpu),
+            component("web", Health::Failed("ImagePullBackOff".into())),
+        ];
+        assert_eq!(
+            verdict(&broken, GpuUnavailable::Allow, None),
+            Verdict::Failed("component web (Deployment web): ImagePullBackOff".into())
+        );
+        let probing = [
+            component("train", Health::NoGpu),
+            component("web", Health::Progressing("Readiness probe failed".into())),
+        ];
+        assert_eq!(
+            verdict(&probing, GpuUnavailable::Allow, None),
+            Verdict::Wait
+        );
+        assert_eq!(
+            verdict(
+                &probing,
+                GpuUnavailable::Allow,
+                Some(Duration::from_secs(20))
+            ),
+            Verdict::Failed(
+                "component web (Deployment web): Readiness probe failed (not healthy after 20s)"
+                    .into()
+            )
+        );
+        // Within one component, a pod with a real problem is the reason shown.
+        let w = workload("train");
+        let pending = unscheduled(
+            "train",
+            "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
+            json!({}),
+        );
+        let pulling = json!({"metadata": {"name": "train-2", "labels": {"app.kubernetes.io/component": "train"}},
+            "status": {"phase": "Pending", "containerStatuses": [{"name": "t", "state": {"waiting": {
+                "reason": "CrashLoopBackOff"}}}]}});
+        let h = evaluate(&[w], &[pending, pulling], &[], &[]);
+        assert_eq!(h[0].health, Health::Progressing("CrashLoopBackOff".into()));
     }
 }

@@ -9,8 +9,8 @@ use ferry_apps::model::ComponentKind;
 use ferry_bundle::app_package::{self, AppPackage};
 use ferry_bundle::{PublicKey, SignatureState, SigningKey};
 
-use crate::apps::deploy::{Apps, Outcome, Release};
-use crate::apps::health::Health;
+use crate::apps::deploy::{Apps, Outcome, Release, WaitPolicy};
+use crate::apps::health::{self, Health, Verdict};
 use crate::apps::render;
 use crate::apps::revision::{self, Status};
 use crate::cluster::kubectl::Kubectl;
@@ -42,7 +42,7 @@ pub fn run(cmd: AppCmd) -> anyhow::Result<ExitCode> {
             &a.cluster,
             load(&a.cluster)?,
             "app-status",
-            |apps, _, rt| rt.block_on(status(&a, apps)),
+            |apps, cfg, rt| rt.block_on(status(&a, apps, cfg)),
         ),
         AppCmd::History(a) => on_cluster(
             &a.cluster,
@@ -158,8 +158,16 @@ fn packages(a: &DeployArgs, cfg: &InstallConfig) -> anyhow::Result<Vec<AppPackag
     Ok(out)
 }
 
-fn wait_limit(given: Option<u64>, cfg: &InstallConfig) -> std::time::Duration {
-    std::time::Duration::from_secs(given.or(cfg.apps.timeout).unwrap_or(300).max(1))
+fn wait_policy(given: Option<u64>, cfg: &InstallConfig) -> WaitPolicy {
+    WaitPolicy {
+        limit: std::time::Duration::from_secs(given.or(cfg.apps.timeout).unwrap_or(300).max(1)),
+        gpu_unavailable: cfg.apps.gpu_unavailable.unwrap_or_default(),
+    }
+}
+
+/// The warning of a component the site lets wait for a GPU node.
+fn gpu_warning(line: &str) -> String {
+    format!("warning: {line}: waiting for a GPU node ([apps] gpu-unavailable = \"allow\")")
 }
 
 /// The release of `p` at this site: its values from `[apps.values.NAME]`, rendered.
@@ -214,10 +222,15 @@ fn release(p: &AppPackage, cfg: &InstallConfig) -> anyhow::Result<Release> {
 
 fn print_outcome(o: &Outcome) {
     match o.status {
-        Status::Deployed => println!(
-            "{} {}: deployed as revision {} (apply {:.1}s, healthy after {:.1}s)",
-            o.app, o.version, o.revision, o.apply_secs, o.wait_secs
-        ),
+        Status::Deployed => {
+            println!(
+                "{} {}: deployed as revision {} (apply {:.1}s, healthy after {:.1}s)",
+                o.app, o.version, o.revision, o.apply_secs, o.wait_secs
+            );
+            for line in &o.waiting_for_gpu {
+                println!("{}: {}", o.app, gpu_warning(line));
+            }
+        }
         _ => {
             println!(
                 "{} {}: FAILED (revision {}): {}",
@@ -250,11 +263,11 @@ async fn deploy<'a>(
     apps: &'a Apps<'a>,
     cfg: &'a InstallConfig,
 ) -> anyhow::Result<ExitCode> {
-    let limit = wait_limit(a.wait_timeout, cfg);
+    let policy = wait_policy(a.wait_timeout, cfg);
     let mut outcomes = Vec::new();
     let mut ok = true;
     for r in &releases {
-        let o = apps.deploy(r, limit).await?;
+        let o = apps.deploy(r, policy).await?;
         if !a.cluster.json {
             print_outcome(&o);
         }
@@ -320,7 +333,11 @@ async fn list<'a>(apps: &'a Apps<'a>, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status<'a>(a: &'a AppArgs, apps: &'a Apps<'a>) -> anyhow::Result<ExitCode> {
+async fn status<'a>(
+    a: &'a AppArgs,
+    apps: &'a Apps<'a>,
+    cfg: &'a InstallConfig,
+) -> anyhow::Result<ExitCode> {
     let revs = apps.history(&a.app).await?;
     let Some(cur) = revision::current(&revs) else {
         anyhow::bail!(
@@ -330,34 +347,46 @@ async fn status<'a>(a: &'a AppArgs, apps: &'a Apps<'a>) -> anyhow::Result<ExitCo
     };
     let h = apps.health(&cur.app, &cur.namespace, &cur.objects).await?;
     let healthy = h.iter().all(|c| c.health == Health::Healthy);
+    // Components the site lets wait for a GPU node leave the app as good as deployed.
+    let policy = cfg.apps.gpu_unavailable.unwrap_or_default();
+    let waiting_for_gpu = match health::verdict(&h, policy, None) {
+        Verdict::Deployed { waiting_for_gpu } => Some(waiting_for_gpu),
+        Verdict::Wait | Verdict::Failed(_) => None,
+    };
     if a.cluster.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "app": cur.app, "version": cur.version, "revision": cur.revision,
                 "namespace": cur.namespace, "healthy": healthy, "components": h,
+                "waiting_for_gpu": waiting_for_gpu.as_deref().unwrap_or_default(),
             }))?
         );
     } else {
+        let state = match &waiting_for_gpu {
+            _ if healthy => "healthy",
+            Some(_) => "healthy but for components waiting for a GPU node",
+            None => "NOT HEALTHY",
+        };
         println!(
-            "{} {} (revision {}, namespace {}): {}",
-            cur.app,
-            cur.version,
-            cur.revision,
-            cur.namespace,
-            if healthy { "healthy" } else { "NOT HEALTHY" }
+            "{} {} (revision {}, namespace {}): {state}",
+            cur.app, cur.version, cur.revision, cur.namespace,
         );
         println!("{:<16} {:<12} {:<9} STATE", "COMPONENT", "KIND", "READY");
         for c in &h {
             let state = match &c.health {
                 Health::Healthy => "healthy".to_string(),
+                Health::NoGpu => health::NO_GPU.to_string(),
                 Health::Progressing(r) | Health::Failed(r) if !r.is_empty() => r.clone(),
                 _ => "not ready".to_string(),
             };
             println!("{:<16} {:<12} {:<9} {state}", c.component, c.kind, c.ready);
         }
+        for line in waiting_for_gpu.iter().flatten() {
+            println!("{}", gpu_warning(line));
+        }
     }
-    Ok(if healthy {
+    Ok(if waiting_for_gpu.is_some() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -408,7 +437,7 @@ async fn rollback<'a>(
     cfg: &'a InstallConfig,
 ) -> anyhow::Result<ExitCode> {
     let o = apps
-        .rollback(&a.app, a.to, wait_limit(a.wait_timeout, cfg))
+        .rollback(&a.app, a.to, wait_policy(a.wait_timeout, cfg))
         .await?;
     if a.cluster.json {
         println!("{}", serde_json::to_string_pretty(&o)?);

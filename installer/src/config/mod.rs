@@ -11,6 +11,8 @@ use ferry_bootos::{BaselineConfig, Member};
 use ferry_inventory::{Inventory, Role};
 use serde::{Deserialize, Serialize};
 
+use crate::apps::health::GpuUnavailable;
+
 mod check;
 pub mod cluster;
 use cluster::RawCluster;
@@ -47,6 +49,9 @@ pub struct AppsConfig {
     /// The node that keeps stateful components' local volumes [the first server].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_node: Option<String>,
+    /// Whether a deploy may end with GPU components waiting for a GPU node [fail].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_unavailable: Option<GpuUnavailable>,
     /// Parameter values per package: `[apps.values.NAME]`, `PARAM = value`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub values: BTreeMap<String, BTreeMap<String, toml::Value>>,
