@@ -49,90 +49,123 @@ fn app_yaml(image: &str, version: &str, page_env: &str, probe_path: &str) -> Str
     )
 }
 
-#[test]
-fn deploys_upgrades_rolls_back_a_failed_probe_and_removes_an_app() {
-    if !support::available(true) || !sshd::available() {
-        return;
-    }
-    let fx = sshd::fixture();
-    let site = tempfile::tempdir().unwrap();
-    let p = site.path();
+/// The answer file, its `[apps]` table `apps`.
+fn answers(apps: &str) -> String {
+    format!("inventory = \"inventory.toml\"\n\n[cluster]\nname = \"site-a\"\n\n[apps]\n{apps}")
+}
 
-    // The image: busybox with a page, imported into the node's containerd.
-    let archive = support::busybox_archive("demo/shop:1", &[("www/index.html", b"shop\n")]);
-    let index: Value = {
-        let mut t = tar::Archive::new(&archive[..]);
-        let mut found = Value::Null;
-        for e in t.entries().unwrap() {
-            let mut e = e.unwrap();
-            if e.path().unwrap().to_str() == Some("index.json") {
-                found = serde_json::from_reader(&mut e).unwrap();
-            }
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "{}", text(o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A site of one stand-in node, the first server, reached over SSH; the busybox image
+/// `demo/shop:1` (a page in /www) in its containerd; a vendor key to sign packages with.
+/// Fields drop in order: sshd, then the node, then the site's directory.
+struct Site {
+    _sshd: Sshd,
+    lan: support::Lan,
+    dir: tempfile::TempDir,
+    /// The image, by tag and digest.
+    image: String,
+}
+
+impl Site {
+    /// The site with `apps` as the answer file's `[apps]` table; `None` where the stand-in
+    /// cannot run (not root, tools missing).
+    fn start(apps: &str) -> Option<Site> {
+        if !support::available(true) || !sshd::available() {
+            return None;
         }
-        found
-    };
-    let digest = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let image = format!("demo/shop:1@{digest}");
+        let fx = sshd::fixture();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
 
-    let mut lan = support::Lan::new(1);
-    let endpoint = lan.nodes[0].start_containerd();
-    let node = &mut lan.nodes[0];
-    // Imported and named as ferry's images step does (by tag and by digest): a pod naming
-    // `shop:1@sha256:…` resolves through the digest name only (cluster/images.rs).
-    node.write("/var/tmp/shop.tar", &archive);
-    let sock = endpoint.trim_start_matches("unix://");
-    let out = node.sh(&format!(
-        "ctr -a {sock} -n k8s.io images import /var/tmp/shop.tar >/dev/null && \
-         ctr -a {sock} -n k8s.io images tag --force docker.io/demo/shop:1 docker.io/demo/shop@{digest}"
-    ));
-    assert!(out.status.success(), "{}", text(&out));
-    node.write(
-        "/etc/rancher/k3s/config.yaml",
-        format!("token: apps-token\ncontainer-runtime-endpoint: {endpoint}\n").as_bytes(),
-    );
-    node.start_k3s(&["server"], &[]);
-    assert!(
-        node.wait_notify_ready(Duration::from_secs(120)),
-        "{}",
-        node.log_text()
-    );
-    // `k3s` on the node's PATH for sudo, as install.sh puts it in /usr/local/bin.
-    let k3s = support::k3s_binary();
-    let out = node.sh(&format!(
-        "mkdir -p /etc/ferry-test-bin && ln -sf {k3s} /etc/ferry-test-bin/k3s && \
-         printf 'Defaults secure_path=\"/etc/ferry-test-bin:/usr/sbin:/usr/bin:/sbin:/bin\"\\n' \
-           > /etc/sudoers.d/zz-ferry-test-k3s && chmod 0440 /etc/sudoers.d/zz-ferry-test-k3s"
-    ));
-    assert!(out.status.success(), "{}", text(&out));
-    let sshd = Sshd::start_with(SshdOptions {
-        listen: node.ip.clone(),
-        netns: Some(node.netns.clone()),
-        wrapper: Some(node.wrapper()),
-        ..Default::default()
-    });
+        // The image: busybox with a page, imported into the node's containerd.
+        let archive = support::busybox_archive("demo/shop:1", &[("www/index.html", b"shop\n")]);
+        let index: Value = {
+            let mut t = tar::Archive::new(&archive[..]);
+            let mut found = Value::Null;
+            for e in t.entries().unwrap() {
+                let mut e = e.unwrap();
+                if e.path().unwrap().to_str() == Some("index.json") {
+                    found = serde_json::from_reader(&mut e).unwrap();
+                }
+            }
+            found
+        };
+        let digest = index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let image = format!("demo/shop:1@{digest}");
 
-    std::fs::write(
-        p.join("inventory.toml"),
-        format!(
-            "[[hosts]]\nname = \"node0\"\naddress = \"{}\"\nport = {}\nuser = \"{}\"\nkey = \"{}\"\n\
-             sudo = \"passwordless\"\nroles = [\"server\"]\n",
-            node.ip,
-            sshd.port,
-            sshd::SUDO_USER,
-            fx.keys.ed25519.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        p.join("site.toml"),
-        "inventory = \"inventory.toml\"\n\n[cluster]\nname = \"site-a\"\n\n[apps]\ntimeout = 90\n",
-    )
-    .unwrap();
-    let netns = node.netns.clone();
-    let run = |args: &[&str]| {
+        let mut lan = support::Lan::new(1);
+        let endpoint = lan.nodes[0].start_containerd();
+        let node = &mut lan.nodes[0];
+        // Imported and named as ferry's images step does (by tag and by digest): a pod naming
+        // `shop:1@sha256:…` resolves through the digest name only (cluster/images.rs).
+        node.write("/var/tmp/shop.tar", &archive);
+        let sock = endpoint.trim_start_matches("unix://");
+        let out = node.sh(&format!(
+            "ctr -a {sock} -n k8s.io images import /var/tmp/shop.tar >/dev/null && \
+             ctr -a {sock} -n k8s.io images tag --force docker.io/demo/shop:1 docker.io/demo/shop@{digest}"
+        ));
+        assert!(out.status.success(), "{}", text(&out));
+        node.write(
+            "/etc/rancher/k3s/config.yaml",
+            format!("token: apps-token\ncontainer-runtime-endpoint: {endpoint}\n").as_bytes(),
+        );
+        node.start_k3s(&["server"], &[]);
+        assert!(
+            node.wait_notify_ready(Duration::from_secs(120)),
+            "{}",
+            node.log_text()
+        );
+        // `k3s` on the node's PATH for sudo, as install.sh puts it in /usr/local/bin.
+        let k3s = support::k3s_binary();
+        let out = node.sh(&format!(
+            "mkdir -p /etc/ferry-test-bin && ln -sf {k3s} /etc/ferry-test-bin/k3s && \
+             printf 'Defaults secure_path=\"/etc/ferry-test-bin:/usr/sbin:/usr/bin:/sbin:/bin\"\\n' \
+               > /etc/sudoers.d/zz-ferry-test-k3s && chmod 0440 /etc/sudoers.d/zz-ferry-test-k3s"
+        ));
+        assert!(out.status.success(), "{}", text(&out));
+        let sshd = Sshd::start_with(SshdOptions {
+            listen: node.ip.clone(),
+            netns: Some(node.netns.clone()),
+            wrapper: Some(node.wrapper()),
+            ..Default::default()
+        });
+
+        std::fs::write(
+            p.join("inventory.toml"),
+            format!(
+                "[[hosts]]\nname = \"node0\"\naddress = \"{}\"\nport = {}\nuser = \"{}\"\nkey = \"{}\"\n\
+                 sudo = \"passwordless\"\nroles = [\"server\"]\n",
+                node.ip,
+                sshd.port,
+                sshd::SUDO_USER,
+                fx.keys.ed25519.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(p.join("site.toml"), answers(apps)).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["key", "generate", "-o", "vendor"])
+            .current_dir(p)
+            .output()
+            .unwrap();
+        ok(&out);
+        Some(Site {
+            _sshd: sshd,
+            lan,
+            dir,
+            image,
+        })
+    }
+
+    /// `ferry ARGS` with the site's answer file, known hosts and run directory.
+    fn run(&self, args: &[&str]) -> Output {
         let mut all: Vec<&str> = args.to_vec();
         all.extend_from_slice(&[
             "--answers",
@@ -142,31 +175,47 @@ fn deploys_upgrades_rolls_back_a_failed_probe_and_removes_an_app() {
             "--run-dir",
             "runs",
         ]);
-        ferry(&netns, p, &all)
-    };
-    let fx_ok = |o: &Output| {
-        assert!(o.status.success(), "{}", text(o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["key", "generate", "-o", "vendor"])
-        .current_dir(p)
-        .output()
-        .unwrap();
-    fx_ok(&out);
-    let pack = |version: &str, page: &str, probe: &str| {
-        let dir = p.join(format!("shop-{version}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("app.yaml"), app_yaml(&image, version, page, probe)).unwrap();
+        ferry(&self.lan.nodes[0].netns, self.dir.path(), &all)
+    }
+
+    /// Packs `app_yaml` as NAME-VERSION.fap signed with the vendor key; its file name.
+    fn pack(&self, dir: &str, app_yaml: &str) -> String {
+        let d = self.dir.path().join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("app.yaml"), app_yaml).unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
             .args(["app", "pack"])
-            .arg(&dir)
+            .arg(&d)
             .args(["--sign-key", "vendor"])
-            .current_dir(p)
+            .current_dir(self.dir.path())
             .output()
             .unwrap();
-        fx_ok(&out);
-        format!("shop-{version}.fap")
+        let said = ok(&out);
+        said.lines()
+            .find_map(|l| l.strip_prefix("wrote "))
+            .and_then(|l| l.split(' ').next())
+            .unwrap()
+            .to_string()
+    }
+
+    /// Names the answer file's `[apps]` table `apps` from now on.
+    fn set_apps(&self, apps: &str) {
+        std::fs::write(self.dir.path().join("site.toml"), answers(apps)).unwrap();
+    }
+}
+
+#[test]
+fn deploys_upgrades_rolls_back_a_failed_probe_and_removes_an_app() {
+    let Some(site) = Site::start("timeout = 90\n") else {
+        return;
+    };
+    let run = |args: &[&str]| site.run(args);
+    let fx_ok = ok;
+    let pack = |version: &str, page: &str, probe: &str| {
+        site.pack(
+            &format!("shop-{version}"),
+            &app_yaml(&site.image, version, page, probe),
+        )
     };
     let v1 = pack("1.0.0", "one", "/");
     let v2 = pack("2.0.0", "two", "/");
@@ -246,5 +295,97 @@ fn deploys_upgrades_rolls_back_a_failed_probe_and_removes_an_app() {
         let list: Value = serde_json::from_str(&fx_ok(&run(&["app", "list", "--json"]))).unwrap();
         list == serde_json::json!([])
     }));
-    drop(sshd);
+    drop(site);
+}
+
+/// app.yaml of `name`: a web service as [`app_yaml`]'s, and `train`, which needs a GPU.
+fn gpu_app_yaml(image: &str, name: &str) -> String {
+    format!(
+        "name: {name}\nversion: 1.0.0\ndescription: A test lab with a GPU worker.\n\
+         components:\n  - name: web\n    kind: service\n    image: \"{image}\"\n\
+         \x20   command: [httpd, -f, -p, \"8080\", -h, /www]\n\
+         \x20   ports:\n      - {{name: http, port: 8080}}\n\
+         \x20   readiness:\n      http: {{path: /, port: http}}\n      period: 1s\n\
+         \x20 - name: train\n    kind: service\n    image: \"{image}\"\n\
+         \x20   command: [sleep, \"3600\"]\n\
+         \x20   resources: {{nvidia.com/gpu: 1}}\n\
+         \x20   nodes: {{gpu: true}}\n"
+    )
+}
+
+#[test]
+fn a_gpu_component_without_a_gpu_node_fails_or_waits_as_the_answer_file_says() {
+    let Some(site) = Site::start("timeout = 20\n") else {
+        return;
+    };
+    let no_gpu = "component train (Deployment train): Pending: no node has nvidia.com/gpu";
+
+    // fail (the default): refused when its time is up, the first install removed.
+    let fap = site.pack("lab-fail", &gpu_app_yaml(&site.image, "lab-fail"));
+    let t = std::time::Instant::now();
+    let o = site.run(&["app", "deploy", "--pubkey", "vendor.pub", &fap]);
+    eprintln!("deploy under fail: {:.1}s", t.elapsed().as_secs_f64());
+    assert!(!o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let failed: Vec<&str> = out.lines().filter(|l| l.contains("FAILED")).collect();
+    assert_eq!(
+        failed,
+        [format!(
+            "lab-fail 1.0.0: FAILED (revision 1): {no_gpu} (not healthy after 20s)"
+        )],
+        "{}",
+        text(&o)
+    );
+    assert!(
+        out.contains("lab-fail: the failed first install was removed"),
+        "{out}"
+    );
+    assert!(support::wait_for(Duration::from_secs(30), || {
+        let list: Value = serde_json::from_str(&ok(&site.run(&["app", "list", "--json"]))).unwrap();
+        list == serde_json::json!([])
+    }));
+
+    // allow: deployed once web is healthy; the summary and status warn about train.
+    site.set_apps("timeout = 60\ngpu-unavailable = \"allow\"\n");
+    let fap = site.pack("lab-allow", &gpu_app_yaml(&site.image, "lab-allow"));
+    let t = std::time::Instant::now();
+    let out = ok(&site.run(&["app", "deploy", "--pubkey", "vendor.pub", &fap]));
+    eprintln!(
+        "deploy under allow: {:.1}s: {out}",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        out.contains("lab-allow 1.0.0: deployed as revision 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "lab-allow: warning: {no_gpu}: waiting for a GPU node ([apps] gpu-unavailable = \"allow\")"
+        )),
+        "{out}"
+    );
+    let history: Value =
+        serde_json::from_str(&ok(&site.run(&["app", "history", "lab-allow", "--json"]))).unwrap();
+    assert_eq!(history[0]["status"], "deployed", "{history}");
+    let status = ok(&site.run(&["app", "status", "lab-allow"]));
+    assert!(
+        status.contains("healthy but for components waiting for a GPU node"),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!("warning: {no_gpu}: waiting for a GPU node")),
+        "{status}"
+    );
+    let status: Value =
+        serde_json::from_str(&ok(&site.run(&["app", "status", "lab-allow", "--json"]))).unwrap();
+    assert_eq!(status["healthy"], false, "{status}");
+    assert_eq!(status["waiting_for_gpu"][0], no_gpu, "{status}");
+    let train = status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["component"] == "train")
+        .unwrap();
+    assert_eq!(train["health"]["state"], "no-gpu", "{status}");
+    drop(site);
 }
