@@ -218,9 +218,14 @@ impl<'a> Apps<'a> {
         if h.iter().any(|c| c.health != Health::Healthy) {
             let pods = self.get_json(&format!("get pods {selector}")).await?;
             let events = self.get_json(&format!("get events -n {namespace}")).await?;
-            let nodes = self.get_json("get nodes").await?;
             let items = |v: &Value| v["items"].as_array().cloned().unwrap_or_default();
-            h = health::evaluate(&workloads, &items(&pods), &items(&events), &items(&nodes));
+            let pods = items(&pods);
+            let nodes = if health::any_unscheduled(&pods) {
+                items(&self.get_json("get nodes").await?)
+            } else {
+                Vec::new()
+            };
+            h = health::evaluate(&workloads, &pods, &items(&events), &nodes);
         }
         // Deleted by hand, or never created: not healthy, and waiting will not help.
         for o in objects {

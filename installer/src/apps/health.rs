@@ -278,6 +278,13 @@ fn waits_for_gpu(pod: &Value, unscheduled: &Value, nodes: &[Value]) -> bool {
     (named && !advertised) || selected.is_some_and(|want| !labelled(want))
 }
 
+/// Whether some of `pods` is not scheduled: only then do the cluster's nodes tell anything
+/// (whether any has a GPU).
+pub fn any_unscheduled(pods: &[Value]) -> bool {
+    pods.iter()
+        .any(|p| condition(&p["status"], "PodScheduled").is_some_and(|c| c["status"] == "False"))
+}
+
 /// Why the pods of a component are not ready, in Kubernetes' words: [`Health::Failed`] when
 /// waiting will not help, [`Health::NoGpu`] when they wait for a GPU node, else
 /// [`Health::Progressing`]. `pods` are the component's pods, `events` the namespace's
@@ -542,6 +549,10 @@ mod tests {
             json!({}),
         );
         let no_gpus = [node(None, false), node(Some("0"), false)];
+        // Only an unscheduled pod makes the nodes worth reading.
+        assert!(any_unscheduled(std::slice::from_ref(&insufficient)));
+        assert!(!any_unscheduled(&[json!({"status": {"phase": "Running",
+            "conditions": [{"type": "PodScheduled", "status": "True"}]}})]));
         let h = evaluate(
             std::slice::from_ref(&w),
             std::slice::from_ref(&insufficient),
