@@ -304,10 +304,6 @@ pub async fn k8s_images(host: &dyn Host) -> Result<Vec<String>, ResourceError> {
     Ok(v)
 }
 
-async fn file_sha(host: &dyn Host, path: &str) -> Result<Option<String>, ResourceError> {
-    Ok(host.file_sha256(path).await?)
-}
-
 fn shown(state: &FileState) -> &'static str {
     if state.exists() {
         "differs"
@@ -346,13 +342,13 @@ impl Resource for K3sNode {
             == "active";
         let data_existed = host.run(&format!("[ -d {DATA_DIR} ]")).await?.success();
         Ok(NodeState {
-            binary: file_sha(host, BINARY).await?,
-            airgap: file_sha(host, &airgap_dest(&self.airgap)).await?,
+            binary: host.file_sha256(BINARY).await?,
+            airgap: host.file_sha256(&airgap_dest(&self.airgap)).await?,
             config: host.read_file(CONFIG).await?,
             registries: host.read_file(REGISTRIES).await?,
             unit: host.read_file(&self.unit_path()).await?,
             token: if self.joins {
-                file_sha(host, TOKEN_FILE).await?
+                host.file_sha256(TOKEN_FILE).await?
             } else {
                 None
             },
