@@ -113,6 +113,11 @@ fn system_baseline_applies_rolls_back_and_survives_a_reboot() {
         Member {
             name: "peer-1".into(),
             address: "10.99.0.2".into(),
+            server: true,
+        },
+        Member {
+            name: "peer-2".into(),
+            address: "10.99.0.3".into(),
             server: false,
         },
     ];
@@ -206,7 +211,13 @@ fn system_baseline_applies_rolls_back_and_survives_a_reboot() {
         );
         assert_eq!(sh(vm, "hostname").trim(), vm.name());
         assert_eq!(sh(vm, "cat /etc/hostname").trim(), vm.name());
+        // A server finds the other servers by name; agents are not listed, so adding one
+        // changes no other host's /etc/hosts.
         assert!(sh(vm, "getent hosts peer-1").starts_with("10.99.0.2"));
+        assert!(
+            vm.ssh_ok("getent hosts peer-2").is_err(),
+            "an agent must not be in a server's /etc/hosts"
+        );
         assert!(sh(vm, "ip -4 route show default").contains("dev ferry0"));
         assert_eq!(
             sh(vm, "sysctl -n net.bridge.bridge-nf-call-iptables").trim(),
