@@ -844,7 +844,8 @@ fn check_app_packages(
             .count();
         if named > 1 {
             return Err(bad(format!(
-                "app package {name} is named like another item of the bundle: bundle one                  package of each name, and rename the other item"
+                "app package {name} is named like another item of the bundle: bundle one \
+                 package of each name, and rename the other item"
             )));
         }
         for image in package.spec.images() {

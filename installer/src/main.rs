@@ -7,6 +7,7 @@ mod cmdline;
 mod commands;
 mod config;
 mod engine;
+mod site_license;
 mod tui;
 
 use std::process::ExitCode;

@@ -447,3 +447,169 @@ fn deploy_refuses_before_reaching_the_cluster_what_it_must_not_deploy() {
         "{err}"
     );
 }
+
+/// A license from the test vendor key (built into test builds only) for a one-file machine
+/// root, granting `modules` (TOML lines): the request's activation record is kept in
+/// `state/`, as `ferry license request` keeps it on a jump host.
+fn license(p: &Path, modules: &str) {
+    let root = p.join("root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(
+        root.join("etc/machine-id"),
+        "3d1219c7c4c5404aaa1f6d2a48adfda4\n",
+    )
+    .unwrap();
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../licensing/testdata");
+    fs::copy(testdata.join("test-issuer-a.key"), p.join("issuer.key")).unwrap();
+    let root = root.to_str().unwrap();
+    ok(&ferry(
+        &[
+            "license",
+            "request",
+            "--local",
+            "--root",
+            root,
+            "--state-dir",
+            "state",
+            "-o",
+            "req.txt",
+            "--force",
+        ],
+        p,
+    ));
+    fs::write(
+        p.join("spec.toml"),
+        format!(
+            "customer = \"Test Site\"\nexpires = \"2099-12-31\"\nmax_nodes = 10\n\n[modules]\n{modules}"
+        ),
+    )
+    .unwrap();
+    ok(&ferry(
+        &[
+            "license",
+            "issue",
+            "--request",
+            "req.txt",
+            "--spec",
+            "spec.toml",
+            "--key",
+            "issuer.key",
+            "-o",
+            "site.lic",
+            "--force",
+        ],
+        p,
+    ));
+}
+
+#[test]
+fn a_package_needing_a_license_feature_goes_only_with_a_license_that_grants_it() {
+    let d = site();
+    let p = d.path();
+    ok(&ferry(&["app", "pack", "mcd", "--sign-key", "vendor"], p));
+    // The example bundle: the sample platform in it, with the demo's images.
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bundle.toml"),
+        p.join("bundle.toml"),
+    )
+    .unwrap();
+    ok(&ferry(
+        &[
+            "bundle",
+            "build",
+            "bundle.toml",
+            "-o",
+            "site.ferry",
+            "--sign-key",
+            "vendor",
+        ],
+        p,
+    ));
+    let answers = |extra: &str| {
+        site_answers(
+            p,
+            &format!("[apps.values.mcd]\napi-token = \"t0k3n\"\n\n{extra}"),
+        );
+        let text = fs::read_to_string(p.join("site.toml")).unwrap().replace(
+            "[cluster]\nname = \"site-a\"\n",
+            "bundle = \"site.ferry\"\nbundle-pubkey = \"vendor.pub\"\n\n[cluster]\nname = \"site-a\"\ndistribution = \"k3s\"\n",
+        );
+        fs::write(p.join("site.toml"), text).unwrap();
+    };
+    let validate = || ferry(&["validate", "--answers", "site.toml"], p);
+    let deploy = || {
+        ferry(
+            &[
+                "app",
+                "deploy",
+                "--answers",
+                "site.toml",
+                "--timeout",
+                "1",
+                "--all",
+            ],
+            p,
+        )
+    };
+
+    // No license named: refused offline by validate (apply and plan say the same first) and
+    // by app deploy, naming the package, the feature and what to add.
+    answers("");
+    let want = "mcd needs license feature `mcd-platform` and the answer file names no license: \
+                add [license] file = \"<site>.lic\"";
+    let err = fails(&validate());
+    assert!(
+        err.starts_with(&format!("error: site.toml: {want}")),
+        "{err}"
+    );
+    assert!(fails(&deploy()).contains(want));
+
+    // A name [apps] deploy gives that the bundle lacks; and deploy = [] deploys nothing,
+    // so nothing needs the license.
+    answers("[apps]\ndeploy = [\"mcd-web\"]\n");
+    let err = fails(&validate());
+    assert!(
+        err.ends_with(
+            "apps.deploy: `mcd-web` is not a package of the bundle (it carries: mcd); fix the \
+             name or rebuild the bundle with it"
+        ),
+        "{err}"
+    );
+    answers("[apps]\ndeploy = []\n");
+    ok(&validate());
+
+    // A license that grants other modules only: named, with what it grants.
+    license(p, "analytics = true\nmcd-platform = false\n");
+    answers("[license]\nfile = \"site.lic\"\nstate-dir = \"state\"\n");
+    let err = fails(&validate());
+    assert!(
+        err.contains("mcd needs license feature `mcd-platform`, which license lic-")
+            && err.contains("does not grant (it grants: analytics): ask the vendor"),
+        "{err}"
+    );
+    assert!(fails(&deploy()).contains("does not grant (it grants: analytics)"));
+
+    // The activation record is not where the answer file says: the state dir is named.
+    answers("[license]\nfile = \"site.lic\"\nstate-dir = \"elsewhere\"\n");
+    let err = fails(&validate());
+    assert!(
+        err.contains("whose activation record is not in elsewhere"),
+        "{err}"
+    );
+    // A license file that is not there.
+    answers("[license]\nfile = \"gone.lic\"\n");
+    let err = fails(&validate());
+    assert!(
+        err.ends_with("license.file: gone.lic is not there; copy the vendor's license file there or fix the path"),
+        "{err}"
+    );
+
+    // A license granting the feature: validate passes and shows it; deploy gets past the
+    // gate to the cluster (unreachable here).
+    license(p, "mcd-platform = true\n");
+    answers("[license]\nfile = \"site.lic\"\nstate-dir = \"state\"\n");
+    let out = ok(&validate());
+    assert!(out.contains("\"license\""), "{out}");
+    let err = String::from_utf8_lossy(&deploy().stderr).into_owned();
+    assert!(!err.contains("license feature"), "{err}");
+}

@@ -54,6 +54,28 @@ pub struct License {
     pub fingerprint: Fingerprint,
 }
 
+impl Entitlements {
+    /// Whether the license grants module `name`: it is listed with a value that is not `false`,
+    /// `0`, `""` or `null` (`true`, a count, a tier name all grant it).
+    pub fn grants(&self, name: &str) -> bool {
+        match self.modules.get(name) {
+            None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => false,
+            Some(serde_json::Value::Number(n)) => n.as_f64().is_some_and(|n| n != 0.0),
+            Some(serde_json::Value::String(s)) => !s.is_empty(),
+            Some(_) => true,
+        }
+    }
+
+    /// The modules granted, by name.
+    pub fn granted(&self) -> Vec<&str> {
+        self.modules
+            .keys()
+            .filter(|k| self.grants(k))
+            .map(String::as_str)
+            .collect()
+    }
+}
+
 impl License {
     /// The end of the grace period (first second the license no longer works).
     pub fn grace_end(&self) -> i64 {
@@ -194,5 +216,30 @@ impl IssueSpec {
             request: request_id.to_owned(),
             fingerprint: fingerprint.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod grants_tests {
+    use super::Entitlements;
+
+    #[test]
+    fn a_module_is_granted_by_any_value_but_false_zero_empty_or_null() {
+        let modules = serde_json::json!({
+            "mcd": true, "seats": 5, "tier": "gold", "off": false, "none": 0,
+            "blank": "", "null": null, "list": ["a"]
+        });
+        let e = Entitlements {
+            max_nodes: 1,
+            max_gpus: None,
+            modules: serde_json::from_value(modules).unwrap_or_default(),
+        };
+        for m in ["mcd", "seats", "tier", "list"] {
+            assert!(e.grants(m), "{m}");
+        }
+        for m in ["off", "none", "blank", "null", "absent"] {
+            assert!(!e.grants(m), "{m}");
+        }
+        assert_eq!(e.granted(), ["list", "mcd", "seats", "tier"]);
     }
 }

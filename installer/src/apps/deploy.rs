@@ -28,6 +28,8 @@ pub struct Release {
     pub namespace: String,
     /// The package's sha256, or `rollback to N`.
     pub source: String,
+    /// The license module it needs, if any.
+    pub license_feature: Option<String>,
     /// The parameters' values.
     pub values: BTreeMap<String, Value>,
     /// The rendered objects, in apply order (the Namespace first).
@@ -268,6 +270,19 @@ impl<'a> Apps<'a> {
         }
     }
 
+    /// The revision that already serves `release` (same package bytes, same values, deployed),
+    /// so a second `ferry apply` deploys nothing new.
+    pub async fn serving(&self, release: &Release) -> anyhow::Result<Option<u32>> {
+        let history = self.history(&release.app).await?;
+        Ok(revision::current(&history)
+            .filter(|r| {
+                r.status == Status::Deployed
+                    && r.source == release.source
+                    && r.values == release.values
+            })
+            .map(|r| r.revision))
+    }
+
     /// Deploys `release` as the app's next revision; see the module's doc. `Err` only when
     /// the cluster could not be read or written; a deploy that did not become healthy is an
     /// `Ok` outcome with status `failed`.
@@ -427,6 +442,8 @@ impl<'a> Apps<'a> {
             version: target.version.clone(),
             namespace: target.namespace.clone(),
             source: format!("rollback to {}", target.revision),
+            // It served at this site before: the license was checked when it was deployed.
+            license_feature: None,
             values: target.values.clone(),
             objects: target.objects.clone(),
         };

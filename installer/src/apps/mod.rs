@@ -4,5 +4,7 @@
 
 pub mod deploy;
 pub mod health;
+pub mod phase;
 pub mod render;
 pub mod revision;
+pub mod site;

@@ -9,10 +9,10 @@ use ferry_apps::model::ComponentKind;
 use ferry_bundle::app_package::{self, AppPackage};
 use ferry_bundle::{PublicKey, SignatureState, SigningKey};
 
-use crate::apps::deploy::{Apps, Outcome, Release, WaitPolicy};
+use crate::apps::deploy::{Apps, Outcome, Release};
 use crate::apps::health::{self, Health, Verdict};
-use crate::apps::render;
 use crate::apps::revision::{self, Status};
+use crate::apps::{render, site};
 use crate::cluster::kubectl::Kubectl;
 use crate::cluster::Topology;
 use crate::cmdline::app::{
@@ -114,110 +114,30 @@ fn packages(a: &DeployArgs, cfg: &InstallConfig) -> anyhow::Result<Vec<AppPackag
     };
     let key = PublicKey::load(&key_path)
         .with_context(|| format!("loading the vendor key {}", key_path.display()))?;
-    let mut out = Vec::new();
     if a.all {
         let Some(b) = &cfg.bundle else {
             anyhow::bail!("--all deploys the bundle's packages: set `bundle` in the answer file");
         };
-        let bundle = ferry_bundle::Bundle::open(&b.path, Some(&key))
-            .with_context(|| format!("opening bundle {}", b.path.display()))?;
-        for item in &bundle.manifest().items {
-            if item.kind != ferry_bundle::ItemKind::AppPackage {
-                continue;
-            }
-            for c in &item.contents {
-                let mut bytes = Vec::new();
-                std::io::Read::read_to_end(&mut bundle.open_blob(&c.digest)?, &mut bytes)
-                    .with_context(|| format!("reading {} from the bundle", c.path))?;
-                out.push(
-                    AppPackage::from_bytes(std::path::Path::new(&c.path), &bytes, Some(&key))
-                        .with_context(|| format!("checking app package {}", c.path))?,
-                );
-            }
-        }
+        let out = site::bundle_packages(&b.path, &key, &key_path)?;
         if out.is_empty() {
             anyhow::bail!("the bundle {} carries no app packages", b.path.display());
         }
-    } else {
-        for p in &a.packages {
-            out.push(
-                AppPackage::open(p, Some(&key))
-                    .with_context(|| format!("checking app package {}", p.display()))?,
-            );
-        }
+        return Ok(out);
     }
-    for p in &out {
-        if !matches!(p.signature, SignatureState::Verified(_)) {
-            anyhow::bail!(
-                "app package {} is not signed by the vendor key {}: refusing to deploy it",
-                p.path.display(),
-                key_path.display()
-            );
-        }
+    let mut out = Vec::new();
+    for p in &a.packages {
+        out.push(
+            AppPackage::open(p, Some(&key))
+                .with_context(|| format!("checking app package {}", p.display()))?,
+        );
     }
+    site::signed_by(&out, &key_path)?;
     Ok(out)
-}
-
-fn wait_policy(given: Option<u64>, cfg: &InstallConfig) -> WaitPolicy {
-    WaitPolicy {
-        limit: std::time::Duration::from_secs(given.or(cfg.apps.timeout).unwrap_or(300).max(1)),
-        gpu_unavailable: cfg.apps.gpu_unavailable.unwrap_or_default(),
-    }
 }
 
 /// The warning of a component the site lets wait for a GPU node.
 fn gpu_warning(line: &str) -> String {
     format!("warning: {line}: waiting for a GPU node ([apps] gpu-unavailable = \"allow\")")
-}
-
-/// The release of `p` at this site: its values from `[apps.values.NAME]`, rendered.
-fn release(p: &AppPackage, cfg: &InstallConfig) -> anyhow::Result<Release> {
-    use ferry_apps::values::Given;
-    let name = p.spec.name.to_string();
-    let given: std::collections::BTreeMap<String, Given> = cfg
-        .apps
-        .values
-        .get(&name)
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| {
-            let json = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
-            (k.clone(), Given::Json(json))
-        })
-        .collect();
-    let domain = cfg
-        .apps
-        .domain
-        .clone()
-        .unwrap_or_else(|| cfg.cluster.settings.api_address.clone());
-    let values = ferry_apps::Values::resolve(&p.spec, &domain, &given)
-        .with_context(|| format!("[apps.values.{name}]"))?;
-    let node = cfg
-        .apps
-        .volume_node
-        .clone()
-        .unwrap_or_else(|| Topology::of(&cfg.members).first().to_string());
-    let files = |path: &str| p.file(path);
-    let objects = render::render(
-        &p.spec,
-        &files,
-        &render::Site {
-            values: &values,
-            local_node: &node,
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("rendering {} {}: {e}", p.spec.name, p.spec.version))?;
-    Ok(Release {
-        app: name,
-        version: p.spec.version.to_string(),
-        namespace: p.spec.namespace().to_string(),
-        source: p.digest.to_string(),
-        values: values
-            .parameters()
-            .map(|(k, v)| (k.to_string(), serde_json::to_value(v).unwrap_or_default()))
-            .collect(),
-        objects,
-    })
 }
 
 fn print_outcome(o: &Outcome) {
@@ -249,12 +169,13 @@ fn print_outcome(o: &Outcome) {
     }
 }
 
-/// The packages checked, ordered by dependencies and rendered for the site.
+/// The packages checked, ordered by dependencies, rendered for the site, and allowed by the
+/// answer file's license.
 fn releases(a: &DeployArgs, cfg: &InstallConfig) -> anyhow::Result<Vec<Release>> {
-    let pkgs = packages(a, cfg)?;
-    let specs: Vec<&ferry_apps::AppSpec> = pkgs.iter().map(|p| &p.spec).collect();
-    let order = ferry_apps::deps::order(&specs)?;
-    order.iter().map(|&i| release(&pkgs[i], cfg)).collect()
+    let releases = site::releases(&packages(a, cfg)?, cfg)?;
+    let license = cfg.license.as_ref().map(site::open_license).transpose()?;
+    crate::site_license::gate(&site::needs(&releases), license.as_ref())?;
+    Ok(releases)
 }
 
 async fn deploy<'a>(
@@ -263,7 +184,7 @@ async fn deploy<'a>(
     apps: &'a Apps<'a>,
     cfg: &'a InstallConfig,
 ) -> anyhow::Result<ExitCode> {
-    let policy = wait_policy(a.wait_timeout, cfg);
+    let policy = crate::apps::phase::wait_policy(a.wait_timeout, cfg);
     let mut outcomes = Vec::new();
     let mut ok = true;
     for r in &releases {
@@ -437,7 +358,11 @@ async fn rollback<'a>(
     cfg: &'a InstallConfig,
 ) -> anyhow::Result<ExitCode> {
     let o = apps
-        .rollback(&a.app, a.to, wait_policy(a.wait_timeout, cfg))
+        .rollback(
+            &a.app,
+            a.to,
+            crate::apps::phase::wait_policy(a.wait_timeout, cfg),
+        )
         .await?;
     if a.cluster.json {
         println!("{}", serde_json::to_string_pretty(&o)?);

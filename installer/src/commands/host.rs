@@ -170,6 +170,14 @@ fn printer(to_stderr: bool) -> Sink {
             } => format!("{host} {resource} revert FAILED: {error}"),
             Event::Warning { host, message } => format!("{host}: warning: {message}"),
             Event::Waiting { host, resource, on } => format!("{host} {resource} waits for {on}"),
+            Event::Progress {
+                host,
+                resource,
+                message,
+            } => {
+                eprintln!("{host} {resource}: {message}");
+                return;
+            }
             // Progress only: the plan itself says what was found.
             Event::HostSurveyed { host, seconds } => {
                 eprintln!("{host} surveyed ({seconds:.1}s)");
@@ -214,6 +222,8 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         crate::cluster::bundle::ClusterBundle::open(&cfg)
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", args.answers.display()))?;
     }
+    // The packages apply deploys, their values and the license they need.
+    site_apps(&cfg, &args.answers)?;
     println!("{}", serde_json::to_string_pretty(&cfg)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -247,6 +257,7 @@ pub(crate) async fn plan_with(
     args: &PlanArgs,
     front: &Front,
 ) -> anyhow::Result<engine::plan::Plan> {
+    let site = site_apps(&cfg, &args.answers)?;
     let root = runs_root(&args.reach)?;
     let run_dir = root.join(format!("plan-{}", journal::new_run_id()));
     let hosts = connect_with(&cfg, &args.reach, run_dir, front).await?;
@@ -257,7 +268,44 @@ pub(crate) async fn plan_with(
         Err(e) => Err(e),
     };
     hosts.pool.close_all().await;
-    plan
+    plan.map(|mut p| {
+        p.site = site_plan(&site);
+        p
+    })
+}
+
+/// The site's apps and license, checked before any host is reached: a package or license
+/// that cannot go is refused here, before anything changes.
+fn site_apps(cfg: &InstallConfig, answers: &Path) -> anyhow::Result<crate::apps::site::SiteApps> {
+    crate::apps::site::prepare(cfg).map_err(|e| anyhow::anyhow!("{}: {e:#}", answers.display()))
+}
+
+/// What the plan shows of the phases after the hosts.
+fn site_plan(site: &crate::apps::site::SiteApps) -> engine::plan::SitePlan {
+    engine::plan::SitePlan {
+        license: site.license.as_ref().map(|l| {
+            let granted = l.entitlements.granted();
+            format!(
+                "{} for {}, grants {}",
+                l.id,
+                l.customer,
+                if granted.is_empty() {
+                    "no module".to_string()
+                } else {
+                    granted.join(", ")
+                }
+            )
+        }),
+        apps: site
+            .releases
+            .iter()
+            .map(|r| engine::plan::PlannedApp {
+                app: r.app.clone(),
+                version: r.version.clone(),
+                license_feature: r.license_feature.clone(),
+            })
+            .collect(),
+    }
 }
 
 fn exit(ok: bool) -> ExitCode {
@@ -338,10 +386,12 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             plan,
             summaries,
             cluster,
+            apps,
             seconds,
         } = run;
         let ok = summaries.iter().all(|s| s.outcome.success())
-            && cluster.as_ref().is_none_or(|c| c.ready);
+            && cluster.as_ref().is_none_or(|c| c.ready)
+            && apps.as_ref().is_none_or(|a| a.ok());
         if args.json {
             let doc = serde_json::json!({
                 "run_id": run_id,
@@ -350,12 +400,16 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
                 "plan": plan,
                 "hosts": summaries,
                 "cluster": cluster,
+                "site": apps,
             });
             println!("{}", serde_json::to_string_pretty(&doc)?);
         } else {
             print!("{}", render_summary(&summaries));
             if let Some(c) = &cluster {
                 print!("{}", render_cluster(c));
+            }
+            if let Some(a) = &apps {
+                print!("{}", a.render());
             }
             println!(
                 "run: {run_id} ({seconds:.1}s; journal and logs in {})",
@@ -408,6 +462,9 @@ pub(crate) struct ApplyRun {
     /// The cluster's nodes and kubeconfig, when every host ended as wanted and the plan has
     /// a cluster.
     pub cluster: Option<crate::cluster::ClusterReport>,
+    /// The license and apps phases, when the cluster became Ready and the answer file has a
+    /// license or the bundle packages to deploy.
+    pub apps: Option<crate::apps::phase::AppsReport>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -420,6 +477,7 @@ pub(crate) async fn apply_with(
     front: &Front,
     on_plan: &(dyn Fn(&str, &Path, &engine::plan::Plan) + Send + Sync),
 ) -> anyhow::Result<ApplyRun> {
+    let site = site_apps(&cfg, &args.answers)?;
     let run_id = journal::new_run_id();
     let root = runs_root(&args.reach)?;
     let run_dir = root.join(&run_id);
@@ -438,6 +496,7 @@ pub(crate) async fn apply_with(
         resolve_cluster(&mut cfg, &hosts, &root).await?;
         record_cluster(&run_dir, &cfg)?;
         let mut plan = engine::plan(&cfg, &hosts, &args.force, cache(true)?, sink).await?;
+        plan.site = site_plan(&site);
         lock::hold_unlocked(&mut plan, &locked, &refused);
         on_plan(&run_id, &run_dir, &plan);
         let rj = Arc::new(RunJournal {
@@ -472,7 +531,17 @@ pub(crate) async fn apply_with(
                 _ => None,
             };
             match report.transpose() {
-                Ok(r) => Ok((plan, summaries, r)),
+                Ok(r) => {
+                    // The license and the apps, once every node is Ready.
+                    // (Without a distribution, the license alone, once every host is done.)
+                    let ready = r.as_ref().map_or(all_ok, |c| c.ready);
+                    let apps = if ready && !plan.site.is_empty() {
+                        Some(crate::apps::phase::run(&site, &cfg, &hosts, sink).await)
+                    } else {
+                        None
+                    };
+                    Ok((plan, summaries, r, apps))
+                }
                 Err(e) => Err(e),
             }
         }
@@ -480,13 +549,14 @@ pub(crate) async fn apply_with(
     };
     lock::release_all(&hosts, &locked, &me).await;
     hosts.pool.close_all().await;
-    let (plan, summaries, cluster) = result?;
+    let (plan, summaries, cluster, apps) = result?;
     Ok(ApplyRun {
         run_id,
         run_dir,
         plan,
         summaries,
         cluster,
+        apps,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
-use ferry_inventory::facts::Facts;
 use ferry_license::{
     time, ActivationRequest, HostComponents, IssueSpec, IssuerKey, IssuerPublicKey, License,
     LicenseFile, SiteFacts, StateDir, TrustRoot, Usage, Verified,
@@ -17,6 +16,7 @@ use crate::cmdline::license::{
     StatusArgs, VerifyArgs,
 };
 use crate::commands::output;
+use crate::site_license::{self, SiteHost};
 
 /// Runs one `ferry license` subcommand.
 pub fn run(cmd: LicenseCmd) -> Result<ExitCode> {
@@ -152,7 +152,7 @@ fn site_facts(site: &SiteArgs) -> Result<(SiteFacts, Option<Remote>)> {
 // run dir, secrets asked on the terminal); share it once it is public to other commands.
 struct Remote {
     rt: tokio::runtime::Runtime,
-    sessions: Vec<(String, std::sync::Arc<ferry_inventory::ssh::Session>)>,
+    sessions: Vec<SiteHost>,
     /// Each host's clock when it was reached, Unix seconds.
     clocks: Vec<(String, i64)>,
 }
@@ -176,168 +176,64 @@ impl Remote {
             None => KnownHosts::default_path()?,
         };
         let pool = Pool::new(SessionOptions::new(known_hosts));
-        let (hosts, gpus, sessions, clocks) = rt.block_on(async {
-            let mut clocks = Vec::new();
-            let mut hosts = Vec::new();
-            let mut gpus = 0u32;
+        let (survey, sessions) = rt.block_on(async {
             let mut sessions = Vec::new();
-            // One host after another: a license request is made once per site, not per minute.
             for t in &targets {
-                let session = pool.session(t).await.with_context(|| format!("{}: connecting", t.name))?;
-                let facts = ferry_inventory::remote::shell_facts(&session, true)
+                let session = pool
+                    .session(t)
                     .await
-                    .with_context(|| format!("{}: gathering facts", t.name))?;
-                let host = components(&facts, &t.name);
-                if host.machine_id.is_none()
-                    && host.product_uuid.is_none()
-                    && host.disk_serials.is_empty()
-                    && host.macs.is_empty()
-                {
-                    bail!("{}: no machine-id, product UUID, disk serial or NIC MAC found: this host cannot be fingerprinted", t.name);
-                }
-                gpus = gpus.saturating_add(u32::try_from(facts.gpus.len()).unwrap_or(u32::MAX));
-                hosts.push(host);
-                let clock = session
-                    .exec_ok("date -u +%s", false)
-                    .await
-                    .with_context(|| format!("{}: reading the clock", t.name))?;
-                let clock = clock.trim().parse::<i64>().with_context(|| {
-                    format!("{}: `date -u +%s` printed `{}`, not a time", t.name, clock.trim())
-                })?;
-                clocks.push((t.name.clone(), clock));
+                    .with_context(|| format!("{}: connecting", t.name))?;
                 sessions.push((t.name.clone(), session));
             }
-            anyhow::Ok((hosts, gpus, sessions, clocks))
+            let survey = site_license::survey(&sessions).await?;
+            anyhow::Ok((survey, sessions))
         })?;
         Ok((
-            hosts,
-            gpus,
+            survey.hosts,
+            survey.gpus,
             Remote {
                 rt,
                 sessions,
-                clocks,
+                clocks: survey.clocks,
             },
         ))
     }
 
-    /// The earliest clock on the site (this machine's included): the clock guard must see a
-    /// host whose clock was set back, so the site is judged by its earliest clock.
+    /// The earliest clock on the site (this machine's included).
     fn earliest_clock(&self, local: i64) -> i64 {
-        let Some((name, earliest)) = self.clocks.iter().min_by_key(|(_, t)| *t) else {
-            return local;
-        };
-        if *earliest < local - 60 {
-            eprintln!(
-                "note: judging time by {name}'s clock ({}), the earliest on the site; this machine says {}",
-                time::format_time(*earliest),
-                time::format_time(local)
-            );
-            return *earliest;
+        let (t, note) = site_license::earliest_clock(&self.clocks, local);
+        if let Some(note) = note {
+            eprintln!("note: {note}");
         }
-        local.min(*earliest)
+        t
     }
 
     /// Copies the site's license state (installed license, guard, activation record) into `dir`
     /// on every host: temporary file, then rename; all mode 0600.
     fn install(&self, state: &StateDir, request_id: &str, dir: &Path) -> Result<()> {
-        self.push(state, &self.state_files(request_id), dir)
+        self.rt.block_on(site_license::push(
+            &self.sessions,
+            state,
+            &site_license::state_files(request_id),
+            dir,
+        ))
     }
 
     /// Takes in every host's copy of the guard that has seen a later time than this machine's.
     fn adopt_guards(&self, state: &StateDir, keys: &TrustRoot, dir: &Path) -> Result<()> {
-        if state.installed_file()?.is_none() {
-            return Ok(());
-        }
-        let path = dir.join("guard.json");
-        let cmd = format!(
-            "cat {} 2>/dev/null || true",
-            ferry_inventory::ssh::shell_quote(&path.display().to_string())
-        );
-        for (name, session) in &self.sessions {
-            let copy = self
-                .rt
-                .block_on(session.exec_ok(&cmd, true))
-                .with_context(|| format!("{name}: reading {}", path.display()))?;
-            if !copy.trim().is_empty() {
-                let origin = PathBuf::from(format!("{name}:{}", path.display()));
-                state.adopt_guard(keys, copy.as_bytes(), &origin)?;
-            }
-        }
-        Ok(())
+        self.rt
+            .block_on(site_license::adopt_guards(&self.sessions, state, keys, dir))
     }
 
     /// Copies both copies of the guard (their highest time seen just raised: guard.json and
     /// the activation record) to every host.
     fn refresh_guard(&self, state: &StateDir, request_id: &str, dir: &Path) -> Result<()> {
-        self.push(
+        self.rt.block_on(site_license::push(
+            &self.sessions,
             state,
-            &[
-                StateDir::record_file(request_id),
-                PathBuf::from("guard.json"),
-            ],
+            &site_license::guard_files(request_id),
             dir,
-        )
-    }
-
-    fn state_files(&self, request_id: &str) -> Vec<PathBuf> {
-        vec![
-            StateDir::record_file(request_id),
-            PathBuf::from("license.lic"),
-            PathBuf::from("guard.json"),
-        ]
-    }
-
-    /// Writes `files` (relative to the state dir) into `dir` on every host.
-    fn push(&self, state: &StateDir, files: &[PathBuf], dir: &Path) -> Result<()> {
-        let q = |p: &Path| ferry_inventory::ssh::shell_quote(&p.display().to_string());
-        self.rt.block_on(async {
-            for (name, session) in &self.sessions {
-                for rel in files {
-                    let local = state.path().join(rel);
-                    // Activation records hold the activation secret.
-                    let data = read(&local, "license state")?;
-                    let target = dir.join(rel);
-                    let what = || format!("{name}: writing {}", target.display());
-                    let tmp = PathBuf::from(format!("{}.tmp", target.display()));
-                    let cmd = format!(
-                        "umask 077 && mkdir -p {} && cat > {} && mv -f {} {}",
-                        q(target.parent().unwrap_or(dir)),
-                        q(&tmp),
-                        q(&tmp),
-                        q(&target)
-                    );
-                    let mut child = session.spawn(&cmd, true).await.with_context(what)?;
-                    child.write_stdin(&data).await.with_context(what)?;
-                    child.close_stdin().await;
-                    let exit = child.wait().await.with_context(what)?;
-                    if !exit.success() {
-                        bail!("{}: {}", what(), exit.describe());
-                    }
-                }
-            }
-            anyhow::Ok(())
-        })
-    }
-}
-
-/// The fingerprint components of one host's facts: machine-id, product UUID, disk serials and
-/// the MACs of NICs backed by a device (bridges, veths and tunnels come and go).
-fn components(facts: &Facts, name: &str) -> HostComponents {
-    HostComponents {
-        name: name.to_owned(),
-        machine_id: facts.machine_id.clone(),
-        product_uuid: facts.product_uuid.clone(),
-        disk_serials: facts
-            .disks
-            .iter()
-            .filter_map(|d| d.serial.clone())
-            .collect(),
-        macs: facts
-            .nics
-            .iter()
-            .filter(|n| n.physical)
-            .filter_map(|n| n.mac.clone())
-            .collect(),
+        ))
     }
 }
 
@@ -349,12 +245,8 @@ fn local_host(root: &Path) -> Result<(HostComponents, u32)> {
     } else {
         facts.hostname.as_str()
     };
-    let host = components(&facts, name);
-    if host.machine_id.is_none()
-        && host.product_uuid.is_none()
-        && host.disk_serials.is_empty()
-        && host.macs.is_empty()
-    {
+    let host = site_license::components(&facts, name);
+    if site_license::is_blank(&host) {
         bail!(
             "found no machine-id, product UUID, disk serial or NIC MAC under {}: this machine cannot be fingerprinted",
             root.display()

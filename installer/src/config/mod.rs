@@ -34,6 +34,29 @@ struct RawAnswers {
     ssh: RawSsh,
     #[serde(default)]
     apps: AppsConfig,
+    license: Option<RawLicense>,
+}
+
+/// `[license]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLicense {
+    file: PathBuf,
+    state_dir: Option<PathBuf>,
+    host_state_dir: Option<PathBuf>,
+}
+
+/// `[license]`: the site's license, activated on every host by `ferry apply` before the apps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LicenseConfig {
+    /// The license file from the vendor (resolved against the answer file's directory).
+    pub file: PathBuf,
+    /// The jump host's license state, holding the activation record `ferry license request`
+    /// kept [FERRY_STATE_DIR, or /var/lib/ferry/license].
+    pub state_dir: PathBuf,
+    /// Where every host keeps its copy [/var/lib/ferry/license].
+    pub host_state_dir: PathBuf,
 }
 
 /// `[apps]`: what `ferry app deploy` gives the packages at this site.
@@ -52,6 +75,10 @@ pub struct AppsConfig {
     /// Whether a deploy may end with GPU components waiting for a GPU node [fail].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_unavailable: Option<GpuUnavailable>,
+    /// The bundle's packages `ferry apply` deploys, by name [every package of the bundle;
+    /// `[]`: none].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<Vec<String>>,
     /// Parameter values per package: `[apps.values.NAME]`, `PARAM = value`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub values: BTreeMap<String, BTreeMap<String, toml::Value>>,
@@ -238,6 +265,9 @@ pub struct InstallConfig {
     /// `[apps]`: shown only when set.
     #[serde(skip_serializing_if = "AppsConfig::is_default")]
     pub apps: AppsConfig,
+    /// `[license]`, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license: Option<LicenseConfig>,
 }
 
 impl InstallConfig {
@@ -423,6 +453,7 @@ impl TryFrom<Located<'_>> for InstallConfig {
                 ),
             ));
         }
+        let license = raw.license.map(|l| license(l, base)).transpose()?;
         Ok(InstallConfig {
             inventory_path,
             inventory,
@@ -440,8 +471,47 @@ impl TryFrom<Located<'_>> for InstallConfig {
                 strict_host_keys: raw.ssh.strict_host_keys.unwrap_or(false),
             },
             apps: raw.apps,
+            license,
         })
     }
+}
+
+/// `[license]` with its paths resolved; the file must be there (what it grants is checked by
+/// `apps::site::prepare`, with the activation record).
+fn license(raw: RawLicense, base: &Path) -> anyhow::Result<LicenseConfig> {
+    let file = base.join(&raw.file);
+    if !file.is_file() {
+        return Err(bail(
+            "license.file",
+            format!(
+                "{} is not there; copy the vendor's license file there or fix the path",
+                file.display()
+            ),
+        ));
+    }
+    let state_dir = raw
+        .state_dir
+        .map(|d| base.join(d))
+        .or_else(|| std::env::var_os("FERRY_STATE_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(ferry_license::DEFAULT_STATE_DIR));
+    let host_state_dir = raw
+        .host_state_dir
+        .unwrap_or_else(|| PathBuf::from(ferry_license::DEFAULT_STATE_DIR));
+    if !host_state_dir.is_absolute() {
+        return Err(bail(
+            "license.host-state-dir",
+            format!(
+                "{} is not an absolute path; write the directory on the hosts, like \"{}\"",
+                host_state_dir.display(),
+                ferry_license::DEFAULT_STATE_DIR
+            ),
+        ));
+    }
+    Ok(LicenseConfig {
+        file,
+        state_dir,
+        host_state_dir,
+    })
 }
 
 fn baseline(raw: RawBaseline, members: &[Member]) -> anyhow::Result<BaselineConfig> {

@@ -81,6 +81,15 @@ pub enum Event {
         /// The stream ended.
         done: bool,
     },
+    /// A line of a long step's progress (`mcd-web 1.2.0: waiting until healthy`).
+    Progress {
+        /// The host it runs on.
+        host: String,
+        /// The step.
+        resource: String,
+        /// What it is doing.
+        message: String,
+    },
     /// Something worth telling that changes no outcome.
     Warning {
         /// The host.

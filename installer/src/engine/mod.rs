@@ -345,6 +345,7 @@ pub async fn plan(
     let mut plan = Plan {
         cluster: k3s.as_ref().map(|k| k.runtime()),
         cluster_id: cfg.cluster.id.clone(),
+        site: Default::default(),
         hosts: out,
     };
     if let Some(source) = cfg.time_source() {
@@ -848,6 +849,7 @@ mod tests {
         Plan {
             cluster: None,
             cluster_id: "ferry-test".into(),
+            site: Default::default(),
             hosts: vec![
                 host("f1", HostStatus::Ready, follower()),
                 host("src", source, source_role),

@@ -52,6 +52,57 @@ pub struct HostPlan {
     pub cluster: Vec<crate::cluster::ClusterStep>,
 }
 
+/// A package `ferry apply` deploys once the cluster is Ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedApp {
+    /// The app.
+    pub app: String,
+    /// Its version.
+    pub version: String,
+    /// The license module it needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_feature: Option<String>,
+}
+
+/// What apply does after the hosts, known from the answer file and the bundle alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SitePlan {
+    /// The license activated on every host first: its id, customer and modules, one line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// The packages, in deploy order (each left alone when the same bytes and values serve).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<PlannedApp>,
+}
+
+impl SitePlan {
+    /// The plan's lines for these phases (none when there is nothing to do).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Some(l) = &self.license {
+            out.push_str(&format!(
+                "license: {l}: activated and copied to every host\n"
+            ));
+        }
+        if !self.apps.is_empty() {
+            let list: Vec<String> = self
+                .apps
+                .iter()
+                .map(|a| match &a.license_feature {
+                    Some(f) => format!("{} {} (license feature {f})", a.app, a.version),
+                    None => format!("{} {}", a.app, a.version),
+                })
+                .collect();
+            out.push_str(&format!(
+                "apps, once every node is Ready, in this order: {} (each left as it is when \
+                 already serving)\n",
+                list.join(", ")
+            ));
+        }
+        out
+    }
+}
+
 /// The plan of every host.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -63,6 +114,16 @@ pub struct Plan {
     pub cluster_id: String,
     /// Every host, in inventory order.
     pub hosts: Vec<HostPlan>,
+    /// The license and apps, after the hosts.
+    #[serde(skip_serializing_if = "SitePlan::is_empty")]
+    pub site: SitePlan,
+}
+
+impl SitePlan {
+    /// Whether apply has nothing to do after the hosts.
+    pub fn is_empty(&self) -> bool {
+        self == &SitePlan::default()
+    }
 }
 
 impl Plan {
@@ -137,6 +198,7 @@ impl Plan {
                 out.push_str(&format!("{}: warning: {w}\n", h.host));
             }
         }
+        out.push_str(&self.site.render());
         out.push_str(&self.summary_line());
         out.push('\n');
         out
@@ -208,6 +270,7 @@ mod tests {
         let plan = Plan {
             cluster: None,
             cluster_id: "ferry-1".into(),
+            site: Default::default(),
             hosts: vec![
                 host("vm0", HostStatus::NoChanges, 0, &[]),
                 host("vm1", HostStatus::Ready, 2, &[]),
@@ -236,6 +299,7 @@ mod tests {
         let plan = Plan {
             cluster: None,
             cluster_id: "ferry-1".into(),
+            site: Default::default(),
             hosts: vec![
                 host("vm1", HostStatus::Ready, 1, &[]),
                 host("vm3", HostStatus::Unreachable, 0, &["refused"]),
@@ -249,6 +313,42 @@ mod tests {
         assert_eq!(v["hosts"][1]["status"], "unreachable");
         assert_eq!(v["hosts"][1]["reasons"][0], "refused");
         assert!(plan.summary_line().ends_with(", 1 unreachable"));
+    }
+
+    #[test]
+    fn the_license_and_apps_follow_the_hosts_in_deploy_order() {
+        let mut plan = Plan {
+            cluster: None,
+            cluster_id: "ferry-1".into(),
+            site: SitePlan {
+                license: Some("lic-1 for Site, grants mcd".into()),
+                apps: vec![
+                    PlannedApp {
+                        app: "base".into(),
+                        version: "1.0.0".into(),
+                        license_feature: None,
+                    },
+                    PlannedApp {
+                        app: "mcd".into(),
+                        version: "2.3.0".into(),
+                        license_feature: Some("mcd".into()),
+                    },
+                ],
+            },
+            hosts: vec![host("vm0", HostStatus::NoChanges, 0, &[])],
+        };
+        assert_eq!(
+            plan.render(),
+            "vm0: no changes\n\
+             license: lic-1 for Site, grants mcd: activated and copied to every host\n\
+             apps, once every node is Ready, in this order: base 1.0.0, mcd 2.3.0 (license \
+             feature mcd) (each left as it is when already serving)\n\
+             plan: 1 hosts, 0 to change (0 changes), 1 already done, 0 blocked\n"
+        );
+        let v = serde_json::to_value(&plan).unwrap();
+        assert_eq!(v["site"]["apps"][1]["license_feature"], "mcd");
+        plan.site = SitePlan::default();
+        assert!(serde_json::to_value(&plan).unwrap().get("site").is_none());
     }
 
     #[test]

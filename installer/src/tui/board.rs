@@ -234,6 +234,15 @@ impl Board {
             Event::Warning { host, message } => {
                 self.row(&host).log(format!("warning: {message}"));
             }
+            Event::Progress {
+                host,
+                resource,
+                message,
+            } => {
+                let phase = phase_of(&resource);
+                self.set(&host, phase, Cell::Running(resource.clone()));
+                self.row(&host).log(format!("{resource}: {message}"));
+            }
             Event::Transferred {
                 host,
                 resource,

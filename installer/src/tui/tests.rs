@@ -100,6 +100,7 @@ fn plan() -> Plan {
     Plan {
         cluster: None,
         cluster_id: "ferry-0123456789abcdef".into(),
+        site: Default::default(),
         hosts: vec![
             HostPlan {
                 host: "node1".into(),
