@@ -53,7 +53,10 @@ struct Resume {
 /// directory drafts are checked in.
 fn wizard_dir(args: &InstallArgs) -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt as _;
-    let dir = ferry_home(&args.reach)?.join("wizard");
+    // Absolute: drafts are checked by writing an answer file there that names its inventory
+    // by path, and `--known-hosts known_hosts` makes ferry's home the current directory ("").
+    let dir = std::path::absolute(ferry_home(&args.reach)?.join("wizard"))
+        .context("finding the wizard's directory")?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

@@ -1,0 +1,426 @@
+//! `ferry install` in a real terminal: tmux runs the real binary against real OpenSSH servers,
+//! keys are typed with `tmux send-keys` as an engineer types them, and each screen is read
+//! back with `tmux capture-pane` and checked for what the engineer must see. The answer file
+//! the wizard saves is what was typed, passes `ferry validate`, and `ferry plan --answers` on
+//! it prints the plan the review screen showed.
+//!
+//! Every tmux server runs on a socket of its own (`tmux -L`), at a fixed 120x40, and is killed
+//! when its test ends, passed or failed.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use ferry_tests::sshd::{self, Sshd};
+
+const WIDTH: u16 = 120;
+const HEIGHT: u16 = 40;
+
+/// How long a screen may take to show what the test waits for (SSH checks and the plan run
+/// against real servers on a loaded 2-core machine).
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// Whether tmux is here; the loud-skip / CI-fail rule of the other real-part tests.
+fn tmux_available() -> bool {
+    let found = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ferry_tests::require((!found).then(|| "tmux is missing (apt-get install tmux)".to_string()))
+}
+
+/// One tmux server on a private socket with one session running one command, killed on drop.
+struct Tmux {
+    socket: String,
+    /// Where its config lives (no status line: the pane is the whole 120x40).
+    _dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    /// Starts `command` (a shell command line) in `cwd` in a WIDTHxHEIGHT pane that stays open
+    /// after the command ends, so its last words can be read, followed by
+    /// `[exited STATUS]`.
+    fn start(cwd: &Path, command: &str) -> Tmux {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let socket = format!("ferrytest-{}-{n}", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("tmux.conf");
+        std::fs::write(
+            &conf,
+            "set -g status off\nset -g history-limit 0\nset -g default-terminal screen\n",
+        )
+        .unwrap();
+        let t = Tmux { socket, _dir: dir };
+        let out = Command::new("tmux")
+            .args(["-L", &t.socket, "-f"])
+            .arg(&conf)
+            .args(["new-session", "-d", "-s", "wizard", "-x"])
+            .arg(WIDTH.to_string())
+            .arg("-y")
+            .arg(HEIGHT.to_string())
+            .arg("-c")
+            .arg(cwd)
+            .arg(format!("{command}; echo \"[exited $?]\"; exec sleep 3600"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tmux: {}", show(&out));
+        t
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Presses keys (tmux key names: `Enter`, `Tab`, `NPage`, `C-s`, `Space`...).
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let out = self.tmux(&["send-keys", "-t", "wizard", k]);
+            assert!(out.status.success(), "send-keys {k}: {}", show(&out));
+            // One key at a time, as typed: the wizard reads a burst fine, but a test that
+            // fails should fail at the key that went wrong.
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    /// Types text literally.
+    fn type_text(&self, text: &str) {
+        let out = self.tmux(&["send-keys", "-t", "wizard", "-l", text]);
+        assert!(out.status.success(), "send-keys -l: {}", show(&out));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    /// The screen as text.
+    fn screen(&self) -> String {
+        let out = self.tmux(&["capture-pane", "-p", "-t", "wizard"]);
+        assert!(out.status.success(), "capture-pane: {}", show(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The screen once `ready` holds for it; fails with the screen when it never does.
+    fn wait(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if ready(&s) {
+                if std::env::var_os("FERRY_TMUX_TRACE").is_some() {
+                    eprintln!("----- {what}\n{s}");
+                }
+                return s;
+            }
+            if s.contains("[exited ") {
+                panic!("ferry install ended while waiting for {what}; the screen:\n{s}");
+            }
+            if start.elapsed() > PATIENCE {
+                panic!("waited {PATIENCE:?} for {what}; the screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The screen once it shows every one of `texts`.
+    fn wait_for(&self, texts: &[&str]) -> String {
+        self.wait(&format!("{texts:?}"), |s| {
+            texts.iter().all(|t| s.contains(t))
+        })
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A jump host's directory: a private HOME, the signed test bundle and its key.
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/answers");
+        for f in ["site.ferry", "vendor.pub"] {
+            std::fs::copy(data.join(f), dir.path().join(f)).unwrap();
+        }
+        Site { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The flags every command of this site takes: its known hosts and run directory.
+    const REACH: &'static str = "--known-hosts known_hosts --run-dir runs --attempts 1";
+
+    /// `ferry install` (English) as a command line for tmux.
+    fn wizard(&self) -> String {
+        format!(
+            "env -u LC_ALL -u SSH_AUTH_SOCK HOME={home} LANG=C.UTF-8 {bin} install --lang en {}",
+            Self::REACH,
+            home = self.path().join("home").display(),
+            bin = env!("CARGO_BIN_EXE_ferry"),
+        )
+    }
+
+    /// `ferry ARGS` run to its end.
+    fn ferry(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .current_dir(self.path())
+            .env("HOME", self.path().join("home"))
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .unwrap()
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path().join(name))
+            .unwrap_or_else(|e| panic!("reading {name}: {e}"))
+    }
+}
+
+/// The body of the review screen (between its intro and the status line) as lines.
+fn review_body(screen: &str) -> Vec<String> {
+    let lines: Vec<&str> = screen.lines().collect();
+    // Title, steps, two lines of intro; the problem line and the key hints at the bottom.
+    let end = (HEIGHT as usize).saturating_sub(2).min(lines.len());
+    lines[4.min(end)..end]
+        .iter()
+        .map(|l| l.trim_end().to_string())
+        .collect()
+}
+
+fn squeeze(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// Adds a host on the Hosts screen: `a`, then its address, SSH port, user and key, and
+/// passwordless sudo (the login fields of the host editor, in their order).
+fn add_host(t: &Tmux, address: &str, port: u16, first: bool, key: &Path) {
+    t.keys(&["a"]);
+    // The editor opens on the address, being edited.
+    t.type_text(address);
+    t.keys(&["Enter", "Enter"]);
+    t.keys(&["C-u"]);
+    t.type_text(&port.to_string());
+    t.keys(&["Enter"]);
+    if first {
+        // A new host logs in as root with ~/.ssh/id_ed25519 until told otherwise; the next
+        // one copies the host before it.
+        t.keys(&["Enter", "C-u"]);
+        t.type_text(sshd::SUDO_USER);
+        t.keys(&["Enter", "Enter", "C-u"]);
+        t.type_text(&key.display().to_string());
+        // Password env, password: skipped; sudo: none -> passwordless.
+        t.keys(&["Enter", "Tab", "Tab", "Space"]);
+    }
+    t.keys(&["Escape"]);
+}
+
+#[test]
+fn the_wizard_in_tmux_saves_what_was_typed_and_reviews_ferry_plans_text() {
+    if !tmux_available() || !sshd::available() {
+        return;
+    }
+    let key = sshd::fixture().keys.ed25519.clone();
+    let hosts = [Sshd::start(), Sshd::start()];
+    let site = Site::new();
+    let t = Tmux::start(site.path(), &site.wizard());
+
+    // Bundle: the answer file's place, the bundle and its key, verified with its BOM.
+    let s = t.wait_for(&[
+        "ferry install — Bundle  (step 1/",
+        "Answer file",
+        "Bundle file",
+    ]);
+    assert!(
+        s.contains(&site.path().join("site.toml").display().to_string()),
+        "{s}"
+    );
+    t.keys(&["Tab", "Enter"]);
+    t.type_text("site.ferry");
+    t.keys(&["Enter", "Enter"]);
+    t.type_text("vendor.pub");
+    t.keys(&["Enter", "Enter"]);
+    let s = t.wait_for(&[
+        "site 1: signature and every blob check out: 2 items",
+        "Bill of materials",
+        "debian-base",
+        "v1.31.4+k3s1",
+    ]);
+    assert!(
+        s.lines()
+            .any(|l| l.contains("Bundle file") && l.contains("site.ferry")),
+        "{s}"
+    );
+
+    // Hosts: two real sshd hosts typed in; each is checked as soon as it is entered.
+    t.keys(&["NPage"]);
+    t.wait_for(&["No hosts yet: press a to add one"]);
+    add_host(&t, "127.0.0.1", hosts[0].port, true, &key);
+    add_host(&t, "127.0.0.1", hosts[1].port, false, &key);
+    let os = std::fs::read_to_string("/etc/os-release")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap();
+    // The OS column is as wide as the screen leaves it: its start is enough.
+    let os: String = os.chars().take(12).collect();
+    let s = t.wait(&format!("both hosts checked ok on {os}"), |s| {
+        s.contains("2 hosts, 2 checked, 0 with problems") && s.matches(&os).count() >= 2
+    });
+    for (name, h) in ["node1", "node2"].iter().zip(&hosts) {
+        let row = s
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{s}"));
+        let words: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(words[..2], [*name, &format!("127.0.0.1:{}", h.port)], "{s}");
+        assert!(words.contains(&"ok"), "{row}");
+    }
+
+    // Roles: the first host serves, the second is an agent; it is made the time source.
+    t.keys(&["NPage"]);
+    t.wait_for(&["1 servers, 1 agents; time source: node1"]);
+    t.keys(&["Down", "t"]);
+    t.wait_for(&["1 servers, 1 agents; time source: node2"]);
+
+    // Cluster: the name is required; the problem names it as `ferry validate` does.
+    t.keys(&["NPage"]);
+    let s = t.wait_for(&["Cluster name", "to fix: "]);
+    assert!(
+        s.contains("cluster.name: is empty; name the cluster"),
+        "{s}"
+    );
+    t.keys(&["NPage"]);
+    t.wait_for(&["fix this first: "]);
+    t.keys(&["Enter"]);
+    t.type_text("site-tmux");
+    t.keys(&["Enter"]);
+    // Focus is on the id; six down is the API's extra names.
+    t.keys(&["Tab", "Tab", "Tab", "Tab", "Tab", "Tab", "Enter"]);
+    t.type_text("api.site.example, 10.0.0.100");
+    t.keys(&["Enter"]);
+    let s = t.wait_for(&["the answer file is valid"]);
+    assert!(s.contains("site-tmux"), "{s}");
+    assert!(s.contains("api.site.example, 10.0.0.100"), "{s}");
+
+    // On to Review, whatever screens lie between (each valid as it stands).
+    let mut s = String::new();
+    for _ in 0..4 {
+        t.keys(&["NPage"]);
+        s = t.screen();
+        if s.contains("— Review") {
+            break;
+        }
+    }
+    // Review: the plan, made in the background from the saved file.
+    let s = t.wait(&format!("the plan (last screen:\n{s})"), |s| {
+        s.contains("— Review") && s.contains("plan: 2 hosts")
+    });
+    assert!(s.contains("exactly as `ferry plan` shows it"), "{s}");
+    // The whole plan, page by page (Down scrolls one line; a page is the body's height).
+    let page = review_body(&s).len();
+    let mut shown = review_body(&s);
+    for _ in 0..20 {
+        if shown.iter().any(|l| l.starts_with("plan: 2 hosts")) {
+            break;
+        }
+        let before = t.screen();
+        t.keys(&vec!["Down"; page]);
+        let next = t.wait("the next page", |s| s != before);
+        shown.extend(review_body(&next));
+    }
+    let end = shown
+        .iter()
+        .position(|l| l.starts_with("plan: 2 hosts"))
+        .unwrap_or_else(|| panic!("no summary line in:\n{}", shown.join("\n")));
+    let shown = shown[..=end].join("\n");
+
+    t.keys(&["C-s"]);
+    t.wait_for(&["saved "]);
+    t.keys(&["C-c"]);
+    let s = t.wait("ferry install to end", |s| s.contains("[exited "));
+    assert!(
+        s.contains(
+            "ferry install: left the wizard; `ferry install` reopens it where you were (review)\n[exited 0]"
+        ),
+        "{s}"
+    );
+
+    // The answer file is what was typed, and passes `ferry validate`.
+    let answers: toml::Table = toml::from_str(&site.read("site.toml")).unwrap();
+    let want: toml::Table = toml::from_str(
+        r#"
+        inventory = "inventory.toml"
+        bundle = "site.ferry"
+        bundle-pubkey = "vendor.pub"
+        [cluster]
+        name = "site-tmux"
+        tls-san = ["api.site.example", "10.0.0.100"]
+        [baseline.time]
+        source = "node2"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(answers, want, "{}", site.read("site.toml"));
+    let inventory: toml::Table = toml::from_str(&site.read("inventory.toml")).unwrap();
+    let inventory = &inventory["hosts"];
+    let host = |name: &str, port: u16, role: &str| {
+        format!(
+            "[[hosts]]\nname = \"{name}\"\naddress = \"127.0.0.1\"\nport = {port}\n\
+             user = \"{}\"\nkey = \"{}\"\nsudo = \"passwordless\"\nroles = [\"{role}\"]\n",
+            sshd::SUDO_USER,
+            key.display()
+        )
+    };
+    let want: toml::Table = toml::from_str(&format!(
+        "{}{}",
+        host("node1", hosts[0].port, "server"),
+        host("node2", hosts[1].port, "agent")
+    ))
+    .unwrap();
+    assert_eq!(inventory, &want["hosts"], "{}", site.read("inventory.toml"));
+    let out = site.ferry(&["validate", "--answers", "site.toml"]);
+    assert!(out.status.success(), "{}", show(&out));
+
+    // `ferry plan --answers` on it prints what the review screen showed.
+    let mut plan = vec!["plan", "--answers", "site.toml"];
+    plan.extend(Site::REACH.split(' '));
+    let out = site.ferry(&plan);
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(printed.contains("plan: 2 hosts"), "{}", show(&out));
+    assert_eq!(
+        squeeze(&shown),
+        squeeze(&printed),
+        "review screen:\n{shown}\nferry plan:\n{printed}"
+    );
+    // Lines that fit the screen are shown as printed, column for column.
+    for line in printed
+        .lines()
+        .filter(|l| l.chars().count() <= WIDTH as usize)
+    {
+        assert!(
+            shown.lines().any(|s| s == line.trim_end()),
+            "{line:?} is not on the review screen:\n{shown}"
+        );
+    }
+}
