@@ -103,6 +103,96 @@ fn build_bundle_with(dir: &Path, with_airgap: bool, payload: &[u8]) -> PathBuf {
     dir.join(out)
 }
 
+/// The app `web` 1.0.0: busybox httpd serving the app image's files on 8080 (its readiness
+/// probe a real HTTP request for the image's marker file), licensed by module `vm-apps`.
+/// Packed and signed with the vendor key, then added to `site.ferry`: the bundle is built
+/// again with it (the image's digest is the one the first build recorded).
+fn add_app(dir: &Path) {
+    let bundle = ferry_bundle::Bundle::open(&dir.join("site.ferry"), None).unwrap();
+    let digest = bundle
+        .manifest()
+        .items
+        .iter()
+        .find_map(|i| match &i.kind {
+            ferry_bundle::ItemKind::Image {
+                reference,
+                manifest_digest,
+                ..
+            } if reference.contains("ferry-test/app") => Some(manifest_digest.to_string()),
+            _ => None,
+        })
+        .unwrap();
+    fs::create_dir_all(dir.join("web")).unwrap();
+    fs::write(
+        dir.join("web/app.yaml"),
+        format!(
+            "name: web\nversion: 1.0.0\ndescription: A test page.\nlicense-feature: vm-apps\n\
+             components:\n  - name: web\n    kind: service\n    image: \"{APP}@{digest}\"\n\
+             \x20   command: [httpd, -f, -p, \"8080\", -h, /]\n\
+             \x20   ports:\n      - {{name: http, port: 8080}}\n\
+             \x20   readiness:\n      http: {{path: /app-marker, port: http}}\n      period: 1s\n"
+        ),
+    )
+    .unwrap();
+    let ferry = |args: &[&str]| common::ferry_in(dir, args);
+    ferry(&["app", "pack", "web", "--sign-key", "vendor"]);
+    let toml = fs::read_to_string(dir.join("bundle.toml")).unwrap();
+    fs::write(
+        dir.join("bundle.toml"),
+        format!("{toml}\n[[app_packages]]\npath = \"web-1.0.0.fap\"\n"),
+    )
+    .unwrap();
+    ferry(&[
+        "bundle",
+        "build",
+        "bundle.toml",
+        "-o",
+        "site.ferry",
+        "--sign-key",
+        "vendor",
+        "--force",
+    ]);
+}
+
+/// A license for the hosts of `inventory` from the test vendor key (built into test builds
+/// only) granting module `vm-apps`: `site.lic`, its activation record in `lic/`.
+fn license_for(site: &Site, inventory: &str) {
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../licensing/testdata");
+    fs::copy(
+        testdata.join("test-issuer-a.key"),
+        site.path().join("issuer.key"),
+    )
+    .unwrap();
+    site.ferry(&[
+        "license",
+        "request",
+        "-i",
+        inventory,
+        "--state-dir",
+        "lic",
+        "-o",
+        "req.txt",
+    ])
+    .expect_ok("license request -i");
+    site.write(
+        "spec.toml",
+        "customer = \"VM Site\"\nexpires = \"2099-12-31\"\nmax_nodes = 10\n\n[modules]\nvm-apps = true\n",
+    );
+    site.ferry(&[
+        "license",
+        "issue",
+        "--request",
+        "req.txt",
+        "--spec",
+        "spec.toml",
+        "--key",
+        "issuer.key",
+        "-o",
+        "site.lic",
+    ])
+    .expect_ok("license issue");
+}
+
 /// The answer file: k3s from `bundle`, with `extra` lines in `[cluster]`.
 fn answers(site: &Site, name: &str, inventory: &str, bundle: &str, extra: &str) -> String {
     let text = format!(
@@ -228,10 +318,20 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
     let t0 = Instant::now();
     let site = Site::new(&bed);
     build_bundle(site.path(), true);
+    add_app(site.path());
     let inv3 = inventory(&site, &bed, "three.toml", 3);
     let inv4 = inventory(&site, &bed, "four.toml", 4);
-    let a3 = answers(&site, "site3.toml", &inv3, "site.ferry", "");
-    let a4 = answers(&site, "site4.toml", &inv4, "site.ferry", "");
+    // The app needs a license, and the license the hosts' fingerprints: the first apply
+    // deploys no app; from the second on, the license and the app are in.
+    let licensed = "\n[license]\nfile = \"site.lic\"\nstate-dir = \"lic\"";
+    let a3 = answers(
+        &site,
+        "site3.toml",
+        &inv3,
+        "site.ferry",
+        "\n[apps]\ndeploy = []",
+    );
+    let a4 = answers(&site, "site4.toml", &inv4, "site.ferry", licensed);
     let (vm0, vm1, vm2, vm3) = (bed.vm(0), bed.vm(1), bed.vm(2), bed.vm(3));
     let before: Vec<String> = bed.vms().iter().map(k3s_tree).collect();
 
@@ -253,9 +353,33 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
         "2. the same apply resumes: the server is not redone, every node Ready",
         t0,
     );
+    license_for(&site, &inv3);
+    answers(&site, "site3.toml", &inv3, "site.ferry", licensed);
     // The killed run's host locks are stale; naming its id breaks them (docs/host-init.md).
     let run = site.ferry(&["apply", "--answers", &a3, "--break-lock", &killed_run]);
     run.expect_ok("the resumed apply");
+    // The license checked against the three hosts and on each of them; the app healthy.
+    for want in [
+        "license: lic-",
+        "for VM Site: valid until 2099-12-31",
+        "3 of 10 nodes",
+        "modules vm-apps; installed on 3 hosts",
+        "app web 1.0.0: deployed as revision 1, healthy",
+    ] {
+        assert!(run.stdout.contains(want), "no `{want}`\n{}", run.show());
+    }
+    for vm in [vm0, vm1, vm2] {
+        let mode = vm
+            .ssh_ok(
+                "stat -c %a /var/lib/ferry/license/license.lic /var/lib/ferry/license/guard.json",
+            )
+            .unwrap();
+        assert_eq!(mode.trim(), "600\n600", "{}: the license state", vm.name());
+    }
+    let status = site.ferry(&["app", "status", "web", "--json", "--answers", &a3]);
+    status.expect_ok("app status");
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(v["healthy"], true, "{}", status.show());
     assert!(
         !run.stdout.contains("vm0 k3s-server applied"),
         "the server's k3s step was redone\n{}",
@@ -307,6 +431,12 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
     for vm in [vm0, vm1, vm2] {
         run.expect_outcome(vm.name(), "no changes");
     }
+    assert!(
+        run.stdout
+            .contains("app web 1.0.0: unchanged, revision 1 serving"),
+        "the app was deployed again\n{}",
+        run.show()
+    );
     let again: Vec<String> = [vm0, vm1, vm2].iter().map(|v| file_times(v)).collect();
     assert_eq!(times, again, "files changed on a second apply");
 
