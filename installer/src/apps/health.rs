@@ -213,6 +213,11 @@ pub fn rollout(obj: &Value) -> (Health, String) {
         }
         "DaemonSet" => {
             let want = int(&st["desiredNumberScheduled"]);
+            // Wanted on no node although it needs a GPU: no node has one (a node with a GPU
+            // would be wanted). Its rollout is done, but the component runs nowhere.
+            if want == 0 && needs_gpu(&obj["spec"]["template"]) {
+                return (Health::NoGpu, "0/0".into());
+            }
             let (updated, available) = (
                 int(&st["updatedNumberScheduled"]),
                 int(&st["numberAvailable"]),
@@ -251,6 +256,21 @@ fn reason_text(c: &Value) -> String {
         (r, "") => r.to_string(),
         (r, m) => format!("{r}: {m}"),
     }
+}
+
+/// Whether a pod template asks for a GPU: it selects GPU nodes by label, or a container
+/// requests `nvidia.com/gpu`.
+fn needs_gpu(template: &Value) -> bool {
+    let spec = &template["spec"];
+    !spec["nodeSelector"][GPU_LABEL].is_null()
+        || spec["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                !c["resources"]["limits"][GPU].is_null()
+                    || !c["resources"]["requests"][GPU].is_null()
+            })
 }
 
 /// Whether `pod`, unscheduled as `unscheduled` says, waits only for a GPU node: the
@@ -538,6 +558,50 @@ mod tests {
                             "labels": {"app.kubernetes.io/component": component}},
                "spec": {"replicas": 1},
                "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}})
+    }
+
+    #[test]
+    fn a_gpu_daemon_wanted_on_no_node_waits_for_a_gpu_node_and_a_plain_one_is_healthy() {
+        let ds = |template: Value| {
+            json!({"kind": "DaemonSet", "metadata": {"generation": 1, "name": "agent",
+                "labels": {"app.kubernetes.io/component": "agent"}},
+                "spec": {"template": template},
+                "status": {"observedGeneration": 1, "desiredNumberScheduled": 0,
+                    "updatedNumberScheduled": 0, "numberAvailable": 0}})
+        };
+        let by_label = ds(
+            json!({"spec": {"nodeSelector": {"nvidia.com/gpu.present": "true"},
+            "containers": [{"name": "agent"}]}}),
+        );
+        let by_request = ds(json!({"spec": {"containers": [{"name": "agent",
+            "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}));
+        for w in [by_label, by_request] {
+            let h = evaluate(std::slice::from_ref(&w), &[], &[], &[]);
+            assert_eq!(h[0].health, Health::NoGpu);
+            assert_eq!(
+                h[0].line(),
+                "component agent (DaemonSet agent): Pending: no node has nvidia.com/gpu"
+            );
+            // Under "fail" it fails the deploy when its time is up; under "allow" the deploy
+            // is done with a warning.
+            let up = Some(Duration::from_secs(5));
+            assert!(matches!(
+                verdict(&h, GpuUnavailable::Fail, up),
+                Verdict::Failed(_)
+            ));
+            assert_eq!(
+                verdict(&h, GpuUnavailable::Allow, None),
+                Verdict::Deployed {
+                    waiting_for_gpu: vec![h[0].line()]
+                }
+            );
+        }
+        let plain = ds(json!({"spec": {"nodeSelector": {"role": "edge"},
+            "containers": [{"name": "agent"}]}}));
+        assert_eq!(
+            evaluate(std::slice::from_ref(&plain), &[], &[], &[])[0].health,
+            Health::Healthy
+        );
     }
 
     #[test]
