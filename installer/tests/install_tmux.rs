@@ -4,8 +4,12 @@
 //! the wizard saves is what was typed, passes `ferry validate`, and `ferry plan --answers` on
 //! it prints the plan the review screen showed.
 //!
+//! The install itself runs on test nodes (network, mount and hostname namespaces of their own
+//! with a real sshd each, `tests/k3s-standin/tests/support`): the VM suite is too slow for
+//! CI's budget. One host fails; the install screen shows why and what to do.
+//!
 //! Every tmux server runs on a socket of its own (`tmux -L`), at a fixed 120x40, and is killed
-//! when its test ends, passed or failed.
+//! when its test ends, passed or failed. `FERRY_TMUX_TRACE=1` prints every screen waited for.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -423,4 +427,168 @@ fn the_wizard_in_tmux_saves_what_was_typed_and_reviews_ferry_plans_text() {
             "{line:?} is not on the review screen:\n{shown}"
         );
     }
+}
+
+// ------------------------------------------------------------------ the install, on real hosts
+
+#[path = "../../tests/k3s-standin/tests/support/mod.rs"]
+mod support;
+
+/// A stand-in for `systemctl` on a test node (no systemd runs there): `show` reports the
+/// manager's open-file limit from ferry's drop-in, `daemon-reload` succeeds, or with `broken`
+/// fails as a host without a running systemd does, while ferry's drop-in is in place (so
+/// the rollback, which removes it, works).
+fn systemctl(broken: bool) -> String {
+    let reload = if broken {
+        "[ -f /etc/systemd/system.conf.d/90-ferry.conf ] && \
+         { echo 'Failed to connect to bus: No such file or directory' >&2; exit 1; }; exit 0"
+    } else {
+        "exit 0"
+    };
+    format!(
+        "#!/bin/sh\ncase \"$1\" in\n\
+         show) n=$(sed -n 's/^DefaultLimitNOFILE=//p' /etc/systemd/system.conf.d/90-ferry.conf \
+         2>/dev/null); n=${{n:-524288}}; echo DefaultLimitNOFILE=$n; echo DefaultLimitNOFILESoft=$n;;\n\
+         daemon-reload) {reload};;\nesac\nexit 0\n"
+    )
+}
+
+/// The machine's own value of a kernel setting the baseline sets, so that the nodes (which
+/// share this machine's kernel outside their network namespace) are not asked to change it.
+fn sysctl_now(key: &str) -> String {
+    let out = Command::new("sysctl").args(["-n", key]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn the_install_screen_runs_the_engine_on_real_hosts_and_names_a_failed_hosts_reason() {
+    if !tmux_available() || !sshd::available() || !support::available(false) {
+        return;
+    }
+    let key = sshd::fixture().keys.ed25519.clone();
+    // Two test nodes (own network, /etc, /var/lib, /run and hostname; this machine's kernel),
+    // each with sshd. web2's service manager refuses to reload.
+    let lan = support::Lan::new(2);
+    let mut servers = Vec::new();
+    let mut inventory = String::new();
+    for (i, node) in lan.nodes.iter().enumerate() {
+        node.write(
+            "/etc/machine-id",
+            format!("{:032x}\n", 0xfe77_0000 + i).as_bytes(),
+        );
+        node.write(
+            "/etc/ferry-test-bin/systemctl",
+            systemctl(i == 1).as_bytes(),
+        );
+        // sudo looks its host's name up; the nodes have no DNS to wait on.
+        let hosts = node.read("/etc/hosts").unwrap_or_default();
+        node.write(
+            "/etc/hosts",
+            format!("{hosts}127.0.1.1 {} web{}\n", node.name, i + 1).as_bytes(),
+        );
+        let out = node.sh(
+            "chmod 0755 /etc/ferry-test-bin/systemctl && \
+             printf 'Defaults secure_path=\"/etc/ferry-test-bin:/usr/sbin:/usr/bin:/sbin:/bin\"\\n' \
+               > /etc/sudoers.d/zz-ferry-test-bin && chmod 0440 /etc/sudoers.d/zz-ferry-test-bin",
+        );
+        assert!(out.status.success(), "{}", show(&out));
+        let sshd = Sshd::start_with(sshd::SshdOptions {
+            listen: node.ip.clone(),
+            netns: Some(node.netns.clone()),
+            wrapper: Some(node.wrapper()),
+            ..Default::default()
+        });
+        inventory.push_str(&format!(
+            "[[hosts]]\nname = \"web{}\"\naddress = \"{}\"\nport = {}\nuser = \"{}\"\n\
+             key = \"{}\"\nsudo = \"passwordless\"\nroles = [\"{}\"]\n\n",
+            i + 1,
+            node.ip,
+            sshd.port,
+            sshd::SUDO_USER,
+            key.display(),
+            if i == 0 { "server" } else { "agent" }
+        ));
+        servers.push(sshd);
+    }
+    let site = Site::new();
+    std::fs::write(site.path().join("inventory.toml"), inventory).unwrap();
+    // The baseline minus what would reach past a node's namespaces (swap, kernel modules,
+    // the time service, packages), kernel-wide settings at this machine's own values.
+    std::fs::write(
+        site.path().join("site.toml"),
+        format!(
+            "inventory = \"inventory.toml\"\n\n[cluster]\nname = \"site-run\"\n\n\
+             [baseline]\nmodules = []\nswap-off = false\ncontainer-runtime = false\n\
+             gpu = \"skip\"\n\n[baseline.sysctl]\n\"vm.max_map_count\" = {}\n\
+             \"fs.inotify.max_user_instances\" = {}\n\"fs.inotify.max_user_watches\" = {}\n\n\
+             [baseline.time]\nenabled = false\n\n\
+             [preflight]\nmin-cpus = 1\nmin-memory-mib = 512\nmin-disk-gib = 1\n",
+            sysctl_now("vm.max_map_count"),
+            sysctl_now("fs.inotify.max_user_instances"),
+            sysctl_now("fs.inotify.max_user_watches"),
+        ),
+    )
+    .unwrap();
+
+    // `ferry install --answers` on a terminal opens on the plan; it runs where the nodes are.
+    let t = Tmux::start(
+        site.path(),
+        &format!(
+            "nsenter --net=/run/netns/{} -- {} --answers site.toml",
+            lan.nodes[0].netns,
+            site.wizard()
+        ),
+    );
+    let s = t.wait_for(&["— Review", "plan: 2 hosts, 2 to change"]);
+    assert!(s.contains("web1"), "{s}");
+    assert!(s.contains("limits"), "{s}");
+
+    // Enter installs: hosts x phases fill in from the engine's events.
+    t.keys(&["Enter"]);
+    let s = t.wait("the install to end", |s| {
+        s.contains("— Install") && s.contains("2 of 2 hosts finished")
+    });
+    let row = |s: &str, host: &str| {
+        s.lines()
+            .find(|l| l.starts_with(host))
+            .unwrap_or_else(|| panic!("no row for {host}:\n{s}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let header = row(&s, "HOST");
+    assert_eq!(header[..3], ["HOST", "SURVEY", "BASELINE"], "{s}");
+    assert_eq!(row(&s, "web1")[1..], ["ok", "ok"], "{s}");
+    // web2 failed at its limits and was rolled back: the cell counts what was undone.
+    let web2 = row(&s, "web2");
+    assert_eq!(web2[1], "ok", "{s}");
+    assert_eq!(web2[2], "undo", "{s}");
+    // The selected host's log; web2's failure with its reason and what to do.
+    assert!(s.contains("Log of web1"), "{s}");
+    t.keys(&["Down"]);
+    let s = t.wait_for(&["Log of web2"]);
+    assert!(
+        s.contains("Why: limits: ") && s.contains("Failed to connect to bus"),
+        "{s}"
+    );
+    assert!(
+        s.contains("What to do: its changes were rolled back; read its log"),
+        "{s}"
+    );
+    assert!(s.contains("limits FAILED: "), "{s}");
+    assert!(s.contains("hostname reverted"), "{s}");
+
+    // The engine changed web1 and left web2 as it was.
+    assert_eq!(lan.nodes[0].sh("hostname").stdout, b"web1\n");
+    assert_eq!(lan.nodes[1].sh("hostname").stdout, b"node1\n");
+
+    // PgDn: the results; leaving says how it went, and exits 1 for the failed host.
+    t.keys(&["NPage"]);
+    let s = t.wait_for(&["— Done", "1 of 2 hosts ok"]);
+    assert!(s.contains("Journal and logs: "), "{s}");
+    t.keys(&["C-q"]);
+    let s = t.wait("ferry install to end", |s| s.contains("[exited "));
+    assert!(s.contains("ferry install: 1 of 2 hosts ok (run "), "{s}");
+    assert!(s.contains("[exited 1]"), "{s}");
+    drop(servers);
 }
