@@ -163,6 +163,10 @@ impl Site {
         for f in ["site.ferry", "vendor.pub"] {
             std::fs::copy(data.join(f), dir.path().join(f)).unwrap();
         }
+        // The bundle with an AppPackage (`shop`) and k3s, and its key.
+        let apps = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/apps");
+        std::fs::copy(apps.join("apps.ferry"), dir.path().join("apps.ferry")).unwrap();
+        std::fs::copy(apps.join("vendor.pub"), dir.path().join("apps.pub")).unwrap();
         Site { dir }
     }
 
@@ -259,19 +263,19 @@ fn the_wizard_in_tmux_saves_what_was_typed_and_reviews_ferry_plans_text() {
         "{s}"
     );
     t.keys(&["Tab", "Enter"]);
-    t.type_text("site.ferry");
+    t.type_text("apps.ferry");
     t.keys(&["Enter", "Enter"]);
-    t.type_text("vendor.pub");
+    t.type_text("apps.pub");
     t.keys(&["Enter", "Enter"]);
     let s = t.wait_for(&[
-        "site 1: signature and every blob check out: 2 items",
+        "apps-site 1: signature and every blob check out: 3 items",
         "Bill of materials",
-        "debian-base",
-        "v1.31.4+k3s1",
+        "app-package",
+        "v1.30.4+k3s1",
     ]);
     assert!(
         s.lines()
-            .any(|l| l.contains("Bundle file") && l.contains("site.ferry")),
+            .any(|l| l.contains("Bundle file") && l.contains("apps.ferry")),
         "{s}"
     );
 
@@ -319,13 +323,47 @@ fn the_wizard_in_tmux_saves_what_was_typed_and_reviews_ferry_plans_text() {
     t.keys(&["Enter"]);
     t.type_text("site-tmux");
     t.keys(&["Enter"]);
-    // Focus is on the id; six down is the API's extra names.
-    t.keys(&["Tab", "Tab", "Tab", "Tab", "Tab", "Tab", "Enter"]);
+    // Focus is on the id; next, the distribution: k3s, which the bundle's app needs.
+    t.keys(&["Tab", "Space"]);
+    // Five down is the API's extra names.
+    t.keys(&["Tab", "Tab", "Tab", "Tab", "Tab", "Enter"]);
     t.type_text("api.site.example, 10.0.0.100");
     t.keys(&["Enter"]);
-    let s = t.wait_for(&["the answer file is valid"]);
+    let s = t.wait_for(&["api.site.example, 10.0.0.100"]);
     assert!(s.contains("site-tmux"), "{s}");
-    assert!(s.contains("api.site.example, 10.0.0.100"), "{s}");
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("  Kubernetes") && l.ends_with(" k3s")),
+        "{s}"
+    );
+
+    // Apps: the bundle's package with its parameters; the one without a default is required.
+    t.keys(&["NPage"]);
+    let s = t.wait_for(&["— Apps", "shop 1.2.0: The site's shop front."]);
+    for row in [
+        "replicas    integer  2            (default)          How many web servers run.",
+        "admin-email string   (required)   (required)         Who gets the shop's alerts.",
+    ] {
+        assert!(s.contains(row), "{row:?} not on:\n{s}");
+    }
+    assert!(
+        s.contains("app shop: parameter admin-email has no default"),
+        "{s}"
+    );
+    // The [apps] keys, then the parameters: replicas typed wrong first, as validate says.
+    t.keys(&["Tab", "Enter"]);
+    t.type_text("900");
+    t.keys(&["Enter", "Tab", "Tab", "Enter"]);
+    t.type_text("three");
+    t.keys(&["Enter"]);
+    t.wait_for(&["parameter replicas is of type integer, and \"three\""]);
+    t.keys(&["Up", "Enter", "C-u"]);
+    t.type_text("3");
+    t.keys(&["Enter", "Tab", "Tab", "Enter"]);
+    t.type_text("ops@site.example");
+    t.keys(&["Enter"]);
+    let s = t.wait_for(&["the answer file is valid"]);
+    assert!(s.contains("ops@site.example"), "{s}");
 
     // On to Review, whatever screens lie between (each valid as it stands).
     let mut s = String::new();
@@ -375,13 +413,19 @@ fn the_wizard_in_tmux_saves_what_was_typed_and_reviews_ferry_plans_text() {
     let want: toml::Table = toml::from_str(
         r#"
         inventory = "inventory.toml"
-        bundle = "site.ferry"
-        bundle-pubkey = "vendor.pub"
+        bundle = "apps.ferry"
+        bundle-pubkey = "apps.pub"
         [cluster]
         name = "site-tmux"
+        distribution = "k3s"
         tls-san = ["api.site.example", "10.0.0.100"]
         [baseline.time]
         source = "node2"
+        [apps]
+        timeout = 900
+        [apps.values.shop]
+        replicas = 3
+        admin-email = "ops@site.example"
         "#,
     )
     .unwrap();

@@ -216,14 +216,7 @@ fn printer(to_stderr: bool) -> Sink {
 /// `ferry validate`: the answer file as ferry understands it, as JSON.
 pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let cfg = InstallConfig::load(&args.answers)?;
-    // The distribution's version and files, from the bundle's signed manifest (loading the
-    // answer file checked that the bundle is there and signed by bundle-pubkey).
-    if cfg.cluster.installs() {
-        crate::cluster::bundle::ClusterBundle::open(&cfg)
-            .map_err(|e| anyhow::anyhow!("{}: {e:#}", args.answers.display()))?;
-    }
-    // The packages apply deploys, their values and the license they need.
-    site_apps(&cfg, &args.answers)?;
+    check_offline(&cfg, &args.answers)?;
     println!("{}", serde_json::to_string_pretty(&cfg)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -276,6 +269,20 @@ pub(crate) async fn plan_with(
 
 /// The site's apps and license, checked before any host is reached: a package or license
 /// that cannot go is refused here, before anything changes.
+/// What `ferry validate` checks beyond loading the answer file, without reaching a host (the
+/// wizard checks every draft with it too): the distribution's version and files, from the
+/// bundle's signed manifest (loading the answer file checked that the bundle is there and
+/// signed by bundle-pubkey); the packages apply deploys, their values and the license they
+/// need.
+pub(crate) fn check_offline(cfg: &InstallConfig, answers: &Path) -> anyhow::Result<()> {
+    if cfg.cluster.installs() {
+        crate::cluster::bundle::ClusterBundle::open(cfg)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", answers.display()))?;
+    }
+    site_apps(cfg, answers)?;
+    Ok(())
+}
+
 fn site_apps(cfg: &InstallConfig, answers: &Path) -> anyhow::Result<crate::apps::site::SiteApps> {
     crate::apps::site::prepare(cfg).map_err(|e| anyhow::anyhow!("{}: {e:#}", answers.display()))
 }

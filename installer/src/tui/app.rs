@@ -46,6 +46,33 @@ pub struct BundleInfo {
     pub bytes: u64,
     /// Items: name, kind, version, size.
     pub items: Vec<(String, String, String, u64)>,
+    /// Its AppPackages (each checked against the vendor key), in bundle order.
+    pub apps: Vec<AppInfo>,
+}
+
+/// An AppPackage of the bundle, as the Apps screen shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppInfo {
+    /// The package's name: its values are `[apps.values.NAME]`.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// What it is.
+    pub description: String,
+    /// What a site fills in.
+    pub parameters: Vec<ferry_apps::Parameter>,
+}
+
+impl AppInfo {
+    /// What the screen shows of a package.
+    pub fn of(p: &ferry_bundle::app_package::AppPackage) -> AppInfo {
+        AppInfo {
+            name: p.spec.name.to_string(),
+            version: p.spec.version.to_string(),
+            description: p.spec.description.clone(),
+            parameters: p.spec.parameters.clone(),
+        }
+    }
 }
 
 /// The bundle's check.

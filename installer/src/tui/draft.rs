@@ -162,6 +162,20 @@ impl Draft {
         );
     }
 
+    /// Sets a whole-number field: empty removes the key; text that is not a number is kept
+    /// as text, for the check to name with its own message.
+    pub fn set_integer(&mut self, key: &str, text: &str) {
+        let t = text.trim();
+        self.set(
+            key,
+            (!t.is_empty()).then(|| {
+                t.parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .unwrap_or_else(|_| toml::Value::String(t.to_string()))
+            }),
+        );
+    }
+
     /// Sets a list field from comma-separated text: empty removes the key.
     pub fn set_list(&mut self, key: &str, text: &str) {
         let items: Vec<toml::Value> = text
@@ -246,17 +260,22 @@ impl Draft {
                 scratch.display()
             ));
         }
-        InstallConfig::load(&answers).map_err(|e| {
-            format!("{e:#}")
-                .replace(
-                    &answers.display().to_string(),
-                    &self.answers_path.display().to_string(),
-                )
-                .replace(
-                    &inventory.display().to_string(),
-                    &self.inventory_path().display().to_string(),
-                )
-        })
+        InstallConfig::load(&answers)
+            .and_then(|cfg| {
+                crate::commands::host::check_offline(&cfg, &answers)?;
+                Ok(cfg)
+            })
+            .map_err(|e| {
+                format!("{e:#}")
+                    .replace(
+                        &answers.display().to_string(),
+                        &self.answers_path.display().to_string(),
+                    )
+                    .replace(
+                        &inventory.display().to_string(),
+                        &self.inventory_path().display().to_string(),
+                    )
+            })
     }
 
     /// Where secrets come from while the wizard runs: the environment, then what was typed.
@@ -291,11 +310,15 @@ impl SecretSource for WizardSecrets {
     }
 }
 
-/// The key an answer-file message is about: `site.toml: cluster.name: is empty` gives
-/// `cluster.name`; a TOML syntax error (`site.toml:3:1: ...`) gives `None`.
+/// The key an answer-file message is about: `site.toml: cluster.name: is empty` and
+/// `site.toml:8:9: apps.timeout: expected a whole number` give the key,
+/// `site.toml: [apps.values.shop]: ...` gives `[apps.values.shop]`; a TOML syntax error
+/// (`site.toml:3:1: expected ...`) gives `None`.
 pub fn message_key<'a>(message: &'a str, answers: &Path) -> Option<&'a str> {
     let rest = message.strip_prefix(&answers.display().to_string())?;
-    let rest = rest.strip_prefix(": ")?;
+    // `:LINE:COLUMN`, when the message has one.
+    let rest = rest.trim_start_matches(|c: char| c == ':' || c.is_ascii_digit());
+    let rest = rest.strip_prefix(' ')?;
     let key = rest.split(':').next()?;
     (!key.is_empty() && !key.contains(' ')).then_some(key)
 }

@@ -8,7 +8,7 @@ use ratatui::backend::TestBackend;
 use ratatui::text::Span;
 use ratatui::Terminal;
 
-use super::app::{App, BundleInfo, BundleState, Job, Model, Msg, PlanState};
+use super::app::{App, AppInfo, BundleInfo, BundleState, Job, Model, Msg, PlanState};
 use super::board::Board;
 use super::checks::{CheckReport, FactsRow};
 use super::draft::Draft;
@@ -151,6 +151,29 @@ fn site(scratch: &std::path::Path) -> std::path::PathBuf {
     dir.join("site.toml")
 }
 
+/// The draft deploys the apps bundle (tests/data/apps: package `shop`, with k3s), verified as
+/// the Bundle screen verifies it.
+fn apps_site(m: &mut Model) {
+    let dir = m.draft.base().to_path_buf();
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/apps");
+    std::fs::copy(data.join("apps.ferry"), dir.join("apps.ferry")).unwrap();
+    std::fs::copy(data.join("vendor.pub"), dir.join("apps.pub")).unwrap();
+    m.draft.set_text("bundle", "apps.ferry");
+    m.draft.set_text("bundle-pubkey", "apps.pub");
+    m.draft.set_text("cluster.distribution", "k3s");
+    let key = ferry_bundle::PublicKey::load(&dir.join("apps.pub")).unwrap();
+    let apps =
+        crate::apps::site::bundle_packages(&dir.join("apps.ferry"), &key, &dir.join("apps.pub"))
+            .unwrap();
+    m.bundle = BundleState::Verified(BundleInfo {
+        title: "apps-site 1".into(),
+        key_id: "e26b169eb901c18e".into(),
+        bytes: 17920,
+        items: vec![],
+        apps: apps.iter().map(AppInfo::of).collect(),
+    });
+}
+
 /// The app on `screen`, with what that screen shows filled in as the background jobs would.
 fn on(screen: ScreenId, lang: Lang, scratch: &std::path::Path) -> App {
     let mut a = app(lang, draft(&site(scratch)), scratch);
@@ -184,6 +207,7 @@ fn on(screen: ScreenId, lang: Lang, scratch: &std::path::Path) -> App {
                     ),
                     ("mcd".into(), "app-package".into(), "2.3.0".into(), 2 << 30),
                 ],
+                apps: vec![],
             })
         }
         ScreenId::Hosts => {
@@ -203,6 +227,10 @@ fn on(screen: ScreenId, lang: Lang, scratch: &std::path::Path) -> App {
                 None,
                 vec!["cannot connect to 10.0.0.12:22: Connection refused (os error 111); check the address, the port and that sshd runs".into()],
             ));
+        }
+        ScreenId::Apps => {
+            apps_site(m);
+            m.revalidate();
         }
         ScreenId::Review => {
             let p = plan();
@@ -277,11 +305,12 @@ fn on(screen: ScreenId, lang: Lang, scratch: &std::path::Path) -> App {
     a
 }
 
-const SCREENS: [ScreenId; 8] = [
+const SCREENS: [ScreenId; 9] = [
     ScreenId::Bundle,
     ScreenId::Hosts,
     ScreenId::Roles,
     ScreenId::Cluster,
+    ScreenId::Apps,
     ScreenId::License,
     ScreenId::Review,
     ScreenId::Run,
@@ -353,7 +382,7 @@ fn a_required_field_keeps_the_wizard_until_it_is_filled_with_validates_message()
     assert_eq!(a.model.draft.get_text("cluster.name"), "site-b");
     assert_eq!(a.model.problem, None);
     press(&mut a, KeyCode::PageDown);
-    assert_eq!(a.screen(), ScreenId::License);
+    assert_eq!(a.screen(), ScreenId::Apps);
     press(&mut a, KeyCode::Esc);
     assert_eq!(a.screen(), ScreenId::Cluster, "Esc goes back a screen");
 }
@@ -550,4 +579,138 @@ fn leaving_remembers_the_screen_and_reopening_returns_there() {
     assert_eq!(screen, ScreenId::Roles);
     assert_eq!(d.hosts().len(), 3);
     assert_eq!(d.get_text("cluster.name"), "site-a");
+}
+
+#[test]
+fn the_apps_screen_writes_each_value_as_its_type_and_names_a_wrong_one_as_validate_does() {
+    let scratch = tempfile::tempdir().unwrap();
+    let answers = site(scratch.path());
+    let mut a = app(Lang::En, draft(&answers), scratch.path());
+    apps_site(&mut a.model);
+    // Not yet verified (as when the wizard reopens): the screen reads the bundle itself.
+    a.model.bundle = BundleState::Unchecked;
+    a.goto(ScreenId::Apps);
+    assert!(a.model.jobs.contains(&Job::VerifyBundle));
+    apps_site(&mut a.model);
+    a.model.revalidate();
+    let shown = |a: &App| a.visible_problem().map(str::to_string);
+    let path = answers.display();
+    // A parameter without a default keeps the wizard here, with validate's message.
+    assert_eq!(
+        shown(&a).as_deref(),
+        Some(format!("{path}: [apps.values.shop]: app shop: parameter admin-email has no default and no value was given: give it for this site (Who gets the shop's alerts.)").as_str())
+    );
+    press(&mut a, KeyCode::PageDown);
+    assert_eq!(a.screen(), ScreenId::Apps);
+
+    // The rows after the four [apps] keys are the parameters: replicas, title, debug, admin-email.
+    for _ in 0..4 {
+        press(&mut a, KeyCode::Tab);
+    }
+    press(&mut a, KeyCode::Enter);
+    typed(&mut a, "many");
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.model.draft.get_text("apps.values.shop.replicas"), "many");
+    assert_eq!(
+        shown(&a).as_deref(),
+        Some(format!("{path}: [apps.values.shop]: app shop: parameter replicas is of type integer, and \"many\" is not: write a whole number, e.g. 3").as_str())
+    );
+    press(&mut a, KeyCode::Up);
+    press(&mut a, KeyCode::Enter);
+    ctrl(&mut a, 'u');
+    typed(&mut a, "3");
+    press(&mut a, KeyCode::Enter);
+    // On to title (left at its default), debug and admin-email.
+    press(&mut a, KeyCode::Tab);
+    press(&mut a, KeyCode::Enter);
+    typed(&mut a, "true");
+    press(&mut a, KeyCode::Enter);
+    press(&mut a, KeyCode::Enter);
+    typed(&mut a, "ops@site.example");
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.model.problem, None);
+
+    // The [apps] keys: a timeout that is not a number is named as validate names it.
+    press(&mut a, KeyCode::Tab);
+    press(&mut a, KeyCode::Enter);
+    typed(&mut a, "ai.site.example");
+    press(&mut a, KeyCode::Enter);
+    press(&mut a, KeyCode::Enter);
+    typed(&mut a, "soon");
+    press(&mut a, KeyCode::Enter);
+    let p = shown(&a).unwrap();
+    assert!(
+        p.starts_with(&format!("{path}:"))
+            && p.ends_with(": apps.timeout: expected a whole number like 2, found \"soon\""),
+        "{p}"
+    );
+    press(&mut a, KeyCode::BackTab);
+    press(&mut a, KeyCode::Enter);
+    ctrl(&mut a, 'u');
+    typed(&mut a, "600");
+    press(&mut a, KeyCode::Enter);
+    press(&mut a, KeyCode::Tab);
+    press(&mut a, KeyCode::Char(' '));
+    assert_eq!(a.model.problem, None);
+
+    // Saved: the [apps] table as typed, each value of its type, and ferry validate's checks
+    // pass on the file.
+    ctrl(&mut a, 's');
+    let saved: toml::Table = toml::from_str(&std::fs::read_to_string(&answers).unwrap()).unwrap();
+    let want: toml::Table = toml::from_str(
+        r#"
+        domain = "ai.site.example"
+        timeout = 600
+        gpu-unavailable = "allow"
+        [values.shop]
+        replicas = 3
+        debug = true
+        admin-email = "ops@site.example"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(saved["apps"], toml::Value::Table(want));
+    let cfg = crate::config::InstallConfig::load(&answers).unwrap();
+    crate::commands::host::check_offline(&cfg, &answers).unwrap();
+    press(&mut a, KeyCode::PageDown);
+    assert_eq!(a.screen(), ScreenId::License);
+}
+
+#[test]
+fn a_secret_parameter_is_never_typed_into_the_answer_file() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut a = app(Lang::En, draft(&site(scratch.path())), scratch.path());
+    let spec: ferry_apps::AppSpec = serde_yaml_ng::from_str(
+        "name: vault\nversion: 1.0.0\ndescription: Keeps keys.\n\
+         parameters:\n  - {name: token, type: secret, description: The unseal token.}\n\
+         components:\n  - {name: web, kind: service, image: \"demo/tool:1.0@sha256:21da991fe7d2921bc4cd855ba873926bb4ef2cc684a3f10255b50a201592e1d4\"}\n",
+    )
+    .unwrap();
+    a.model.bundle = BundleState::Verified(BundleInfo {
+        title: "t 1".into(),
+        key_id: "k".into(),
+        bytes: 1,
+        items: vec![],
+        apps: vec![AppInfo {
+            name: "vault".into(),
+            version: "1.0.0".into(),
+            description: spec.description.clone(),
+            parameters: spec.parameters.clone(),
+        }],
+    });
+    a.goto(ScreenId::Apps);
+    for _ in 0..4 {
+        press(&mut a, KeyCode::Tab);
+    }
+    press(&mut a, KeyCode::Enter);
+    assert!(!a.screens[a.current].editing(), "no secret is typed here");
+    let status = a.model.status.clone().unwrap_or_default();
+    assert!(
+        status.starts_with("token is a secret: the wizard writes no secret to the answer file")
+            && status.contains("ferry app deploy --set-file token=PATH"),
+        "{status}"
+    );
+    typed(&mut a, "hunter2");
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.model.draft.get("apps"), None);
 }

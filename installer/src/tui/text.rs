@@ -159,6 +159,8 @@ catalogue! {
     screen_roles: "Roles", "角色";
     /// Cluster screen.
     screen_cluster: "Cluster", "集群";
+    /// Apps screen.
+    screen_apps: "Apps", "应用";
     /// License screen.
     screen_license: "License", "许可证";
     /// Review screen.
@@ -296,6 +298,54 @@ catalogue! {
     field_strict: "Refuse unknown host keys", "拒绝未知主机密钥";
     /// Field.
     field_time_upstream: "Upstream NTP servers (comma separated)", "上游 NTP 服务器（逗号分隔）";
+
+    // Apps.
+    /// Intro.
+    apps_intro: "The bundle's apps, deployed after the cluster, and what this site gives them ([apps]). Enter edits; empty keeps the default.",
+                "安装包携带的应用（在集群之后部署），以及本现场为它们设定的参数（应答文件的 [apps]）。回车编辑；留空则使用默认值。";
+    /// Field.
+    field_apps_domain: "Site domain (default: the API address)", "现场域名（默认：API 地址）";
+    /// Field.
+    field_apps_timeout: "Deploy timeout, seconds (default 300)", "部署超时，秒（默认 300）";
+    /// Field.
+    field_apps_volume_node: "Node for local volumes (default: first server)", "本地卷所在节点（默认：第一个服务端）";
+    /// Field.
+    field_apps_gpu: "GPU component, no GPU node (fail, allow)", "GPU 组件无 GPU 节点时（fail、allow）";
+    /// No bundle.
+    apps_no_bundle: "No bundle: no apps are deployed.", "未指定安装包：不部署任何应用。";
+    /// Bundle not verified.
+    apps_unverified: "The bundle's apps are listed once it is verified (Bundle screen).", "安装包校验通过后列出其中的应用（见“安装包”屏）。";
+    /// Being verified.
+    apps_verifying: "reading the bundle's apps...", "正在读取安装包中的应用...";
+    /// None in the bundle.
+    apps_none: "The bundle carries no apps.", "安装包中没有应用。";
+    /// Column.
+    col_param: "PARAMETER", "参数";
+    /// Column.
+    col_type: "TYPE", "类型";
+    /// Column.
+    col_default: "DEFAULT", "默认值";
+    /// Column.
+    col_value: "VALUE", "取值";
+    /// Column.
+    col_about: "DESCRIPTION", "说明";
+    /// A parameter left at its default.
+    apps_default: "(default)", "（默认）";
+    /// A parameter with no default.
+    apps_required: "(required)", "（必填）";
+    /// A secret's value.
+    apps_hidden: "(hidden)", "（已隐藏）";
+    /// The focused parameter: name, type, description, what to write.
+    apps_param: "{} ({}): {} {}.", "{}（{}）：{} {}。";
+    /// What to write for a text parameter.
+    hint_string: "Write text", "填写文本";
+    /// What to write for a whole-number parameter.
+    hint_integer: "Write a whole number, e.g. 3", "填写整数，例如 3";
+    /// What to write for a true/false parameter.
+    hint_boolean: "Write true or false", "填写 true 或 false";
+    /// A secret parameter cannot be typed here.
+    apps_secret: "{} is a secret: the wizard writes no secret to the answer file; give it at deploy time with `ferry app deploy --set-file {}=PATH`.",
+                 "{} 是机密参数：向导不会把机密写入应答文件；请在部署时用 `ferry app deploy --set-file {}=PATH` 提供。";
 
     // License.
     /// Intro.

@@ -11,7 +11,7 @@ use ferry_bundle::{Bundle, PublicKey, ReadEvent};
 use ferry_inventory::ssh::{KeyNotice, Pool};
 use ferry_inventory::Inventory;
 
-use super::app::{App, BundleInfo, BundleState, Job, Msg};
+use super::app::{App, AppInfo, BundleInfo, BundleState, Job, Msg};
 use super::checks::{fact_problems, fingerprint, CheckReport, FactsRow};
 use super::draft::Draft;
 use crate::cmdline::host::{ApplyArgs, PlanArgs};
@@ -165,11 +165,11 @@ impl Worker {
 
     fn verify(&self, draft: &Draft) {
         let bundle = draft.base().join(draft.get_text("bundle"));
-        let key = draft.base().join(draft.get_text("bundle-pubkey"));
+        let key_path = draft.base().join(draft.get_text("bundle-pubkey"));
         let tx = self.tx.clone();
         self.handle.spawn_blocking(move || {
             let run = || -> anyhow::Result<BundleInfo> {
-                let key = PublicKey::load(&key)?;
+                let key = PublicKey::load(&key_path)?;
                 let b = Bundle::open(&bundle, Some(&key))?;
                 let (mut total, mut done) = (0u64, 0u64);
                 let mut last = Instant::now();
@@ -186,8 +186,14 @@ impl Worker {
                     }
                     ReadEvent::ItemExtracted { .. } => {}
                 })?;
+                // The packages as `ferry apply` reads them: each checked against the key.
+                let apps = crate::apps::site::bundle_packages(&bundle, &key, &key_path)?
+                    .iter()
+                    .map(AppInfo::of)
+                    .collect();
                 let m = b.manifest();
                 Ok(BundleInfo {
+                    apps,
                     title: format!("{} {}", m.name, m.version),
                     key_id: report.key_id,
                     bytes: report.bytes,

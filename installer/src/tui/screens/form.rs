@@ -110,6 +110,9 @@ pub enum Kind {
     Text,
     /// A string kept even when empty (a required key: its message then says what to do).
     Required,
+    /// A whole number; text that is not one is kept as text, so the check names the key
+    /// with `ferry validate`'s message. Empty removes the key.
+    Integer,
     /// A list of strings, typed comma separated.
     List,
     /// true/false, toggled with Enter or Space.
@@ -197,6 +200,7 @@ impl Form {
                         Kind::Text => d.set_text(field.key, &text),
                         Kind::Required => d.set(field.key, Some(text.trim().into())),
                         Kind::List => d.set_list(field.key, &text),
+                        Kind::Integer => d.set_integer(field.key, &text),
                         Kind::Bool | Kind::Choice(_) => {}
                         Kind::AnswersPath if !text.trim().is_empty() => {
                             d.answers_path = text.trim().into();

@@ -2,6 +2,7 @@
 //! handles its keys; the frame (title, steps, problem line, key hints, save, help, moving
 //! between screens) is the app's. A new screen is a module here and one line in [`all`].
 
+mod apps;
 mod bundle;
 mod cluster;
 mod done;
@@ -30,6 +31,8 @@ pub enum ScreenId {
     Roles,
     /// Cluster settings.
     Cluster,
+    /// The bundle's apps and their parameters.
+    Apps,
     /// The license.
     License,
     /// The plan.
@@ -48,6 +51,7 @@ impl ScreenId {
             ScreenId::Hosts => "hosts",
             ScreenId::Roles => "roles",
             ScreenId::Cluster => "cluster",
+            ScreenId::Apps => "apps",
             ScreenId::License => "license",
             ScreenId::Review => "review",
             ScreenId::Run => "run",
@@ -62,6 +66,7 @@ impl ScreenId {
             ScreenId::Hosts,
             ScreenId::Roles,
             ScreenId::Cluster,
+            ScreenId::Apps,
             ScreenId::License,
             ScreenId::Review,
             ScreenId::Run,
@@ -127,6 +132,7 @@ pub fn all() -> Vec<Box<dyn Screen>> {
         Box::new(hosts::HostsScreen::default()),
         Box::new(roles::RolesScreen::default()),
         Box::new(cluster::ClusterScreen::default()),
+        Box::new(apps::AppsScreen::default()),
         Box::new(license::LicenseScreen),
         Box::new(review::ReviewScreen::default()),
         Box::new(run::RunScreen::default()),
