@@ -87,8 +87,10 @@ impl Tmux {
             let out = self.tmux(&["send-keys", "-t", "wizard", k]);
             assert!(out.status.success(), "send-keys {k}: {}", show(&out));
             // One key at a time, as typed: the wizard reads a burst fine, but a test that
-            // fails should fail at the key that went wrong.
-            std::thread::sleep(Duration::from_millis(30));
+            // fails should fail at the key that went wrong. Escape waits longer: Escape and
+            // the next key read together are Alt and that key, as in any terminal.
+            let pause = if *k == "Escape" { 400 } else { 30 };
+            std::thread::sleep(Duration::from_millis(pause));
         }
     }
 
@@ -629,7 +631,20 @@ fn the_install_screen_runs_the_engine_on_real_hosts_and_names_a_failed_hosts_rea
     // PgDn: the results; leaving says how it went, and exits 1 for the failed host.
     t.keys(&["NPage"]);
     let s = t.wait_for(&["— Done", "1 of 2 hosts ok"]);
-    assert!(s.contains("Journal and logs: "), "{s}");
+    let read = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let runs = site.path().join("runs");
+    for want in [
+        "web1 ok".to_string(),
+        "web2 rolled back (why: limits: web2: `systemctl daemon-reload` failed".to_string(),
+        "kubeconfig: none: this answer file installs no Kubernetes".to_string(),
+        format!("Journal and logs: {}/", runs.display()),
+        format!(
+            "Next site: ferry install --answers {} --yes",
+            site.path().join("site.toml").display()
+        ),
+    ] {
+        assert!(read.contains(&want), "{want:?} not on:\n{s}");
+    }
     t.keys(&["C-q"]);
     let s = t.wait("ferry install to end", |s| s.contains("[exited "));
     assert!(s.contains("ferry install: 1 of 2 hosts ok (run "), "{s}");

@@ -428,7 +428,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The cluster's nodes after apply, and where the kubeconfig is or why there is none.
-fn render_cluster(c: &crate::cluster::ClusterReport) -> String {
+pub(crate) fn render_cluster(c: &crate::cluster::ClusterReport) -> String {
     let rows: Vec<[String; 3]> = c
         .nodes
         .iter()

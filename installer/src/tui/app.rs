@@ -103,6 +103,21 @@ pub enum PlanState {
     Failed(String),
 }
 
+/// What an install that ran to its end left: every host's outcome, and the cluster and apps
+/// phases' reports as `ferry apply` prints them.
+#[derive(Debug, Clone, Default)]
+pub struct RunEnd {
+    /// Every host's outcome, in inventory order.
+    pub summaries: Vec<crate::engine::apply::HostSummary>,
+    /// The cluster's nodes and where the kubeconfig is (`ferry apply`'s lines), when the
+    /// cluster phase ran.
+    pub cluster: Option<String>,
+    /// The saved kubeconfig, when the cluster became Ready.
+    pub kubeconfig: Option<PathBuf>,
+    /// The license and apps phases' lines, when they ran.
+    pub apps: Option<String>,
+}
+
 /// Something that happened, for [`App::update`].
 #[derive(Debug)]
 pub enum Msg {
@@ -123,7 +138,7 @@ pub enum Msg {
     /// The install locked and planned the hosts: its id, plan, and run directory.
     RunStarted(String, Box<Plan>, PathBuf),
     /// The install ended: every host's outcome, or why it stopped.
-    RunEnded(Result<Vec<crate::engine::apply::HostSummary>, String>),
+    RunEnded(Result<RunEnd, String>),
 }
 
 /// Everything screens read and change.

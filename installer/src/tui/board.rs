@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::engine::apply::{HostSummary, Outcome};
+use super::app::RunEnd;
+use crate::engine::apply::Outcome;
 use crate::engine::events::Event;
 use crate::engine::plan::{HostStatus, Plan};
 
@@ -114,6 +115,12 @@ pub struct Board {
     pub ended: bool,
     /// Why it stopped, when it did not run to the end.
     pub error: Option<String>,
+    /// The cluster's nodes and kubeconfig lines, when the cluster phase ran.
+    pub cluster: Option<String>,
+    /// The kubeconfig, when the cluster became Ready.
+    pub kubeconfig: Option<PathBuf>,
+    /// The license and apps phases' lines, when they ran.
+    pub apps: Option<String>,
 }
 
 impl Board {
@@ -270,7 +277,8 @@ impl Board {
     /// The run locked and planned its hosts: hosts that will not run say why now.
     pub fn started(&mut self, run_id: String, plan: &Plan, run_dir: PathBuf) {
         self.run_id = Some(run_id);
-        self.run_dir = Some(run_dir);
+        // Absolute: the engineer reads it on the Done screen, maybe from another directory.
+        self.run_dir = Some(std::path::absolute(&run_dir).unwrap_or(run_dir));
         let survey = self.column("survey");
         for hp in &plan.hosts {
             let skip = match hp.status {
@@ -295,12 +303,15 @@ impl Board {
     }
 
     /// The run ended.
-    pub fn ended(&mut self, r: Result<Vec<HostSummary>, String>) {
+    pub fn ended(&mut self, r: Result<RunEnd, String>) {
         self.ended = true;
         match r {
             Err(e) => self.error = Some(e),
-            Ok(summaries) => {
-                for s in summaries {
+            Ok(end) => {
+                self.cluster = end.cluster;
+                self.kubeconfig = end.kubeconfig;
+                self.apps = end.apps;
+                for s in end.summaries {
                     let row = self.row(&s.host);
                     row.outcome = Some(s.outcome);
                     for c in &mut row.cells {

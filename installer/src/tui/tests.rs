@@ -8,7 +8,7 @@ use ratatui::backend::TestBackend;
 use ratatui::text::Span;
 use ratatui::Terminal;
 
-use super::app::{App, AppInfo, BundleInfo, BundleState, Job, Model, Msg, PlanState};
+use super::app::{App, AppInfo, BundleInfo, BundleState, Job, Model, Msg, PlanState, RunEnd};
 use super::board::Board;
 use super::checks::{CheckReport, FactsRow};
 use super::draft::Draft;
@@ -274,29 +274,32 @@ fn on(screen: ScreenId, lang: Lang, scratch: &std::path::Path) -> App {
                 seconds: 0.1,
             }));
             if screen == ScreenId::Done {
-                a.update(Msg::RunEnded(Ok(vec![
-                    HostSummary {
-                        host: "node1".into(),
-                        outcome: Outcome::RolledBack,
-                        changes: 0,
-                        seconds: 9.0,
-                        reason: Some("packages: apt-get install failed".into()),
-                    },
-                    HostSummary {
-                        host: "node2".into(),
-                        outcome: Outcome::NoChanges,
-                        changes: 0,
-                        seconds: 1.0,
-                        reason: None,
-                    },
-                    HostSummary {
-                        host: "node3".into(),
-                        outcome: Outcome::Unreachable,
-                        changes: 0,
-                        seconds: 0.0,
-                        reason: Some("cannot connect".into()),
-                    },
-                ])));
+                a.update(Msg::RunEnded(Ok(RunEnd {
+                    summaries: vec![
+                        HostSummary {
+                            host: "node1".into(),
+                            outcome: Outcome::RolledBack,
+                            changes: 0,
+                            seconds: 9.0,
+                            reason: Some("packages: apt-get install failed".into()),
+                        },
+                        HostSummary {
+                            host: "node2".into(),
+                            outcome: Outcome::NoChanges,
+                            changes: 0,
+                            seconds: 1.0,
+                            reason: None,
+                        },
+                        HostSummary {
+                            host: "node3".into(),
+                            outcome: Outcome::Unreachable,
+                            changes: 0,
+                            seconds: 0.0,
+                            reason: Some("cannot connect".into()),
+                        },
+                    ],
+                    ..RunEnd::default()
+                })));
             }
         }
         _ => {}
@@ -713,4 +716,68 @@ fn a_secret_parameter_is_never_typed_into_the_answer_file() {
     typed(&mut a, "hunter2");
     press(&mut a, KeyCode::Enter);
     assert_eq!(a.model.draft.get("apps"), None);
+}
+
+#[test]
+fn the_done_screen_after_a_good_install_names_the_kubeconfig_logs_and_the_repeat_command() {
+    let scratch = tempfile::tempdir().unwrap();
+    for lang in [Lang::En, Lang::Zh] {
+        let mut a = app(lang, draft(&site(scratch.path())), scratch.path());
+        a.model.draft.set_text("cluster.distribution", "k3s");
+        let names = ["node1", "node2", "node3"];
+        a.goto(ScreenId::Run);
+        a.model.jobs.clear();
+        a.update(Msg::RunStarted(
+            "20261203-101500-ab12".into(),
+            Box::new(plan()),
+            "/root/.ferry/runs/20261203-101500-ab12".into(),
+        ));
+        let kubeconfig = std::path::PathBuf::from("/root/.ferry/clusters/site-a/kubeconfig");
+        let report = crate::cluster::ClusterReport {
+            ready: true,
+            nodes: names
+                .iter()
+                .map(|n| crate::cluster::NodeLine {
+                    name: n.to_string(),
+                    ready: "True".into(),
+                    message: String::new(),
+                })
+                .collect(),
+            kubeconfig: Some(kubeconfig.clone()),
+            version: "v1.30.4+k3s1".into(),
+        };
+        a.update(Msg::RunEnded(Ok(RunEnd {
+            summaries: names
+                .iter()
+                .map(|n| HostSummary {
+                    host: n.to_string(),
+                    outcome: Outcome::Ok,
+                    changes: 9,
+                    seconds: 30.0,
+                    reason: None,
+                })
+                .collect(),
+            cluster: Some(crate::commands::host::render_cluster(&report)),
+            kubeconfig: Some(kubeconfig),
+            apps: Some("shop 1.2.0: deployed as revision 1\n".into()),
+        })));
+        // A run that ended well goes to Done by itself.
+        assert_eq!(a.screen(), ScreenId::Done);
+        for (w, h) in [(80, 24), (120, 40)] {
+            let screen = draw(&a, w, h);
+            // Read as a person reads it: lines wrapped at the edge joined again.
+            let read = screen.split_whitespace().collect::<Vec<_>>().join(" ");
+            if lang == Lang::En {
+                for want in [
+                    "Every host is installed.",
+                    "kubeconfig: /root/.ferry/clusters/site-a/kubeconfig (try: KUBECONFIG=",
+                    "Journal and logs: /root/.ferry/runs/20261203-101500-ab12 (each host's log",
+                    "Next site: ferry install --answers /site/site.toml --yes",
+                ] {
+                    assert!(read.contains(want), "{want:?} not on:\n{screen}");
+                }
+            }
+            insta::assert_snapshot!(format!("done_ok_{}_{w}x{h}", lang.code()), screen);
+        }
+    }
 }

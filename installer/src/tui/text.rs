@@ -395,17 +395,24 @@ catalogue! {
     /// Partial.
     done_partial: "The install finished with problems: {} of {} hosts ok.", "安装结束但有问题：{}/{} 台主机成功。";
     /// Where things are.
-    done_logs: "Journal and logs: {}", "日志与操作记录：{}";
+    done_logs: "Journal and logs: {} (each host's log: HOST.log)", "日志与操作记录：{}（每台主机的日志：主机名.log）";
     /// Where things are.
     done_answers: "Answer file (repeats this install unattended): {}", "应答文件（可无人值守重复本次安装）：{}";
     /// Unattended command.
     done_repeat: "Next site: ferry install --answers {} --yes", "下一个现场：ferry install --answers {} --yes";
-    /// Kubeconfig not yet.
-    done_kubeconfig: "kubeconfig: made by the cluster phase (not part of this install yet)", "kubeconfig：由集群阶段生成（本次安装尚未包含）";
+    /// The cluster's kubeconfig.
+    done_kubeconfig: "kubeconfig: {0} (try: KUBECONFIG={0} kubectl get nodes)", "kubeconfig：{0}（试用：KUBECONFIG={0} kubectl get nodes）";
+    /// No cluster in this answer file.
+    done_no_cluster: "kubeconfig: none: this answer file installs no Kubernetes (cluster.distribution = \"none\")", "kubeconfig：无：此应答文件不安装 Kubernetes（cluster.distribution = \"none\"）";
+    /// The cluster phase did not run or did not finish.
+    done_no_kubeconfig: "kubeconfig: none yet: the cluster is set up once every host is installed and its nodes are Ready; install again after fixing the cause",
+                        "kubeconfig：暂无：所有主机安装完成且节点就绪后才会建立集群；排除原因后重新安装";
+    /// Title of a failed host's reason.
+    done_why: "why", "原因";
     /// License.
     done_license: "License: see `ferry license status`", "许可证：见 `ferry license status`";
     /// Keys.
-    done_keys: "Ctrl-Q leave", "Ctrl-Q 退出";
+    done_keys: "Up/Down scroll  Ctrl-Q leave", "上/下 滚动  Ctrl-Q 退出";
     /// Not run yet.
     done_not_run: "Nothing has been installed yet: go to Review and press Enter.", "尚未安装任何内容：请到“确认”屏按回车。";
 }

@@ -11,13 +11,13 @@ use ferry_bundle::{Bundle, PublicKey, ReadEvent};
 use ferry_inventory::ssh::{KeyNotice, Pool};
 use ferry_inventory::Inventory;
 
-use super::app::{App, AppInfo, BundleInfo, BundleState, Job, Msg};
+use super::app::{App, AppInfo, BundleInfo, BundleState, Job, Msg, RunEnd};
 use super::checks::{fact_problems, fingerprint, CheckReport, FactsRow};
 use super::draft::Draft;
 use crate::cmdline::host::{ApplyArgs, PlanArgs};
 use crate::cmdline::install::InstallArgs;
 use crate::cmdline::ReachArgs;
-use crate::commands::host::{apply_with, plan_with, Front};
+use crate::commands::host::{apply_with, plan_with, render_cluster, Front};
 use crate::commands::inventory::check_host;
 use crate::commands::reach::{one_off_run_dir, session_options};
 use crate::config::{InstallConfig, PreflightConfig};
@@ -157,7 +157,12 @@ impl Worker {
             };
             let r = apply_with(cfg, &args, &front, &on_plan)
                 .await
-                .map(|run| run.summaries)
+                .map(|run| RunEnd {
+                    cluster: run.cluster.as_ref().map(render_cluster),
+                    kubeconfig: run.cluster.and_then(|c| c.kubeconfig),
+                    apps: run.apps.map(|a| a.render()),
+                    summaries: run.summaries,
+                })
                 .map_err(|e| format!("{e:#}"));
             let _ = tx.send(Msg::RunEnded(r));
         });

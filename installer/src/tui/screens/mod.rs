@@ -136,6 +136,6 @@ pub fn all() -> Vec<Box<dyn Screen>> {
         Box::new(license::LicenseScreen),
         Box::new(review::ReviewScreen::default()),
         Box::new(run::RunScreen::default()),
-        Box::new(done::DoneScreen),
+        Box::new(done::DoneScreen::default()),
     ]
 }
