@@ -238,4 +238,6 @@ pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[cfg(test)]
+mod bench;
+#[cfg(test)]
 mod tests;

@@ -19,7 +19,7 @@ use crate::engine::apply::{HostSummary, Outcome};
 use crate::engine::events::Event;
 use crate::engine::plan::{HostPlan, HostStatus, Plan, PlannedChange};
 
-fn host(name: &str, address: &str, role: &str) -> RawHost {
+pub(super) fn host(name: &str, address: &str, role: &str) -> RawHost {
     RawHost {
         name: name.into(),
         address: address.into(),
@@ -32,7 +32,7 @@ fn host(name: &str, address: &str, role: &str) -> RawHost {
 }
 
 /// A draft of three hosts for cluster `site-a`.
-fn draft(answers: &std::path::Path) -> Draft {
+pub(super) fn draft(answers: &std::path::Path) -> Draft {
     let mut d = Draft::new(answers.to_path_buf());
     d.set_text("cluster.name", "site-a");
     d.set_text("bundle", "site.ferry");
@@ -45,7 +45,7 @@ fn draft(answers: &std::path::Path) -> Draft {
     d
 }
 
-fn app(lang: Lang, d: Draft, scratch: &std::path::Path) -> App {
+pub(super) fn app(lang: Lang, d: Draft, scratch: &std::path::Path) -> App {
     App::new(Model::new(
         lang,
         Theme { color: false },
@@ -80,7 +80,7 @@ fn draw(app: &App, w: u16, h: u16) -> String {
     out
 }
 
-fn facts(os: &str) -> FactsRow {
+pub(super) fn facts(os: &str) -> FactsRow {
     FactsRow {
         os: os.into(),
         cpus: 4,
@@ -140,7 +140,7 @@ fn plan() -> Plan {
 /// `ferry validate` checks it (the bundle opened with its key, the SSH key present): the
 /// signed test bundle of the answer-file goldens, its key and a key file. `draw` shows it as
 /// `/site`. Returns the answer file's path in it.
-fn site(scratch: &std::path::Path) -> std::path::PathBuf {
+pub(super) fn site(scratch: &std::path::Path) -> std::path::PathBuf {
     let dir = scratch.join("site");
     std::fs::create_dir_all(&dir).unwrap();
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/answers");
