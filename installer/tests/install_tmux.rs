@@ -250,6 +250,7 @@ fn the_wizard_in_tmux_saves_what_was_typed_and_reviews_ferry_plans_text() {
         return;
     }
     let key = sshd::fixture().keys.ed25519.clone();
+    // Two real sshd on this machine: the plan, which changes nothing, may survey it.
     let hosts = [Sshd::start(), Sshd::start()];
     let site = Site::new();
     let t = Tmux::start(site.path(), &site.wizard());
@@ -303,7 +304,8 @@ fn the_wizard_in_tmux_saves_what_was_typed_and_reviews_ferry_plans_text() {
             .find(|l| l.trim_start().starts_with(name))
             .unwrap_or_else(|| panic!("no row for {name}:\n{s}"));
         let words: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(words[..2], [*name, &format!("127.0.0.1:{}", h.port)], "{s}");
+        let address = format!("127.0.0.1:{}", h.port);
+        assert_eq!(words[..2], [*name, address.as_str()], "{s}");
         assert!(words.contains(&"ok"), "{row}");
     }
 
@@ -434,20 +436,19 @@ fn the_wizard_in_tmux_saves_what_was_typed_and_reviews_ferry_plans_text() {
     assert_eq!(answers, want, "{}", site.read("site.toml"));
     let inventory: toml::Table = toml::from_str(&site.read("inventory.toml")).unwrap();
     let inventory = &inventory["hosts"];
-    let host = |name: &str, port: u16, role: &str| {
+    let host = |i: usize, role: &str| {
         format!(
-            "[[hosts]]\nname = \"{name}\"\naddress = \"127.0.0.1\"\nport = {port}\n\
+            "[[hosts]]\nname = \"node{}\"\naddress = \"{}\"\nport = {}\n\
              user = \"{}\"\nkey = \"{}\"\nsudo = \"passwordless\"\nroles = [\"{role}\"]\n",
+            i + 1,
+            "127.0.0.1",
+            hosts[i].port,
             sshd::SUDO_USER,
             key.display()
         )
     };
-    let want: toml::Table = toml::from_str(&format!(
-        "{}{}",
-        host("node1", hosts[0].port, "server"),
-        host("node2", hosts[1].port, "agent")
-    ))
-    .unwrap();
+    let want: toml::Table =
+        toml::from_str(&format!("{}{}", host(0, "server"), host(1, "agent"))).unwrap();
     assert_eq!(inventory, &want["hosts"], "{}", site.read("inventory.toml"));
     let out = site.ferry(&["validate", "--answers", "site.toml"]);
     assert!(out.status.success(), "{}", show(&out));
@@ -506,56 +507,94 @@ fn sysctl_now(key: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Two test nodes (network, mount and hostname namespaces of their own on a private bridge,
+/// `/etc`, `/var/lib` and `/run` overlays; this machine's kernel), each with a real sshd, its
+/// own machine id and a stand-in `systemctl`; with `broken`, the second one's service manager
+/// refuses to reload. Fields drop in order: the servers, then the nodes.
+struct Nodes {
+    servers: Vec<Sshd>,
+    lan: support::Lan,
+}
+
+impl Nodes {
+    /// The nodes, or `None` (after the loud line) where they cannot run.
+    fn start(broken: bool) -> Option<Nodes> {
+        if !tmux_available() || !sshd::available() || !support::available(false) {
+            return None;
+        }
+        let lan = support::Lan::new(2);
+        let mut servers = Vec::new();
+        for (i, node) in lan.nodes.iter().enumerate() {
+            node.write(
+                "/etc/machine-id",
+                format!("{:032x}\n", 0xfe77_0000 + i).as_bytes(),
+            );
+            node.write(
+                "/etc/ferry-test-bin/systemctl",
+                systemctl(broken && i == 1).as_bytes(),
+            );
+            // sudo looks its host's name up; the nodes have no DNS to wait on.
+            let hosts = node.read("/etc/hosts").unwrap_or_default();
+            node.write(
+                "/etc/hosts",
+                format!(
+                    "{hosts}127.0.1.1 {} node{} web{}\n",
+                    node.name,
+                    i + 1,
+                    i + 1
+                )
+                .as_bytes(),
+            );
+            let out = node.sh(
+                "chmod 0755 /etc/ferry-test-bin/systemctl && \
+                 printf 'Defaults secure_path=\"/etc/ferry-test-bin:/usr/sbin:/usr/bin:/sbin:/bin\"\\n' \
+                   > /etc/sudoers.d/zz-ferry-test-bin && chmod 0440 /etc/sudoers.d/zz-ferry-test-bin",
+            );
+            assert!(out.status.success(), "{}", show(&out));
+            servers.push(Sshd::start_with(sshd::SshdOptions {
+                listen: node.ip.clone(),
+                netns: Some(node.netns.clone()),
+                wrapper: Some(node.wrapper()),
+                ..Default::default()
+            }));
+        }
+        Some(Nodes { servers, lan })
+    }
+
+    /// Where ferry runs: the first node's network, which reaches both.
+    fn netns(&self) -> &str {
+        &self.lan.nodes[0].netns
+    }
+
+    fn ip(&self, i: usize) -> String {
+        self.lan.nodes[i].ip.clone()
+    }
+
+    fn port(&self, i: usize) -> u16 {
+        self.servers[i].port
+    }
+}
+
 #[test]
 fn the_install_screen_runs_the_engine_on_real_hosts_and_names_a_failed_hosts_reason() {
-    if !tmux_available() || !sshd::available() || !support::available(false) {
+    let Some(nodes) = Nodes::start(true) else {
         return;
-    }
+    };
     let key = sshd::fixture().keys.ed25519.clone();
-    // Two test nodes (own network, /etc, /var/lib, /run and hostname; this machine's kernel),
-    // each with sshd. web2's service manager refuses to reload.
-    let lan = support::Lan::new(2);
-    let mut servers = Vec::new();
-    let mut inventory = String::new();
-    for (i, node) in lan.nodes.iter().enumerate() {
-        node.write(
-            "/etc/machine-id",
-            format!("{:032x}\n", 0xfe77_0000 + i).as_bytes(),
-        );
-        node.write(
-            "/etc/ferry-test-bin/systemctl",
-            systemctl(i == 1).as_bytes(),
-        );
-        // sudo looks its host's name up; the nodes have no DNS to wait on.
-        let hosts = node.read("/etc/hosts").unwrap_or_default();
-        node.write(
-            "/etc/hosts",
-            format!("{hosts}127.0.1.1 {} web{}\n", node.name, i + 1).as_bytes(),
-        );
-        let out = node.sh(
-            "chmod 0755 /etc/ferry-test-bin/systemctl && \
-             printf 'Defaults secure_path=\"/etc/ferry-test-bin:/usr/sbin:/usr/bin:/sbin:/bin\"\\n' \
-               > /etc/sudoers.d/zz-ferry-test-bin && chmod 0440 /etc/sudoers.d/zz-ferry-test-bin",
-        );
-        assert!(out.status.success(), "{}", show(&out));
-        let sshd = Sshd::start_with(sshd::SshdOptions {
-            listen: node.ip.clone(),
-            netns: Some(node.netns.clone()),
-            wrapper: Some(node.wrapper()),
-            ..Default::default()
-        });
-        inventory.push_str(&format!(
-            "[[hosts]]\nname = \"web{}\"\naddress = \"{}\"\nport = {}\nuser = \"{}\"\n\
-             key = \"{}\"\nsudo = \"passwordless\"\nroles = [\"{}\"]\n\n",
-            i + 1,
-            node.ip,
-            sshd.port,
-            sshd::SUDO_USER,
-            key.display(),
-            if i == 0 { "server" } else { "agent" }
-        ));
-        servers.push(sshd);
-    }
+    let inventory: String = (0..2)
+        .map(|i| {
+            format!(
+                "[[hosts]]\nname = \"web{}\"\naddress = \"{}\"\nport = {}\nuser = \"{}\"\n\
+                 key = \"{}\"\nsudo = \"passwordless\"\nroles = [\"{}\"]\n\n",
+                i + 1,
+                nodes.ip(i),
+                nodes.port(i),
+                sshd::SUDO_USER,
+                key.display(),
+                if i == 0 { "server" } else { "agent" }
+            )
+        })
+        .collect();
     let site = Site::new();
     std::fs::write(site.path().join("inventory.toml"), inventory).unwrap();
     // The baseline minus what would reach past a node's namespaces (swap, kernel modules,
@@ -581,7 +620,7 @@ fn the_install_screen_runs_the_engine_on_real_hosts_and_names_a_failed_hosts_rea
         site.path(),
         &format!(
             "nsenter --net=/run/netns/{} -- {} --answers site.toml",
-            lan.nodes[0].netns,
+            nodes.netns(),
             site.wizard()
         ),
     );
@@ -625,8 +664,8 @@ fn the_install_screen_runs_the_engine_on_real_hosts_and_names_a_failed_hosts_rea
     assert!(s.contains("hostname reverted"), "{s}");
 
     // The engine changed web1 and left web2 as it was.
-    assert_eq!(lan.nodes[0].sh("hostname").stdout, b"web1\n");
-    assert_eq!(lan.nodes[1].sh("hostname").stdout, b"node1\n");
+    assert_eq!(nodes.lan.nodes[0].sh("hostname").stdout, b"web1\n");
+    assert_eq!(nodes.lan.nodes[1].sh("hostname").stdout, b"node1\n");
 
     // PgDn: the results; leaving says how it went, and exits 1 for the failed host.
     t.keys(&["NPage"]);
@@ -649,5 +688,4 @@ fn the_install_screen_runs_the_engine_on_real_hosts_and_names_a_failed_hosts_rea
     let s = t.wait("ferry install to end", |s| s.contains("[exited "));
     assert!(s.contains("ferry install: 1 of 2 hosts ok (run "), "{s}");
     assert!(s.contains("[exited 1]"), "{s}");
-    drop(servers);
 }
