@@ -365,6 +365,28 @@ mod tests {
     }
 
     #[test]
+    fn a_message_names_its_key_with_or_without_a_line_and_column() {
+        let a = Path::new("/x/site.toml");
+        let key = |m: &'static str| message_key(m, a);
+        assert_eq!(
+            key("/x/site.toml: cluster.name: is empty"),
+            Some("cluster.name")
+        );
+        assert_eq!(
+            key("/x/site.toml:8:9: apps.timeout: expected a whole number like 2, found \"x\""),
+            Some("apps.timeout")
+        );
+        assert_eq!(
+            key(
+                "/x/site.toml: [apps.values.shop]: app shop: parameter replicas is of type integer"
+            ),
+            Some("[apps.values.shop]")
+        );
+        assert_eq!(key("/x/site.toml:3:1: expected `=`, found newline"), None);
+        assert_eq!(key("/y/other.toml: cluster.name: is empty"), None);
+    }
+
+    #[test]
     fn set_removes_empty_values_and_their_tables_but_keeps_cluster() {
         let mut draft = Draft::new(PathBuf::from("/x/site.toml"));
         draft.set_list("baseline.time.upstream", "ntp1, 10.0.0.9,");
