@@ -37,6 +37,8 @@ fn tmux_available() -> bool {
 /// One tmux server on a private socket with one session running one command, killed on drop.
 struct Tmux {
     socket: String,
+    /// The socket's file, removed with the server.
+    socket_path: Option<std::path::PathBuf>,
     /// Where its config lives (no status line: the pane is the whole 120x40).
     _dir: tempfile::TempDir,
 }
@@ -56,7 +58,11 @@ impl Tmux {
             "set -g status off\nset -g history-limit 0\nset -g default-terminal screen\n",
         )
         .unwrap();
-        let t = Tmux { socket, _dir: dir };
+        let mut t = Tmux {
+            socket,
+            socket_path: None,
+            _dir: dir,
+        };
         let out = Command::new("tmux")
             .args(["-L", &t.socket, "-f"])
             .arg(&conf)
@@ -70,6 +76,9 @@ impl Tmux {
             .output()
             .unwrap();
         assert!(out.status.success(), "tmux: {}", show(&out));
+        let out = t.tmux(&["display-message", "-p", "#{socket_path}"]);
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        t.socket_path = (!path.is_empty()).then(|| path.into());
         t
     }
 
@@ -109,11 +118,16 @@ impl Tmux {
     }
 
     /// The screen once `ready` holds for it; fails with the screen when it never does.
+    /// The screen must also read the same a moment later: a capture can catch a frame half
+    /// written, and what the test then reads must be the whole frame.
     fn wait(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
             let s = self.screen();
-            if ready(&s) {
+            if ready(&s) && {
+                std::thread::sleep(Duration::from_millis(60));
+                self.screen() == s
+            } {
                 if std::env::var_os("FERRY_TMUX_TRACE").is_some() {
                     eprintln!("----- {what}\n{s}");
                 }
@@ -140,6 +154,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.tmux(&["kill-server"]);
+        if let Some(p) = &self.socket_path {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
