@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ferry_inventory::ssh::{Session, SshError};
+use ferry_inventory::ssh::{shell_quote, Session, SshError};
 use ferry_inventory::{Auth, Secret, Sudo};
 use ferry_tests::sshd::{self, SilentPort, Sshd, SshdOptions};
 
@@ -339,6 +339,32 @@ async fn a_failing_command_reports_status_and_stderr() {
     assert!(msg.contains("exit 3") && msg.contains("to-stderr"), "{msg}");
     let log = host_log(dir.path(), "k");
     assert!(log.contains("to-stderr") && log.contains("exit 3"), "{log}");
+}
+
+/// A NUL byte would end the command line where the shell reads it (or make sshd drop the
+/// request): it is refused before anything is sent, naming the host, and the session stays up.
+#[tokio::test]
+async fn a_command_holding_a_nul_byte_is_refused_before_it_is_sent() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let t = key_target("k", &s, sshd::KEY_USER);
+    let sess = Session::connect(&t, &options(dir.path())).await.unwrap();
+    let marker = dir.path().join("ran");
+    let cmd = format!(
+        "touch {} && echo {}",
+        shell_quote(&marker.display().to_string()),
+        shell_quote("a\0b")
+    );
+    for as_root in [false, true] {
+        let err = sess.exec_ok(&cmd, as_root).await.unwrap_err();
+        assert!(matches!(err, SshError::NulInCommand { .. }), "{err}");
+        assert!(err.to_string().starts_with("k: "), "{err}");
+    }
+    assert!(!marker.exists());
+    assert_eq!(sess.exec_ok("echo ok", false).await.unwrap().trim(), "ok");
 }
 
 #[tokio::test]

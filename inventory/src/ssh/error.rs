@@ -123,6 +123,18 @@ pub enum SshError {
         /// The cause (in the message, not a `source()`: chains print each cause once).
         cause: Box<russh::Error>,
     },
+    /// A command held a NUL byte: no command line can carry one (the remote shell would read
+    /// up to it and drop the rest), so it is refused before anything is sent.
+    #[error(
+        "{host}: refused to send a command holding a NUL byte (a value quoted into it has one; \
+         check the inventory and configuration values it names): {command:?}"
+    )]
+    NulInCommand {
+        /// Host name.
+        host: String,
+        /// The command.
+        command: String,
+    },
     /// The connection dropped while a command ran.
     #[error("{host}: connection lost while running `{command}`")]
     ConnectionLost {
@@ -249,6 +261,7 @@ impl SshError {
             | SshError::Bastion { host, .. }
             | SshError::Channel { host, .. }
             | SshError::ConnectionLost { host, .. }
+            | SshError::NulInCommand { host, .. }
             | SshError::SudoPasswordWrong { host, .. }
             | SshError::SudoRefused { host, .. }
             | SshError::CommandFailed { host, .. }

@@ -514,7 +514,7 @@ impl Session {
         limits: Limits,
     ) -> Result<RemoteChild, SshError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (wire, password) = self.wrap(command, as_root);
+        let (wire, password) = self.wrap(command, as_root)?;
         if let Some(log) = &self.log {
             let shown = if as_root {
                 format!("(as root) {command}")
@@ -639,10 +639,20 @@ impl Session {
 
     /// The command line sent to the host, and the sudo password to feed if any. The login
     /// shell (bash, zsh, whatever the admin chose) only ever parses `sh -c 'QUOTED'` or
-    /// `sudo ... -- sh -c 'QUOTED'`: the command itself is read by a POSIX shell.
-    fn wrap(&self, command: &str, as_root: bool) -> (String, Option<Secret>) {
+    /// `sudo ... -- sh -c 'QUOTED'`: the command itself is read by a POSIX shell. Every command
+    /// passes here, so this is where a NUL byte in one is refused (`shell_quote` lets it through
+    /// for that reason).
+    fn wrap(&self, command: &str, as_root: bool) -> Result<(String, Option<Secret>), SshError> {
+        let quote = |s: &str| {
+            shlex::try_quote(s)
+                .map(|q| q.into_owned())
+                .map_err(|_| SshError::NulInCommand {
+                    host: self.name.clone(),
+                    command: command.to_string(),
+                })
+        };
         if !as_root || matches!(self.sudo, Sudo::None) {
-            return (format!("sh -c {}", shell_quote(command)), None);
+            return Ok((format!("sh -c {}", quote(command)?), None));
         }
         // The ready marker tells us sudo has finished with stdin: everything after it is the
         // command's. -k: ignore cached credentials, so sudo always asks when a password is set
@@ -650,19 +660,19 @@ impl Session {
         // bare, `[ferry-sudo-prompt]` is a glob that a file named `p` in the login's home
         // replaces (and zsh refuses when nothing matches).
         let inner = format!("printf '%s\\n' {READY} >&2; {command}");
-        match &self.sudo {
+        Ok(match &self.sudo {
             Sudo::None | Sudo::Passwordless => {
-                (format!("sudo -n -- sh -c {}", shell_quote(&inner)), None)
+                (format!("sudo -n -- sh -c {}", quote(&inner)?), None)
             }
             Sudo::Password(pw) => (
                 format!(
                     "sudo -k -S -p {} -- sh -c {}",
                     shell_quote(PROMPT),
-                    shell_quote(&inner)
+                    quote(&inner)?
                 ),
                 Some(pw.clone()),
             ),
-        }
+        })
     }
 
     /// Waits until sudo has started the command, answering its password prompt once.
