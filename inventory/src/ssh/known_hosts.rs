@@ -491,6 +491,39 @@ mod tests {
         assert_eq!(kh.check("10.0.0.6", &a).unwrap(), Verdict::Unknown);
     }
 
+    /// Why this module is not russh's `known_hosts` (issue 16 weighed it again): on the same
+    /// file, russh takes a pinned host offering a key of another algorithm for a new host,
+    /// misses a tab-separated line, and fails every lookup on one bad line; ferry refuses the
+    /// first and reads the others. Should russh change, this test says it is time to look again.
+    #[test]
+    fn russh_known_hosts_would_record_what_ferry_refuses() {
+        const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBAoAVqDkNDlDfF5QYn3j31JujWGzztQsSxfAjyo8zbmwGva0p/sLJYIcyDHfcEzABZVSD5CUuhyhRo+/zH7wsJo=";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        std::fs::write(&path, format!("10.0.0.7 {A}\n10.0.0.8\t{A}\n")).unwrap();
+        let kh = KnownHosts::new(&path);
+        let other_algorithm = key(ECDSA);
+        // A machine in the middle offers an ECDSA key for a host pinned with ed25519.
+        let russh = russh::keys::check_known_hosts_path("10.0.0.7", 22, &other_algorithm, &path);
+        assert!(matches!(russh, Ok(false)), "russh now says {russh:?}");
+        assert!(matches!(
+            kh.check("10.0.0.7", &other_algorithm).unwrap(),
+            Verdict::Changed { .. }
+        ));
+        // A line OpenSSH reads (fields separated by a tab).
+        let russh = russh::keys::check_known_hosts_path("10.0.0.8", 22, &key(A), &path);
+        assert!(matches!(russh, Ok(false)), "russh now says {russh:?}");
+        assert_eq!(kh.check("10.0.0.8", &key(A)).unwrap(), Verdict::Known);
+        // One damaged line for the host: russh fails the lookup, ferry reads past it.
+        std::fs::write(
+            &path,
+            format!("10.0.0.7 ssh-ed25519 damaged\n10.0.0.7 {A}\n"),
+        )
+        .unwrap();
+        assert!(russh::keys::check_known_hosts_path("10.0.0.7", 22, &key(A), &path).is_err());
+        assert_eq!(kh.check("10.0.0.7", &key(A)).unwrap(), Verdict::Known);
+    }
+
     #[test]
     fn describes_keys_as_an_operator_compares_them() {
         assert_eq!(
