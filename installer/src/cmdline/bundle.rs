@@ -29,9 +29,9 @@ pub struct BuildArgs {
     /// Private key to sign the bundle with (from `ferry key generate`).
     #[arg(long, value_name = "KEY", env = "FERRY_SIGN_KEY")]
     pub sign_key: Option<PathBuf>,
-    /// Split into parts of at most this size: bytes, or with K, M, G, T (powers of 1024), or
-    /// `fat32` for FAT32 media (4 GiB less one byte, the largest file FAT32 holds; 4G is one
-    /// byte too many).
+    /// Split into parts of at most this size: bytes; K, M, G, T or KiB, MiB, GiB, TiB (powers
+    /// of 1024); KB, MB, GB, TB (powers of 1000, as media are labelled); or `fat32` for FAT32
+    /// media (4 GiB less one byte, the largest file FAT32 holds; 4G is one byte too many).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_part_size: Option<u64>,
     /// Docker engine for images with `engine = true` (unix:///run/docker.sock).
@@ -103,36 +103,35 @@ pub struct ExtractArgs {
 /// The largest file FAT32 can hold: 4 GiB less one byte (its size field is 32 bits).
 pub const FAT32_MAX_FILE: u64 = (1 << 32) - 1;
 
-/// Parses `4G`, `700M`, `1.5G`, `4096`, `64KiB` into bytes (powers of 1024), and `fat32` into
-/// [`FAT32_MAX_FILE`].
+/// Parses a part size as `split -b` and `truncate -s` read one: a bare prefix or one with
+/// `iB` is a power of 1024 (`4G` = `4GiB` = 4,294,967,296), a prefix with `B` alone is a power
+/// of 1000 (`4GB` = 4,000,000,000, as media are labelled: `4.7GB` fits a DVD). `fat32` is
+/// [`FAT32_MAX_FILE`]. The numbers are read by the `parse-size` crate (fractions, `1_000`
+/// digit groups, exact to the byte).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
     if lower == "fat32" {
         return Ok(FAT32_MAX_FILE);
     }
-    let body = lower
-        .strip_suffix("ib")
-        .or_else(|| lower.strip_suffix('b'))
-        .unwrap_or(&lower);
-    let (num, mult) = match body.chars().last() {
-        Some('k') => (&body[..body.len() - 1], 1u64 << 10),
-        Some('m') => (&body[..body.len() - 1], 1 << 20),
-        Some('g') => (&body[..body.len() - 1], 1 << 30),
-        Some('t') => (&body[..body.len() - 1], 1 << 40),
-        _ => (body, 1),
-    };
     let bad =
         || format!("{s:?} is not a size: use bytes, a number with K, M, G or T (700M), or fat32");
-    let value: f64 = num.trim().parse().map_err(|_| bad())?;
-    if !value.is_finite() || value < 1.0 {
+    // parse-size reads `KB` and `K` alike (both binary or both decimal): `KB` is told apart
+    // here. A lone `b` is bytes either way.
+    let decimal = lower
+        .strip_suffix('b')
+        .and_then(|rest| rest.chars().last())
+        .is_some_and(|c| matches!(c, 'k' | 'm' | 'g' | 't' | 'p' | 'e'));
+    let config = if decimal {
+        parse_size::Config::new().with_decimal()
+    } else {
+        parse_size::Config::new().with_binary()
+    };
+    // A sign is no size (parse-size reads `-0.4` as 0 bytes after rounding).
+    if t.starts_with(['-', '+']) {
         return Err(bad());
     }
-    let bytes = value * mult as f64;
-    if bytes > u64::MAX as f64 / 2.0 {
-        return Err(bad());
-    }
-    let bytes = bytes as u64;
+    let bytes = config.parse_size(t).map_err(|_| bad())?;
     if bytes < 64 * 1024 {
         return Err(format!("{s:?} is too small: parts must be at least 64K"));
     }
@@ -157,5 +156,22 @@ mod tests {
         for bad in ["", "G", "-1G", "4X", "12"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
+    }
+
+    /// `4G` and `4GiB` are powers of 1024; `4GB` is what a medium's label means, powers of
+    /// 1000. Reading `4.7GB` as binary made parts (5,046,586,573 bytes) that no DVD holds.
+    #[test]
+    fn a_size_with_b_alone_is_decimal_as_on_a_medium_label() {
+        assert_eq!(parse_size("4G"), Ok(4 << 30));
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("4gib"), Ok(4 << 30));
+        assert_eq!(parse_size("4GB"), Ok(4_000_000_000));
+        assert_eq!(parse_size("4.7GB"), Ok(4_700_000_000));
+        assert_eq!(parse_size("700MB"), Ok(700_000_000));
+        // 64,000 bytes: under the 64K (65,536) floor.
+        assert!(parse_size("64KB").is_err());
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+        assert_eq!(parse_size("1TB"), Ok(1_000_000_000_000));
+        assert_eq!(parse_size("65536b"), Ok(65536));
     }
 }
