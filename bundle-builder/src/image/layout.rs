@@ -1,6 +1,12 @@
 //! Writing the standard OCI image layout: `index.json` and an OCI archive tar. Output is a
 //! function of the images alone (fixed key order, owners, modes and times), so builds are
 //! reproducible.
+//!
+//! Why these structs and not oci-spec's `ImageIndex`/`Descriptor` (issue 16 weighed it): oci-spec
+//! 0.10 keeps annotations in a `HashMap`, which serializes in a different order in every process,
+//! and each manifest here carries two annotations: index.json, and so the bundle's digest, would
+//! change from build to build. Sorting through `serde_json::Value` would sort every key and
+//! change today's bytes. The media types and annotation names are the spec's constants (mod.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};

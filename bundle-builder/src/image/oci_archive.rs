@@ -1,6 +1,10 @@
 //! OCI archives (a tar of an OCI image layout: `oci-layout`, `index.json`, `blobs/sha256/…`)
 //! taken as they are: manifests, configs and layers keep their bytes and media types (gzip
 //! layers stay gzip); every blob used is checked against its name and its descriptor's size.
+//!
+//! The few fields read are ferry's own structs, not oci-spec's: those are the written model's
+//! too (layout.rs says why it is not oci-spec's), and a reader of archives from many tools
+//! should not refuse a descriptor for a field it never uses.
 
 use std::collections::BTreeMap;
 
