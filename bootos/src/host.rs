@@ -704,47 +704,48 @@ impl Host for SshHost {
     }
 
     async fn send_tree(&self, local_dir: &Path, remote_dir: &str) -> Result<(), HostError> {
-        // `tar` on the jump host streams the tree into `tar -x` on the host: one channel, no
-        // temporary archive on either side.
+        // The tar crate packs the tree here, in a blocking task, and its bytes stream into
+        // `tar -x` on the host: one channel, no temporary archive on either side, and nothing
+        // asked of the jump host's own tar (a minimal or non-GNU one packed differently, or
+        // was missing). At most PACK_CHUNKS chunks are in flight, so memory stays bounded.
         let local = |e: std::io::Error| HostError::Local {
             what: format!("packing {}", local_dir.display()),
             source: e,
         };
-        let mut tar = tokio::process::Command::new("tar")
-            .arg("-C")
-            .arg(local_dir)
-            .args(["-cf", "-", "."])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(local)?;
         let d = shell_quote(remote_dir);
         let script = format!("mkdir -p {d} && tar -x --no-same-owner -C {d} -f -");
         let mut child = self
             .session
             .spawn(&format!("sh -c {}", shell_quote(&script)), true)
             .await?;
-        let mut out = tar
-            .stdout
-            .take()
-            .ok_or_else(|| local(std::io::Error::other("tar gave no output stream")))?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(PACK_CHUNKS);
+        let dir = local_dir.to_path_buf();
+        let packer = tokio::task::spawn_blocking(move || pack_tree(&dir, ChunkWriter(tx)));
         let copied = match child.stdin() {
-            Some(stdin) => tokio::io::copy(&mut out, stdin).await.map(|_| ()),
+            Some(stdin) => {
+                async {
+                    while let Some(chunk) = rx.recv().await {
+                        stdin.write_all(&chunk).await?;
+                    }
+                    stdin.flush().await
+                }
+                .await
+            }
             None => Err(std::io::Error::other("the remote tar has no input stream")),
         };
-        if let Some(stdin) = child.stdin() {
-            let _ = stdin.flush().await;
-        }
+        // A packer still sending learns that nobody reads any more, and stops.
+        drop(rx);
         child.close_stdin().await;
         let mut sink = Vec::new();
         let _ = tokio::io::AsyncReadExt::read_to_end(child.stdout(), &mut sink).await;
         let exit = child.wait().await?;
-        let status = tar.wait().await.map_err(local)?;
-        if !status.success() {
-            return Err(local(std::io::Error::other(format!(
-                "tar exited with {status}"
-            ))));
+        let packed = packer
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        // A local failure (an unreadable file) comes first: the host's tar then only saw the
+        // archive end early.
+        if let (Err(e), Ok(())) = (&packed, &copied) {
+            return Err(local(std::io::Error::new(e.kind(), e.to_string())));
         }
         if !exit.success() || copied.is_err() {
             return Err(HostError::Failed {
@@ -757,6 +758,39 @@ impl Host for SshHost {
                 },
             });
         }
+        packed.map_err(local)
+    }
+}
+
+/// Chunks of the packed tree in flight to the host at once (each up to [`PACK_CHUNK`] bytes).
+const PACK_CHUNKS: usize = 8;
+/// Bytes per chunk of the packed tree.
+const PACK_CHUNK: usize = 256 * 1024;
+
+/// Packs `dir` as `tar -C dir -cf - .` did: entries `.` and `./…`, symlinks kept as links,
+/// modes and times kept (owners are dropped on the host by `--no-same-owner`), GNU long names.
+fn pack_tree(dir: &Path, out: ChunkWriter) -> std::io::Result<()> {
+    let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(PACK_CHUNK, out));
+    tar.follow_symlinks(false);
+    tar.append_dir_all(".", dir)?;
+    std::io::Write::flush(&mut tar.into_inner()?)
+}
+
+/// The packer's end of the stream to the host: each write is one chunk on the channel.
+struct ChunkWriter(tokio::sync::mpsc::Sender<Vec<u8>>);
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.blocking_send(buf.to_vec()).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the host stopped reading the tree",
+            )
+        })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
