@@ -368,6 +368,12 @@ fn a_gpu_component_without_a_gpu_node_fails_or_waits_as_the_answer_file_says() {
     let history: Value =
         serde_json::from_str(&ok(&site.run(&["app", "history", "lab-allow", "--json"]))).unwrap();
     assert_eq!(history[0]["status"], "deployed", "{history}");
+    // The history keeps what the revision waits for, for whoever reads it months later.
+    assert_eq!(
+        history[0]["reason"],
+        format!("waiting for a GPU node: {no_gpu}"),
+        "{history}"
+    );
     let status = ok(&site.run(&["app", "status", "lab-allow"]));
     assert!(
         status.contains("healthy but for components waiting for a GPU node"),

@@ -358,6 +358,12 @@ impl<'a> Apps<'a> {
                     self.record(&old).await?;
                 }
                 rev.status = Status::Deployed;
+                if !waiting_for_gpu.is_empty() {
+                    rev.reason = Some(format!(
+                        "waiting for a GPU node: {}",
+                        waiting_for_gpu.join("; ")
+                    ));
+                }
                 self.record(&rev).await?;
                 p(format!(
                     "{app} {}: deployed, revision {number}",

@@ -63,7 +63,7 @@ pub struct Revision {
     pub deployed_at: String,
     /// The package's sha256 (or `rollback to N` for a rollback).
     pub source: String,
-    /// Why it failed, in one line.
+    /// Why it failed, or what a deployed revision still waits for (a GPU node), in one line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The parameters' values.
