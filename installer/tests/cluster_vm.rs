@@ -465,7 +465,42 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
     );
 
     step(
-        "5. reset leaves every host's k3s paths as before the first apply",
+        "5. a wrong token hand-edited into vm2's config: the plan names the file, apply puts \
+         ferry's back and vm2 is Ready again",
+        t0,
+    );
+    vm2.ssh_ok(
+        "printf 'token: K10wrong::server:wrong\\n' >> /etc/rancher/k3s/config.yaml && \
+         systemctl restart --no-block k3s-agent",
+    )
+    .unwrap();
+    let plan = site.ferry(&["plan", "--answers", &a4]);
+    plan.expect_ok("plan after the hand edit");
+    let rows: Vec<&str> = plan
+        .stdout
+        .lines()
+        .filter(|l| l.contains("/etc/rancher/k3s/config.yaml"))
+        .collect();
+    assert_eq!(
+        rows.len(),
+        1,
+        "one row for the edited config\n{}",
+        plan.show()
+    );
+    assert!(
+        rows[0].starts_with("vm2") && rows[0].contains("differs") && rows[0].contains("ferry's"),
+        "{}",
+        rows[0]
+    );
+    assert!(!plan.stdout.contains("K10wrong"), "the plan shows a token");
+    let run = site.ferry(&["apply", "--answers", &a4]);
+    run.expect_ok("apply after the hand edit");
+    all_ready(vm0, &["vm0", "vm1", "vm2", "vm3"]);
+    let config = vm2.ssh_ok("cat /etc/rancher/k3s/config.yaml").unwrap();
+    assert!(!config.contains("K10wrong"), "{config}");
+
+    step(
+        "6. reset leaves every host's k3s paths as before the first apply",
         t0,
     );
     let dry = site.ferry(&["reset", "--answers", &a4]);
