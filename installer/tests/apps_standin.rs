@@ -49,6 +49,66 @@ fn app_yaml(image: &str, version: &str, page_env: &str, probe_path: &str) -> Str
     )
 }
 
+/// `apply A s, healthy after W s` from ferry's `deployed as revision N (apply …)` line, for
+/// the benchmark's BENCH lines.
+fn deploy_times(out: &str) -> String {
+    out.lines()
+        .find_map(|l| {
+            l.split_once("(apply ")
+                .map(|(_, t)| t.trim_end_matches(')'))
+        })
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// The IPs of the running pods of component `web`, read on the node.
+fn web_pod_ips(node: &support::Node) -> Vec<String> {
+    let out = node.sh(&format!(
+        "{} kubectl get pods -A -l app.kubernetes.io/component=web -o json",
+        support::k3s_binary()
+    ));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["status"]["phase"] == "Running")
+        .filter_map(|p| p["status"]["podIP"].as_str().map(String::from))
+        .collect()
+}
+
+/// Asks `http://IP:8080/` from inside `netns` every 250 ms until `stop`: (answered, failed,
+/// longest run of failures in seconds).
+fn poll_web(netns: &str, ips: &[String], stop: &std::sync::atomic::AtomicBool) -> (u32, u32, f64) {
+    use std::sync::atomic::Ordering;
+    let (mut good, mut bad, mut worst) = (0u32, 0u32, 0f64);
+    let mut down_since: Option<std::time::Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let answered = ips.iter().any(|ip| {
+            Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{netns}"))
+                .args(["--", "wget", "-q", "-T", "1", "-O", "/dev/null"])
+                .arg(format!("http://{ip}:8080/"))
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if answered {
+            good += 1;
+            if let Some(t) = down_since.take() {
+                worst = worst.max(t.elapsed().as_secs_f64());
+            }
+        } else {
+            bad += 1;
+            down_since.get_or_insert_with(std::time::Instant::now);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    if let Some(t) = down_since {
+        worst = worst.max(t.elapsed().as_secs_f64());
+    }
+    (good, bad, worst)
+}
+
 /// The answer file, its `[apps]` table `apps`.
 fn answers(apps: &str) -> String {
     format!("inventory = \"inventory.toml\"\n\n[cluster]\nname = \"site-a\"\n\n[apps]\n{apps}")
@@ -225,6 +285,11 @@ fn deploys_upgrades_rolls_back_a_failed_probe_and_removes_an_app() {
     let t = std::time::Instant::now();
     let out = fx_ok(&run(&["app", "deploy", "--pubkey", "vendor.pub", &v1]));
     eprintln!("deploy v1: {:.1}s: {out}", t.elapsed().as_secs_f64());
+    println!(
+        "BENCH apps deploy v1 (first install): {:.1} s wall; {}",
+        t.elapsed().as_secs_f64(),
+        deploy_times(&out)
+    );
     assert!(out.contains("shop 1.0.0: deployed as revision 1"), "{out}");
     let status: Value =
         serde_json::from_str(&fx_ok(&run(&["app", "status", "shop", "--json"]))).unwrap();
@@ -232,21 +297,50 @@ fn deploys_upgrades_rolls_back_a_failed_probe_and_removes_an_app() {
     assert_eq!(status["components"][0]["component"], "web");
 
     // v2: healthy; history 1 superseded, 2 deployed.
+    let t = std::time::Instant::now();
     let out = fx_ok(&run(&["app", "deploy", "--pubkey", "vendor.pub", &v2]));
     assert!(out.contains("shop 2.0.0: deployed as revision 2"), "{out}");
+    println!(
+        "BENCH apps upgrade v1->v2: {:.1} s wall; {}",
+        t.elapsed().as_secs_f64(),
+        deploy_times(&out)
+    );
+    // v2's pods answer over HTTP, asked from the node as a client on the site's network would.
+    let node = &site.lan.nodes[0];
+    let ips = web_pod_ips(node);
+    assert!(!ips.is_empty(), "no running web pod of v2");
+    let stop = std::sync::atomic::AtomicBool::new(false);
 
-    // v3: its probe never passes: failed, v2 back, the component and the probe named.
+    // v3: its probe never passes: failed, v2 back, the component and the probe named; v2
+    // answers all along (its pods go only once new ones are ready, and v3's never are).
     let t = std::time::Instant::now();
-    let o = run(&[
-        "app",
-        "deploy",
-        "--pubkey",
-        "vendor.pub",
-        "--wait-timeout",
-        "20",
-        &v3,
-    ]);
+    let (o, (good, bad, worst)) = std::thread::scope(|s| {
+        let poller = s.spawn(|| poll_web(&node.netns, &ips, &stop));
+        let o = run(&[
+            "app",
+            "deploy",
+            "--pubkey",
+            "vendor.pub",
+            "--wait-timeout",
+            "20",
+            &v3,
+        ]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (o, poller.join().unwrap())
+    });
     eprintln!("deploy v3 (fails): {:.1}s", t.elapsed().as_secs_f64());
+    println!(
+        "BENCH apps failed upgrade v2->v3 (probe never passes, --wait-timeout 20): {:.1} s \
+         until revision 2 is recorded back; v2 answered {good} of {} requests during it, \
+         longest outage {worst:.1} s",
+        t.elapsed().as_secs_f64(),
+        good + bad
+    );
+    assert_eq!(
+        bad, 0,
+        "v2 stopped answering during the failed v3 ({worst:.1} s)"
+    );
+    assert!(good > 10, "too few requests to tell ({good})");
     assert!(!o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(

@@ -41,6 +41,10 @@ pub struct AppResult {
     pub waiting_for_gpu: Vec<String>,
     /// Wall time.
     pub seconds: f64,
+    /// Of which applying the objects, and waiting until healthy.
+    pub apply_secs: f64,
+    /// See `apply_secs`.
+    pub wait_secs: f64,
 }
 
 /// What the license and apps phases did.
@@ -76,8 +80,8 @@ impl AppsReport {
             out.push_str(&match a.status {
                 "unchanged" => format!("app {} {}: unchanged,{rev} serving\n", a.app, a.version),
                 "deployed" => format!(
-                    "app {} {}: deployed as{rev}, healthy ({:.1}s)\n",
-                    a.app, a.version, a.seconds
+                    "app {} {}: deployed as{rev}, healthy (apply {:.1}s, healthy after {:.1}s)\n",
+                    a.app, a.version, a.apply_secs, a.wait_secs
                 ),
                 word => format!(
                     "app {} {}: {}: {}\n",
@@ -184,6 +188,8 @@ pub async fn run(site: &SiteApps, cfg: &InstallConfig, hosts: &Hosts, sink: &Sin
             reason: None,
             waiting_for_gpu: Vec::new(),
             seconds: 0.0,
+            apply_secs: 0.0,
+            wait_secs: 0.0,
         };
         if let Some(before) = &failed {
             result.reason = Some(format!("not deployed: {before} failed before it"));
@@ -203,6 +209,8 @@ pub async fn run(site: &SiteApps, cfg: &InstallConfig, hosts: &Hosts, sink: &Sin
         match apps.deploy(r, policy).await {
             Ok(o) => {
                 result.seconds = t.elapsed().as_secs_f64();
+                result.apply_secs = o.apply_secs;
+                result.wait_secs = o.wait_secs;
                 if o.status == Status::Deployed {
                     result.status = "deployed";
                     result.revision = Some(o.revision);
@@ -247,4 +255,56 @@ fn stop(mut report: AppsReport, sink: &Sink, host: &str, step: &str, error: Stri
     });
     report.error = Some(format!("{step}: {error}"));
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(status: &'static str, reason: Option<&str>) -> AppResult {
+        AppResult {
+            app: "web".into(),
+            version: "1.0.0".into(),
+            status,
+            revision: Some(2),
+            reason: reason.map(String::from),
+            waiting_for_gpu: Vec::new(),
+            seconds: 4.0,
+            apply_secs: 0.5,
+            wait_secs: 3.25,
+        }
+    }
+
+    #[test]
+    fn the_summary_has_a_line_per_app_and_a_failure_fails_it() {
+        let mut r = AppsReport {
+            license: None,
+            apps: vec![app("deployed", None), app("unchanged", None)],
+            error: None,
+        };
+        assert!(r.ok());
+        assert_eq!(
+            r.render(),
+            "app web 1.0.0: deployed as revision 2, healthy (apply 0.5s, healthy after 3.2s)\n\
+             app web 1.0.0: unchanged, revision 2 serving\n"
+        );
+        r.apps.push(app(
+            "failed",
+            Some("component web (Deployment web): probe failed; revision 2 restored and serving"),
+        ));
+        assert!(!r.ok());
+        assert!(r.render().ends_with(
+            "app web 1.0.0: FAILED: component web (Deployment web): probe failed; revision 2 \
+             restored and serving\n"
+        ));
+        let stopped = AppsReport {
+            error: Some("license: activating site.lic: expired".into()),
+            ..AppsReport::default()
+        };
+        assert!(!stopped.ok());
+        assert_eq!(
+            stopped.render(),
+            "apps: NOT DONE: license: activating site.lic: expired\n"
+        );
+    }
 }
