@@ -465,7 +465,7 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
     );
 
     step(
-        "5. a wrong token hand-edited into vm2's config: the plan names the file, apply puts \
+        "5. a wrong token hand-edited into vm2's config: apply's plan names the file, it puts \
          ferry's back and vm2 is Ready again",
         t0,
     );
@@ -474,9 +474,10 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
          systemctl restart --no-block k3s-agent",
     )
     .unwrap();
-    let plan = site.ferry(&["plan", "--answers", &a4]);
-    plan.expect_ok("plan after the hand edit");
-    let rows: Vec<&str> = plan
+    // The plan apply prints first: one row for the file, and no token in it.
+    let run = site.ferry(&["apply", "--answers", &a4]);
+    run.expect_ok("apply after the hand edit");
+    let rows: Vec<&str> = run
         .stdout
         .lines()
         .filter(|l| l.contains("/etc/rancher/k3s/config.yaml"))
@@ -485,16 +486,14 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
         rows.len(),
         1,
         "one row for the edited config\n{}",
-        plan.show()
+        run.show()
     );
     assert!(
         rows[0].starts_with("vm2") && rows[0].contains("differs") && rows[0].contains("ferry's"),
         "{}",
         rows[0]
     );
-    assert!(!plan.stdout.contains("K10wrong"), "the plan shows a token");
-    let run = site.ferry(&["apply", "--answers", &a4]);
-    run.expect_ok("apply after the hand edit");
+    assert!(!run.stdout.contains("K10wrong"), "the plan shows a token");
     all_ready(vm0, &["vm0", "vm1", "vm2", "vm3"]);
     let config = vm2.ssh_ok("cat /etc/rancher/k3s/config.yaml").unwrap();
     assert!(!config.contains("K10wrong"), "{config}");
