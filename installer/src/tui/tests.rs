@@ -781,3 +781,38 @@ fn the_done_screen_after_a_good_install_names_the_kubeconfig_logs_and_the_repeat
         }
     }
 }
+
+#[test]
+fn the_license_screen_gives_the_request_command_and_opens_the_named_license() {
+    let scratch = tempfile::tempdir().unwrap();
+    let answers = site(scratch.path());
+    let mut a = app(Lang::En, draft(&answers), scratch.path());
+    a.goto(ScreenId::License);
+    let screen = draw(&a, 120, 40);
+    assert!(
+        screen.contains("ferry license request -i inventory.toml --state-dir "),
+        "{screen}"
+    );
+    assert!(screen.contains("No license named"), "{screen}");
+    // A file that is not a license: ferry's own reason, in one line.
+    std::fs::write(answers.with_file_name("site.lic"), "not a license\n").unwrap();
+    press(&mut a, KeyCode::Enter);
+    typed(&mut a, "site.lic");
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.model.draft.get_text("license.file"), "site.lic");
+    let screen = draw(&a, 120, 40);
+    assert!(
+        screen.contains("This license cannot be opened here: reading "),
+        "{screen}"
+    );
+    // Emptied again: no license, and nothing about one in the answer file.
+    // (Enter kept the value and moved to the next field: Up comes back to the file.)
+    press(&mut a, KeyCode::Up);
+    press(&mut a, KeyCode::Enter);
+    for _ in 0.."site.lic".len() {
+        press(&mut a, KeyCode::Backspace);
+    }
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.model.draft.get_text("license.file"), "");
+    assert!(draw(&a, 120, 40).contains("No license named"));
+}

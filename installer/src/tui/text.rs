@@ -351,9 +351,24 @@ catalogue! {
     /// Intro.
     license_intro: "The license is activated on site with no network: export the activation request (a file, or a QR code for a phone), get the license from the vendor, then load it here.",
                    "许可证在现场离线激活：导出激活请求（文件，或手机扫描的二维码），从厂商获取许可证后在此加载。";
-    /// Not yet available.
-    license_later: "Activation from the wizard is not built yet: use `ferry license request` and `ferry license activate` (see docs/license-format.md). The install does not need the license.",
-                   "向导内激活尚未实现：请使用 `ferry license request` 和 `ferry license activate`（见 docs/license-format.md）。安装本身不需要许可证。";
+    /// Step 1.
+    license_request: "1. Export this site's activation request (every host is read over SSH; --qr also shows it as a QR code for a phone):",
+                     "1. 导出本站点的激活请求（通过 SSH 读取每台主机；--qr 同时显示二维码供手机扫描）：";
+    /// Steps 2 and 3.
+    license_steps: "2. Send site-request.txt to the vendor. 3. Name the license file they return below: the install activates it on every host before the apps.",
+                   "2. 将 site-request.txt 发给厂商。3. 在下方填写厂商返回的许可证文件：安装会在部署应用前在每台主机上激活它。";
+    /// Field.
+    field_license_file: "License file (empty: none)", "许可证文件（留空：不使用）";
+    /// Field.
+    field_license_state: "Activation records directory", "激活记录目录";
+    /// No license named.
+    license_none: "No license named: the install runs without one; an app that needs a license feature is refused at review.",
+                  "未指定许可证：安装可在无许可证时进行；需要许可证功能的应用会在审查时被拒绝。";
+    /// What a license grants: id, customer, last day, nodes, modules.
+    license_grants: "License {} for {}: valid until {}, up to {} nodes; grants: {}",
+                    "许可证 {}（{}）：有效期至 {}，最多 {} 个节点；授予：{}";
+    /// A license that cannot be read.
+    license_problem: "This license cannot be opened here: {}", "无法在此打开该许可证：{}";
 
     // Review.
     /// Intro.

@@ -133,7 +133,7 @@ pub fn all() -> Vec<Box<dyn Screen>> {
         Box::new(roles::RolesScreen::default()),
         Box::new(cluster::ClusterScreen::default()),
         Box::new(apps::AppsScreen::default()),
-        Box::new(license::LicenseScreen),
+        Box::new(license::LicenseScreen::default()),
         Box::new(review::ReviewScreen::default()),
         Box::new(run::RunScreen::default()),
         Box::new(done::DoneScreen::default()),
