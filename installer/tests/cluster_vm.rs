@@ -280,8 +280,14 @@ fn no_pull_attempted(bed: &Testbed) {
     }
 }
 
+/// The first `hosts` VMs of the testbed, one server and the rest agents.
 fn inventory(site: &Site, bed: &Testbed, name: &str, hosts: usize) -> String {
-    let text = ferry_tests::vmhost::inventory_toml(bed, 1);
+    inventory_with(site, bed, name, hosts, 1)
+}
+
+/// The first `hosts` VMs of the testbed, the first `servers` of them servers.
+fn inventory_with(site: &Site, bed: &Testbed, name: &str, hosts: usize, servers: usize) -> String {
+    let text = ferry_tests::vmhost::inventory_toml(bed, servers);
     let blocks: Vec<&str> = text
         .split("[[hosts]]")
         .filter(|b| !b.trim().is_empty())
@@ -319,8 +325,10 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
     let site = Site::new(&bed);
     build_bundle(site.path(), true);
     add_app(site.path());
-    let inv3 = inventory(&site, &bed, "three.toml", 3);
-    let inv4 = inventory(&site, &bed, "four.toml", 4);
+    // Three servers (embedded etcd: the first initializes it, the others join one at a time),
+    // then a 4th host as agent.
+    let inv3 = inventory_with(&site, &bed, "three.toml", 3, 3);
+    let inv4 = inventory_with(&site, &bed, "four.toml", 4, 3);
     // The app needs a license, and the license the hosts' fingerprints: the first apply
     // deploys no app; from the second on, the license and the app are in.
     let licensed = "\n[license]\nfile = \"site.lic\"\nstate-dir = \"lic\"";
@@ -336,21 +344,22 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
     let before: Vec<String> = bed.vms().iter().map(k3s_tree).collect();
 
     step(
-        "1. apply, killed as the server is up and the agents start joining",
+        "1. apply, killed as the second server has joined and the third is next",
         t0,
     );
     let running = site.start(&["apply", "--answers", &a3]);
-    let killed = running.kill_at(|l| l.contains("vm0 k3s-server applied"));
+    let killed = running.kill_at(|l| l.contains("vm1 k3s-server applied"));
     let killed_run = killed.run_id();
     let server_start = started_at(vm0, "k3s");
+    let second_start = started_at(vm1, "k3s");
     assert!(
-        !server_start.is_empty() && server_start != "0",
-        "the server should be running when ferry was killed\n{}",
+        !server_start.is_empty() && server_start != "0" && !second_start.is_empty(),
+        "two servers should be running when ferry was killed\n{}",
         killed.show()
     );
 
     step(
-        "2. the same apply resumes: the server is not redone, every node Ready",
+        "2. the same apply resumes: the servers that joined are not redone, every node Ready",
         t0,
     );
     license_for(&site, &inv3);
@@ -380,13 +389,51 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
     status.expect_ok("app status");
     let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(v["healthy"], true, "{}", status.show());
-    assert!(
-        !run.stdout.contains("vm0 k3s-server applied"),
-        "the server's k3s step was redone\n{}",
-        run.show()
+    for vm in ["vm0", "vm1"] {
+        assert!(
+            !run.stdout.contains(&format!("{vm} k3s-server applied")),
+            "{vm}'s k3s step was redone\n{}",
+            run.show()
+        );
+    }
+    assert_eq!(
+        started_at(vm0, "k3s"),
+        server_start,
+        "the first server restarted"
     );
-    assert_eq!(started_at(vm0, "k3s"), server_start, "the server restarted");
+    assert_eq!(
+        started_at(vm1, "k3s"),
+        second_start,
+        "the second server restarted"
+    );
     all_ready(vm0, &["vm0", "vm1", "vm2"]);
+    // One etcd cluster of three members: every server is an etcd and control-plane node,
+    // the first initialized it and the others joined it by its address.
+    let v: serde_json::Value =
+        serde_json::from_str(&vm0.ssh_ok("k3s kubectl get nodes -o json").unwrap()).unwrap();
+    for n in v["items"].as_array().unwrap() {
+        let labels = &n["metadata"]["labels"];
+        for role in ["etcd", "control-plane"] {
+            assert_eq!(
+                labels[format!("node-role.kubernetes.io/{role}")],
+                "true",
+                "{}: no {role} role: {labels}",
+                n["metadata"]["name"]
+            );
+        }
+    }
+    assert!(vm0
+        .ssh_ok("cat /etc/rancher/k3s/config.yaml")
+        .unwrap()
+        .contains("cluster-init: true"));
+    for vm in [vm1, vm2] {
+        let config = vm.ssh_ok("cat /etc/rancher/k3s/config.yaml").unwrap();
+        assert!(
+            config.contains(&format!("server: \"https://{}:6443\"", vm0.address())),
+            "{}: does not join the first server:\n{config}",
+            vm.name()
+        );
+    }
     assert!(
         run.stdout.contains("nodes Ready; kubeconfig"),
         "no cluster line\n{}",
@@ -441,7 +488,7 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
     assert_eq!(times, again, "files changed on a second apply");
 
     step("4. a 4th host added as agent: only it changes", t0);
-    let starts: Vec<String> = [(vm0, "k3s"), (vm1, "k3s-agent"), (vm2, "k3s-agent")]
+    let starts: Vec<String> = [(vm0, "k3s"), (vm1, "k3s"), (vm2, "k3s")]
         .iter()
         .map(|(v, u)| started_at(v, u))
         .collect();
@@ -455,7 +502,7 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
     all_ready(vm0, &["vm0", "vm1", "vm2", "vm3"]);
     let after: Vec<String> = [vm0, vm1, vm2].iter().map(|v| file_times(v)).collect();
     assert_eq!(times, after, "adding vm3 changed files on the others");
-    let starts_after: Vec<String> = [(vm0, "k3s"), (vm1, "k3s-agent"), (vm2, "k3s-agent")]
+    let starts_after: Vec<String> = [(vm0, "k3s"), (vm1, "k3s"), (vm2, "k3s")]
         .iter()
         .map(|(v, u)| started_at(v, u))
         .collect();
@@ -465,11 +512,11 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
     );
 
     step(
-        "5. a wrong token hand-edited into vm2's config: apply's plan names the file, it puts \
-         ferry's back and vm2 is Ready again",
+        "5. a wrong token hand-edited into vm3's config: apply's plan names the file, it puts \
+         ferry's back and vm3 is Ready again",
         t0,
     );
-    vm2.ssh_ok(
+    vm3.ssh_ok(
         "printf 'token: K10wrong::server:wrong\\n' >> /etc/rancher/k3s/config.yaml && \
          systemctl restart --no-block k3s-agent",
     )
@@ -489,13 +536,13 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
         run.show()
     );
     assert!(
-        rows[0].starts_with("vm2") && rows[0].contains("differs") && rows[0].contains("ferry's"),
+        rows[0].starts_with("vm3") && rows[0].contains("differs") && rows[0].contains("ferry's"),
         "{}",
         rows[0]
     );
     assert!(!run.stdout.contains("K10wrong"), "the plan shows a token");
     all_ready(vm0, &["vm0", "vm1", "vm2", "vm3"]);
-    let config = vm2.ssh_ok("cat /etc/rancher/k3s/config.yaml").unwrap();
+    let config = vm3.ssh_ok("cat /etc/rancher/k3s/config.yaml").unwrap();
     assert!(!config.contains("K10wrong"), "{config}");
 
     step(
