@@ -4,6 +4,8 @@
 # step; and the images step (streamed from the bundle into `ctr images import -` on the node)
 # against `ctr images import` of the same archive from the node's own disk (goal: ratio >= 0.9).
 # Run as root from the repository root: benches/cluster/run.sh. Figures: docs/performance.md.
+# FERRY_BENCH_VMS=1 benches/cluster/run.sh: one host alone (the images step not sharing the
+# emulated cores with two other VMs, as the reference does not).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) nproc=$(nproc) $(lscpu | grep 'Model name' | sed 's/  */ /g')"

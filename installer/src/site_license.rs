@@ -70,26 +70,47 @@ pub fn is_blank(h: &HostComponents) -> bool {
         && h.macs.is_empty()
 }
 
-/// Reads every host's fingerprint components, GPUs and clock (one host after another: a
-/// license is checked once per run, not per minute).
-pub async fn survey(hosts: &[SiteHost]) -> Result<Survey> {
-    let mut out = Survey {
-        hosts: Vec::new(),
-        gpus: 0,
-        clocks: Vec::new(),
-    };
+/// Hosts served at once: a site of hundreds of hosts is read in bounded waves.
+const AT_ONCE: usize = 32;
+
+/// Runs `f` for every host, at most [`AT_ONCE`] at a time; the results in the hosts' order.
+async fn each_host<T, F, Fut>(hosts: &[SiteHost], f: F) -> Vec<Result<T>>
+where
+    T: Send + 'static,
+    F: Fn(String, Arc<Session>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+{
+    let permits = Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
+    let mut tasks = Vec::with_capacity(hosts.len());
     for (name, session) in hosts {
-        let facts = ferry_inventory::remote::shell_facts(session, true)
+        let job = f(name.clone(), session.clone());
+        let permits = permits.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            job.await
+        }));
+    }
+    let mut out = Vec::with_capacity(tasks.len());
+    for (t, (name, _)) in tasks.into_iter().zip(hosts) {
+        out.push(
+            t.await
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("{name}: crashed: {e}"))),
+        );
+    }
+    out
+}
+
+/// Reads every host's fingerprint components, GPUs and clock (all hosts at once, bounded).
+pub async fn survey(hosts: &[SiteHost]) -> Result<Survey> {
+    let read = each_host(hosts, |name, session| async move {
+        let facts = ferry_inventory::remote::shell_facts(&session, true)
             .await
             .with_context(|| format!("{name}: gathering facts"))?;
-        let host = components(&facts, name);
+        let host = components(&facts, &name);
         if is_blank(&host) {
             bail!("{name}: no machine-id, product UUID, disk serial or NIC MAC found: this host cannot be fingerprinted");
         }
-        out.gpus = out
-            .gpus
-            .saturating_add(u32::try_from(facts.gpus.len()).unwrap_or(u32::MAX));
-        out.hosts.push(host);
+        let gpus = u32::try_from(facts.gpus.len()).unwrap_or(u32::MAX);
         let clock = session
             .exec_ok("date -u +%s", false)
             .await
@@ -100,7 +121,19 @@ pub async fn survey(hosts: &[SiteHost]) -> Result<Survey> {
                 clock.trim()
             )
         })?;
-        out.clocks.push((name.clone(), clock));
+        Ok((host, gpus, (name, clock)))
+    })
+    .await;
+    let mut out = Survey {
+        hosts: Vec::new(),
+        gpus: 0,
+        clocks: Vec::new(),
+    };
+    for r in read {
+        let (host, gpus, clock) = r?;
+        out.hosts.push(host);
+        out.gpus = out.gpus.saturating_add(gpus);
+        out.clocks.push(clock);
     }
     Ok(out)
 }
@@ -139,13 +172,22 @@ pub async fn adopt_guards(
         "cat {} 2>/dev/null || true",
         shell_quote(&path.display().to_string())
     );
-    for (name, session) in hosts {
-        let copy = session
-            .exec_ok(&cmd, true)
-            .await
-            .with_context(|| format!("{name}: reading {}", path.display()))?;
+    let shown = path.display().to_string();
+    let copies = each_host(hosts, |name, session| {
+        let (cmd, shown) = (cmd.clone(), shown.clone());
+        async move {
+            session
+                .exec_ok(&cmd, true)
+                .await
+                .with_context(|| format!("{name}: reading {shown}"))
+        }
+    })
+    .await;
+    // Taken in one after another: each may raise the guards the next is checked against.
+    for ((name, _), copy) in hosts.iter().zip(copies) {
+        let copy = copy?;
         if !copy.trim().is_empty() {
-            let origin = PathBuf::from(format!("{name}:{}", path.display()));
+            let origin = PathBuf::from(format!("{name}:{shown}"));
             state.adopt_guard(keys, copy.as_bytes(), &origin)?;
         }
     }
@@ -171,40 +213,52 @@ pub fn guard_files(request_id: &str) -> Vec<PathBuf> {
     ]
 }
 
-/// Writes `files` (relative to the state dir) into `dir` on every host: sent on stdin (an
-/// activation record holds the activation secret), a temporary file, then a rename; mode 0600.
+/// Writes `files` (relative to the state dir) into `dir` on every host (all hosts at once,
+/// bounded): sent on stdin (an activation record holds the activation secret), a temporary
+/// file, then a rename; mode 0600.
 pub async fn push(
     hosts: &[SiteHost],
     state: &StateDir,
     files: &[PathBuf],
     dir: &Path,
 ) -> Result<()> {
-    let q = |p: &Path| shell_quote(&p.display().to_string());
-    for (name, session) in hosts {
-        for rel in files {
-            let local = state.path().join(rel);
-            let data = std::fs::read(&local)
-                .map(Zeroizing::new)
-                .with_context(|| format!("reading license state {}", local.display()))?;
-            let target = dir.join(rel);
-            let what = || format!("{name}: writing {}", target.display());
-            let tmp = PathBuf::from(format!("{}.tmp", target.display()));
-            let cmd = format!(
-                "umask 077 && mkdir -p {} && cat > {} && mv -f {} {}",
-                q(target.parent().unwrap_or(dir)),
-                q(&tmp),
-                q(&tmp),
-                q(&target)
-            );
-            let mut child = session.spawn(&cmd, true).await.with_context(what)?;
-            child.write_stdin(&data).await.with_context(what)?;
-            child.close_stdin().await;
-            let exit = child.wait().await.with_context(what)?;
-            if !exit.success() {
-                bail!("{}: {}", what(), exit.describe());
-            }
-        }
+    let mut contents = Vec::new();
+    for rel in files {
+        let local = state.path().join(rel);
+        let data = std::fs::read(&local)
+            .map(Zeroizing::new)
+            .with_context(|| format!("reading license state {}", local.display()))?;
+        contents.push((dir.join(rel), data));
     }
+    let contents = Arc::new(contents);
+    let dir = dir.to_path_buf();
+    let written = each_host(hosts, |name, session| {
+        let (contents, dir) = (contents.clone(), dir.clone());
+        async move {
+            let q = |p: &Path| shell_quote(&p.display().to_string());
+            for (target, data) in contents.iter() {
+                let what = || format!("{name}: writing {}", target.display());
+                // The temporary name carries the shell's pid: two writers of one path (two
+                // runs, or two inventory entries that are one machine) never share it.
+                let tmp = q(&PathBuf::from(format!("{}.tmp", target.display())));
+                let cmd = format!(
+                    "umask 077 && mkdir -p {} && cat > {tmp}.$$ && mv -f {tmp}.$$ {}",
+                    q(target.parent().unwrap_or(&dir)),
+                    q(target)
+                );
+                let mut child = session.spawn(&cmd, true).await.with_context(what)?;
+                child.write_stdin(data).await.with_context(what)?;
+                child.close_stdin().await;
+                let exit = child.wait().await.with_context(what)?;
+                if !exit.success() {
+                    bail!("{}: {}", what(), exit.describe());
+                }
+            }
+            Ok(())
+        }
+    })
+    .await;
+    written.into_iter().collect::<Result<Vec<()>>>()?;
     Ok(())
 }
 
