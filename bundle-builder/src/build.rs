@@ -16,7 +16,8 @@ use crate::error::{BundleError, Result};
 use crate::image::{self, OciImage};
 use crate::keys::SigningKey;
 use crate::manifest::{
-    entry_name, BlobEntry, Compression, Content, Form, Item, ItemKind, Manifest, FORMAT,
+    entry_name, BlobEntry, Compression, Content, Form, Item, ItemKind, Manifest, PackageFormat,
+    FORMAT,
 };
 use crate::parts::{hash_file, part_name, Output, PartEntry, PartsIndex, PARTS_FORMAT};
 use crate::spec::BundleSpec;
@@ -450,6 +451,23 @@ fn split_output(output: &Path) -> Result<(PathBuf, String)> {
 
 struct SpoolDir(PathBuf);
 
+/// A directory holding `.deb` files and no apt index of its own.
+fn needs_apt_index(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    let names: Vec<String> = entries
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    names.iter().any(|n| n.ends_with(".deb"))
+        && !names.iter().any(|n| {
+            matches!(
+                n.as_str(),
+                "Packages" | "Packages.gz" | "Packages.xz" | "dists"
+            )
+        })
+}
+
 impl Drop for SpoolDir {
     fn drop(&mut self) {
         if self.0.exists() {
@@ -620,7 +638,19 @@ fn plan(
         });
     }
     for o in &spec.os_packages {
-        let p = spec.resolve(&o.path);
+        let mut p = spec.resolve(&o.path);
+        if o.format == PackageFormat::Deb && needs_apt_index(&p) {
+            // A directory of .deb files: the bundle carries the repository built from them.
+            let repo = spool.join("os-packages").join(&o.name);
+            let base = o.base_packages.iter().cloned().collect();
+            crate::apt_repo::write_flat_repo(&p, &repo, &o.distro, &base).map_err(|e| {
+                BundleError::Spec {
+                    path: p.clone(),
+                    msg: format!("os packages {}: {e}", o.name),
+                }
+            })?;
+            p = repo;
+        }
         let out_path = if p.is_dir() {
             o.name.clone()
         } else {

@@ -7,6 +7,7 @@
 //! signature), then [`Bundle::verify`], [`Bundle::open_blob`] and [`Bundle::extract`].
 
 pub mod app_package;
+pub mod apt_repo;
 pub mod beneath;
 pub mod build;
 pub mod digest;

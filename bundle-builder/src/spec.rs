@@ -170,11 +170,16 @@ pub struct OsPackagesSpec {
     pub distro: String,
     /// Architecture.
     pub arch: Option<String>,
-    /// Directory or file.
+    /// Directory or file. A directory of `.deb` files without a `Packages` index is made a
+    /// flat apt repository by the build (crate::apt_repo).
     pub path: PathBuf,
     /// Optional pinned sha256 (files only).
     #[serde(default, deserialize_with = "optional_pinned_digest")]
     pub sha256: Option<Digest>,
+    /// Packages every host of `distro` already has: dependencies on them count as met when the
+    /// build makes a repository from `.deb` files.
+    #[serde(default)]
+    pub base_packages: Vec<String>,
 }
 
 /// The one reading of a `sha256` in bundle.toml, for every table: `sha256:<hex>` as the
