@@ -175,15 +175,24 @@ impl Remote {
             Some(p) => p.to_owned(),
             None => KnownHosts::default_path()?,
         };
-        let pool = Pool::new(SessionOptions::new(known_hosts));
+        let pool = std::sync::Arc::new(Pool::new(SessionOptions::new(known_hosts)));
         let (survey, sessions) = rt.block_on(async {
+            // Every host at once (the pool bounds the handshakes), kept in inventory order.
+            let tasks: Vec<_> = targets
+                .iter()
+                .map(|t| {
+                    let (pool, t) = (pool.clone(), t.clone());
+                    tokio::spawn(async move {
+                        let s = pool.session(&t).await;
+                        (t.name, s)
+                    })
+                })
+                .collect();
             let mut sessions = Vec::new();
-            for t in &targets {
-                let session = pool
-                    .session(t)
-                    .await
-                    .with_context(|| format!("{}: connecting", t.name))?;
-                sessions.push((t.name.clone(), session));
+            for task in tasks {
+                let (name, session) = task.await.context("connecting to a host crashed")?;
+                let session = session.with_context(|| format!("{name}: connecting"))?;
+                sessions.push((name, session));
             }
             let survey = site_license::survey(&sessions).await?;
             anyhow::Ok((survey, sessions))
