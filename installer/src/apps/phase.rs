@@ -21,6 +21,20 @@ use crate::site_license::{self, LicenseReport, SiteHost};
 /// The step ids these phases report under (the TUI's board puts `app*` in its apps column).
 pub const LICENSE_STEP: &str = "license";
 
+/// Where a package ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppState {
+    /// Its current revision already had the same bytes and values: left as it was.
+    Unchanged,
+    /// Deployed as a new revision, healthy.
+    Deployed,
+    /// Not healthy: the previous revision put back, or a first install removed.
+    Failed,
+    /// Not tried: a package before it failed.
+    Skipped,
+}
+
 /// One package at the end of the apps phase.
 #[derive(Debug, Clone, Serialize)]
 pub struct AppResult {
@@ -28,8 +42,8 @@ pub struct AppResult {
     pub app: String,
     /// Its version.
     pub version: String,
-    /// `unchanged`, `deployed`, `failed` or `skipped` (an earlier package failed).
-    pub status: &'static str,
+    /// Where it ended.
+    pub status: AppState,
     /// The revision serving now (the new one, or the one left in place).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<u32>,
@@ -63,7 +77,7 @@ pub struct AppsReport {
 impl AppsReport {
     /// Whether everything the answer file asked for is in place.
     pub fn ok(&self) -> bool {
-        self.error.is_none() && self.apps.iter().all(|a| a.status != "failed")
+        self.error.is_none() && self.apps.iter().all(|a| a.status != AppState::Failed)
     }
 
     /// The summary lines after `ferry apply`.
@@ -78,16 +92,22 @@ impl AppsReport {
                 .map(|r| format!(" revision {r}"))
                 .unwrap_or_default();
             out.push_str(&match a.status {
-                "unchanged" => format!("app {} {}: unchanged,{rev} serving\n", a.app, a.version),
-                "deployed" => format!(
+                AppState::Unchanged => {
+                    format!("app {} {}: unchanged,{rev} serving\n", a.app, a.version)
+                }
+                AppState::Deployed => format!(
                     "app {} {}: deployed as{rev}, healthy (apply {:.1}s, healthy after {:.1}s)\n",
                     a.app, a.version, a.apply_secs, a.wait_secs
                 ),
-                word => format!(
+                AppState::Failed | AppState::Skipped => format!(
                     "app {} {}: {}: {}\n",
                     a.app,
                     a.version,
-                    word.to_uppercase(),
+                    if a.status == AppState::Failed {
+                        "FAILED"
+                    } else {
+                        "SKIPPED"
+                    },
                     a.reason.as_deref().unwrap_or("unknown")
                 ),
             });
@@ -183,7 +203,7 @@ pub async fn run(site: &SiteApps, cfg: &InstallConfig, hosts: &Hosts, sink: &Sin
         let mut result = AppResult {
             app: r.app.clone(),
             version: r.version.clone(),
-            status: "skipped",
+            status: AppState::Skipped,
             revision: None,
             reason: None,
             waiting_for_gpu: Vec::new(),
@@ -198,7 +218,7 @@ pub async fn run(site: &SiteApps, cfg: &InstallConfig, hosts: &Hosts, sink: &Sin
         }
         match apps.serving(r).await {
             Ok(Some(rev)) => {
-                result.status = "unchanged";
+                result.status = AppState::Unchanged;
                 result.revision = Some(rev);
                 report.apps.push(result);
                 continue;
@@ -212,7 +232,7 @@ pub async fn run(site: &SiteApps, cfg: &InstallConfig, hosts: &Hosts, sink: &Sin
                 result.apply_secs = o.apply_secs;
                 result.wait_secs = o.wait_secs;
                 if o.status == Status::Deployed {
-                    result.status = "deployed";
+                    result.status = AppState::Deployed;
                     result.revision = Some(o.revision);
                     result.waiting_for_gpu = o.waiting_for_gpu;
                     sink(Event::Applied {
@@ -233,7 +253,7 @@ pub async fn run(site: &SiteApps, cfg: &InstallConfig, hosts: &Hosts, sink: &Sin
                         resource: step,
                         error: why.clone(),
                     });
-                    result.status = "failed";
+                    result.status = AppState::Failed;
                     result.revision = o.restored;
                     result.reason = Some(why);
                     failed = Some(r.app.clone());
@@ -261,7 +281,7 @@ fn stop(mut report: AppsReport, sink: &Sink, host: &str, step: &str, error: Stri
 mod tests {
     use super::*;
 
-    fn app(status: &'static str, reason: Option<&str>) -> AppResult {
+    fn app(status: AppState, reason: Option<&str>) -> AppResult {
         AppResult {
             app: "web".into(),
             version: "1.0.0".into(),
@@ -279,7 +299,10 @@ mod tests {
     fn the_summary_has_a_line_per_app_and_a_failure_fails_it() {
         let mut r = AppsReport {
             license: None,
-            apps: vec![app("deployed", None), app("unchanged", None)],
+            apps: vec![
+                app(AppState::Deployed, None),
+                app(AppState::Unchanged, None),
+            ],
             error: None,
         };
         assert!(r.ok());
@@ -289,7 +312,7 @@ mod tests {
              app web 1.0.0: unchanged, revision 2 serving\n"
         );
         r.apps.push(app(
-            "failed",
+            AppState::Failed,
             Some("component web (Deployment web): probe failed; revision 2 restored and serving"),
         ));
         assert!(!r.ok());
