@@ -759,7 +759,14 @@ fn the_done_screen_after_a_good_install_names_the_kubeconfig_logs_and_the_repeat
                 .collect(),
             cluster: Some(crate::commands::host::render_cluster(&report)),
             kubeconfig: Some(kubeconfig),
-            apps: Some("shop 1.2.0: deployed as revision 1\n".into()),
+            // As ferry apply's summary ends: the license activated, then each app.
+            apps: Some(
+                "license: lic-0123456789abcdef for Site A: valid until 2027-12-31 (393 days \
+                 left), 3 of 10 nodes, 0 GPUs, modules mcd; installed on 3 hosts\n\
+                 app shop 1.2.0: deployed as revision 1, healthy (apply 0.4s, healthy after \
+                 3.1s)\n"
+                    .into(),
+            ),
         })));
         // A run that ended well goes to Done by itself.
         assert_eq!(a.screen(), ScreenId::Done);
@@ -773,9 +780,12 @@ fn the_done_screen_after_a_good_install_names_the_kubeconfig_logs_and_the_repeat
                     "kubeconfig: /root/.ferry/clusters/site-a/kubeconfig (try: KUBECONFIG=",
                     "Journal and logs: /root/.ferry/runs/20261203-101500-ab12 (each host's log",
                     "Next site: ferry install --answers /site/site.toml --yes",
+                    "license: lic-0123456789abcdef for Site A: valid until 2027-12-31",
                 ] {
                     assert!(read.contains(want), "{want:?} not on:\n{screen}");
                 }
+                // The license's own status, not the pointer to `ferry license status`.
+                assert!(!read.contains("License: see"), "{screen}");
             }
             insta::assert_snapshot!(format!("done_ok_{}_{w}x{h}", lang.code()), screen);
         }

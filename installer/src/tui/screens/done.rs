@@ -91,7 +91,14 @@ impl Screen for DoneScreen {
         let answers = answers.display();
         lines.push(Line::raw(fill(t.done_answers, &[&answers])));
         lines.push(Line::raw(fill(t.done_repeat, &[&answers])));
-        lines.push(Line::raw(t.done_license));
+        // The license's status is among the apps lines when the install activated one.
+        let activated = b
+            .apps
+            .as_deref()
+            .is_some_and(|a| a.lines().any(|l| l.starts_with("license: ")));
+        if !activated {
+            lines.push(Line::raw(t.done_license));
+        }
         f.render_widget(
             Paragraph::new(lines)
                 .wrap(Wrap { trim: false })
