@@ -210,13 +210,7 @@ impl Screen for AppsScreen {
             Paragraph::new(t.apps_intro).wrap(Wrap { trim: true }),
             intro,
         );
-        let w = self
-            .form
-            .fields
-            .iter()
-            .map(|fl| Span::raw((fl.label)(t)).width() as u16)
-            .max()
-            .unwrap_or(20);
+        let w = self.form.label_width(t);
         self.form.render(m, f, fields, w);
 
         let say = |f: &mut Frame, text: String, style: Style| {

@@ -109,14 +109,7 @@ impl Screen for ClusterScreen {
             Paragraph::new(m.text.cluster_intro).wrap(Wrap { trim: true }),
             intro,
         );
-        // Labels as wide as the longest, so values line up in either language.
-        let w = self
-            .form
-            .fields
-            .iter()
-            .map(|fl| ratatui::text::Span::raw((fl.label)(m.text)).width() as u16)
-            .max()
-            .unwrap_or(20);
+        let w = self.form.label_width(m.text);
         self.form.render(m, f, fields, w);
     }
 }

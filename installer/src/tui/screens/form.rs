@@ -254,6 +254,15 @@ impl Form {
         }
     }
 
+    /// The width of the longest label in `t`'s language, so values line up in either.
+    pub fn label_width(&self, t: &'static crate::tui::text::Text) -> u16 {
+        self.fields
+            .iter()
+            .map(|fl| ratatui::text::Span::raw((fl.label)(t)).width() as u16)
+            .max()
+            .unwrap_or(20)
+    }
+
     /// Draws the fields from `area`'s top, one per line, labels in a column of `label_w`;
     /// returns the lines used. A field the current problem is about is marked `!`.
     pub fn render(&self, m: &Model, f: &mut Frame, area: Rect, label_w: u16) -> u16 {

@@ -158,13 +158,7 @@ impl Screen for LicenseScreen {
         f.render_widget(wrap(m.text.license_request.to_string()), request);
         f.render_widget(wrap(format!("  {}", request_command(&m.draft))), command);
         f.render_widget(wrap(m.text.license_steps.to_string()), steps);
-        let w = self
-            .form
-            .fields
-            .iter()
-            .map(|fl| ratatui::text::Span::raw((fl.label)(m.text)).width() as u16)
-            .max()
-            .unwrap_or(20);
+        let w = self.form.label_width(m.text);
         self.form.render(m, f, fields, w);
         let (text, style) = match &self.opened {
             Opened::None => (m.text.license_none.to_string(), m.theme.warn()),
