@@ -86,32 +86,18 @@ pub fn deb(
     deb
 }
 
-/// Makes `dir` (holding `.deb` files) a flat apt repository: a `Packages` index with each
-/// package's control fields, `Filename`, `Size` and `SHA256`, as apt-ftparchive writes it
-/// (written here so the tests need only dpkg-deb and sha256sum).
+/// Makes `dir` (holding `.deb` files) a flat apt repository with ferry's own builder
+/// (`ferry_bundle::apt_repo`, what `bundle build` runs), so VM tests install from the
+/// repository ferry makes: its `Packages`, `Packages.gz` and `Release` are put beside the
+/// packages. The test packages depend only on each other.
 pub fn flat_repo(dir: &Path) {
-    let mut debs: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
-        .collect();
-    debs.sort();
-    let mut index = String::new();
-    for deb in debs {
-        let control = run(Command::new("dpkg-deb").arg("-f").arg(&deb));
-        let size = fs::metadata(&deb).unwrap_or_else(|e| panic!("{e}")).len();
-        let sha = run(Command::new("sha256sum").arg(&deb));
-        let sha = sha.split_whitespace().next().unwrap_or_default();
-        let name = deb
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        index.push_str(control.trim_end());
-        index.push_str(&format!(
-            "\nFilename: ./{name}\nSize: {size}\nSHA256: {sha}\n\n"
-        ));
+    let staging = dir.with_extension("ferry-repo");
+    ferry_bundle::apt_repo::write_flat_repo(dir, &staging, "debian-12", &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    for f in ["Packages", "Packages.gz", "Release"] {
+        fs::rename(staging.join(f), dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
     }
-    fs::write(dir.join("Packages"), index).unwrap_or_else(|e| panic!("{e}"));
+    fs::remove_dir_all(&staging).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// A stand-in driver package.
