@@ -423,6 +423,48 @@ fn deploy_refuses_before_reaching_the_cluster_what_it_must_not_deploy() {
     let err = fails(&deploy(&["--pubkey", "vendor.pub", "mcd-2.3.0.fap"]));
     assert!(err.starts_with("error: [apps.values.mcd]: "), "{err}");
     assert!(err.contains("web-replicas"), "{err}");
+    // A secret read from the environment variable the answer file names: unset, a table that
+    // is not { env = ... }, then set (the values are accepted and deploy goes on to the hosts).
+    site_answers(
+        p,
+        "[apps.values.mcd]\napi-token = { env = \"FERRY_TEST_NO_SUCH_TOKEN\" }\n",
+    );
+    let err = fails(&deploy(&["--pubkey", "vendor.pub", "mcd-2.3.0.fap"]));
+    assert_eq!(
+        err,
+        "error: [apps.values.mcd] api-token: the environment variable FERRY_TEST_NO_SUCH_TOKEN is \
+         not set: export it (e.g. read -rs FERRY_TEST_NO_SUCH_TOKEN; export \
+         FERRY_TEST_NO_SUCH_TOKEN) before running ferry"
+    );
+    site_answers(
+        p,
+        "[apps.values.mcd]\napi-token = { file = \"token.txt\" }\n",
+    );
+    let err = fails(&deploy(&["--pubkey", "vendor.pub", "mcd-2.3.0.fap"]));
+    assert!(
+        err.starts_with("error: [apps.values.mcd] api-token: a table here must be { env = "),
+        "{err}"
+    );
+    site_answers(
+        p,
+        "[apps.values.mcd]\napi-token = { env = \"FERRY_TEST_SITE_TOKEN\" }\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["app", "deploy", "--answers", "site.toml", "--timeout", "1"])
+        .args(["--pubkey", "vendor.pub", "mcd-2.3.0.fap"])
+        .current_dir(p)
+        .env("FERRY_TEST_SITE_TOKEN", "s3cr3t-t0k3n")
+        .output()
+        .unwrap();
+    let err = fails(&out);
+    assert!(
+        !err.contains("[apps.values"),
+        "the variable was read: {err}"
+    );
+    assert!(
+        !err.contains("s3cr3t-t0k3n"),
+        "the secret is never printed: {err}"
+    );
     // Packages that depend on each other, and one whose dependency is missing.
     for (name, dep) in [("a", "b"), ("b", "a")] {
         app_dir(

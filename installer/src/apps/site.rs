@@ -70,19 +70,8 @@ pub fn signed_by(packages: &[AppPackage], key_path: &Path) -> anyhow::Result<()>
 
 /// The release of `p` at this site: its values from `[apps.values.NAME]`, rendered.
 pub fn release(p: &AppPackage, cfg: &InstallConfig) -> anyhow::Result<Release> {
-    use ferry_apps::values::Given;
     let name = p.spec.name.to_string();
-    let given: std::collections::BTreeMap<String, Given> = cfg
-        .apps
-        .values
-        .get(&name)
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| {
-            let json = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
-            (k.clone(), Given::Json(json))
-        })
-        .collect();
+    let given = given(cfg, &name)?;
     let domain = cfg
         .apps
         .domain
@@ -117,6 +106,39 @@ pub fn release(p: &AppPackage, cfg: &InstallConfig) -> anyhow::Result<Release> {
             .collect(),
         objects,
     })
+}
+
+/// The values `[apps.values.APP]` gives: a value as written, or `PARAM = { env = "VAR" }`
+/// read from ferry's environment (how a secret is given without writing it in the file).
+fn given(
+    cfg: &InstallConfig,
+    app: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, ferry_apps::values::Given>> {
+    use ferry_apps::values::Given;
+    let mut out = std::collections::BTreeMap::new();
+    for (k, v) in cfg.apps.values.get(app).into_iter().flatten() {
+        let g = match v {
+            toml::Value::Table(t) => {
+                let var = match (t.get("env"), t.len()) {
+                    (Some(toml::Value::String(var)), 1) => var,
+                    _ => anyhow::bail!(
+                        "[apps.values.{app}] {k}: a table here must be {{ env = \"VARIABLE\" }}: \
+                         write the value, or name the environment variable that holds it"
+                    ),
+                };
+                match std::env::var(var) {
+                    Ok(text) => Given::Text(text),
+                    Err(_) => anyhow::bail!(
+                        "[apps.values.{app}] {k}: the environment variable {var} is not set: \
+                         export it (e.g. read -rs {var}; export {var}) before running ferry"
+                    ),
+                }
+            }
+            v => Given::Json(serde_json::to_value(v).unwrap_or(serde_json::Value::Null)),
+        };
+        out.insert(k.clone(), g);
+    }
+    Ok(out)
 }
 
 /// `pkgs` ordered by dependencies and rendered for the site.

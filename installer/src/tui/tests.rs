@@ -680,7 +680,7 @@ fn the_apps_screen_writes_each_value_as_its_type_and_names_a_wrong_one_as_valida
 }
 
 #[test]
-fn a_secret_parameter_is_never_typed_into_the_answer_file() {
+fn a_secret_parameter_is_written_as_the_variable_that_holds_it_never_in_clear() {
     let scratch = tempfile::tempdir().unwrap();
     let mut a = app(Lang::En, draft(&site(scratch.path())), scratch.path());
     let spec: ferry_apps::AppSpec = serde_yaml_ng::from_str(
@@ -706,16 +706,28 @@ fn a_secret_parameter_is_never_typed_into_the_answer_file() {
         press(&mut a, KeyCode::Tab);
     }
     press(&mut a, KeyCode::Enter);
-    assert!(!a.screens[a.current].editing(), "no secret is typed here");
+    assert!(
+        a.screens[a.current].editing(),
+        "the variable's name is typed"
+    );
     let status = a.model.status.clone().unwrap_or_default();
     assert!(
-        status.starts_with("token is a secret: the wizard writes no secret to the answer file")
-            && status.contains("ferry app deploy --set-file token=PATH"),
+        status.starts_with("token is a secret: type the name of the environment variable")
+            && status.contains("FERRY_APP_"),
         "{status}"
     );
-    typed(&mut a, "hunter2");
+    // The proposed name is replaced by the engineer's.
+    for _ in 0..40 {
+        press(&mut a, KeyCode::Backspace);
+    }
+    typed(&mut a, "SITE_TOKEN");
     press(&mut a, KeyCode::Enter);
-    assert_eq!(a.model.draft.get("apps"), None);
+    assert_eq!(
+        a.model.draft.get_text("apps.values.vault.token.env"),
+        "SITE_TOKEN"
+    );
+    let table = a.model.draft.get("apps.values.vault.token").unwrap();
+    assert_eq!(table.as_table().map(|t| t.len()), Some(1), "{table}");
 }
 
 #[test]

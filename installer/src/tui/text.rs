@@ -343,9 +343,9 @@ catalogue! {
     hint_integer: "Write a whole number, e.g. 3", "填写整数，例如 3";
     /// What to write for a true/false parameter.
     hint_boolean: "Write true or false", "填写 true 或 false";
-    /// A secret parameter cannot be typed here.
-    apps_secret: "{} is a secret: the wizard writes no secret to the answer file; give it at deploy time with `ferry app deploy --set-file {}=PATH`.",
-                 "{} 是机密参数：向导不会把机密写入应答文件；请在部署时用 `ferry app deploy --set-file {}=PATH` 提供。";
+    /// A secret parameter: the wizard asks for the variable that holds it.
+    apps_secret: "{} is a secret: type the name of the environment variable that holds it (e.g. {}); the answer file keeps only that name. Export it before ferry runs: read -rs VAR; export VAR",
+                 "{} 是机密参数：请输入保存它的环境变量名（如 {}）；应答文件只记录变量名。运行 ferry 前先导出：read -rs VAR; export VAR";
 
     // License.
     /// Intro.

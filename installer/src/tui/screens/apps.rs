@@ -75,6 +75,30 @@ fn value_key(app: &AppInfo, p: &Parameter) -> String {
     format!("apps.values.{}.{}", app.name, p.name.as_str())
 }
 
+/// The environment variable a secret parameter is read from: `{ env = "VAR" }` (the answer
+/// file never holds the secret itself).
+fn secret_variable(v: Option<&toml::Value>) -> Option<String> {
+    let t = v?.as_table()?;
+    (t.len() == 1).then(|| t.get("env")?.as_str().map(str::to_string))?
+}
+
+/// The variable the wizard proposes for a secret: `FERRY_APP_<APP>_<PARAM>`.
+fn default_variable(app: &str, param: &str) -> String {
+    let up = |s: &str| s.to_ascii_uppercase().replace(['-', '.'], "_");
+    format!("FERRY_APP_{}_{}", up(app), up(param))
+}
+
+/// A typed variable name as the secret's reference; empty: no value given.
+fn env_reference(text: &str) -> Option<toml::Value> {
+    let t = text.trim();
+    (!t.is_empty()).then(|| {
+        toml::Value::Table(toml::Table::from_iter([(
+            "env".to_string(),
+            toml::Value::String(t.to_string()),
+        )]))
+    })
+}
+
 /// Typed text as the value of a parameter of type `ty`: of that type when it reads as one,
 /// else the text (which the check then refuses by name). Empty: the default applies.
 fn typed_value(ty: ParamType, text: &str) -> Option<toml::Value> {
@@ -170,7 +194,12 @@ impl Screen for AppsScreen {
                     let Some((app, p)) = self.param().and_then(|i| all.get(i)) else {
                         return Flow::Handled;
                     };
-                    let (key, value) = (value_key(app, p), typed_value(p.ty, &text));
+                    let key = value_key(app, p);
+                    let value = if p.ty == ParamType::Secret {
+                        env_reference(&text)
+                    } else {
+                        typed_value(p.ty, &text)
+                    };
                     let n = self.form.fields.len() + all.len();
                     m.draft.set(&key, value);
                     self.form.focus = (self.form.focus + 1).min(n - 1);
@@ -184,12 +213,16 @@ impl Screen for AppsScreen {
             let Some((app, p)) = all.get(i) else {
                 return Flow::Handled;
             };
-            if p.ty == ParamType::Secret {
+            let key = value_key(app, p);
+            let now = if p.ty == ParamType::Secret {
+                let var = secret_variable(m.draft.get(&key))
+                    .unwrap_or_else(|| default_variable(&app.name, p.name.as_str()));
                 let name = p.name.as_str();
-                m.status = Some(fill(m.text.apps_secret, &[&name, &name]));
-                return Flow::Handled;
-            }
-            let now = m.draft.get_text(&value_key(app, p));
+                m.status = Some(fill(m.text.apps_secret, &[&name, &var.as_str()]));
+                var
+            } else {
+                m.draft.get_text(&key)
+            };
             self.input = Some(Input::new(&now));
             return Flow::Handled;
         }
@@ -277,6 +310,10 @@ impl Screen for AppsScreen {
                     None => t.apps_required.to_string(),
                 };
                 let (value, style) = match (m.draft.get(&key), p.ty) {
+                    (v, ParamType::Secret) if secret_variable(v).is_some() => (
+                        format!("${}", secret_variable(v).unwrap_or_default()),
+                        th.text(),
+                    ),
                     (Some(_), ParamType::Secret) => (t.apps_hidden.to_string(), th.text()),
                     (Some(_), _) => (m.draft.get_text(&key), th.text()),
                     (None, _) if p.default.is_none() => (t.apps_required.to_string(), th.bad()),
