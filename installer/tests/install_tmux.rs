@@ -372,7 +372,7 @@ fn the_wizard_in_tmux_saves_what_was_typed_and_reviews_ferry_plans_text() {
         "{s}"
     );
     // The [apps] keys, then the parameters: replicas typed wrong first, as validate says.
-    t.keys(&["Tab", "Enter"]);
+    t.keys(&["Tab", "Tab", "Enter"]);
     t.type_text("900");
     t.keys(&["Enter", "Tab", "Tab", "Enter"]);
     t.type_text("three");

@@ -606,8 +606,8 @@ fn the_apps_screen_writes_each_value_as_its_type_and_names_a_wrong_one_as_valida
     press(&mut a, KeyCode::PageDown);
     assert_eq!(a.screen(), ScreenId::Apps);
 
-    // The rows after the four [apps] keys are the parameters: replicas, title, debug, admin-email.
-    for _ in 0..4 {
+    // The rows after the five [apps] keys are the parameters: replicas, title, debug, admin-email.
+    for _ in 0..5 {
         press(&mut a, KeyCode::Tab);
     }
     press(&mut a, KeyCode::Enter);
@@ -633,8 +633,26 @@ fn the_apps_screen_writes_each_value_as_its_type_and_names_a_wrong_one_as_valida
     press(&mut a, KeyCode::Enter);
     assert_eq!(a.model.problem, None);
 
-    // The [apps] keys: a timeout that is not a number is named as validate names it.
+    // The [apps] keys: a package the bundle lacks and a timeout that is not a number are named
+    // as validate names them.
     press(&mut a, KeyCode::Tab);
+    press(&mut a, KeyCode::Enter);
+    typed(&mut a, "shopx");
+    press(&mut a, KeyCode::Enter);
+    let p = shown(&a).unwrap();
+    assert!(
+        p.ends_with(
+            "apps.deploy: `shopx` is not a package of the bundle (it carries: shop); fix the \
+             name or rebuild the bundle with it"
+        ),
+        "{p}"
+    );
+    press(&mut a, KeyCode::BackTab);
+    press(&mut a, KeyCode::Enter);
+    ctrl(&mut a, 'u');
+    typed(&mut a, "shop");
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.model.problem, None);
     press(&mut a, KeyCode::Enter);
     typed(&mut a, "ai.site.example");
     press(&mut a, KeyCode::Enter);
@@ -662,6 +680,7 @@ fn the_apps_screen_writes_each_value_as_its_type_and_names_a_wrong_one_as_valida
     let saved: toml::Table = toml::from_str(&std::fs::read_to_string(&answers).unwrap()).unwrap();
     let want: toml::Table = toml::from_str(
         r#"
+        deploy = ["shop"]
         domain = "ai.site.example"
         timeout = 600
         gpu-unavailable = "allow"
@@ -702,7 +721,7 @@ fn a_secret_parameter_is_written_as_the_variable_that_holds_it_never_in_clear() 
         }],
     });
     a.goto(ScreenId::Apps);
-    for _ in 0..4 {
+    for _ in 0..5 {
         press(&mut a, KeyCode::Tab);
     }
     press(&mut a, KeyCode::Enter);

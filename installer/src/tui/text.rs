@@ -304,6 +304,8 @@ catalogue! {
     apps_intro: "The bundle's apps, deployed after the cluster, and what this site gives them ([apps]). Enter edits; empty keeps the default.",
                 "安装包携带的应用（在集群之后部署），以及本现场为它们设定的参数（应答文件的 [apps]）。回车编辑；留空则使用默认值。";
     /// Field.
+    field_apps_deploy: "Packages to deploy (comma separated; blank: all)", "要部署的应用包（逗号分隔；留空：全部）";
+    /// Field.
     field_apps_domain: "Site domain (default: the API address)", "现场域名（默认：API 地址）";
     /// Field.
     field_apps_timeout: "Deploy timeout, seconds (default 300)", "部署超时，秒（默认 300）";

@@ -29,6 +29,11 @@ impl Default for AppsScreen {
         AppsScreen {
             form: Form::new(vec![
                 Field {
+                    key: "apps.deploy",
+                    label: |t| t.field_apps_deploy,
+                    kind: Kind::List,
+                },
+                Field {
                     key: "apps.domain",
                     label: |t| t.field_apps_domain,
                     kind: Kind::Text,
