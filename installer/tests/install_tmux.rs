@@ -386,6 +386,36 @@ fn the_wizard_in_tmux_saves_what_was_typed_and_reviews_ferry_plans_text() {
     let s = t.wait_for(&["the answer file is valid"]);
     assert!(s.contains("ops@site.example"), "{s}");
 
+    // License: the activation request exported from the real hosts' live checks (their
+    // fingerprints read over SSH with their facts), its record kept where the field says.
+    t.keys(&["NPage"]);
+    t.wait_for(&["— License", "Press x to export"]);
+    t.keys(&["Tab", "Enter"]);
+    t.type_text("license-state");
+    t.keys(&["Enter", "x"]);
+    let s = t.wait_for(&["Request written to "]);
+    let requests: Vec<_> = std::fs::read_dir(site.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("site-request-"))
+        })
+        .collect();
+    assert_eq!(requests.len(), 1, "{requests:?}\n{s}");
+    let req =
+        ferry_license::ActivationRequest::parse(&std::fs::read(&requests[0]).unwrap()).unwrap();
+    assert_eq!(
+        req.fingerprint.hosts.len(),
+        2,
+        "both hosts are in the request"
+    );
+    assert!(site
+        .path()
+        .join("license-state")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some()));
+
     // On to Review, whatever screens lie between (each valid as it stands).
     let mut s = String::new();
     for _ in 0..4 {
@@ -447,6 +477,8 @@ fn the_wizard_in_tmux_saves_what_was_typed_and_reviews_ferry_plans_text() {
         [apps.values.shop]
         replicas = 3
         admin-email = "ops@site.example"
+        [license]
+        state-dir = "license-state"
         "#,
     )
     .unwrap();

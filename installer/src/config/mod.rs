@@ -41,7 +41,9 @@ struct RawAnswers {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawLicense {
-    file: PathBuf,
+    /// None: no license yet (the section only says where the activation record is kept, as
+    /// the wizard writes it between exporting the request and receiving the license).
+    file: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     host_state_dir: Option<PathBuf>,
 }
@@ -453,7 +455,11 @@ impl TryFrom<Located<'_>> for InstallConfig {
                 ),
             ));
         }
-        let license = raw.license.map(|l| license(l, base)).transpose()?;
+        let license = raw
+            .license
+            .and_then(|l| Some((l.file.clone()?, l)))
+            .map(|(file, l)| license(&file, l, base))
+            .transpose()?;
         Ok(InstallConfig {
             inventory_path,
             inventory,
@@ -478,8 +484,8 @@ impl TryFrom<Located<'_>> for InstallConfig {
 
 /// `[license]` with its paths resolved; the file must be there (what it grants is checked by
 /// `apps::site::prepare`, with the activation record).
-fn license(raw: RawLicense, base: &Path) -> anyhow::Result<LicenseConfig> {
-    let file = base.join(&raw.file);
+fn license(file: &Path, raw: RawLicense, base: &Path) -> anyhow::Result<LicenseConfig> {
+    let file = base.join(file);
     if !file.is_file() {
         return Err(bail(
             "license.file",

@@ -51,6 +51,7 @@ fn wizard(scratch: &std::path::Path) -> App {
             } else {
                 vec![]
             },
+            components: None,
         }));
     }
     a.model.jobs.clear();

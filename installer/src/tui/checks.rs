@@ -24,6 +24,9 @@ pub struct CheckReport {
     pub skew: Option<f64>,
     /// Each problem as `what; fix: what to do`.
     pub problems: Vec<String>,
+    /// Its license fingerprint components, read with its facts (what `ferry license request`
+    /// reads), so the License screen can export the site's request without a second login.
+    pub components: Option<Box<ferry_license::HostComponents>>,
 }
 
 /// The facts the hosts table shows.

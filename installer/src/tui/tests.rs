@@ -189,6 +189,13 @@ fn on(screen: ScreenId, lang: Lang, scratch: &std::path::Path) -> App {
             facts: f,
             skew: reachable.then_some(0.2),
             problems,
+            components: reachable.then(|| {
+                Box::new(ferry_license::HostComponents {
+                    name: h.name.clone(),
+                    machine_id: Some(format!("{:032x}", h.name.len())),
+                    ..Default::default()
+                })
+            }),
         })
     };
     match screen {
@@ -516,6 +523,7 @@ fn host_checks_answer_in_the_background_and_a_stale_answer_is_dropped() {
         facts: Some(facts("old")),
         skew: None,
         problems: vec![],
+        components: None,
     }));
     assert!(matches!(
         a.model.checks.get("node1"),
@@ -856,4 +864,118 @@ fn the_license_screen_gives_the_request_command_and_opens_the_named_license() {
     press(&mut a, KeyCode::Enter);
     assert_eq!(a.model.draft.get_text("license.file"), "");
     assert!(draw(&a, 120, 40).contains("No license named"));
+}
+
+#[test]
+fn the_license_screen_exports_the_request_from_the_host_checks_and_shows_it_as_a_qr_code() {
+    let scratch = tempfile::tempdir().unwrap();
+    let answers = site(scratch.path());
+    let mut a = app(Lang::En, draft(&answers), scratch.path());
+    a.model.draft.set_text("license.state-dir", "state");
+    a.goto(ScreenId::License);
+    // Entering the screen starts the checks the export reads.
+    let hosts = a.model.draft.hosts().to_vec();
+    assert!(hosts.len() >= 2);
+    assert!(a.model.jobs.contains(&Job::CheckHosts(
+        hosts.iter().map(|h| h.name.clone()).collect()
+    )));
+    let status = |a: &App| a.model.status.clone().unwrap_or_default();
+    press(&mut a, KeyCode::Char('r'));
+    assert_eq!(
+        status(&a),
+        "Press x first to export the request; r then shows it as a QR code."
+    );
+    press(&mut a, KeyCode::Char('x'));
+    assert_eq!(
+        status(&a),
+        format!(
+            "Host {} is not checked yet: wait for its check (Hosts screen shows it), then press x again.",
+            hosts[0].name
+        )
+    );
+    let report = |h: &RawHost, read: bool| CheckReport {
+        host: h.name.clone(),
+        fingerprint: super::checks::fingerprint(h),
+        reachable: read,
+        facts: read.then(|| facts("Debian GNU/Linux 12 (bookworm)")),
+        skew: read.then_some(-3.0),
+        problems: if read {
+            vec![]
+        } else {
+            vec!["cannot connect: Connection refused; fix: check the address".into()]
+        },
+        components: read.then(|| {
+            Box::new(ferry_license::HostComponents {
+                name: h.name.clone(),
+                machine_id: Some(format!("{:032x}", h.name.len() + 7)),
+                macs: vec!["52:54:00:12:34:56".into()],
+                ..Default::default()
+            })
+        }),
+    };
+    // One host unreachable: named, with its check's problem; nothing written.
+    a.update(Msg::Checked(report(&hosts[0], true)));
+    a.update(Msg::Checked(report(&hosts[1], false)));
+    press(&mut a, KeyCode::Char('x'));
+    assert_eq!(
+        status(&a),
+        format!(
+            "Host {}'s fingerprint could not be read (cannot connect: Connection refused; fix: check the address): fix the host on the Hosts screen, then press x again.",
+            hosts[1].name
+        )
+    );
+    let dir = answers.parent().unwrap();
+    let written = || -> Vec<_> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let n = e.unwrap().file_name().to_string_lossy().into_owned();
+                n.starts_with("site-request-").then_some(n)
+            })
+            .collect()
+    };
+    assert!(written().is_empty());
+
+    // Every host read: the request file (0600) and the activation record, as the CLI makes them.
+    for h in &hosts[1..] {
+        a.update(Msg::Checked(report(h, true)));
+    }
+    press(&mut a, KeyCode::Char('x'));
+    let files = written();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let path = dir.join(&files[0]);
+    assert_eq!(
+        status(&a),
+        format!(
+            "Request written to {} (mode 0600): send it to the vendor; r shows it as a QR code for a phone.",
+            path.display()
+        )
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let req = ferry_license::ActivationRequest::parse(text.as_bytes()).unwrap();
+    assert_eq!(req.fingerprint.hosts.len(), hosts.len());
+    assert_eq!(files[0], format!("site-request-{}.txt", req.id));
+    let state = ferry_license::StateDir::new(dir.join("state"));
+    assert!(
+        state.load_request(&req.id).is_ok(),
+        "the activation record is kept"
+    );
+    // Nothing about the request in the answer file.
+    assert!(a.model.draft.get("license.file").is_none());
+
+    // r: the QR code where it fits; the size it needs where it does not; any key goes back.
+    press(&mut a, KeyCode::Char('r'));
+    let small = draw(&a, 80, 24);
+    assert!(
+        small.contains("The QR code needs a terminal of ") && small.contains("this one is 80 by "),
+        "{small}"
+    );
+    let big = draw(&a, 200, 100);
+    assert!(big.contains('█') && big.contains('▀'), "{big}");
+    assert!(!big.contains("BEGIN FERRY"), "drawn as a code, not as text");
+    press(&mut a, KeyCode::Char('q'));
+    assert!(draw(&a, 120, 40).contains("Press x to export"));
 }

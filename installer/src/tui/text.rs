@@ -129,7 +129,12 @@ catalogue! {
                 Ctrl-C / Ctrl-Q               退出（下次从此处继续）";
     /// Key hints at the bottom.
     keys_nav: "Enter edit  Tab field  PgDn next  PgUp back  ^S save  ? help", "回车 编辑  Tab 字段  PgDn 下一屏  PgUp 上一屏  ^S 保存  ? 帮助";
-    /// Key hints while a field is edited.
+    /// Key hints on the license screen.
+    keys_license: "x export request  r QR  Enter edit  Tab field  PgDn next  PgUp back  ^S save",
+                  "x 导出请求  r 二维码  回车 编辑  Tab 字段  PgDn 下一屏  PgUp 上一屏  ^S 保存";
+    /// Key hints with the QR code up.
+    keys_qr: "Any key: back to the license screen", "任意键：返回许可证屏";
+    /// Key hints while a text is edited.
     keys_edit: "Enter confirm  Esc cancel  Left/Right move  Backspace delete", "回车 确认  Esc 取消  左/右 移动  退格 删除";
     /// Status after a save.
     saved: "saved {} and {}", "已保存 {} 和 {}";
@@ -354,11 +359,35 @@ catalogue! {
     license_intro: "The license is activated on site with no network: export the activation request (a file, or a QR code for a phone), get the license from the vendor, then load it here.",
                    "许可证在现场离线激活：导出激活请求（文件，或手机扫描的二维码），从厂商获取许可证后在此加载。";
     /// Step 1.
-    license_request: "1. Export this site's activation request (every host is read over SSH; --qr also shows it as a QR code for a phone):",
-                     "1. 导出本站点的激活请求（通过 SSH 读取每台主机；--qr 同时显示二维码供手机扫描）：";
+    license_request: "1. Press x to export this site's activation request from the hosts' checks (r then shows a QR code for a phone), or run:",
+                     "1. 按 x 根据主机检查结果导出本站点的激活请求（之后按 r 显示二维码供手机扫描），或运行：";
     /// Steps 2 and 3.
-    license_steps: "2. Send site-request.txt to the vendor. 3. Name the license file they return below: the install activates it on every host before the apps.",
-                   "2. 将 site-request.txt 发给厂商。3. 在下方填写厂商返回的许可证文件：安装会在部署应用前在每台主机上激活它。";
+    license_steps: "2. Send the request file to the vendor. 3. Name the license file they return below: the install activates it on every host before the apps.",
+                   "2. 将请求文件发给厂商。3. 在下方填写厂商返回的许可证文件：安装会在部署应用前在每台主机上激活它。";
+    /// No hosts to fingerprint.
+    license_export_no_hosts: "No hosts yet: add them on the Hosts screen; the request is made from their fingerprints.",
+                              "尚无主机：请先在“主机”屏添加；请求由各主机的指纹生成。";
+    /// A host without a finished check of its current entry.
+    license_export_unchecked: "Host {} is not checked yet: wait for its check (Hosts screen shows it), then press x again.",
+                              "主机 {} 尚未检查完成：请等待检查结束（见“主机”屏），再按 x。";
+    /// A host whose fingerprint could not be read.
+    license_export_unread: "Host {}'s fingerprint could not be read ({}): fix the host on the Hosts screen, then press x again.",
+                           "无法读取主机 {} 的指纹（{}）：请在“主机”屏修正后再按 x。";
+    /// The activation record could not be kept.
+    license_export_state: "Cannot keep the activation record in {}: {}; set the activation records directory below to one you can write.",
+                          "无法在 {} 保存激活记录：{}；请将下方的激活记录目录设为可写目录。";
+    /// The request was written.
+    license_exported: "Request written to {} (mode 0600): send it to the vendor; r shows it as a QR code for a phone.",
+                      "请求已写入 {}（权限 0600）：发送给厂商；按 r 显示二维码供手机扫描。";
+    /// r before x.
+    license_qr_first: "Press x first to export the request; r then shows it as a QR code.",
+                      "请先按 x 导出请求；之后按 r 显示二维码。";
+    /// The terminal is too small for the code.
+    license_qr_small: "The QR code needs a terminal of {} columns by {} rows; this one is {} by {}. Enlarge it (or use the request file). Any key goes back.",
+                      "二维码需要 {} 列 × {} 行的终端；当前为 {} × {}。请放大终端（或使用请求文件）。按任意键返回。";
+    /// The request does not fit a QR code.
+    license_qr_too_long: "The request does not fit a QR code ({}): carry the request file instead. Any key goes back.",
+                         "请求过长，无法生成二维码（{}）：请改用请求文件。按任意键返回。";
     /// Field.
     field_license_file: "License file (empty: none)", "许可证文件（留空：不使用）";
     /// Field.

@@ -245,6 +245,7 @@ impl Worker {
                 facts: None,
                 skew: None,
                 problems: vec![why],
+                components: None,
             };
             let mut inv = match Inventory::try_from(raw) {
                 Ok(inv) => inv,
@@ -297,6 +298,10 @@ impl Worker {
                     };
                     let r = check_host(pool, t, None, max_skew).await;
                     let facts = r.facts.as_ref().map(FactsRow::of);
+                    let components = r
+                        .facts
+                        .as_ref()
+                        .map(|f| Box::new(crate::site_license::components(f, &h.name)));
                     let mut problems = Vec::new();
                     if let Some(reason) = &r.reason {
                         // ferry's reasons often say what to check already.
@@ -318,6 +323,7 @@ impl Worker {
                         facts,
                         skew: r.clock_skew_seconds,
                         problems,
+                        components,
                     }));
                 }));
             }

@@ -187,7 +187,8 @@ impl HostsScreen {
         }
     }
 
-    fn check_stale(m: &mut Model) {
+    /// Starts a check of every host whose entry has no check yet.
+    pub(super) fn check_stale(m: &mut Model) {
         let stale: Vec<String> = m
             .draft
             .hosts()
