@@ -173,6 +173,13 @@ pub fn prepare(cfg: &InstallConfig) -> anyhow::Result<SiteApps> {
         None => Vec::new(),
     };
     if let Some(wanted) = &cfg.apps.deploy {
+        if cfg.bundle.is_none() && !wanted.is_empty() {
+            anyhow::bail!(
+                "apps.deploy: {}: packages come from the bundle and none is set; set `bundle` \
+                 and `bundle-pubkey`, or remove the packages",
+                wanted.join(", ")
+            );
+        }
         for name in wanted {
             if !pkgs.iter().any(|p| p.spec.name.as_str() == name) {
                 let have: Vec<&str> = pkgs.iter().map(|p| p.spec.name.as_str()).collect();
