@@ -16,6 +16,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     restore_sigpipe();
+    raise_open_file_limit();
     let cli = cmdline::Cli::parse();
     match commands::run(cli) {
         Ok(code) => code,
@@ -35,4 +36,19 @@ fn restore_sigpipe() {
     // default disposition (no Rust handler runs in signal context), so nothing can race it.
     #[allow(unsafe_code)]
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
+/// A run keeps a session (a socket) and a log file open per host: 500 hosts need more than
+/// the 1024 open files a login shell usually starts with. The soft limit goes up to the hard
+/// one, which any process may do; where that fails, ferry runs as before and the error that
+/// the limit causes names the file it could not open.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        // An unlimited hard limit still stops at the kernel's nr_open (1048576 by default).
+        let want = hard.min(1 << 20);
+        if soft < want {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, want, hard);
+        }
+    }
 }

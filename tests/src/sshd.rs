@@ -335,6 +335,9 @@ pub struct SshdOptions {
     pub max_startups: String,
     /// Extra config lines.
     pub extra: String,
+    /// Host key types (`ed25519`, `rsa`, `ecdsa`); by default all three. Hundreds of test hosts
+    /// take ed25519 alone: an RSA key costs about a second to make.
+    pub host_keys: Vec<&'static str>,
 }
 
 impl Default for SshdOptions {
@@ -347,6 +350,7 @@ impl Default for SshdOptions {
             banner: false,
             max_startups: "10:30:100".into(),
             extra: String::new(),
+            host_keys: vec!["ed25519", "rsa", "ecdsa"],
         }
     }
 }
@@ -376,7 +380,7 @@ impl Sshd {
         if opts.port == 0 {
             opts.port = free_port();
         }
-        for ty in ["ed25519", "rsa", "ecdsa"] {
+        for ty in &opts.host_keys {
             run(Command::new("ssh-keygen")
                 .args(["-q", "-N", "", "-t", ty, "-f"])
                 .arg(dir.path().join(format!("host_{ty}"))));
@@ -389,10 +393,14 @@ impl Sshd {
         )
         .unwrap_or_else(|e| panic!("writing banner: {e}"));
         let d = dir.path().display();
+        let host_keys: String = opts
+            .host_keys
+            .iter()
+            .map(|ty| format!("HostKey {d}/host_{ty}\n"))
+            .collect();
         // sshd takes the first value of a keyword: extra lines go first to override.
         let config = format!(
-            "{extra}\nListenAddress {listen}:{port}\n\
-             HostKey {d}/host_ed25519\nHostKey {d}/host_rsa\nHostKey {d}/host_ecdsa\n\
+            "{extra}\nListenAddress {listen}:{port}\n{host_keys}\
              PidFile none\nAuthorizedKeysFile {d}/authorized_keys\nStrictModes no\n\
              UsePAM yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication yes\n\
              PubkeyAuthentication yes\nPermitRootLogin no\nAllowUsers ferrytest-*\n\
@@ -544,7 +552,7 @@ impl Sshd {
     /// Replaces the host keys (as a reinstalled host would have) and restarts.
     pub fn change_host_keys(&mut self) {
         self.kill();
-        for ty in ["ed25519", "rsa", "ecdsa"] {
+        for ty in self.opts.host_keys.clone() {
             let p = self.dir.path().join(format!("host_{ty}"));
             let _ = fs::remove_file(&p);
             let _ = fs::remove_file(p.with_extension("pub"));

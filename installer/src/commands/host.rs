@@ -13,12 +13,13 @@ use ferry_bootos::SshHost;
 use ferry_inventory::ssh::{KeyNotice, KnownHosts};
 use ferry_inventory::{SecretSource, Target};
 
+use super::progress::Printer;
 use super::reach::{reach_with, EnvOrTty, Reach};
 use crate::cmdline::host::{ApplyArgs, PlanArgs, ResetArgs, RollbackArgs, ValidateArgs};
 use crate::cmdline::ReachArgs;
 use crate::config::InstallConfig;
 use crate::engine::apply::{HostSummary, RunJournal};
-use crate::engine::events::{Event, Sink};
+use crate::engine::events::Sink;
 use crate::engine::journal::{self, Journal};
 use crate::engine::plan::table;
 use crate::engine::{self, Hosts};
@@ -99,17 +100,18 @@ pub(crate) struct Front {
 
 impl Front {
     /// The command line's: events printed, secrets from the environment or the terminal.
-    fn cli(sink: Sink) -> Front {
+    fn cli(printer: &Printer) -> Front {
         Front {
-            sink,
+            sink: printer.sink(),
             secrets: Arc::new(EnvOrTty),
-            notice: KeyNotice::stderr(),
+            notice: printer.key_notice(),
         }
     }
 }
 
 async fn connect(cfg: &InstallConfig, args: &ReachArgs, run_dir: PathBuf) -> anyhow::Result<Hosts> {
-    connect_with(cfg, args, run_dir, &Front::cli(printer(true))).await
+    let printer = Printer::new(cfg.members.len(), true);
+    connect_with(cfg, args, run_dir, &Front::cli(&printer)).await
 }
 
 async fn connect_with(
@@ -144,75 +146,6 @@ async fn connect_with(
     })
 }
 
-/// Prints events as lines on stdout (or stderr, when stdout carries JSON).
-fn printer(to_stderr: bool) -> Sink {
-    Arc::new(move |e: Event| {
-        let line = match e {
-            Event::Applied {
-                host,
-                resource,
-                seconds,
-            } => format!("{host} {resource} applied ({seconds:.1}s)"),
-            Event::ApplyFailed {
-                host,
-                resource,
-                error,
-            } => format!("{host} {resource} FAILED: {error}"),
-            Event::Reverted {
-                host,
-                resource,
-                seconds,
-            } => format!("{host} {resource} reverted ({seconds:.1}s)"),
-            Event::RevertFailed {
-                host,
-                resource,
-                error,
-            } => format!("{host} {resource} revert FAILED: {error}"),
-            Event::Warning { host, message } => format!("{host}: warning: {message}"),
-            Event::Waiting { host, resource, on } => format!("{host} {resource} waits for {on}"),
-            Event::Progress {
-                host,
-                resource,
-                message,
-            } => {
-                eprintln!("{host} {resource}: {message}");
-                return;
-            }
-            // Progress only: the plan itself says what was found.
-            Event::HostSurveyed { host, seconds } => {
-                eprintln!("{host} surveyed ({seconds:.1}s)");
-                return;
-            }
-            Event::HostUnreachable { host, reason } => {
-                eprintln!("{host} unreachable: {reason}");
-                return;
-            }
-            Event::Transferred {
-                host,
-                resource,
-                what,
-                bytes,
-                total,
-                done,
-            } => {
-                use crate::engine::meter::human;
-                let of = total
-                    .map(|t| format!(" of {}", human(t)))
-                    .unwrap_or_default();
-                let state = if done { "sent" } else { "sending" };
-                eprintln!("{host} {resource} {state} {}{of}: {what}", human(bytes));
-                return;
-            }
-        };
-        if to_stderr {
-            eprintln!("{line}");
-        } else {
-            println!("{line}");
-            let _ = std::io::stdout().flush();
-        }
-    })
-}
-
 /// `ferry validate`: the answer file as ferry understands it, as JSON.
 pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let cfg = InstallConfig::load(&args.answers)?;
@@ -234,7 +167,10 @@ fn cache(extract: bool) -> anyhow::Result<engine::artifacts::Cache> {
 pub fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let cfg = InstallConfig::load(&args.answers)?;
     runtime()?.block_on(async {
-        let plan = plan_with(cfg, &args, &Front::cli(printer(true))).await?;
+        let printer = Printer::new(cfg.members.len(), true);
+        let plan = plan_with(cfg, &args, &Front::cli(&printer)).await;
+        printer.finish();
+        let plan = plan?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&plan)?);
         } else {
@@ -323,10 +259,12 @@ fn exit(ok: bool) -> ExitCode {
     }
 }
 
-/// The summary table after `apply`.
-fn render_summary(summaries: &[HostSummary]) -> String {
+/// The summary table after `apply`. Summarized (many hosts): only the hosts that did not end
+/// as wanted get a row, then one line counts every outcome (`--json` has every host).
+fn render_summary(summaries: &[HostSummary], summarized: bool) -> String {
     let rows: Vec<[String; 5]> = summaries
         .iter()
+        .filter(|s| !summarized || !s.outcome.success())
         .map(|s| {
             [
                 s.host.clone(),
@@ -337,7 +275,35 @@ fn render_summary(summaries: &[HostSummary]) -> String {
             ]
         })
         .collect();
-    table(&["HOST", "OUTCOME", "CHANGES", "SECONDS", "REASON"], &rows)
+    if !summarized {
+        return table(&["HOST", "OUTCOME", "CHANGES", "SECONDS", "REASON"], &rows);
+    }
+    let mut out = String::new();
+    if !rows.is_empty() {
+        out.push_str(&table(
+            &["HOST", "OUTCOME", "CHANGES", "SECONDS", "REASON"],
+            &rows,
+        ));
+    }
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for s in summaries {
+        match counts.iter_mut().find(|(l, _)| *l == s.outcome.label()) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((s.outcome.label(), 1)),
+        }
+    }
+    let changes: usize = summaries.iter().map(|s| s.changes).sum();
+    let slowest = summaries.iter().map(|s| s.seconds).fold(0.0, f64::max);
+    out.push_str(&format!(
+        "hosts: {} in all, {}; {changes} changes, slowest host {slowest:.1}s\n",
+        summaries.len(),
+        counts
+            .iter()
+            .map(|(l, n)| format!("{n} {l}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    out
 }
 
 /// Breaks the locks run `run` holds on `names` after the operator confirms: on a terminal, by
@@ -377,16 +343,21 @@ async fn break_locks(hosts: &Hosts, names: &[String], run: &str) -> anyhow::Resu
 pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let cfg = InstallConfig::load(&args.answers)?;
     runtime()?.block_on(async {
-        let front = Front::cli(printer(args.json));
+        let printer = Printer::new(cfg.members.len(), args.json);
+        let front = Front::cli(&printer);
         let json = args.json;
+        let expect = printer.clone();
         let on_plan = move |run_id: &str, _: &Path, plan: &engine::plan::Plan| {
+            expect.expect(plan);
             eprintln!("run: {run_id}");
             if !json {
                 print!("{}", plan.render());
                 let _ = std::io::stdout().flush();
             }
         };
-        let run = apply_with(cfg, &args, &front, &on_plan).await?;
+        let run = apply_with(cfg, &args, &front, &on_plan).await;
+        printer.finish();
+        let run = run?;
         let ApplyRun {
             run_id,
             run_dir,
@@ -411,7 +382,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             });
             println!("{}", serde_json::to_string_pretty(&doc)?);
         } else {
-            print!("{}", render_summary(&summaries));
+            print!("{}", render_summary(&summaries, printer.summarized()));
             if let Some(c) = &cluster {
                 print!("{}", render_cluster(c));
             }
@@ -701,8 +672,10 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
             local,
             cluster_id: cfg.cluster.id.clone(),
         });
-        let sink = printer(false);
+        let printer = Printer::new(cfg.members.len(), false);
+        let sink = printer.sink();
         let result = engine::rollback(&hosts, pending, rj, &sink).await;
+        printer.finish();
         lock::release_all(&hosts, &locked, &me).await;
         hosts.pool.close_all().await;
         summaries.extend(result?);
@@ -886,7 +859,8 @@ pub fn reset(args: ResetArgs) -> anyhow::Result<ExitCode> {
         let names: Vec<String> = found.iter().map(|(t, _, _)| t.name.clone()).collect();
         let me = lock::LockHolder::this_process(&run_id, "reset");
         let (locked, refused) = lock::acquire_all(&hosts, &names, &me).await;
-        let sink = printer(false);
+        let printer = Printer::new(cfg.members.len(), false);
+        let sink = printer.sink();
         let mut failed = false;
         for (host, why) in &refused {
             eprintln!("{host}: not reset: {why}");
@@ -937,6 +911,7 @@ pub fn reset(args: ResetArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        printer.finish();
         lock::release_all(&hosts, &locked, &me).await;
         hosts.pool.close_all().await;
         println!(

@@ -14,6 +14,7 @@ pub(crate) mod inventory;
 mod key;
 mod license;
 pub(crate) mod output;
+pub(crate) mod progress;
 mod registry;
 
 pub(crate) use bundle::human;

@@ -155,8 +155,12 @@ impl Plan {
     }
 
     /// The plan as a readable table, then blocked and unreachable hosts with reasons, hosts
-    /// without changes, warnings, and the summary line.
+    /// without changes, warnings, and the summary line. Above [`SUMMARIZE_ABOVE`] hosts, each
+    /// change is one row for all the hosts it is planned on (see [`Plan::render_summarized`]).
     pub fn render(&self) -> String {
+        if self.hosts.len() > SUMMARIZE_ABOVE {
+            return self.render_summarized();
+        }
         let header = ["HOST", "RESOURCE", "WHAT", "FROM", "TO"];
         let rows: Vec<[String; 5]> = self
             .hosts
@@ -203,6 +207,129 @@ impl Plan {
         out.push('\n');
         out
     }
+}
+
+impl Plan {
+    /// The plan of many hosts, a screen's worth rather than a row per host and change: one row
+    /// per resource and what it changes, with how many hosts and, when they differ, the first
+    /// host's values; the first [`NAMED_HOSTS`] blocked or unreachable hosts with their
+    /// reasons; hosts without changes and identical warnings counted. `--json` has every host.
+    pub fn render_summarized(&self) -> String {
+        /// One resource's one change on every host it is planned on.
+        struct Group<'p> {
+            first: &'p str,
+            change: &'p PlannedChange,
+            hosts: usize,
+            alike: bool,
+        }
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        for h in &self.hosts {
+            for c in &h.changes {
+                let same =
+                    |g: &&mut Group<'_>| g.change.resource == c.resource && g.change.what == c.what;
+                match groups.iter_mut().find(same) {
+                    Some(g) => {
+                        g.hosts += 1;
+                        g.alike &= g.change.from == c.from && g.change.to == c.to;
+                    }
+                    None => groups.push(Group {
+                        first: &h.host,
+                        change: c,
+                        hosts: 1,
+                        alike: true,
+                    }),
+                }
+            }
+        }
+        let rows: Vec<[String; 5]> = groups
+            .iter()
+            .map(|g| {
+                let hosts = if g.alike {
+                    g.hosts.to_string()
+                } else {
+                    format!("{} (as on {})", g.hosts, g.first)
+                };
+                [
+                    g.change.resource.clone(),
+                    g.change.what.clone(),
+                    hosts,
+                    cell(&g.change.from),
+                    cell(&g.change.to),
+                ]
+            })
+            .collect();
+        let mut out = String::new();
+        if !rows.is_empty() {
+            out.push_str(&table(&["RESOURCE", "WHAT", "HOSTS", "FROM", "TO"], &rows));
+        }
+        let stopped: Vec<&HostPlan> = self
+            .hosts
+            .iter()
+            .filter(|h| matches!(h.status, HostStatus::Blocked | HostStatus::Unreachable))
+            .collect();
+        for h in stopped.iter().take(NAMED_HOSTS) {
+            let word = if h.status == HostStatus::Blocked {
+                "BLOCKED"
+            } else {
+                "UNREACHABLE"
+            };
+            for r in &h.reasons {
+                out.push_str(&format!("{}: {word}: {r}\n", h.host));
+            }
+        }
+        if stopped.len() > NAMED_HOSTS {
+            out.push_str(&format!(
+                "... and {} more blocked or unreachable hosts (`ferry plan --json` lists every \
+                 host with its reasons)\n",
+                stopped.len() - NAMED_HOSTS
+            ));
+        }
+        let unchanged: Vec<&str> = self
+            .hosts
+            .iter()
+            .filter(|h| h.status == HostStatus::NoChanges)
+            .map(|h| h.host.as_str())
+            .collect();
+        if !unchanged.is_empty() {
+            out.push_str(&format!("no changes: {}\n", some_of(&unchanged)));
+        }
+        let mut warnings: Vec<(&str, Vec<&str>)> = Vec::new();
+        for h in &self.hosts {
+            for w in &h.warnings {
+                match warnings.iter_mut().find(|(t, _)| *t == w.as_str()) {
+                    Some((_, hosts)) => hosts.push(&h.host),
+                    None => warnings.push((w, vec![&h.host])),
+                }
+            }
+        }
+        for (w, hosts) in warnings {
+            out.push_str(&format!("warning: {w} ({})\n", some_of(&hosts)));
+        }
+        out.push_str(&self.site.render());
+        out.push_str(&self.summary_line());
+        out.push('\n');
+        out
+    }
+}
+
+/// Above this many hosts, the plan and the progress of a run are summarized rather than shown
+/// host by host.
+pub const SUMMARIZE_ABOVE: usize = 20;
+
+/// How many hosts a summary names before it counts the rest.
+pub const NAMED_HOSTS: usize = 10;
+
+/// `h1, h2, h3` or `500 hosts: h1, h2, ... h10 and 490 more`.
+fn some_of(hosts: &[&str]) -> String {
+    if hosts.len() <= NAMED_HOSTS {
+        return hosts.join(", ");
+    }
+    format!(
+        "{} hosts: {} and {} more",
+        hosts.len(),
+        hosts[..NAMED_HOSTS].join(", "),
+        hosts.len() - NAMED_HOSTS
+    )
 }
 
 /// A value shown in one table cell: one line, not too long.
@@ -349,6 +476,56 @@ mod tests {
         assert_eq!(v["site"]["apps"][1]["license_feature"], "mcd");
         plan.site = SitePlan::default();
         assert!(serde_json::to_value(&plan).unwrap().get("site").is_none());
+    }
+
+    #[test]
+    fn many_hosts_are_one_row_per_change_with_the_odd_ones_named() {
+        let mut hosts: Vec<HostPlan> = (0..30)
+            .map(|i| {
+                let mut h = host(&format!("h{i}"), HostStatus::Ready, 2, &[]);
+                // The second change differs on every host.
+                h.changes[1].to = format!("h{i}");
+                h.warnings.push("clock 2 s ahead".into());
+                h
+            })
+            .collect();
+        hosts.push(host("h30", HostStatus::NoChanges, 0, &[]));
+        for i in 31..43 {
+            hosts.push(host(
+                &format!("h{i}"),
+                HostStatus::Unreachable,
+                0,
+                &["refused"],
+            ));
+        }
+        let plan = Plan {
+            cluster: None,
+            cluster_id: "ferry-1".into(),
+            site: Default::default(),
+            hosts,
+        };
+        assert_eq!(
+            plan.render(),
+            "RESOURCE  WHAT   HOSTS          FROM    TO\n\
+             sysctl    key.0  30             absent  1\n\
+             sysctl    key.1  30 (as on h0)  absent  h0\n\
+             h31: UNREACHABLE: refused\n\
+             h32: UNREACHABLE: refused\n\
+             h33: UNREACHABLE: refused\n\
+             h34: UNREACHABLE: refused\n\
+             h35: UNREACHABLE: refused\n\
+             h36: UNREACHABLE: refused\n\
+             h37: UNREACHABLE: refused\n\
+             h38: UNREACHABLE: refused\n\
+             h39: UNREACHABLE: refused\n\
+             h40: UNREACHABLE: refused\n\
+             ... and 2 more blocked or unreachable hosts (`ferry plan --json` lists every host \
+             with its reasons)\n\
+             no changes: h30\n\
+             warning: clock 2 s ahead (30 hosts: h0, h1, h2, h3, h4, h5, h6, h7, h8, h9 and 20 \
+             more)\n\
+             plan: 43 hosts, 30 to change (60 changes), 1 already done, 0 blocked, 12 unreachable\n"
+        );
     }
 
     #[test]

@@ -105,7 +105,8 @@ pub struct Node {
 }
 
 impl Lan {
-    /// `n` nodes at 10.77.0.11, .12, … on a bridge with no route out.
+    /// `n` nodes at 10.77.0.11, .12, … (on to 10.77.1.0 and beyond past the 245th) on a bridge
+    /// with no route out.
     pub fn new(n: usize) -> Lan {
         let seq = LANS.fetch_add(1, Ordering::SeqCst);
         let id = format!("k{}{seq}", std::process::id() % 100_000);
@@ -158,7 +159,7 @@ impl Node {
     fn new(lan: &Lan, i: usize) -> Node {
         let name = format!("node{i}");
         let netns = format!("{}n{i}", lan.id);
-        let ip = format!("10.77.0.{}", 11 + i);
+        let ip = format!("10.77.{}.{}", (11 + i) / 256, (11 + i) % 256);
         let host_veth = format!("{}v{i}", lan.id);
         let peer = format!("{}p{i}", lan.id);
         let sw = &lan.switch;
@@ -168,7 +169,7 @@ impl Node {
              ip link set {host_veth} netns {sw}; ip link set {peer} netns {netns}; \
              ip -n {netns} link set {peer} name eth0; \
              ip -n {sw} link set {host_veth} master br0 up; \
-             ip -n {netns} addr add {ip}/24 dev eth0; ip -n {netns} link set eth0 up; \
+             ip -n {netns} addr add {ip}/16 dev eth0; ip -n {netns} link set eth0 up; \
              ip -n {netns} route add default via 10.77.0.1"
         ));
         let dir = lan.dir.path().join(&name);
@@ -250,6 +251,28 @@ impl Node {
             child.wait().map(|s| s.success()).unwrap_or(false),
             "writing {path} on {}",
             self.name
+        );
+    }
+
+    /// Makes the node a host ferry's baseline can set up without reaching past its namespaces:
+    /// its own machine id (`id`), `names` for 127.0.1.1 in /etc/hosts (sudo looks its host's
+    /// name up, and a node has no DNS to wait on), and `systemctl` (a script; no systemd runs
+    /// on a node) first on sudo's path.
+    pub fn prepare_for_ferry(&self, id: u64, names: &[&str], systemctl: &str) {
+        self.write("/etc/ferry-test-bin/systemctl", systemctl.as_bytes());
+        let out = self.sh(&format!(
+            "printf '%032x\\n' {id} > /etc/machine-id && \
+             printf '127.0.1.1 %s\\n' '{names}' >> /etc/hosts && \
+             chmod 0755 /etc/ferry-test-bin/systemctl && \
+             printf 'Defaults secure_path=\"/etc/ferry-test-bin:/usr/sbin:/usr/bin:/sbin:/bin\"\\n' \
+               > /etc/sudoers.d/zz-ferry-test-bin && chmod 0440 /etc/sudoers.d/zz-ferry-test-bin",
+            names = names.join(" ")
+        ));
+        assert!(
+            out.status.success(),
+            "preparing {}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 
