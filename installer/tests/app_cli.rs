@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod cli;
-use cli::{fails, ferry, ok};
+use cli::{fails, ferry, license, ok};
 
 /// The demo's inputs (images, the sample MCD package directory) and two key pairs.
 fn site() -> tempfile::TempDir {
@@ -488,60 +488,6 @@ fn deploy_refuses_before_reaching_the_cluster_what_it_must_not_deploy() {
         err.contains("a 1.0.0 needs b ^1, which is not among the packages"),
         "{err}"
     );
-}
-
-/// A license from the test vendor key (built into test builds only) for a one-file machine
-/// root, granting `modules` (TOML lines): the request's activation record is kept in
-/// `state/`, as `ferry license request` keeps it on a jump host.
-fn license(p: &Path, modules: &str) {
-    let root = p.join("root");
-    fs::create_dir_all(root.join("etc")).unwrap();
-    fs::write(
-        root.join("etc/machine-id"),
-        "3d1219c7c4c5404aaa1f6d2a48adfda4\n",
-    )
-    .unwrap();
-    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../licensing/testdata");
-    fs::copy(testdata.join("test-issuer-a.key"), p.join("issuer.key")).unwrap();
-    let root = root.to_str().unwrap();
-    ok(&ferry(
-        &[
-            "license",
-            "request",
-            "--local",
-            "--root",
-            root,
-            "--state-dir",
-            "state",
-            "-o",
-            "req.txt",
-            "--force",
-        ],
-        p,
-    ));
-    fs::write(
-        p.join("spec.toml"),
-        format!(
-            "customer = \"Test Site\"\nexpires = \"2099-12-31\"\nmax_nodes = 10\n\n[modules]\n{modules}"
-        ),
-    )
-    .unwrap();
-    ok(&ferry(
-        &[
-            "license",
-            "issue",
-            "--request",
-            "req.txt",
-            "--spec",
-            "spec.toml",
-            "--key",
-            "issuer.key",
-            "-o",
-            "site.lic",
-            "--force",
-        ],
-        p,
-    ));
 }
 
 #[test]

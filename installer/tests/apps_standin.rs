@@ -8,6 +8,8 @@
 #[path = "../../tests/k3s-standin/tests/support/mod.rs"]
 mod support;
 
+mod cli;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -15,13 +17,15 @@ use std::time::Duration;
 use ferry_tests::sshd::{self, Sshd, SshdOptions};
 use serde_json::Value;
 
-/// ferry, run inside the node's network namespace (the node's address is reachable there only).
-fn ferry(netns: &str, dir: &Path, args: &[&str]) -> Output {
+/// ferry, run inside the node's network namespace (the node's address is reachable there only),
+/// with `env` added to its environment.
+fn ferry(netns: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new("nsenter")
         .arg(format!("--net=/run/netns/{netns}"))
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_ferry"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .output()
         .unwrap()
@@ -61,10 +65,10 @@ fn deploy_times(out: &str) -> String {
         .to_string()
 }
 
-/// The IPs of the running pods of component `web`, read on the node.
-fn web_pod_ips(node: &support::Node) -> Vec<String> {
+/// The IPs of the running pods of `component`, read on the node.
+fn pod_ips(node: &support::Node, component: &str) -> Vec<String> {
     let out = node.sh(&format!(
-        "{} kubectl get pods -A -l app.kubernetes.io/component=web -o json",
+        "{} kubectl get pods -A -l app.kubernetes.io/component={component} -o json",
         support::k3s_binary()
     ));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
@@ -109,6 +113,43 @@ fn poll_web(netns: &str, ips: &[String], stop: &std::sync::atomic::AtomicBool) -
     (good, bad, worst)
 }
 
+/// A busybox image `NAME:TAG` holding `files`, imported into the node's containerd and named
+/// as ferry's images step names it (by tag and by digest: a pod naming `NAME:TAG@sha256:…`
+/// resolves through the digest name only, cluster/images.rs); `NAME:TAG@DIGEST`.
+fn import_busybox(
+    node: &support::Node,
+    endpoint: &str,
+    name: &str,
+    tag: &str,
+    files: &[(&str, &[u8])],
+) -> String {
+    let archive = support::busybox_archive(&format!("{name}:{tag}"), files);
+    let index: Value = {
+        let mut t = tar::Archive::new(&archive[..]);
+        let mut found = Value::Null;
+        for e in t.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_str() == Some("index.json") {
+                found = serde_json::from_reader(&mut e).unwrap();
+            }
+        }
+        found
+    };
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = format!("/var/tmp/{}.tar", name.replace('/', "-"));
+    node.write(&file, &archive);
+    let sock = endpoint.trim_start_matches("unix://");
+    let out = node.sh(&format!(
+        "ctr -a {sock} -n k8s.io images import {file} >/dev/null && \
+         ctr -a {sock} -n k8s.io images tag --force docker.io/{name}:{tag} docker.io/{name}@{digest}"
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    format!("{name}:{tag}@{digest}")
+}
+
 /// The answer file, its `[apps]` table `apps`.
 fn answers(apps: &str) -> String {
     format!("inventory = \"inventory.toml\"\n\n[cluster]\nname = \"site-a\"\n\n[apps]\n{apps}")
@@ -128,6 +169,8 @@ struct Site {
     dir: tempfile::TempDir,
     /// The image, by tag and digest.
     image: String,
+    /// The node's containerd.
+    endpoint: String,
 }
 
 impl Site {
@@ -141,37 +184,17 @@ impl Site {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
 
-        // The image: busybox with a page, imported into the node's containerd.
-        let archive = support::busybox_archive("demo/shop:1", &[("www/index.html", b"shop\n")]);
-        let index: Value = {
-            let mut t = tar::Archive::new(&archive[..]);
-            let mut found = Value::Null;
-            for e in t.entries().unwrap() {
-                let mut e = e.unwrap();
-                if e.path().unwrap().to_str() == Some("index.json") {
-                    found = serde_json::from_reader(&mut e).unwrap();
-                }
-            }
-            found
-        };
-        let digest = index["manifests"][0]["digest"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let image = format!("demo/shop:1@{digest}");
-
         let mut lan = support::Lan::new(1);
         let endpoint = lan.nodes[0].start_containerd();
         let node = &mut lan.nodes[0];
-        // Imported and named as ferry's images step does (by tag and by digest): a pod naming
-        // `shop:1@sha256:…` resolves through the digest name only (cluster/images.rs).
-        node.write("/var/tmp/shop.tar", &archive);
-        let sock = endpoint.trim_start_matches("unix://");
-        let out = node.sh(&format!(
-            "ctr -a {sock} -n k8s.io images import /var/tmp/shop.tar >/dev/null && \
-             ctr -a {sock} -n k8s.io images tag --force docker.io/demo/shop:1 docker.io/demo/shop@{digest}"
-        ));
-        assert!(out.status.success(), "{}", text(&out));
+        // The image: busybox with a page, imported into the node's containerd.
+        let image = import_busybox(
+            node,
+            &endpoint,
+            "demo/shop",
+            "1",
+            &[("www/index.html", b"shop\n")],
+        );
         node.write(
             "/etc/rancher/k3s/config.yaml",
             format!("token: apps-token\ncontainer-runtime-endpoint: {endpoint}\n").as_bytes(),
@@ -221,11 +244,17 @@ impl Site {
             lan,
             dir,
             image,
+            endpoint,
         })
     }
 
     /// `ferry ARGS` with the site's answer file, known hosts and run directory.
     fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    /// [`Site::run`] with `env` added to ferry's environment.
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut all: Vec<&str> = args.to_vec();
         all.extend_from_slice(&[
             "--answers",
@@ -235,7 +264,7 @@ impl Site {
             "--run-dir",
             "runs",
         ]);
-        ferry(&self.lan.nodes[0].netns, self.dir.path(), &all)
+        ferry(&self.lan.nodes[0].netns, self.dir.path(), &all, env)
     }
 
     /// Packs `app_yaml` as NAME-VERSION.fap signed with the vendor key; its file name.
@@ -307,7 +336,7 @@ fn deploys_upgrades_rolls_back_a_failed_probe_and_removes_an_app() {
     );
     // v2's pods answer over HTTP, asked from the node as a client on the site's network would.
     let node = &site.lan.nodes[0];
-    let ips = web_pod_ips(node);
+    let ips = pod_ips(node, "web");
     assert!(!ips.is_empty(), "no running web pod of v2");
     let stop = std::sync::atomic::AtomicBool::new(false);
 
@@ -488,5 +517,156 @@ fn a_gpu_component_without_a_gpu_node_fails_or_waits_as_the_answer_file_says() {
         .find(|c| c["component"] == "train")
         .unwrap();
     assert_eq!(train["health"]["state"], "no-gpu", "{status}");
+    drop(site);
+}
+
+/// `wget -q -O - URL` from inside `netns`, with `header` when given; its output.
+fn fetch(netns: &str, url: &str, header: Option<&str>) -> Option<String> {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{netns}"))
+        .args(["--", "wget", "-q", "-T", "3", "-O", "-"]);
+    if let Some(h) = header {
+        c.args(["--header", h]);
+    }
+    let out = c.arg(url).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The sample MCD platform the example bundle carries (examples/mcd), with its two images
+/// made of busybox here (the demo's own images hold no programs: they only need the Rust
+/// toolchain), packed, signed and deployed: every component of every kind runs for real in
+/// the node's containerd, the web console answers through the ingress at its host name, the
+/// API serves the status rendered with the site's values, the secret token comes from the
+/// variable the answer file names and is never printed, and the GPU component waits for a
+/// GPU node as the site allows.
+#[test]
+fn the_sample_mcd_platform_runs_every_component_for_real() {
+    let Some(site) = Site::start(
+        "timeout = 180\ngpu-unavailable = \"allow\"\ndomain = \"site.example\"\n\n\
+         [apps.values.mcd]\napi-token = { env = \"FERRY_TEST_MCD_TOKEN\" }\n\n\
+         [license]\nfile = \"site.lic\"\nstate-dir = \"state\"\n",
+    ) else {
+        return;
+    };
+    // The platform needs license feature mcd-platform: a license that grants it (deploy
+    // checks it offline, with the activation record; apply would activate it on the hosts).
+    cli::license(site.dir.path(), "mcd-platform = true\n");
+    let node = &site.lan.nodes[0];
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mcd");
+    let app = import_busybox(
+        node,
+        &site.endpoint,
+        "demo/app",
+        "1.0",
+        &[("app/hello.txt", b"app\n")],
+    );
+    let tool = import_busybox(
+        node,
+        &site.endpoint,
+        "demo/tool",
+        "1.0",
+        &[("tool/hello.txt", b"tool\n")],
+    );
+    // The sample's app.yaml, naming these images' digests instead of the demo's.
+    let yaml = std::fs::read_to_string(sample.join("app.yaml")).unwrap();
+    let pinned = |text: &str, name: &str, with: &str| -> String {
+        let start = text.find(&format!("{name}@sha256:")).unwrap();
+        let old = &text[start..start + name.len() + 1 + 7 + 64];
+        text.replace(old, with)
+    };
+    let yaml = pinned(&pinned(&yaml, "demo/app:1.0", &app), "demo/tool:1.0", &tool);
+    let dir = site.dir.path().join("mcd");
+    std::fs::create_dir_all(dir.join("files")).unwrap();
+    for f in ["index.html", "report.sh"] {
+        std::fs::copy(sample.join("files").join(f), dir.join("files").join(f)).unwrap();
+    }
+    let fap = site.pack("mcd", &yaml);
+    assert_eq!(fap, "mcd-2.3.0.fap");
+
+    let token = "t0k3n-from-the-environment";
+    let env = [("FERRY_TEST_MCD_TOKEN", token)];
+    let t = std::time::Instant::now();
+    let o = site.run_env(&["app", "deploy", "--pubkey", "vendor.pub", &fap], &env);
+    let out = ok(&o);
+    eprintln!("deploy mcd: {:.1}s: {out}", t.elapsed().as_secs_f64());
+    println!(
+        "BENCH apps deploy of the sample MCD platform (7 components): {:.1} s wall; {}",
+        t.elapsed().as_secs_f64(),
+        deploy_times(&out)
+    );
+    assert!(out.contains("mcd 2.3.0: deployed as revision 1"), "{out}");
+    assert!(
+        out.contains(
+            "component inference (Deployment inference): Pending: no node has nvidia.com/gpu"
+        ),
+        "{out}"
+    );
+    assert!(
+        !text(&o).contains(token),
+        "the token was printed: {}",
+        text(&o)
+    );
+
+    // Every component's state as `ferry app status` prints it.
+    let status = site.run_env(&["app", "status", "mcd"], &env);
+    let said = String::from_utf8_lossy(&status.stdout).into_owned();
+    let state = |component: &str| -> String {
+        said.lines()
+            .find(|l| l.split_whitespace().next() == Some(component))
+            .unwrap_or_else(|| panic!("no line for {component}:\n{said}"))
+            .to_string()
+    };
+    for (component, kind) in [
+        ("web", "Deployment"),
+        ("api", "Deployment"),
+        ("db", "StatefulSet"),
+        ("node-agent", "DaemonSet"),
+        ("migrate", "Job"),
+    ] {
+        let line = state(component);
+        assert!(
+            line.contains(kind) && line.trim_end().ends_with("healthy"),
+            "{line}\n{said}"
+        );
+    }
+    assert!(
+        state("inference").contains("no node has nvidia.com/gpu"),
+        "{said}"
+    );
+    // The cron job is there, on its schedule (it is healthy once applied: it runs later).
+    let cron = node.sh(&format!(
+        "{} kubectl get cronjob report -n mcd -o json",
+        support::k3s_binary()
+    ));
+    let cron: Value = serde_json::from_slice(&cron.stdout).unwrap_or(Value::Null);
+    assert_eq!(cron["spec"]["schedule"], "0 3 * * *", "{cron}");
+
+    // The console through the ingress, by its host name, as a browser on the site asks it.
+    let url = format!("http://{}/", node.ip);
+    let page = fetch(&node.netns, &url, Some("Host: console.site.example"))
+        .unwrap_or_else(|| panic!("the ingress did not answer for console.site.example"));
+    assert!(page.contains("<h1>MCD platform</h1>"), "{page}");
+    // The API's status, rendered from the template with the site's values.
+    let api = pod_ips(node, "api").pop().expect("no running api pod");
+    let status = fetch(&node.netns, &format!("http://{api}:9000/status.json"), None).unwrap();
+    assert_eq!(
+        status.trim(),
+        r#"{"app": "mcd", "version": "2.3.0", "site": "site.example"}"#
+    );
+    // The database answers on its port (nc echoing), with its local volume mounted.
+    let db = pod_ips(node, "db").pop().expect("no running db pod");
+    let echoed = node.sh(&format!("echo ping | busybox nc -w 2 {db} 5432"));
+    assert_eq!(
+        String::from_utf8_lossy(&echoed.stdout).trim(),
+        "ping",
+        "{}",
+        text(&echoed)
+    );
+
+    // The history keeps the values with the secret, and never shows it.
+    let history = ok(&site.run_env(&["app", "history", "mcd", "--json"], &env));
+    assert!(!history.contains(token), "{history}");
     drop(site);
 }

@@ -29,7 +29,9 @@ pub const CTR: &str = "/usr/bin/ctr";
 /// The static busybox test images are made from (Debian's `busybox-static`).
 pub const BUSYBOX: &str = "/bin/busybox";
 /// Commands linked to busybox inside every test image.
-const APPLETS: &[&str] = &["sh", "echo", "cat", "ls", "true", "sleep", "httpd", "wget"];
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "ls", "true", "sleep", "httpd", "wget", "test", "nc",
+];
 /// Docker 20.10 speaks API 1.41.
 const API: &ClientVersion = &ClientVersion {
     major_version: 1,

@@ -47,3 +47,57 @@ pub fn fails(o: &Output) -> String {
     assert!(!err.contains("panicked"), "{err}");
     lines[0].to_string()
 }
+
+/// A license from the test vendor key (built into test builds only) for a one-file machine
+/// root, granting `modules` (TOML lines): the request's activation record is kept in
+/// `state/`, as `ferry license request` keeps it on a jump host.
+pub fn license(p: &Path, modules: &str) {
+    let root = p.join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/machine-id"),
+        "3d1219c7c4c5404aaa1f6d2a48adfda4\n",
+    )
+    .unwrap();
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../licensing/testdata");
+    std::fs::copy(testdata.join("test-issuer-a.key"), p.join("issuer.key")).unwrap();
+    let root = root.to_str().unwrap();
+    ok(&ferry(
+        &[
+            "license",
+            "request",
+            "--local",
+            "--root",
+            root,
+            "--state-dir",
+            "state",
+            "-o",
+            "req.txt",
+            "--force",
+        ],
+        p,
+    ));
+    std::fs::write(
+        p.join("spec.toml"),
+        format!(
+            "customer = \"Test Site\"\nexpires = \"2099-12-31\"\nmax_nodes = 10\n\n[modules]\n{modules}"
+        ),
+    )
+    .unwrap();
+    ok(&ferry(
+        &[
+            "license",
+            "issue",
+            "--request",
+            "req.txt",
+            "--spec",
+            "spec.toml",
+            "--key",
+            "issuer.key",
+            "-o",
+            "site.lic",
+            "--force",
+        ],
+        p,
+    ));
+}
