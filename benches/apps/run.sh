@@ -12,4 +12,7 @@ echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 cargo build -q -p k3s-standin --bin k3s-STAND-IN
 cargo test -q -p ferry-installer --test apps_standin -- --exact \
   deploys_upgrades_rolls_back_a_failed_probe_and_removes_an_app --nocapture 2>&1 | grep '^BENCH '
+# The sample MCD platform (examples/mcd: 7 components of every kind) deployed whole.
+cargo test -q -p ferry-installer --test apps_standin -- --exact \
+  the_sample_mcd_platform_runs_every_component_for_real --nocapture 2>&1 | grep '^BENCH '
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
