@@ -129,7 +129,7 @@ impl Site {
             .arg("-c")
             .arg(format!(
                 "ulimit -Sn {nofile}; exec nsenter --net=/run/netns/{ns} -- \
-                 /usr/bin/time -f %M -o {rss} {bin} {args} --run-dir runs --attempts 2",
+                 /usr/bin/time -f '%M %U %S' -o {rss} {bin} {args} --run-dir runs --attempts 2",
                 nofile = NOFILE,
                 ns = self.lan.nodes[0].netns,
                 rss = rss.display(),
@@ -140,16 +140,20 @@ impl Site {
             .output()
             .unwrap();
         let seconds = t.elapsed().as_secs_f64();
-        let rss_kib: u64 = std::fs::read_to_string(&rss)
-            .unwrap_or_default()
+        // "KIB USER SYS" on the last line (time prints a note first when the command fails).
+        let time = std::fs::read_to_string(&rss).unwrap_or_default();
+        let f: Vec<f64> = time
             .lines()
             .last()
-            .and_then(|l| l.trim().parse().ok())
-            .unwrap_or(0);
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
         Run {
             out,
             seconds,
-            rss_mib: rss_kib as f64 / 1024.0,
+            rss_mib: f.first().copied().unwrap_or(0.0) / 1024.0,
+            cpu: f.get(1..3).map_or(0.0, |c| c.iter().sum()),
         }
     }
 
@@ -165,6 +169,8 @@ struct Run {
     out: Output,
     seconds: f64,
     rss_mib: f64,
+    /// ferry's own CPU seconds (user and system): the jump host's share of the work.
+    cpu: f64,
 }
 
 impl Run {
@@ -238,9 +244,15 @@ fn forty_hosts_are_planned_and_applied_with_progress_per_step() {
         "{progress}"
     );
     assert!(per_host_lines(&progress, N).is_empty(), "{progress}");
+    // The plan: a row per change for all hosts, none per host.
     assert!(
         plan.stdout()
             .contains(&format!("plan: {N} hosts, {N} to change")),
+        "{}",
+        plan.stdout()
+    );
+    assert!(
+        per_host_lines(&plan.stdout(), N).is_empty(),
         "{}",
         plan.stdout()
     );
@@ -263,10 +275,13 @@ fn forty_hosts_are_planned_and_applied_with_progress_per_step() {
     // Per step: a line when it starts, now and then, and when it ends; the plan's table and
     // the closing summary say what changed where.
     assert!(
-        per_host_lines(&apply.stderr(), N).is_empty(),
-        "{}",
+        per_host_lines(&apply.stderr(), N).is_empty() && per_host_lines(&out, N).is_empty(),
+        "{out}\n{}",
         apply.stderr()
     );
+    // Five steps: a line each when it ends, and a few shared ones while they run.
+    let steps = out.lines().filter(|l| l.starts_with("apply ")).count();
+    assert!((5..=15).contains(&steps), "{steps} lines of steps:\n{out}");
     assert!(
         out.contains(&format!("hosts: {N} in all, {N} ok;")),
         "{out}"
@@ -297,8 +312,43 @@ fn forty_hosts_are_planned_and_applied_with_progress_per_step() {
     }
 }
 
+/// The memory of every process in another network namespace than this test's, but ferry's
+/// (the nodes' sshd, their sessions and commands), in MiB of PSS: what the simulated site
+/// costs this machine.
+fn site_pss_mib() -> f64 {
+    let ours = std::fs::read_link("/proc/self/ns/net").ok();
+    let mut kib = 0u64;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let p = e.path();
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        if std::fs::read_link(p.join("ns/net")).ok() == ours {
+            continue;
+        }
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        if matches!(comm.trim(), "ferry" | "time") {
+            continue;
+        }
+        let rollup = std::fs::read_to_string(p.join("smaps_rollup")).unwrap_or_default();
+        kib += rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    kib as f64 / 1024.0
+}
+
 /// The figures of `benches/scale/run.sh`: `FERRY_SCALE_HOSTS` hosts (default 500), plan,
-/// apply and a second plan, each timed, with ferry's peak RSS; one `SCALE` line on stdout.
+/// apply and a second plan, each timed, with ferry's peak RSS and CPU time and the memory of
+/// the simulated site (see [`site_pss_mib`]) idle and at its highest; one `SCALE` line on
+/// stdout.
 #[test]
 #[ignore = "a benchmark: run by benches/scale/run.sh"]
 fn scale_figures() {
@@ -306,27 +356,57 @@ fn scale_figures() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
+    // The site's memory, sampled every 2 s while ferry runs (the sessions live only then).
+    let high = std::sync::Arc::new(std::sync::Mutex::new(0.0f64));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (high, stop) = (high.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = site_pss_mib();
+                let mut h = high.lock().unwrap();
+                *h = h.max(now);
+                drop(h);
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+        })
+    };
     let t = Instant::now();
     let Some(site) = Site::start(n) else {
         return;
     };
     let setup = t.elapsed().as_secs_f64();
+    let idle = site_pss_mib();
     let plan = site.ferry("plan --answers site.toml");
     plan.ok();
     let apply = site.ferry("apply --answers site.toml");
     apply.ok();
     let again = site.ferry("plan --answers site.toml");
     again.ok();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
     every_host_changed(&site);
+    eprintln!("--- plan's output:\n{}\n{}", plan.stdout(), plan.stderr());
     eprintln!(
         "--- apply's output:\n{}\n{}",
         apply.stdout(),
         apply.stderr()
     );
     let lines = apply.stdout().lines().count() + apply.stderr().lines().count();
+    let peak = *high.lock().unwrap();
     println!(
-        "SCALE hosts={n} setup_s={setup:.1} plan_s={:.1} plan_rss_mib={:.1} apply_s={:.1} \
-         apply_rss_mib={:.1} replan_s={:.1} replan_rss_mib={:.1} apply_output_lines={lines}",
-        plan.seconds, plan.rss_mib, apply.seconds, apply.rss_mib, again.seconds, again.rss_mib
+        "SCALE hosts={n} setup_s={setup:.1} plan_s={:.1} plan_cpu_s={:.1} plan_rss_mib={:.1} \
+         apply_s={:.1} apply_cpu_s={:.1} apply_rss_mib={:.1} replan_s={:.1} replan_cpu_s={:.1} \
+         replan_rss_mib={:.1} apply_output_lines={lines} site_idle_pss_mib={idle:.0} \
+         site_peak_pss_mib={peak:.0}",
+        plan.seconds,
+        plan.cpu,
+        plan.rss_mib,
+        apply.seconds,
+        apply.cpu,
+        apply.rss_mib,
+        again.seconds,
+        again.cpu,
+        again.rss_mib
     );
 }

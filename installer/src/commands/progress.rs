@@ -1,7 +1,7 @@
 //! How the command line shows the engine's events. For a few hosts, a line per host and step;
-//! above [`SUMMARIZE_ABOVE`] hosts, one line per step now and then and once when it ends
-//! (`facts 312/500 done, 2 failed: h17 (…), h230 (…)`), so 500 hosts do not print 500 lines per
-//! step. The `--json` document and the run directory's per-host logs keep every host's detail.
+//! above [`SUMMARIZE_ABOVE`] hosts, the running steps now and then on one line and each step
+//! once more when it ends (`facts 312/500 done, 2 failed: h17 (…), h230 (…)`), so 500 hosts do
+//! not print 500 lines per step. The `--json` document and the run directory's per-host logs keep every host's detail.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,8 +15,13 @@ use crate::engine::meter::human;
 pub use crate::engine::plan::SUMMARIZE_ABOVE;
 use crate::engine::plan::{HostStatus, Plan};
 
-/// How often a step still running is shown again.
-const EVERY: Duration = Duration::from_secs(2);
+/// Shortest time between two lines of the steps still running; they are shown when one of
+/// them moved by a tenth of its hosts (or had a failure) since it was last shown, or after
+/// [`AT_LEAST`] in any case.
+const EVERY: Duration = Duration::from_secs(5);
+
+/// Longest time without a line while steps run.
+const AT_LEAST: Duration = Duration::from_secs(30);
 
 /// Failed hosts a step's line names; the others are counted.
 const NAMED: usize = 3;
@@ -176,6 +181,8 @@ fn per_host(e: Event, out: bool) -> Line {
 /// Every step's counts so far.
 struct Tally {
     steps: BTreeMap<String, Step>,
+    /// When the running steps were last shown.
+    shown_at: Option<Instant>,
     keys: NewKeys,
     /// Each warning's text, the first host that gave it and how many more did.
     warnings: BTreeMap<String, usize>,
@@ -195,9 +202,10 @@ struct Step {
     waited: BTreeMap<String, usize>,
     /// Streams to hosts: (host, what) -> (bytes, total, ended).
     sent: BTreeMap<(String, String), (u64, Option<u64>, bool)>,
-    /// When the step was last shown, and how.
-    shown_at: Option<Instant>,
+    /// How the step was last shown, with its hosts through and failed then.
     shown: String,
+    shown_through: usize,
+    shown_failed: usize,
 }
 
 /// Host keys recorded on first contact.
@@ -230,6 +238,16 @@ impl NewKeys {
 impl Step {
     fn complete(&self) -> bool {
         self.expected.is_some_and(|n| self.done + self.failed >= n)
+    }
+
+    fn started(&self) -> bool {
+        self.done + self.failed > 0 || !self.waited.is_empty() || !self.sent.is_empty()
+    }
+
+    /// Moved by a tenth of its hosts, or had a failure, since it was last shown.
+    fn moved(&self) -> bool {
+        let tenth = (self.expected.unwrap_or(SUMMARIZE_ABOVE * 10) / 10).max(1);
+        self.done + self.failed >= self.shown_through + tenth || self.failed > self.shown_failed
     }
 
     fn line(&self, key: &str) -> String {
@@ -282,6 +300,7 @@ impl Tally {
     fn new(hosts: usize) -> Self {
         let mut t = Tally {
             steps: BTreeMap::new(),
+            shown_at: None,
             keys: NewKeys::default(),
             warnings: BTreeMap::new(),
         };
@@ -381,15 +400,36 @@ impl Tally {
         let Some(step) = self.steps.get_mut(&key) else {
             return Vec::new();
         };
-        let due = step.complete() || step.shown_at.is_none_or(|t| now - t >= EVERY);
+        // A step whose last host is through has a line of its own.
+        if step.complete() {
+            return show(step, &key, stdout).into_iter().collect();
+        }
+        let due = match self.shown_at.map(|t| now - t) {
+            None => true,
+            Some(d) if d < EVERY => false,
+            Some(d) => d >= AT_LEAST || self.steps.values().any(|s| s.started() && s.moved()),
+        };
         if !due {
             return Vec::new();
         }
-        show(step, &key, now, stdout).into_iter().collect()
+        // Then the running steps that moved, all on one line.
+        self.shown_at = Some(now);
+        let parts: Vec<String> = self
+            .steps
+            .iter_mut()
+            .filter(|(_, s)| s.started() && !s.complete())
+            .filter_map(|(k, s)| show(s, k, stdout).map(|l| l.text))
+            .collect();
+        if parts.is_empty() {
+            return Vec::new();
+        }
+        vec![Line {
+            stdout,
+            text: parts.join("; "),
+        }]
     }
 
     fn finish(&mut self, out: bool) -> Vec<Line> {
-        let now = Instant::now();
         let mut lines: Vec<Line> = Vec::new();
         if self.keys.count > 1 {
             lines.extend(self.keys.line());
@@ -399,7 +439,7 @@ impl Tally {
                 continue;
             }
             let stdout = step.stdout;
-            lines.extend(show(step, key, now, stdout));
+            lines.extend(show(step, key, stdout));
         }
         for (message, n) in &self.warnings {
             if *n > 1 {
@@ -421,13 +461,14 @@ fn fail(step: &mut Step, host: String, why: String) {
 }
 
 /// The step's line, unless it was shown exactly so already.
-fn show(step: &mut Step, key: &str, now: Instant, stdout: bool) -> Option<Line> {
+fn show(step: &mut Step, key: &str, stdout: bool) -> Option<Line> {
     let text = step.line(key);
     if text == step.shown {
         return None;
     }
-    step.shown_at = Some(now);
     step.shown.clone_from(&text);
+    step.shown_through = step.done + step.failed;
+    step.shown_failed = step.failed;
     Some(Line { stdout, text })
 }
 
@@ -534,8 +575,8 @@ mod tests {
         let t0 = Instant::now();
         let mut lines = Vec::new();
         for h in 0..500 {
-            // 10 ms apart: 5 s in all.
-            let now = t0 + Duration::from_millis(10 * h as u64);
+            // 20 ms apart: 10 s in all.
+            let now = t0 + Duration::from_millis(20 * h as u64);
             let e = match h {
                 17 => Event::HostUnreachable {
                     host: "h17".into(),
@@ -550,12 +591,16 @@ mod tests {
             lines.extend(p.event(e, now));
         }
         let texts = texts(&lines);
-        // The first event, one every 2 s, and the end.
-        assert_eq!(texts.len(), 4, "{texts:#?}");
+        // The first event, one after 5 s (a tenth of the hosts were through since), the end.
+        assert_eq!(texts.len(), 3, "{texts:#?}");
         assert_eq!(texts[0], "facts 1/500 done");
-        assert!(texts[1].starts_with("facts 200/500 done, 1 failed: h17 (connecting"));
+        assert!(
+            texts[1].starts_with("facts 249/500 done, 2 failed: h17 (connecting"),
+            "{}",
+            texts[1]
+        );
         assert_eq!(
-            texts[3],
+            texts[2],
             format!(
                 "facts 498/500 done, 2 failed: h17 (connecting to 10.0.0.17:22: connection \
                  refused), h230 ({}...)",
@@ -578,14 +623,14 @@ mod tests {
         };
         let mut lines = Vec::new();
         for h in 0..100 {
-            lines.extend(p.new_host_key(&key(h), t + Duration::from_millis(30 * h as u64)));
+            lines.extend(p.new_host_key(&key(h), t + Duration::from_millis(60 * h as u64)));
         }
         let texts = texts(&lines);
         assert_eq!(texts.len(), 2, "{texts:?}");
         assert_eq!(texts[0], key(0).message());
         assert!(
             texts[1].starts_with(
-                "68 host keys trusted on first contact, each recorded in \
+                "85 host keys trusted on first contact, each recorded in \
              /root/.ferry/known_hosts"
             ),
             "{}",
@@ -678,8 +723,38 @@ mod tests {
                 t,
             ));
         }
-        assert_eq!(texts(&lines), ["apply sysctl 1/30 done"]);
+        assert!(lines.is_empty(), "{lines:?}");
         assert_eq!(texts(&p.finish()), ["apply sysctl 3/30 done"]);
+    }
+
+    #[test]
+    fn running_steps_share_a_line_when_one_moved_by_a_tenth() {
+        let mut p = Progress::new(100, false);
+        let plan = Plan {
+            cluster: None,
+            cluster_id: "c".into(),
+            site: Default::default(),
+            hosts: (0..100)
+                .map(|h| ready(&format!("h{h}"), &["a", "b"]))
+                .collect(),
+        };
+        p.expect(&plan);
+        let applied = |h: usize, r: &str| Event::Applied {
+            host: format!("h{h}"),
+            resource: r.into(),
+            seconds: 0.1,
+        };
+        let t = Instant::now();
+        assert_eq!(texts(&p.event(applied(0, "a"), t)), ["apply a 1/100 done"]);
+        let later = t + Duration::from_secs(6);
+        let mut lines = Vec::new();
+        for h in 0..5 {
+            lines.extend(p.event(applied(h, "b"), later));
+        }
+        for h in 1..20 {
+            lines.extend(p.event(applied(h, "a"), later));
+        }
+        assert_eq!(texts(&lines), ["apply a 11/100 done; apply b 5/100 done"]);
     }
 
     #[test]
@@ -719,7 +794,6 @@ mod tests {
             texts(&lines),
             [
                 "apply timesync 0 done, 1 waited for the time source h0 to serve",
-                "apply images 0 done, sent 1.0 MiB of 2.0 MiB (0/1 streams ended)",
                 "h0: warning: clock 2 s ahead",
             ]
         );
