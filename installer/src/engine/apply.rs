@@ -122,7 +122,11 @@ impl RunJournal {
         sink: &Sink,
     ) -> anyhow::Result<()> {
         let rec = Record::now(&self.run_id, host.name(), resource_id, entry);
-        self.local.append(&rec)?;
+        // The fsync waits off the async workers, which keep every other host's session moving.
+        let (local, line) = (self.local.clone(), rec.clone());
+        tokio::task::spawn_blocking(move || local.append(&line))
+            .await
+            .map_err(|e| anyhow::anyhow!("writing the journal crashed: {e}"))??;
         if let Err(e) = append_on_host(host, &self.run_id, &rec.to_line()).await {
             if mirror_required {
                 return Err(e.context("writing the host's journal"));

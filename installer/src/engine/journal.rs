@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -110,10 +110,27 @@ impl Record {
     }
 }
 
-/// The jump host's journal of one run, appended to by every host's task.
+/// The jump host's journal of one run, appended to by every host's task. Lines appended at
+/// the same time share one fsync (group commit): 500 hosts journaling each step would
+/// otherwise wait on thousands of fsyncs one after another (2.7 ms each on the test machine's
+/// disk, 8000 of them for a light baseline on 500 hosts).
 pub struct Journal {
     path: PathBuf,
-    file: Mutex<File>,
+    tail: Mutex<Tail>,
+    synced: Condvar,
+}
+
+/// The lines handed in and how many of them are known to be on disk.
+struct Tail {
+    file: Arc<File>,
+    /// Lines written so far (to the page cache, in order, whole).
+    written: u64,
+    /// Lines known to be on disk.
+    synced: u64,
+    /// Someone is syncing now; the others wait for the outcome.
+    syncing: bool,
+    /// The last failed sync: the lines it was to cover, and why.
+    failed: Option<(u64, String)>,
 }
 
 impl Journal {
@@ -143,7 +160,14 @@ impl Journal {
         }
         Ok(Journal {
             path,
-            file: Mutex::new(file),
+            tail: Mutex::new(Tail {
+                file: Arc::new(file),
+                written: 0,
+                synced: 0,
+                syncing: false,
+                failed: None,
+            }),
+            synced: Condvar::new(),
         })
     }
 
@@ -153,17 +177,46 @@ impl Journal {
     }
 
     /// Appends one line and waits until it is on disk: a crash right after still finds it.
+    /// Blocks: call it where blocking is allowed (`spawn_blocking` in async code).
     pub fn append(&self, rec: &Record) -> anyhow::Result<()> {
         let mut line = rec.to_line();
         line.push('\n');
-        let file = self
-            .file
-            .lock()
-            .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
-        (&*file)
-            .write_all(line.as_bytes())
-            .and_then(|()| file.sync_data())
-            .with_context(|| format!("writing journal {}", self.path.display()))
+        let poisoned = || anyhow::anyhow!("journal lock poisoned");
+        let err = |e: &dyn std::fmt::Display| {
+            anyhow::anyhow!("writing journal {}: {e}", self.path.display())
+        };
+        let mut t = self.tail.lock().map_err(|_| poisoned())?;
+        // Written under the lock: lines never interleave.
+        (&*t.file).write_all(line.as_bytes()).map_err(|e| err(&e))?;
+        t.written += 1;
+        let mine = t.written;
+        loop {
+            if t.synced >= mine {
+                return Ok(());
+            }
+            if let Some((upto, why)) = &t.failed {
+                if *upto >= mine {
+                    return Err(err(why));
+                }
+            }
+            if t.syncing {
+                t = self.synced.wait(t).map_err(|_| poisoned())?;
+                continue;
+            }
+            // This caller syncs every line written so far, its own and the others'.
+            t.syncing = true;
+            let upto = t.written;
+            let file = t.file.clone();
+            drop(t);
+            let r = file.sync_data();
+            t = self.tail.lock().map_err(|_| poisoned())?;
+            t.syncing = false;
+            match r {
+                Ok(()) => t.synced = t.synced.max(upto),
+                Err(e) => t.failed = Some((upto, e.to_string())),
+            }
+            self.synced.notify_all();
+        }
     }
 }
 
@@ -438,6 +491,39 @@ mod tests {
         assert!(is_run_id(&id), "{id}");
         assert!(!is_run_id("../../etc"));
         assert!(!is_run_id("20240229-235959-ab0g"));
+    }
+
+    #[test]
+    fn lines_appended_at_once_by_many_hosts_all_land_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::open(&d.path().join("run")).unwrap();
+        std::thread::scope(|s| {
+            for h in 0..16 {
+                let j = &j;
+                s.spawn(move || {
+                    for i in 0..50 {
+                        j.append(&rec(
+                            &format!("h{h}"),
+                            &format!("step{i}"),
+                            Entry::Done { seconds: 0.1 },
+                        ))
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        let got = read(j.path()).unwrap();
+        assert_eq!(got.len(), 16 * 50);
+        for h in 0..16 {
+            // Each host's lines in the order it wrote them.
+            let ids: Vec<&str> = got
+                .iter()
+                .filter(|r| r.host == format!("h{h}"))
+                .map(|r| r.resource_id.as_str())
+                .collect();
+            let want: Vec<String> = (0..50).map(|i| format!("step{i}")).collect();
+            assert_eq!(ids, want);
+        }
     }
 
     #[test]
