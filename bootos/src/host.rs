@@ -631,6 +631,8 @@ impl Host for SshHost {
         let opts = UploadOptions {
             as_root: true,
             mode,
+            // A blob the relay already brought to this host is copied there, not sent again.
+            staged: Some(ferry_inventory::relay::HOST_STORE.to_string()),
         };
         let quiet = |_: TransferEvent| {};
         upload(&self.session, &file, remote, &opts, &quiet).await?;
@@ -646,6 +648,8 @@ impl Host for SshHost {
         let opts = UploadOptions {
             as_root: true,
             mode,
+            // A blob the relay already brought to this host is copied there, not sent again.
+            staged: Some(ferry_inventory::relay::HOST_STORE.to_string()),
         };
         let quiet = |_: TransferEvent| {};
         upload(&self.session, source, remote, &opts, &quiet).await?;

@@ -10,6 +10,7 @@ pub use model::{Credential, Host, Inventory, InventoryError, Problem, Role, Secr
 pub use secrets::{EnvAndPrompt, ProcessEnv, PromptRequest, SecretKind, SecretSource};
 pub mod agent;
 pub mod facts;
+pub mod relay;
 pub mod remote;
 pub mod ssh;
 pub mod transfer;

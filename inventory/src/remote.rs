@@ -81,6 +81,7 @@ pub async fn push_agent(session: &Session, bin: &AgentBinary) -> Result<String, 
     let opts = UploadOptions {
         as_root: false,
         mode: 0o700,
+        staged: None,
     };
     let quiet = |_: TransferEvent| {};
     upload(session, bin.file(), &path, &opts, &quiet).await?;

@@ -187,6 +187,10 @@ pub struct UploadOptions {
     pub as_root: bool,
     /// File mode, octal (e.g. 0o644).
     pub mode: u32,
+    /// A directory on the host where the relay may have left a copy named by its sha256
+    /// ([`crate::relay::HOST_STORE`]): when there, it is copied on the host instead of sent
+    /// (and checked like sent bytes).
+    pub staged: Option<String>,
 }
 
 impl Default for UploadOptions {
@@ -194,6 +198,7 @@ impl Default for UploadOptions {
         Self {
             as_root: false,
             mode: 0o644,
+            staged: None,
         }
     }
 }
@@ -247,6 +252,8 @@ pub enum TransferEvent {
 pub enum UploadOutcome {
     /// The destination already had this content.
     AlreadyPresent,
+    /// A copy the relay left on the host was placed; nothing was sent.
+    Staged,
     /// Bytes were sent, starting at `resumed_from`.
     Uploaded {
         /// Where the upload started (0 unless resumed).
@@ -282,9 +289,20 @@ pub async fn upload(
     };
 
     // 1. What is there already?
+    let staged = opts
+        .staged
+        .as_ref()
+        .map(|dir| format!("{}/{}", dir.trim_end_matches('/'), file.sha256()));
     let probe = format!(
         "{HASH_FN}if [ -f {d} ]; then printf 'ferry-dest %s\\n' \"$(h < {d})\"; fi; \
-         if [ -f {p} ]; then printf 'ferry-partial %s\\n' \"$(wc -c < {p})\"; fi"
+         if [ -f {p} ]; then printf 'ferry-partial %s\\n' \"$(wc -c < {p})\"; fi{s}",
+        s = match &staged {
+            Some(st) => format!(
+                "; if [ -f {q} ]; then printf 'ferry-staged\\n'; fi",
+                q = shell_quote(st)
+            ),
+            None => String::new(),
+        }
     );
     let seen = session.exec_ok(&probe, opts.as_root).await?;
     let field = |name: &str| {
@@ -294,6 +312,29 @@ pub async fn upload(
     if field("ferry-dest ").as_deref() == Some(file.sha256()) {
         progress(TransferEvent::Skipped { host: host.clone() });
         return Ok(UploadOutcome::AlreadyPresent);
+    }
+    if let Some(st) = staged.filter(|_| seen.lines().any(|l| l.trim() == "ferry-staged")) {
+        // The relay brought it: copy it on the host, then check it like sent bytes. A copy
+        // that fails its check is removed and the bytes are sent after all.
+        let copy = format!(
+            "mkdir -p \"$(dirname {p})\" && cp -f {s} {p}",
+            s = shell_quote(&st)
+        );
+        if session.exec_ok(&copy, opts.as_root).await.is_ok() {
+            match place(session, file, dest, opts).await {
+                Ok(()) => {
+                    progress(TransferEvent::Done { host });
+                    return Ok(UploadOutcome::Staged);
+                }
+                Err(TransferError::DigestMismatch { got, .. }) => {
+                    tracing::warn!(%host, "the relayed copy {st} has sha256 {got}: sending instead");
+                    let _ = session
+                        .exec(&format!("rm -f {}", shell_quote(&st)), opts.as_root)
+                        .await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     // 2. Resume only from a prefix whose hash matches ours.
@@ -327,7 +368,24 @@ pub async fn upload(
         });
     }
 
-    // 3. Check the digest there, then rename into place atomically.
+    place(session, file, dest, opts).await?;
+    progress(TransferEvent::Done { host });
+    Ok(UploadOutcome::Uploaded {
+        resumed_from: offset,
+    })
+}
+
+/// Checks the digest of `DEST.ferry-partial` on the host, then renames it into place
+/// atomically (or removes it).
+pub(crate) async fn place(
+    session: &Session,
+    file: &dyn UploadSource,
+    dest: &str,
+    opts: &UploadOptions,
+) -> Result<(), TransferError> {
+    let host = session.host().to_string();
+    let partial = format!("{dest}.ferry-partial");
+    let (d, p) = (shell_quote(dest), shell_quote(&partial));
     let finish = format!(
         "{HASH_FN}h=$(h < {p}); \
          if [ \"$h\" != {want} ]; then rm -f {p}; printf 'ferry-mismatch %s\\n' \"$h\"; exit 0; fi; \
@@ -345,12 +403,13 @@ pub async fn upload(
         });
     }
     if !out.lines().any(|l| l.trim() == "ferry-placed") {
-        return Err(remote(format!("could not rename {partial} into place")));
+        return Err(TransferError::Remote {
+            host,
+            dest: dest.to_string(),
+            reason: format!("could not rename {partial} into place"),
+        });
     }
-    progress(TransferEvent::Done { host });
-    Ok(UploadOutcome::Uploaded {
-        resumed_from: offset,
-    })
+    Ok(())
 }
 
 /// The last non-empty line (skips anything a login shell printed first).

@@ -679,6 +679,7 @@ async fn commands_sudo_and_uploads_work_with_zsh_as_the_login_shell() {
         let opts = UploadOptions {
             as_root,
             mode: 0o640,
+            staged: None,
         };
         upload(&sess, &file, &dest, &opts, &quiet)
             .await

@@ -295,6 +295,7 @@ async fn uploads_as_root_with_a_sudo_password() {
     let opts = UploadOptions {
         as_root: true,
         mode: 0o600,
+        staged: None,
     };
     upload(&sess, &file, dest.to_str().unwrap(), &opts, &no_progress)
         .await
@@ -372,4 +373,49 @@ async fn uploads_to_many_hosts_with_overall_progress() {
         other => panic!("no overall progress: {other:?}"),
     }
     assert_eq!(pool.len().await, 4);
+}
+
+#[tokio::test]
+async fn places_a_copy_the_relay_left_on_the_host_instead_of_sending_it() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("blob");
+    noise_file(&src, 3 << 20, 7);
+    let file = LocalFile::open(&src).await.unwrap();
+    let host_dir = owned_dir(sshd::KEY_USER);
+    let store = host_dir.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::copy(&src, store.join(&file.sha256)).unwrap();
+    let ok = Command::new("chown")
+        .args(["-R", sshd::KEY_USER])
+        .arg(&store)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let opts = UploadOptions {
+        staged: Some(store.to_str().unwrap().to_string()),
+        ..UploadOptions::default()
+    };
+    let sess = Session::connect(&key_target("k", &s, sshd::KEY_USER), &options(dir.path()))
+        .await
+        .unwrap();
+    let dest = host_dir.path().join("placed");
+    let out = upload(&sess, &file, dest.to_str().unwrap(), &opts, &no_progress)
+        .await
+        .unwrap();
+    assert_eq!(out, UploadOutcome::Staged);
+    assert_eq!(sha256_of(&dest), file.sha256);
+    // A staged copy that is not what its name says is removed, and the bytes are sent.
+    let bad = host_dir.path().join("second");
+    std::fs::write(store.join(&file.sha256), b"not the blob").unwrap();
+    let out = upload(&sess, &file, bad.to_str().unwrap(), &opts, &no_progress)
+        .await
+        .unwrap();
+    assert_eq!(out, UploadOutcome::Uploaded { resumed_from: 0 });
+    assert_eq!(sha256_of(&bad), file.sha256);
+    assert!(!store.join(&file.sha256).exists());
 }

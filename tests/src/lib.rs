@@ -4,6 +4,7 @@
 pub mod docker;
 pub mod golden;
 pub mod noise;
+pub mod site;
 pub mod sshd;
 pub mod standin;
 pub mod vmhost;

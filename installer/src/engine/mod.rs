@@ -11,6 +11,7 @@ pub mod lock;
 pub mod meter;
 pub mod plan;
 pub mod preflight;
+pub mod relay;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -597,6 +598,8 @@ pub async fn apply(
     // than hosts no follower holds one while it waits for the source.
     let mut order: Vec<(usize, &HostPlan)> = plan.hosts.iter().enumerate().collect();
     order.sort_by_key(|(_, hp)| gates.get(&hp.host).is_none_or(|g| g.open.is_empty()));
+    // Files many hosts' steps upload leave the jump host once, host to host, before them.
+    let relayed = relay::prestage(plan, hosts).await;
     let mut tasks = Vec::new();
     for (index, hp) in order {
         let fixed = |outcome: Outcome, reason: Option<String>| HostSummary {
@@ -673,6 +676,7 @@ pub async fn apply(
     for (_, t) in tasks {
         out.push(t.await.context("applying a host crashed")?);
     }
+    relay::clean(hosts, &relayed).await;
     if policy == RollbackPolicy::Run && out.iter().any(|s| !s.outcome.success()) {
         roll_back_the_run(hosts, &mut out, &journal, sink).await?;
     }

@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::protocol::{
-    hex, GetChunk, Hello, HelloLine, Op, PutDone, PutStarted, Request, Response, StatResult,
-    CHUNK_SIZE, MAX_LINE, PROTOCOL_VERSION,
+    hex, GetChunk, Hello, HelloLine, Op, PutDone, PutStarted, RelayFetched, RelayServing, Request,
+    Response, StatResult, CHUNK_SIZE, MAX_LINE, PROTOCOL_VERSION,
 };
 use super::AgentError;
 use crate::facts::Facts;
@@ -241,6 +241,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Client<R, W> {
         let mut out = Vec::new();
         self.get(path, &mut out).await?;
         Ok(out)
+    }
+
+    /// Starts the relay's listener on the host (see [`Op::RelayServe`]).
+    pub async fn relay_serve(&mut self, op: Op) -> Result<RelayServing, AgentError> {
+        self.call(op, "relay serve").await
+    }
+
+    /// Fetches a blob from a peer (see [`Op::RelayFetch`]).
+    pub async fn relay_fetch(&mut self, op: Op) -> Result<RelayFetched, AgentError> {
+        self.call(op, "relay fetch").await
     }
 
     /// Ends the session; the agent exits after answering.

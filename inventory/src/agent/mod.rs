@@ -1,5 +1,5 @@
 //! The agent: `ferry agent` runs on a target host and answers line-delimited JSON requests on
-//! stdin/stdout (facts, stat, put, get, exit). [`serve`] is the agent's side, [`Client`] the
+//! stdin/stdout (facts, stat, put, get, the relay's serve and fetch, exit). [`serve`] is the agent's side, [`Client`] the
 //! controller's, generic over async streams so it runs over an SSH channel or a child's pipes.
 //! The wire format is documented in [`protocol`].
 
@@ -8,7 +8,9 @@ pub mod protocol;
 mod server;
 
 pub use client::Client;
-pub use protocol::{PutDone, RemoteError, StatResult, PROTOCOL_VERSION};
+pub use protocol::{
+    PutDone, RelayFetched, RelayServing, RemoteError, StatResult, PROTOCOL_VERSION,
+};
 pub use server::serve;
 
 impl From<std::io::Error> for AgentError {

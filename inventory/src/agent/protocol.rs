@@ -12,13 +12,23 @@
 //! -> {"id":4,"op":"put_finish","handle":1,"size":5,"sha256":"..."}
 //! -> {"id":5,"op":"get","path":"/opt/x","offset":0,"length":262144}
 //! <- {"id":5,"ok":{"data":"<base64>","eof":true}}
-//! -> {"id":6,"op":"exit"}
+//! -> {"id":6,"op":"relay_serve","listen":"10.0.0.5","token":"...","store":"/var/cache/ferry/blobs",
+//!     "blobs":[{"sha256":"...","size":1073741824}]}
+//! <- {"id":6,"ok":{"port":40123,"have":[]}}
+//! -> {"id":7,"op":"relay_fetch","peer":"10.0.0.4:40007","token":"...",
+//!     "store":"/var/cache/ferry/blobs","blob":{"sha256":"...","size":1073741824}}
+//! <- {"id":7,"ok":{"resumed_from":0,"already_present":false}}
+//! -> {"id":8,"op":"exit"}
 //! ```
+//!
+//! The relay's token travels only in these lines (the agent's stdin), never in its argv.
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::relay::BlobSpec;
+
 /// The protocol version this build speaks. A client refuses an agent with another one.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest chunk of file data in one message, before base64.
 pub const CHUNK_SIZE: usize = 256 * 1024;
@@ -103,8 +113,65 @@ pub enum Op {
         /// At most this many bytes (capped at [`CHUNK_SIZE`]).
         length: u64,
     },
+    /// Serve these blobs of the store to the run's peers until the agent exits (a second call
+    /// replaces the listener). Result: [`RelayServing`].
+    RelayServe {
+        /// The host's own address on the site network (port 0 is taken: the result names it).
+        listen: String,
+        /// The run's token; requests without it are refused.
+        token: String,
+        /// The store directory (absolute): blobs are `STORE/<sha256>`.
+        store: String,
+        /// Only these digests are served.
+        blobs: Vec<BlobSpec>,
+        /// Seconds a stream waits for a growing blob before giving up on it.
+        #[serde(default = "default_stall")]
+        stall_secs: u64,
+        /// Also serve this agent's own binary, which has this sha256, to peers whose agent
+        /// is not running yet.
+        #[serde(default)]
+        agent_sha256: Option<String>,
+    },
+    /// Fetch one blob from a peer into the store: resumed from the partial file, checked, then
+    /// renamed. Errors: `peer_failed` (the partial stays), `checksum_mismatch` (removed).
+    /// Result: [`RelayFetched`].
+    RelayFetch {
+        /// The peer's `ADDR:PORT`.
+        peer: String,
+        /// The run's token.
+        token: String,
+        /// The store directory (absolute).
+        store: String,
+        /// The blob.
+        blob: BlobSpec,
+        /// Seconds without a byte before the peer counts as gone.
+        #[serde(default = "default_stall")]
+        stall_secs: u64,
+    },
     /// End the session; the agent answers, then exits.
     Exit,
+}
+
+fn default_stall() -> u64 {
+    30
+}
+
+/// Result of [`Op::RelayServe`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayServing {
+    /// The port the listener took.
+    pub port: u16,
+    /// The run's blobs the store already holds whole (their digest checked).
+    pub have: Vec<String>,
+}
+
+/// Result of [`Op::RelayFetch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayFetched {
+    /// Bytes kept from an earlier attempt.
+    pub resumed_from: u64,
+    /// The store had it already.
+    pub already_present: bool,
 }
 
 /// A response line.

@@ -12,8 +12,8 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::protocol::{
-    hex, GetChunk, Hello, HelloLine, Op, PutDone, PutStarted, RemoteError, Request, Response,
-    StatResult, CHUNK_SIZE, MAX_LINE, PROTOCOL_VERSION,
+    hex, GetChunk, Hello, HelloLine, Op, PutDone, PutStarted, RelayFetched, RelayServing,
+    RemoteError, Request, Response, StatResult, CHUNK_SIZE, MAX_LINE, PROTOCOL_VERSION,
 };
 use super::AgentError;
 
@@ -28,6 +28,8 @@ struct OpenPut {
 
 struct Server {
     root: PathBuf,
+    /// The relay's listener, while one runs.
+    listener: Option<crate::relay::peer::Listener>,
     puts: HashMap<u64, OpenPut>,
     next_handle: u64,
 }
@@ -67,6 +69,7 @@ pub fn serve<R: BufRead, W: Write>(
         root: root.to_path_buf(),
         puts: HashMap::new(),
         next_handle: 1,
+        listener: None,
     };
     let hello = HelloLine {
         hello: Hello {
@@ -168,8 +171,87 @@ impl Server {
                 offset,
                 length,
             } => self.get(&path, offset, length),
+            Op::RelayServe {
+                listen,
+                token,
+                store,
+                blobs,
+                stall_secs,
+                agent_sha256,
+            } => self.relay_serve(
+                &listen,
+                &token,
+                &store,
+                &blobs,
+                agent_sha256.as_deref(),
+                stall_secs,
+            ),
+            Op::RelayFetch {
+                peer,
+                token,
+                store,
+                blob,
+                stall_secs,
+            } => {
+                use crate::relay::peer::{fetch, FetchError, Fetched};
+                let store = self.resolve(&store)?;
+                let stall = std::time::Duration::from_secs(stall_secs.max(1));
+                match fetch(&peer, &token, &store, &blob, stall) {
+                    Ok(Fetched::AlreadyPresent) => json(RelayFetched {
+                        resumed_from: 0,
+                        already_present: true,
+                    }),
+                    Ok(Fetched::Arrived { resumed_from }) => json(RelayFetched {
+                        resumed_from,
+                        already_present: false,
+                    }),
+                    Err(e @ FetchError::Peer(_)) => Err(remote("peer_failed", e.to_string())),
+                    Err(e @ FetchError::Mismatch { .. }) => {
+                        Err(remote("checksum_mismatch", e.to_string()))
+                    }
+                    Err(FetchError::Local(m)) if m.contains("No space") => {
+                        Err(remote("no_space", m))
+                    }
+                    Err(FetchError::Local(m)) => Err(remote("io", m)),
+                }
+            }
             Op::Exit => json(serde_json::json!({})),
         }
+    }
+
+    /// Starts (or replaces) the relay's listener, and says which blobs are here already.
+    fn relay_serve(
+        &mut self,
+        listen: &str,
+        token: &str,
+        store: &str,
+        blobs: &[crate::relay::BlobSpec],
+        agent: Option<&str>,
+        stall_secs: u64,
+    ) -> OpResult {
+        let dir = self.resolve(store)?;
+        self.listener = None;
+        let stall = std::time::Duration::from_secs(stall_secs.max(1));
+        let listener = crate::relay::peer::serve(listen, token, &dir, blobs, agent, stall)
+            .map_err(|e| {
+                remote(
+                    "io",
+                    format!(
+                        "listening on {listen} for the relay: {e} (is it this host's address?)"
+                    ),
+                )
+            })?;
+        let mut have = Vec::new();
+        for b in blobs {
+            let p = dir.join(&b.sha256);
+            if p.is_file() && crate::relay::peer::file_sha256(&p).ok().as_deref() == Some(&b.sha256)
+            {
+                have.push(b.sha256.clone());
+            }
+        }
+        let port = listener.addr().port();
+        self.listener = Some(listener);
+        json(RelayServing { port, have })
     }
 
     fn stat(&self, path: &str, sha256: bool) -> OpResult {
