@@ -513,3 +513,88 @@ fn sha256_of_bytes(data: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// `benches/relay/run.sh`: FERRY_BENCH_MIB (1024 unless set) to FERRY_BENCH_HOSTS (16) hosts
+/// over a jump-host link shaped to 100 Mbit/s, against one copy of the same file over that
+/// link with ferry's own upload, in the same run. Prints `BENCH` lines.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark: benches/relay/run.sh"]
+async fn bench_relay_to_many_hosts_vs_one_copy() {
+    if !available() {
+        return;
+    }
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (mib, n) = (
+        env("FERRY_BENCH_MIB", 1024),
+        env("FERRY_BENCH_HOSTS", 16) as usize,
+    );
+    let site = Site::start(n);
+    site.shape_jump_link("100mbit");
+    let dir = ScratchDir::new("relay-bench");
+    let file = blob(dir.path(), mib, 9).await;
+    let pool = pool(dir.path());
+    let hosts = relay_hosts(&site);
+    // One copy over the link: ferry's upload to the first host, then removed.
+    let session = pool.session(&hosts[0].target).await.unwrap();
+    let dest = format!("{}/one-copy", site.hosts[0].home_on_host());
+    let quiet = |_| {};
+    let t = Instant::now();
+    ferry_inventory::transfer::upload(
+        &session,
+        file.as_ref(),
+        &dest,
+        &ferry_inventory::transfer::UploadOptions::default(),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    let one = t.elapsed().as_secs_f64();
+    std::fs::remove_file(site.hosts[0].home().join("one-copy")).unwrap();
+    // The relay, agents included.
+    let first_fetch = Arc::new(Mutex::new(None));
+    let ff = first_fetch.clone();
+    let progress: Arc<dyn Fn(RelayEvent) + Send + Sync> = Arc::new(move |ev| {
+        if matches!(ev, RelayEvent::Fetching { .. }) {
+            ff.lock().unwrap().get_or_insert_with(Instant::now);
+        }
+    });
+    let blobs: Vec<Arc<dyn UploadSource>> = vec![file.clone()];
+    let tx0 = site.jump_link_tx_bytes();
+    let t = Instant::now();
+    let results = relay(
+        pool.clone(),
+        &agent().await,
+        &hosts,
+        &blobs,
+        &RelayOptions::default(),
+        progress,
+    )
+    .await
+    .unwrap();
+    let all = t.elapsed().as_secs_f64();
+    let delivery = first_fetch.lock().unwrap().unwrap().elapsed().as_secs_f64();
+    let sent = site.jump_link_tx_bytes() - tx0;
+    for (name, r) in &results {
+        assert!(r.is_ok(), "{name}: {r:?}");
+    }
+    for i in 0..n {
+        let got = sha256_of(&store_of(&site, i).join(&file.sha256));
+        assert_eq!(got.as_deref(), Some(file.sha256.as_str()), "h{i}");
+        let _ = std::fs::remove_file(store_of(&site, i).join(&file.sha256));
+    }
+    println!(
+        "BENCH relay {mib} MiB to {n} hosts, jump link 100mbit: one copy {one:.1} s; relay {all:.1} s \
+         in all ({:.2}x), {delivery:.1} s from the first byte of the blob ({:.2}x); {:.0} MiB \
+         over the jump link ({:.2}x the blob, agent binary of {:.0} MiB included)",
+        all / one,
+        delivery / one,
+        sent as f64 / 1048576.0,
+        sent as f64 / file.size as f64,
+        std::fs::metadata(env!("CARGO_BIN_EXE_ferry")).unwrap().len() as f64 / 1048576.0,
+    );
+}
