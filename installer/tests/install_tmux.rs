@@ -574,32 +574,12 @@ impl Nodes {
         let lan = support::Lan::new(2);
         let mut servers = Vec::new();
         for (i, node) in lan.nodes.iter().enumerate() {
-            node.write(
-                "/etc/machine-id",
-                format!("{:032x}\n", 0xfe77_0000 + i).as_bytes(),
+            let (short, web) = (format!("node{}", i + 1), format!("web{}", i + 1));
+            node.prepare_for_ferry(
+                0xfe77_0000 + i as u64,
+                &[&node.name, &short, &web],
+                &systemctl(broken && i == 1),
             );
-            node.write(
-                "/etc/ferry-test-bin/systemctl",
-                systemctl(broken && i == 1).as_bytes(),
-            );
-            // sudo looks its host's name up; the nodes have no DNS to wait on.
-            let hosts = node.read("/etc/hosts").unwrap_or_default();
-            node.write(
-                "/etc/hosts",
-                format!(
-                    "{hosts}127.0.1.1 {} node{} web{}\n",
-                    node.name,
-                    i + 1,
-                    i + 1
-                )
-                .as_bytes(),
-            );
-            let out = node.sh(
-                "chmod 0755 /etc/ferry-test-bin/systemctl && \
-                 printf 'Defaults secure_path=\"/etc/ferry-test-bin:/usr/sbin:/usr/bin:/sbin:/bin\"\\n' \
-                   > /etc/sudoers.d/zz-ferry-test-bin && chmod 0440 /etc/sudoers.d/zz-ferry-test-bin",
-            );
-            assert!(out.status.success(), "{}", show(&out));
             servers.push(Sshd::start_with(sshd::SshdOptions {
                 listen: node.ip.clone(),
                 netns: Some(node.netns.clone()),
