@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export RUST_BACKTRACE=0
 if [ "${FERRY_BENCH_TMPFS:-0}" = 1 ]; then
-    need=$(( (${FERRY_BENCH_HOSTS:-16} + 2) * ${FERRY_BENCH_MIB:-1024} ))
+    # Each host holds the blob and the agent (up to 128 MiB in a test build).
+    need=$(( (${FERRY_BENCH_HOSTS:-16} + 2) * ${FERRY_BENCH_MIB:-1024} + ${FERRY_BENCH_HOSTS:-16} * 128 ))
     d=$(mktemp -d /tmp/ferry-relay-bench.XXXXXX)
     mount -t tmpfs -o "size=${need}m,mode=1777" tmpfs "$d"
     trap 'umount "$d"; rmdir "$d"' EXIT
