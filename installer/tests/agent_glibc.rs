@@ -81,7 +81,11 @@ fn the_compat_binary_needs_at_most_glibc_2_17_and_speaks_the_protocol() {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut hello = String::new();
     out.read_line(&mut hello).unwrap();
-    assert!(hello.starts_with("{\"hello\":{\"protocol\":1"), "{hello}");
+    let want = format!(
+        "{{\"hello\":{{\"protocol\":{}",
+        ferry_inventory::agent::PROTOCOL_VERSION
+    );
+    assert!(hello.starts_with(&want), "{hello}");
     let mut inp = child.stdin.take().unwrap();
     writeln!(inp, r#"{{"id":1,"op":"exit"}}"#).unwrap();
     let mut resp = String::new();

@@ -140,7 +140,11 @@ impl Raw {
         let inp = child.stdin.take().unwrap();
         let mut hello = String::new();
         out.read_line(&mut hello).await.unwrap();
-        assert!(hello.starts_with("{\"hello\":{\"protocol\":1"), "{hello}");
+        let want = format!(
+            "{{\"hello\":{{\"protocol\":{}",
+            ferry_inventory::agent::PROTOCOL_VERSION
+        );
+        assert!(hello.starts_with(&want), "{hello}");
         Raw {
             _child: child,
             out,

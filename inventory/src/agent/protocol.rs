@@ -3,7 +3,7 @@
 //! response carries the same `id` and either `ok` (the op's result) or `error`.
 //!
 //! ```text
-//! <- {"hello":{"protocol":1,"agent":"0.1.0"}}
+//! <- {"hello":{"protocol":2,"agent":"0.1.0"}}
 //! -> {"id":1,"op":"stat","path":"/etc/hostname","sha256":true}
 //! <- {"id":1,"ok":{"exists":true,"size":4,"mode":420,"is_dir":false,"sha256":"..."}}
 //! -> {"id":2,"op":"put_start","path":"/opt/x","mode":420}
