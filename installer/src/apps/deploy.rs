@@ -259,11 +259,29 @@ impl<'a> Apps<'a> {
         policy: WaitPolicy,
     ) -> anyhow::Result<(Vec<ComponentHealth>, Result<Vec<String>, String>)> {
         let start = Instant::now();
+        // What is still awaited, said again whenever it changes (a crash loop's back-off, a
+        // pod scheduled): a wait of minutes shows where it stands.
+        let mut said = String::new();
         loop {
             let h = self.health(app, namespace, objects).await?;
             let time_up = (start.elapsed() >= policy.limit).then_some(policy.limit);
             match health::verdict(&h, policy.gpu_unavailable, time_up) {
-                Verdict::Wait => tokio::time::sleep(Duration::from_secs(2)).await,
+                Verdict::Wait => {
+                    let awaited: Vec<String> = h
+                        .iter()
+                        .filter(|c| c.health != Health::Healthy)
+                        .map(ComponentHealth::line)
+                        .collect();
+                    let now = awaited.join("; ");
+                    if !now.is_empty() && now != said {
+                        (self.progress)(format!(
+                            "{app}: after {}s, waiting for {now}",
+                            start.elapsed().as_secs()
+                        ));
+                        said = now;
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await
+                }
                 Verdict::Deployed { waiting_for_gpu } => return Ok((h, Ok(waiting_for_gpu))),
                 Verdict::Failed(line) => return Ok((h, Err(line))),
             }
