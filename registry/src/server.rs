@@ -68,6 +68,16 @@ pub enum Event {
         /// Whether the response had started (the connection was cut) or not (a 500 was sent).
         cut: bool,
     },
+    /// A manifest was served (GET, not HEAD): one line per image a client pulls, which is how
+    /// an operator (and a test) sees which node took what from the registry.
+    Served {
+        /// The client.
+        peer: SocketAddr,
+        /// The full name of the image (`docker.io/demo/app:1`).
+        image: String,
+        /// The reference asked for: a tag or a digest.
+        reference: String,
+    },
 }
 
 /// A bundle ready to be served.
@@ -226,6 +236,13 @@ impl Registry {
                 Err(r) => return r,
             };
             let media_type = image.media_type.clone();
+            if !head {
+                (self.on_event)(Event::Served {
+                    peer,
+                    image: image.reference.clone(),
+                    reference: reference.to_string(),
+                });
+            }
             return self
                 .blob(
                     peer,

@@ -234,6 +234,13 @@ fn new_ca() -> Result<(String, String), RegistryError> {
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// The rustls configuration serving `cert` (PEM, the serving certificate) with `key`: for a
+/// certificate issued elsewhere from the site CA (ferry apply issues it on the jump host, where
+/// the CA's key stays, and sends only these two files to the server that runs the registry).
+pub fn serving_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, RegistryError> {
+    server_config(cert, key)
+}
+
 fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, RegistryError> {
     let cert_pem = read(cert)?;
     let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())

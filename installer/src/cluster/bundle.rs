@@ -160,6 +160,11 @@ impl ClusterBundle {
         })
     }
 
+    /// The bundle itself (its layout, for the registry the apply runs).
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
     /// A stream of one of its files, for [`ferry_bootos::Host::upload_from`].
     pub fn source(self: &Arc<Self>, blob: &BlobRef) -> BlobSource {
         BlobSource {

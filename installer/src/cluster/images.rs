@@ -18,6 +18,7 @@ use ferry_inventory::ssh::shell_quote;
 use serde::{Deserialize, Serialize};
 
 use super::bundle::ImageRef;
+use super::registry::{ImageSource, HOSTS_DIR};
 use super::ClusterRuntime;
 
 /// The step id.
@@ -28,6 +29,9 @@ pub const ID: &str = "images";
 pub struct Images {
     /// The bundle's images.
     pub images: Vec<ImageRef>,
+    /// Imported from the jump host, or pulled through the site registry.
+    #[serde(default)]
+    pub source: ImageSource,
     /// The bundle, absent when rebuilt from a journal.
     #[serde(skip)]
     pub runtime: Option<Arc<ClusterRuntime>>,
@@ -146,15 +150,23 @@ impl Resource for Images {
                 } else {
                     "absent"
                 };
-                Change::new(format!("image {}", i.name), from, i.digest.clone())
+                Change::new(
+                    format!("image {}", i.name),
+                    from,
+                    format!("{} ({})", i.digest, self.source.describe()),
+                )
             })
             .collect()
     }
 
     async fn apply(&self, host: &dyn Host, p: &Present) -> Result<(), ResourceError> {
+        if let ImageSource::Mirror { endpoint, server } = &self.source {
+            pull(host, &self.missing(p), endpoint, server).await?;
+        }
         let rt = self.runtime.as_ref().ok_or_else(|| {
             ResourceError::Refused("the bundle is not open (a step rebuilt from a journal)".into())
         })?;
+        let p = &list(host).await?;
         for image in self.missing(p) {
             if has(p, &image.name, &image.digest) {
                 // Imported before, only its digest name is missing (a node of an older run).
@@ -223,6 +235,46 @@ impl Resource for Images {
         .await?;
         Ok(())
     }
+}
+
+/// Pulls `images` through the site registry's mirror (the hosts.toml of [`HOSTS_DIR`]), all at
+/// once: containerd fetches each image's layers three at a time, every node in parallel.
+async fn pull(
+    host: &dyn Host,
+    images: &[&ImageRef],
+    endpoint: &str,
+    server: &str,
+) -> Result<(), ResourceError> {
+    if images.is_empty() {
+        return Ok(());
+    }
+    let mut script = String::from("pids=''; ");
+    for i in images {
+        let n = shell_quote(&i.name);
+        script.push_str(&format!(
+            "( out=$(ctr -n k8s.io images pull --hosts-dir {HOSTS_DIR} {n} 2>&1) || \
+             {{ printf 'pulling %s: %s\\n' {n} \"$(printf '%s' \"$out\" | tail -n 1)\"; exit 1; }} ) & \
+             pids=\"$pids $!\"; "
+        ));
+    }
+    script.push_str("rc=0; for p in $pids; do wait $p || rc=1; done; exit $rc");
+    let out = host.run(&script).await?;
+    if !out.success() {
+        return Err(ResourceError::Check(format!(
+            "{} could not pull its images from the registry on {server} (https://{endpoint}): \
+             {}; fix: check `systemctl status ferry-registry` on {server} and that {} reaches \
+             it",
+            host.name(),
+            out.stdout
+                .lines()
+                .chain(out.stderr.lines())
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join("; "),
+            host.name()
+        )));
+    }
+    Ok(())
 }
 
 /// Names `image` by its digest as well (`ctr images tag --force`: a stale digest name of

@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod images;
 pub mod k3s;
 pub mod kubectl;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -34,6 +35,10 @@ use k3s::{K3sNode, NodeRole};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "cluster-step", rename_all = "kebab-case")]
 pub enum ClusterStep {
+    /// The bundle served as the site's registry (first server).
+    Registry(Box<registry::RegistryServer>),
+    /// The site CA and containerd's mirror settings (every node).
+    Mirror(registry::Mirror),
     /// The bundle's images into containerd.
     Images(images::Images),
     /// k3s itself.
@@ -44,6 +49,8 @@ impl ClusterStep {
     /// Its resource.
     pub fn as_dyn(&self) -> &dyn DynResource {
         match self {
+            ClusterStep::Registry(r) => r.as_ref(),
+            ClusterStep::Mirror(m) => m,
             ClusterStep::Images(i) => i,
             ClusterStep::K3s(k) => k.as_ref(),
         }
@@ -53,8 +60,13 @@ impl ClusterStep {
     pub fn node(&self) -> Option<&K3sNode> {
         match self {
             ClusterStep::K3s(k) => Some(k),
-            ClusterStep::Images(_) => None,
+            _ => None,
         }
+    }
+
+    /// Whether this is the images step pulling through the site registry.
+    pub fn pulls(&self) -> bool {
+        matches!(self, ClusterStep::Images(i) if i.source != registry::ImageSource::Import)
     }
 }
 
@@ -159,15 +171,18 @@ pub struct K3s<'a> {
     cfg: &'a InstallConfig,
     topology: Topology,
     runtime: Arc<ClusterRuntime>,
+    registry: Option<Arc<registry::SiteRegistry>>,
 }
 
 impl<'a> K3s<'a> {
-    /// For `cfg`, reaching the first server through `pool`.
+    /// For `cfg`, reaching the first server through `pool`; the images pulled through
+    /// `registry` when given, else imported.
     pub fn new(
         cfg: &'a InstallConfig,
         bundle: Arc<ClusterBundle>,
         pool: Arc<Pool>,
         targets: &[Target],
+        registry: Option<registry::SiteRegistry>,
     ) -> anyhow::Result<K3s<'a>> {
         let topology = Topology::of(&cfg.members);
         let first = targets
@@ -184,6 +199,7 @@ impl<'a> K3s<'a> {
                 first,
                 token: OnceCell::new(),
             }),
+            registry: registry.map(Arc::new),
         })
     }
 
@@ -220,9 +236,25 @@ impl Distribution for K3s<'_> {
             &self.topology,
         );
         let b = &self.runtime.bundle;
-        vec![
+        let mut steps = Vec::new();
+        let (source, registries) = match &self.registry {
+            Some(r) => {
+                if member.name == r.server {
+                    steps.push(ClusterStep::Registry(Box::new(r.server_step())));
+                }
+                steps.push(ClusterStep::Mirror(r.mirror_step(&b.images)));
+                let hosts = registry::registry_hosts(&b.images);
+                (
+                    r.source(),
+                    registry::registries_yaml(&hosts, &r.endpoint, &r.server),
+                )
+            }
+            None => (registry::ImageSource::Import, REGISTRIES_YAML.to_string()),
+        };
+        steps.extend([
             ClusterStep::Images(images::Images {
                 images: b.images.clone(),
+                source,
                 runtime: Some(self.runtime.clone()),
             }),
             ClusterStep::K3s(Box::new(K3sNode {
@@ -232,18 +264,20 @@ impl Distribution for K3s<'_> {
                 binary: b.binary.clone(),
                 airgap: b.airgap.clone(),
                 config,
-                registries: REGISTRIES_YAML.to_string(),
+                registries,
                 unit: k3s::unit_file(role),
                 joins,
                 first_server: first,
                 runtime: Some(self.runtime.clone()),
             })),
-        ]
+        ]);
+        steps
     }
 }
 
-/// registries.yaml: no mirror, and every registry's endpoint a closed local port, so no node
-/// ever reaches for the internet (images come from the bundle, imported ahead).
+/// registries.yaml when the images are imported: no mirror, and every registry's endpoint a
+/// closed local port, so no node ever reaches for the internet (images come from the bundle,
+/// imported ahead). With the site registry, [`registry::registries_yaml`].
 pub const REGISTRIES_YAML: &str =
     "# Written by ferry: an air-gapped site. Images come from the bundle, imported\n\
 # into containerd ahead; no registry is ever reached.\n\

@@ -37,4 +37,16 @@ pub struct ServeArgs {
     /// address, or every address of this machine and its host name (repeat for several).
     #[arg(long = "tls-name", value_name = "NAME", requires = "tls_dir")]
     pub tls_names: Vec<String>,
+    /// Serve HTTPS with this serving certificate (PEM), issued elsewhere from the site CA
+    /// (what `ferry apply` runs on the first server; the CA's key stays on the jump host).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_dir"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }

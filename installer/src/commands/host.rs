@@ -143,6 +143,7 @@ async fn connect_with(
         pool,
         targets,
         agent,
+        home: ferry_home()?,
     })
 }
 
@@ -752,6 +753,8 @@ const RESET_STEPS: &[&str] = &[
     guard::K3S_AGENT_STEP,
     guard::K3S_SERVER_STEP,
     crate::cluster::images::ID,
+    crate::cluster::registry::MIRROR_ID,
+    crate::cluster::registry::SERVER_ID,
 ];
 
 /// For one host, from every journal it keeps: each cluster step of this cluster that was
@@ -785,9 +788,15 @@ fn first_installs(
             }
         }
     }
-    // k3s before its images: the node stops before its images go.
+    // In the reverse of the apply's order: k3s stops before its images go, and those before
+    // the mirror settings and the registry.
     let mut out: Vec<(String, journal::Undo)> = firsts.into_values().collect();
-    out.sort_by_key(|(_, u)| u.resource_id == crate::cluster::images::ID);
+    out.sort_by_key(|(_, u)| {
+        RESET_STEPS
+            .iter()
+            .position(|s| *s == u.resource_id)
+            .unwrap_or(0)
+    });
     out
 }
 

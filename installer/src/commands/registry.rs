@@ -31,7 +31,16 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
                 let how = if cut { "cut off" } else { "refused" };
                 eprintln!("warning: {how} a download by {peer}: {reason}");
             }
+            Event::Served {
+                peer,
+                image,
+                reference,
+            } => eprintln!("served {image} ({reference}) to {}", peer.ip()),
         });
+    let issued = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::serving_config(cert, key).context("setting up TLS")?),
+        _ => None,
+    };
     let tls = match &a.tls_dir {
         Some(dir) => {
             let names = if a.tls_names.is_empty() {
@@ -52,11 +61,10 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         let bound = listener
             .local_addr()
             .with_context(|| format!("reading the address bound for {listen}"))?;
-        report(&registry, &a, bound, tls.as_ref());
+        report(&registry, &a, bound, tls.as_ref(), issued.is_some());
         let registry = Arc::new(registry);
-        registry
-            .serve(listener, tls.map(|t| t.config), stopped())
-            .await;
+        let config = tls.map(|t| t.config).or(issued);
+        registry.serve(listener, config, stopped()).await;
         eprintln!("stopped");
         Ok::<_, anyhow::Error>(())
     })?;
@@ -83,8 +91,18 @@ fn listen_addr(s: &str) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow!("--listen {s:?}: {host} has no address; give an IP address"))
 }
 
-fn report(registry: &Registry, a: &ServeArgs, bound: SocketAddr, tls: Option<&tls::SiteTls>) {
-    let scheme = if tls.is_some() { "https" } else { "http" };
+fn report(
+    registry: &Registry,
+    a: &ServeArgs,
+    bound: SocketAddr,
+    tls: Option<&tls::SiteTls>,
+    issued: bool,
+) {
+    let scheme = if tls.is_some() || issued {
+        "https"
+    } else {
+        "http"
+    };
     let images = registry.catalog().images();
     println!(
         "serving {} image{} of {} at {scheme}://{bound}",

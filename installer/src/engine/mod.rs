@@ -41,8 +41,10 @@ pub struct Hosts {
     pub pool: Arc<Pool>,
     /// Every host of the inventory.
     pub targets: Vec<Target>,
-    /// The agent binary for facts, if given.
+    /// The agent binary for facts, if given (also what runs the site registry).
     pub agent: Option<Arc<AgentBinary>>,
+    /// ferry's home on the jump host (`~/.ferry`): the site registry's CA is kept under it.
+    pub home: std::path::PathBuf,
 }
 
 impl Hosts {
@@ -167,12 +169,18 @@ pub async fn plan(
         .await
         .context("opening the bundle crashed")??;
     let k3s = match cluster_bundle {
-        Some(b) => Some(crate::cluster::K3s::new(
-            cfg,
-            Arc::new(b),
-            hosts.pool.clone(),
-            &hosts.targets,
-        )?),
+        Some(b) => {
+            let registry =
+                crate::cluster::registry::prepare(cfg, &b, &hosts.home, hosts.agent.as_deref())
+                    .await?;
+            Some(crate::cluster::K3s::new(
+                cfg,
+                Arc::new(b),
+                hosts.pool.clone(),
+                &hosts.targets,
+                registry,
+            )?)
+        }
         None => None,
     };
 
@@ -561,6 +569,29 @@ fn cluster_gates(plan: &Plan) -> BTreeMap<String, Gates> {
         let (tx, rx) = Gates::channel();
         g.open.push((step, tx));
         prev = Some((hp.host.clone(), rx));
+    }
+    // The site registry: every other node pulls once the first server's registry serves (a
+    // first server with nothing to change serves already).
+    if let Some(first) = plan.hosts.iter().filter(ready).find(|hp| {
+        hp.cluster
+            .iter()
+            .any(|c| matches!(c, ClusterStep::Registry(_)))
+    }) {
+        let (tx, rx) = Gates::channel();
+        let step = crate::cluster::registry::SERVER_ID.to_string();
+        out.entry(first.host.clone())
+            .or_default()
+            .open
+            .push((step, tx));
+        for hp in plan.hosts.iter().filter(ready) {
+            if hp.host != first.host && hp.cluster.iter().any(ClusterStep::pulls) {
+                out.entry(hp.host.clone()).or_default().wait.push((
+                    crate::cluster::images::ID.to_string(),
+                    format!("the registry on {} to serve", first.host),
+                    rx.clone(),
+                ));
+            }
+        }
     }
     let Some((by, rx)) = prev else {
         return out;
