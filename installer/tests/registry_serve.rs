@@ -192,10 +192,13 @@ impl Served {
         }
     }
 
-    /// Warnings printed so far.
+    /// Warnings printed so far (not the `served IMAGE (REF) to PEER` line of each pull).
     fn warnings(&self) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(200));
-        self.stderr.try_iter().collect()
+        self.stderr
+            .try_iter()
+            .filter(|l| !l.starts_with("served "))
+            .collect()
     }
 }
 
