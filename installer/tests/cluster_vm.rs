@@ -207,14 +207,12 @@ fn answers(site: &Site, name: &str, inventory: &str, bundle: &str, extra: &str) 
 /// the sha256), plus the units and the k8s.io images.
 const K3S_TREE: &str = r#"
 for p in /usr/local/bin/k3s /etc/rancher /var/lib/rancher /var/lib/kubelet /run/k3s \
-         /etc/systemd/system/k3s.service /etc/systemd/system/k3s-agent.service \
-         /var/lib/ferry/registry /etc/systemd/system/ferry-registry.service \
-         /etc/ferry/registry-ca.pem /etc/containerd/certs.d; do
+         /etc/systemd/system/k3s.service /etc/systemd/system/k3s-agent.service; do
   [ -e "$p" ] || continue
   find "$p" -xdev \( -type d -printf '%p dir\n' \) -o \( -type f -printf '%p file ' -exec sh -c 'sha256sum < "$1" | cut -c1-16' _ {} \; \) -o -printf '%p other\n' 2>/dev/null
 done | sort
 echo "@images"; ctr -n k8s.io images ls -q 2>/dev/null | sort
-echo "@units"; for u in k3s k3s-agent ferry-registry; do echo "$u $(systemctl is-active $u 2>/dev/null)"; done
+echo "@units"; for u in k3s k3s-agent; do echo "$u $(systemctl is-active $u 2>/dev/null)"; done
 "#;
 
 fn k3s_tree(vm: &Vm) -> String {
@@ -469,53 +467,6 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
         );
     }
     no_pull_attempted(&bed);
-    // The images came through the site registry on vm0 (the bundle sent there once), each
-    // node pulling by the usual name; the mirror is the only place a node tries.
-    let served = vm0
-        .ssh_ok("journalctl -u ferry-registry --no-pager -o cat")
-        .unwrap();
-    for vm in [vm0, vm1, vm2] {
-        assert!(
-            served
-                .lines()
-                .any(|l| l.starts_with(&format!("served {APP_FULL} ("))
-                    && l.ends_with(&format!(" to {}", vm.address()))),
-            "{} did not pull {APP_FULL} from the registry on vm0:\n{served}",
-            vm.name()
-        );
-        let hosts = vm
-            .ssh_ok("cat /etc/containerd/certs.d/docker.io/hosts.toml")
-            .unwrap();
-        assert!(
-            hosts.contains(&format!("server = \"https://{}:5000\"", vm0.address())),
-            "{}: {hosts}",
-            vm.name()
-        );
-        let registries = vm.ssh_ok("cat /etc/rancher/k3s/registries.yaml").unwrap();
-        assert!(
-            registries.contains(&format!("- \"https://{}:5000\"", vm0.address())),
-            "{}: {registries}",
-            vm.name()
-        );
-        // An image the bundle lacks: the mirror says no, and nothing else is tried (the site
-        // has no route out; the pull fails at once rather than timing out elsewhere).
-        let other = vm
-            .ssh_ok(
-                "timeout 60 ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d \
-                 docker.io/library/busybox:1.36 >/dev/null 2>&1; echo rc=$?",
-            )
-            .unwrap();
-        assert_eq!(
-            other.trim(),
-            "rc=1",
-            "{}: a pull outside the bundle",
-            vm.name()
-        );
-    }
-    assert!(
-        !served.contains("busybox"),
-        "the registry served an image the bundle lacks:\n{served}"
-    );
 
     step(
         "3. a second apply with the same answers changes nothing",
@@ -730,9 +681,8 @@ fn a_node_powered_off_mid_run_rolls_the_run_back_or_resumes_after() {
     let run = site.ferry(&["apply", "--answers", &a, "--break-lock", &lost_run]);
     run.expect_ok("apply after the power came back");
     all_ready(vm0, &["vm0", "vm1", "vm2"]);
-    // vm0 was rolled back: the bundle (for the registry) and k3s went again, reported as
-    // bytes that moved.
-    for line in ["vm0 registry sent ", "vm0 k3s-server sent "] {
+    // vm0 was rolled back: its image and k3s went again, reported as bytes that moved.
+    for line in ["vm0 images sent ", "vm0 k3s-server sent "] {
         assert!(
             run.stderr.lines().any(|l| l.starts_with(line)),
             "no `{line}…` progress line\n{}",
@@ -823,18 +773,8 @@ fn bench_cluster_install() {
         .unwrap();
     let ctr_s: f64 = timed.trim().parse().unwrap_or(f64::NAN);
     let images_s = by_step.get("images").copied().unwrap_or(f64::NAN);
-    // Two or more nodes pull through the site registry on the first server; one imports.
-    let via = if run.stdout.contains("pulled from the registry on") {
-        "registry"
-    } else {
-        "import"
-    };
     println!(
-        "BENCH images via={via} ferry_s={images_s:.2} ctr_local_s={ctr_s:.2} bytes={size} ratio={:.2}",
+        "BENCH images ferry_s={images_s:.2} ctr_local_s={ctr_s:.2} bytes={size} ratio={:.2}",
         ctr_s / images_s
     );
-    if via == "registry" {
-        let slowest = by_step.get("registry").copied().unwrap_or(f64::NAN);
-        println!("BENCH registry step_s={slowest:.2} (the bundle to the first server, started)");
-    }
 }

@@ -208,6 +208,9 @@ pub fn ca_dir(home: &Path, name: &str) -> PathBuf {
 
 /// Whether the apply serves the bundle as a registry, and why not when it does not.
 pub fn why_not(cfg: &InstallConfig, bundle: &ClusterBundle) -> Option<String> {
+    if cfg.cluster.settings.images.is_import() {
+        return Some("[cluster] images = \"import\" (the default)".into());
+    }
     if cfg.members.len() < 2 {
         return Some("a cluster of one node imports its images".into());
     }

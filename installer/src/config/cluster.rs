@@ -24,6 +24,7 @@ pub(super) struct RawCluster {
     pub api_address: Option<String>,
     pub tls_san: Option<Vec<String>>,
     pub rollback: Option<RollbackPolicy>,
+    pub images: Option<ImagesFrom>,
     /// `[cluster.nodes.NAME]`, NAME a host or a group of the inventory.
     #[serde(default)]
     pub nodes: BTreeMap<String, RawNodes>,
@@ -50,6 +51,25 @@ pub enum Distribution {
     None,
     /// k3s, at the version the bundle carries.
     K3s,
+}
+
+/// How the bundle's images reach the nodes' containerd.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImagesFrom {
+    /// Streamed from the jump host into `ctr images import` on every node.
+    #[default]
+    Import,
+    /// Pulled by every node from the bundle served as a registry on the first server (a
+    /// cluster of two nodes or more). Not yet verified end to end on the VM test bed: opt in.
+    Registry,
+}
+
+impl ImagesFrom {
+    /// The default.
+    pub fn is_import(&self) -> bool {
+        *self == ImagesFrom::Import
+    }
 }
 
 /// What a failed apply undoes.
@@ -169,6 +189,9 @@ pub struct ClusterSettings {
     pub tls_san: Vec<String>,
     /// What a failure undoes.
     pub rollback: RollbackPolicy,
+    /// How the images reach the nodes.
+    #[serde(skip_serializing_if = "ImagesFrom::is_import")]
+    pub images: ImagesFrom,
     /// Per host name (groups resolved).
     pub nodes: BTreeMap<String, NodeSettings>,
     /// Further k3s settings, as given.
@@ -531,6 +554,7 @@ pub(super) fn settings(raw: &RawCluster, inventory: &Inventory) -> anyhow::Resul
         api_address,
         tls_san,
         rollback: raw.rollback.unwrap_or_default(),
+        images: raw.images.unwrap_or_default(),
         nodes,
         k3s,
     })
