@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
 # Cluster-phase benchmark (issue 12): a 3-VM `ferry apply` with k3s (the stand-in unless
 # FERRY_TEST_K3S names a real k3s) from bare VMs, its wall time and the slowest host of each
-# step; and the images step against `ctr images import` of the same archive from the node's own
-# disk, in the same run (goals: ratio >= 0.9, issue 12; >= 0.8, issue 15). With 2 or more VMs
-# the nodes pull through the site registry ferry runs on the first server (`via=registry`); with
-# one, the step streams each image from the bundle into `ctr images import -` (`via=import`).
+# step; and the images step (streamed from the bundle into `ctr images import -` on the node)
+# against `ctr images import` of the same archive from the node's own disk (goal: ratio >= 0.9).
 # Run as root from the repository root: benches/cluster/run.sh. Figures: docs/performance.md.
 # FERRY_BENCH_VMS=1 benches/cluster/run.sh: one host alone (the images step not sharing the
 # emulated cores with two other VMs, as the reference does not).
