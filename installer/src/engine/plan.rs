@@ -183,16 +183,7 @@ impl Plan {
         }
         for h in &self.hosts {
             match h.status {
-                HostStatus::Blocked | HostStatus::Unreachable => {
-                    let word = if h.status == HostStatus::Blocked {
-                        "BLOCKED"
-                    } else {
-                        "UNREACHABLE"
-                    };
-                    for r in &h.reasons {
-                        out.push_str(&format!("{}: {word}: {r}\n", h.host));
-                    }
-                }
+                HostStatus::Blocked | HostStatus::Unreachable => push_stopped(&mut out, h),
                 HostStatus::NoChanges => out.push_str(&format!("{}: no changes\n", h.host)),
                 HostStatus::Ready => {}
             }
@@ -268,14 +259,7 @@ impl Plan {
             .filter(|h| matches!(h.status, HostStatus::Blocked | HostStatus::Unreachable))
             .collect();
         for h in stopped.iter().take(NAMED_HOSTS) {
-            let word = if h.status == HostStatus::Blocked {
-                "BLOCKED"
-            } else {
-                "UNREACHABLE"
-            };
-            for r in &h.reasons {
-                out.push_str(&format!("{}: {word}: {r}\n", h.host));
-            }
+            push_stopped(&mut out, h);
         }
         if stopped.len() > NAMED_HOSTS {
             out.push_str(&format!(
@@ -366,6 +350,18 @@ pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
+}
+
+/// `HOST: BLOCKED: reason` (or `UNREACHABLE`), one line per reason of a host that stopped.
+fn push_stopped(out: &mut String, h: &HostPlan) {
+    let word = if h.status == HostStatus::Blocked {
+        "BLOCKED"
+    } else {
+        "UNREACHABLE"
+    };
+    for r in &h.reasons {
+        out.push_str(&format!("{}: {word}: {r}\n", h.host));
+    }
 }
 
 #[cfg(test)]
