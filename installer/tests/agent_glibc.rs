@@ -44,15 +44,7 @@ fn the_glibc_check_flags_a_binary_that_needs_a_newer_glibc() {
 
 #[test]
 fn the_compat_binary_needs_at_most_glibc_2_17_and_speaks_the_protocol() {
-    let Some(bin) = std::env::var_os("FERRY_COMPAT_BIN") else {
-        // .ci/run builds the compat binary and sets the variable: CI must not skip this.
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but FERRY_COMPAT_BIN is unset: run scripts/build-compat.sh first"
-        );
-        eprintln!(
-            "SKIPPED (not in CI): set FERRY_COMPAT_BIN to the binary scripts/build-compat.sh built"
-        );
+    let Some(bin) = ferry_tests::compat_binary() else {
         return;
     };
     if !have_objdump() {
