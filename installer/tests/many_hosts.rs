@@ -235,6 +235,24 @@ fn forty_hosts_are_planned_and_applied_with_progress_per_step() {
     let Some(site) = Site::start(N) else {
         return;
     };
+    // The first command to meet the hosts trusts their keys: the first in full, then a count,
+    // never a line per host.
+    let check = site.ferry("inventory check -i inventory.toml");
+    let keys = check.stderr();
+    assert_eq!(
+        keys.matches(": first contact, trusting host key ").count(),
+        1,
+        "{keys}"
+    );
+    assert!(
+        keys.contains(&format!("{N} host keys trusted on first contact")),
+        "{keys}"
+    );
+    assert!(
+        check.stdout().contains(&format!("{N} of {N} hosts passed")),
+        "{}\n{keys}",
+        check.stdout()
+    );
     let plan = site.ferry("plan --answers site.toml");
     let plan = plan.ok();
     // The survey's progress: a few lines for all, none per host.

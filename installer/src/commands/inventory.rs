@@ -159,6 +159,7 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         reports.push(task.await.context("a host check crashed")?);
     }
     reach.pool.close_all().await;
+    reach.finish();
     let all_ok = reports.iter().all(|r| r.ok);
     if args.json {
         let doc = serde_json::json!({
@@ -314,6 +315,7 @@ async fn facts(args: FactsArgs) -> anyhow::Result<ExitCode> {
         hosts.push(task.await.context("a host's facts task crashed")?);
     }
     reach.pool.close_all().await;
+    reach.finish();
     let all_ok = hosts.iter().all(|h| h.error.is_none());
     let doc = serde_json::json!({ "ok": all_ok, "hosts": hosts });
     println!("{}", serde_json::to_string_pretty(&doc)?);

@@ -11,6 +11,7 @@ use ferry_inventory::remote::AgentBinary;
 use ferry_inventory::ssh::{HostKeyPolicy, KeyNotice, KnownHosts, Pool, SessionOptions};
 use ferry_inventory::{Inventory, InventoryError, PromptRequest, Secret, SecretSource, Target};
 
+use super::progress::Printer;
 use crate::cmdline::ReachArgs;
 
 /// Secrets from the environment, else asked on the terminal (never echoed).
@@ -61,6 +62,19 @@ pub struct Reach {
     pub agent: Option<Arc<AgentBinary>>,
     /// Where per-host logs go.
     pub run_dir: PathBuf,
+    /// Prints host keys trusted on first contact (summarized for many hosts), when [`reach`]
+    /// made the notice; [`Reach::finish`] shows the last count.
+    keys: Option<Printer>,
+}
+
+impl Reach {
+    /// Shows what is left to show of the host keys trusted on first contact (for many hosts,
+    /// their count); call once the command's sessions are done.
+    pub fn finish(&self) {
+        if let Some(p) = &self.keys {
+            p.finish();
+        }
+    }
 }
 
 /// ferry's known_hosts: `--known-hosts` or `~/.ferry/known_hosts`.
@@ -130,7 +144,12 @@ pub async fn reach(
     origin: &Path,
     run_dir: PathBuf,
 ) -> anyhow::Result<Reach> {
-    reach_with(args, inv, origin, run_dir, &EnvOrTty, KeyNotice::stderr()).await
+    // For a few hosts a line per new host key; for many, the first and then their count, as
+    // in `ferry apply`.
+    let printer = Printer::new(inv.hosts().len(), true);
+    let mut reach = reach_with(args, inv, origin, run_dir, &EnvOrTty, printer.key_notice()).await?;
+    reach.keys = Some(printer);
+    Ok(reach)
 }
 
 /// [`reach`] for a front end that asks for secrets its own way and shows newly trusted host
@@ -166,6 +185,7 @@ pub async fn reach_with(
         targets,
         agent,
         run_dir,
+        keys: None,
     })
 }
 
