@@ -335,7 +335,9 @@ pub fn pod_reason(pods: &[&Value], events: &[Value], nodes: &[Value]) -> Option<
                     continue;
                 }
                 let msg = w["message"].as_str().unwrap_or_default().trim();
-                let text = if msg.is_empty() {
+                let text = if r == "CrashLoopBackOff" {
+                    crash_text(cs)
+                } else if msg.is_empty() {
                     r.to_string()
                 } else {
                     format!("{r}: {msg}")
@@ -371,6 +373,23 @@ pub fn pod_reason(pods: &[&Value], events: &[Value], nodes: &[Value]) -> Option<
         }
     }
     best
+}
+
+/// A crashing container in the words an engineer acts on: which container, how its last run
+/// ended and how often it was restarted (Kubernetes' own message only names the back-off).
+fn crash_text(cs: &Value) -> String {
+    let name = cs["name"].as_str().unwrap_or("?");
+    let last = &cs["lastState"]["terminated"];
+    let ended = match (last["exitCode"].as_i64(), last["reason"].as_str()) {
+        (Some(code), Some(reason)) if !reason.is_empty() => {
+            format!("exited with code {code} ({reason})")
+        }
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, _) => "keeps exiting".to_string(),
+    };
+    let restarts = int(&cs["restartCount"]);
+    let times = if restarts == 1 { "time" } else { "times" };
+    format!("CrashLoopBackOff: container {name} {ended}, restarted {restarts} {times}")
 }
 
 /// The health of every workload in `workloads` (as the cluster has them), each with the
@@ -745,7 +764,26 @@ mod tests {
         let pulling = json!({"metadata": {"name": "train-2", "labels": {"app.kubernetes.io/component": "train"}},
             "status": {"phase": "Pending", "containerStatuses": [{"name": "t", "state": {"waiting": {
                 "reason": "CrashLoopBackOff"}}}]}});
-        let h = evaluate(&[w], &[pending, pulling], &[], &[]);
-        assert_eq!(h[0].health, Health::Progressing("CrashLoopBackOff".into()));
+        let h = evaluate(&[w.clone()], &[pending.clone(), pulling], &[], &[]);
+        assert_eq!(
+            h[0].health,
+            Health::Progressing(
+                "CrashLoopBackOff: container t keeps exiting, restarted 0 times".into()
+            )
+        );
+        // A crashing container says how it ended and how often it was restarted.
+        let crashing = json!({"metadata": {"name": "train-3", "labels": {"app.kubernetes.io/component": "train"}},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "trainer", "restartCount": 3,
+                "state": {"waiting": {"reason": "CrashLoopBackOff",
+                    "message": "back-off 40s restarting failed container=trainer pod=train-3_ns(u)"}},
+                "lastState": {"terminated": {"exitCode": 2, "reason": "Error"}}}]}});
+        let h = evaluate(&[w], &[pending, crashing], &[], &[]);
+        assert_eq!(
+            h[0].health,
+            Health::Progressing(
+                "CrashLoopBackOff: container trainer exited with code 2 (Error), restarted 3 times"
+                    .into()
+            )
+        );
     }
 }
