@@ -764,7 +764,12 @@ mod tests {
         let pulling = json!({"metadata": {"name": "train-2", "labels": {"app.kubernetes.io/component": "train"}},
             "status": {"phase": "Pending", "containerStatuses": [{"name": "t", "state": {"waiting": {
                 "reason": "CrashLoopBackOff"}}}]}});
-        let h = evaluate(&[w.clone()], &[pending.clone(), pulling], &[], &[]);
+        let h = evaluate(
+            std::slice::from_ref(&w),
+            &[pending.clone(), pulling],
+            &[],
+            &[],
+        );
         assert_eq!(
             h[0].health,
             Health::Progressing(
