@@ -53,18 +53,6 @@ fn app_yaml(image: &str, version: &str, page_env: &str, probe_path: &str) -> Str
     )
 }
 
-/// `apply A s, healthy after W s` from ferry's `deployed as revision N (apply …)` line, for
-/// the benchmark's BENCH lines.
-fn deploy_times(out: &str) -> String {
-    out.lines()
-        .find_map(|l| {
-            l.split_once("(apply ")
-                .map(|(_, t)| t.trim_end_matches(')'))
-        })
-        .unwrap_or("?")
-        .to_string()
-}
-
 /// The IPs of the running pods of `component`, read on the node.
 fn pod_ips(node: &support::Node, component: &str) -> Vec<String> {
     let out = node.sh(&format!(
@@ -84,33 +72,16 @@ fn pod_ips(node: &support::Node, component: &str) -> Vec<String> {
 /// Asks `http://IP:8080/` from inside `netns` every 250 ms until `stop`: (answered, failed,
 /// longest run of failures in seconds).
 fn poll_web(netns: &str, ips: &[String], stop: &std::sync::atomic::AtomicBool) -> (u32, u32, f64) {
-    use std::sync::atomic::Ordering;
-    let (mut good, mut bad, mut worst) = (0u32, 0u32, 0f64);
-    let mut down_since: Option<std::time::Instant> = None;
-    while !stop.load(Ordering::Relaxed) {
-        let answered = ips.iter().any(|ip| {
+    cli::poll(stop, Duration::from_millis(250), || {
+        ips.iter().any(|ip| {
             Command::new("nsenter")
                 .arg(format!("--net=/run/netns/{netns}"))
                 .args(["--", "wget", "-q", "-T", "1", "-O", "/dev/null"])
                 .arg(format!("http://{ip}:8080/"))
                 .status()
                 .is_ok_and(|s| s.success())
-        });
-        if answered {
-            good += 1;
-            if let Some(t) = down_since.take() {
-                worst = worst.max(t.elapsed().as_secs_f64());
-            }
-        } else {
-            bad += 1;
-            down_since.get_or_insert_with(std::time::Instant::now);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    if let Some(t) = down_since {
-        worst = worst.max(t.elapsed().as_secs_f64());
-    }
-    (good, bad, worst)
+        })
+    })
 }
 
 /// A busybox image `NAME:TAG` holding `files`, imported into the node's containerd and named
@@ -317,7 +288,7 @@ fn deploys_upgrades_rolls_back_a_failed_probe_and_removes_an_app() {
     println!(
         "BENCH apps deploy v1 (first install): {:.1} s wall; {}",
         t.elapsed().as_secs_f64(),
-        deploy_times(&out)
+        cli::deploy_times(&out)
     );
     assert!(out.contains("shop 1.0.0: deployed as revision 1"), "{out}");
     let status: Value =
@@ -332,7 +303,7 @@ fn deploys_upgrades_rolls_back_a_failed_probe_and_removes_an_app() {
     println!(
         "BENCH apps upgrade v1->v2: {:.1} s wall; {}",
         t.elapsed().as_secs_f64(),
-        deploy_times(&out)
+        cli::deploy_times(&out)
     );
     // v2's pods answer over HTTP, asked from the node as a client on the site's network would.
     let node = &site.lan.nodes[0];
@@ -554,7 +525,6 @@ fn the_sample_mcd_platform_runs_every_component_for_real() {
     // checks it offline, with the activation record; apply would activate it on the hosts).
     cli::license(site.dir.path(), "mcd-platform = true\n");
     let node = &site.lan.nodes[0];
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mcd");
     let app = import_busybox(
         node,
         &site.endpoint,
@@ -569,19 +539,7 @@ fn the_sample_mcd_platform_runs_every_component_for_real() {
         "1.0",
         &[("tool/hello.txt", b"tool\n")],
     );
-    // The sample's app.yaml, naming these images' digests instead of the demo's.
-    let yaml = std::fs::read_to_string(sample.join("app.yaml")).unwrap();
-    let pinned = |text: &str, name: &str, with: &str| -> String {
-        let start = text.find(&format!("{name}@sha256:")).unwrap();
-        let old = &text[start..start + name.len() + 1 + 7 + 64];
-        text.replace(old, with)
-    };
-    let yaml = pinned(&pinned(&yaml, "demo/app:1.0", &app), "demo/tool:1.0", &tool);
-    let dir = site.dir.path().join("mcd");
-    std::fs::create_dir_all(dir.join("files")).unwrap();
-    for f in ["index.html", "report.sh"] {
-        std::fs::copy(sample.join("files").join(f), dir.join("files").join(f)).unwrap();
-    }
+    let yaml = cli::sample_mcd(&site.dir.path().join("mcd"), &app, &tool);
     let fap = site.pack("mcd", &yaml);
     assert_eq!(fap, "mcd-2.3.0.fap");
 
@@ -594,7 +552,7 @@ fn the_sample_mcd_platform_runs_every_component_for_real() {
     println!(
         "BENCH apps deploy of the sample MCD platform (7 components): {:.1} s wall; {}",
         t.elapsed().as_secs_f64(),
-        deploy_times(&out)
+        cli::deploy_times(&out)
     );
     assert!(out.contains("mcd 2.3.0: deployed as revision 1"), "{out}");
     assert!(

@@ -14,7 +14,7 @@ use serde_json::Value;
 use vm_tests::{start_or_skip, Testbed, Vm, VmSpec};
 
 mod common;
-use common::{expect_status, Run, Site};
+use common::{expect_status, step, Run, Site};
 
 /// Each test boots its own 3 VMs: never two testbeds at once on a 2-core machine.
 static ONE_BED: Mutex<()> = Mutex::new(());
@@ -289,10 +289,6 @@ fn start_bed() -> Option<(std::sync::MutexGuard<'static, ()>, Testbed, f64)> {
     let boot = t0.elapsed().as_secs_f64();
     eprintln!("testbed of 3 VMs up in {boot:.1} s");
     Some((guard, bed, boot))
-}
-
-fn step(name: &str, t0: Instant) {
-    eprintln!("==== [{:6.1} s] {name}", t0.elapsed().as_secs_f64());
 }
 
 // ------------------------------------------------------------------------------------ tests

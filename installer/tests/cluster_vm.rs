@@ -8,49 +8,18 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Instant;
 
-use vm_tests::{start_or_skip, Testbed, Vm, VmSpec};
+use vm_tests::{Testbed, Vm};
 
 mod common;
-use common::{expect_status, Site};
+use common::cluster::{
+    self, answers, image_digest, inventory, inventory_with, start_bed, Image, K3S_VERSION,
+};
+use common::{expect_status, step, Site};
 
-/// Each test boots its own VMs: never two testbeds at once on a 2-core machine.
-static ONE_BED: Mutex<()> = Mutex::new(());
-
-const K3S_VERSION: &str = "v1.31.4+k3s1";
 const APP: &str = "ferry-test/app:1";
 const APP_FULL: &str = "docker.io/ferry-test/app:1";
-const PAUSE: &str = "ferry-test/pause:3";
-
-fn step(name: &str, t0: Instant) {
-    eprintln!("==== [{:6.1} s] {name}", t0.elapsed().as_secs_f64());
-}
-
-/// The k3s binary the tests install: `FERRY_TEST_K3S`, else the stand-in (built when missing).
-fn k3s_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("FERRY_TEST_K3S") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().unwrap();
-    // target/debug/deps/cluster_vm-HASH -> target/debug/k3s-STAND-IN
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let standin = dir.join("k3s-STAND-IN");
-    if !standin.exists() {
-        let ok = Command::new(env!("CARGO"))
-            .args(["build", "-p", "k3s-standin", "--bin", "k3s-STAND-IN"])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "building the k3s stand-in failed");
-    }
-    standin
-}
-
-fn sha256_of(path: &Path) -> String {
-    ferry_bundle::Digest::of(&fs::read(path).unwrap()).hex()
-}
 
 /// A signed bundle `site.ferry` (key `vendor`) with k3s (the stand-in, and an air-gap archive
 /// holding one image), the app image, and nothing else: the site's hosts get containerd from
@@ -61,46 +30,22 @@ fn build_bundle(dir: &Path, with_airgap: bool) -> PathBuf {
 
 /// [`build_bundle`] with `payload` as a file of the app image (the benchmark's is large).
 fn build_bundle_with(dir: &Path, with_airgap: bool, payload: &[u8]) -> PathBuf {
-    use ferry_tests::docker::Dockerd;
-    let engine = Dockerd::start();
-    engine.import_busybox(PAUSE, &[("pause-marker", b"pause\n")]);
-    engine.import_busybox(APP, &[("app-marker", payload)]);
-    engine.save(&[PAUSE], &dir.join("airgap.tar"));
-    engine.save(&[APP], &dir.join("app.tar"));
-    let k3s = k3s_binary();
-    fs::copy(&k3s, dir.join("k3s")).unwrap();
-    let mut toml = format!(
-        "[bundle]\nname = \"vm-cluster\"\nversion = \"1.0.0\"\n\n\
-         [[images]]\nref = \"{APP}\"\narchive = \"app.tar\"\n\n"
-    );
-    if with_airgap {
-        toml.push_str(&format!(
-            "[k3s]\nversion = \"{K3S_VERSION}\"\nbinary = {{ path = \"k3s\", sha256 = \"{}\" }}\n\
-             airgap_images = {{ path = \"airgap.tar\", sha256 = \"{}\" }}\n",
-            sha256_of(&dir.join("k3s")),
-            sha256_of(&dir.join("airgap.tar")),
-        ));
-    }
-    fs::write(dir.join("bundle.toml"), toml).unwrap();
-    let ferry = |args: &[&str]| common::ferry_in(dir, args);
-    if !dir.join("vendor.pub").exists() {
-        ferry(&["key", "generate", "-o", "vendor"]);
-    }
     let out = if with_airgap {
         "site.ferry"
     } else {
         "noairgap.ferry"
     };
-    ferry(&[
-        "bundle",
-        "build",
-        "bundle.toml",
-        "-o",
+    let files: &[(&str, &[u8])] = &[("app-marker", payload)];
+    cluster::build_bundle(
+        dir,
         out,
-        "--sign-key",
-        "vendor",
-    ]);
-    dir.join(out)
+        with_airgap,
+        &[Image {
+            reference: APP,
+            archive: "app.tar",
+            files,
+        }],
+    )
 }
 
 /// The app `web` 1.0.0: busybox httpd serving the app image's files on 8080 (its readiness
@@ -108,20 +53,7 @@ fn build_bundle_with(dir: &Path, with_airgap: bool, payload: &[u8]) -> PathBuf {
 /// Packed and signed with the vendor key, then added to `site.ferry`: the bundle is built
 /// again with it (the image's digest is the one the first build recorded).
 fn add_app(dir: &Path) {
-    let bundle = ferry_bundle::Bundle::open(&dir.join("site.ferry"), None).unwrap();
-    let digest = bundle
-        .manifest()
-        .items
-        .iter()
-        .find_map(|i| match &i.kind {
-            ferry_bundle::ItemKind::Image {
-                reference,
-                manifest_digest,
-                ..
-            } if reference.contains("ferry-test/app") => Some(manifest_digest.to_string()),
-            _ => None,
-        })
-        .unwrap();
+    let digest = image_digest(&dir.join("site.ferry"), "ferry-test/app");
     fs::create_dir_all(dir.join("web")).unwrap();
     fs::write(
         dir.join("web/app.yaml"),
@@ -134,73 +66,8 @@ fn add_app(dir: &Path) {
         ),
     )
     .unwrap();
-    let ferry = |args: &[&str]| common::ferry_in(dir, args);
-    ferry(&["app", "pack", "web", "--sign-key", "vendor"]);
-    let toml = fs::read_to_string(dir.join("bundle.toml")).unwrap();
-    fs::write(
-        dir.join("bundle.toml"),
-        format!("{toml}\n[[app_packages]]\npath = \"web-1.0.0.fap\"\n"),
-    )
-    .unwrap();
-    ferry(&[
-        "bundle",
-        "build",
-        "bundle.toml",
-        "-o",
-        "site.ferry",
-        "--sign-key",
-        "vendor",
-        "--force",
-    ]);
-}
-
-/// A license for the hosts of `inventory` from the test vendor key (built into test builds
-/// only) granting module `vm-apps`: `site.lic`, its activation record in `lic/`.
-fn license_for(site: &Site, inventory: &str) {
-    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../licensing/testdata");
-    fs::copy(
-        testdata.join("test-issuer-a.key"),
-        site.path().join("issuer.key"),
-    )
-    .unwrap();
-    site.ferry(&[
-        "license",
-        "request",
-        "-i",
-        inventory,
-        "--state-dir",
-        "lic",
-        "-o",
-        "req.txt",
-    ])
-    .expect_ok("license request -i");
-    site.write(
-        "spec.toml",
-        "customer = \"VM Site\"\nexpires = \"2099-12-31\"\nmax_nodes = 10\n\n[modules]\nvm-apps = true\n",
-    );
-    site.ferry(&[
-        "license",
-        "issue",
-        "--request",
-        "req.txt",
-        "--spec",
-        "spec.toml",
-        "--key",
-        "issuer.key",
-        "-o",
-        "site.lic",
-    ])
-    .expect_ok("license issue");
-}
-
-/// The answer file: k3s from `bundle`, with `extra` lines in `[cluster]`.
-fn answers(site: &Site, name: &str, inventory: &str, bundle: &str, extra: &str) -> String {
-    let text = format!(
-        "inventory = \"{inventory}\"\nbundle = \"{bundle}\"\nbundle-pubkey = \"vendor.pub\"\n\n\
-         [cluster]\nname = \"vm-cluster\"\ndistribution = \"k3s\"\n{extra}\n\n\
-         [preflight]\nmin-cpus = 1\nmin-memory-mib = 512\nmin-disk-gib = 1\n"
-    );
-    site.write(name, &text).to_str().unwrap().to_string()
+    common::ferry_in(dir, &["app", "pack", "web", "--sign-key", "vendor"]);
+    cluster::add_packages(dir, &["web-1.0.0.fap"]);
 }
 
 /// The paths k3s uses on a host, as an operator would list them (path, type, and for files
@@ -280,40 +147,6 @@ fn no_pull_attempted(bed: &Testbed) {
     }
 }
 
-/// The first `hosts` VMs of the testbed, one server and the rest agents.
-fn inventory(site: &Site, bed: &Testbed, name: &str, hosts: usize) -> String {
-    inventory_with(site, bed, name, hosts, 1)
-}
-
-/// The first `hosts` VMs of the testbed, the first `servers` of them servers.
-fn inventory_with(site: &Site, bed: &Testbed, name: &str, hosts: usize, servers: usize) -> String {
-    let text = ferry_tests::vmhost::inventory_toml(bed, servers);
-    let blocks: Vec<&str> = text
-        .split("[[hosts]]")
-        .filter(|b| !b.trim().is_empty())
-        .collect();
-    let mut out = String::new();
-    for b in blocks.iter().take(hosts) {
-        out.push_str("[[hosts]]");
-        out.push_str(b);
-    }
-    site.write(name, &out);
-    name.to_string()
-}
-
-fn start_bed(n: usize) -> Option<(std::sync::MutexGuard<'static, ()>, Testbed)> {
-    if !ferry_tests::docker::available() {
-        assert!(
-            !vm_tests::in_ci(),
-            "CI must have docker for the cluster bundle"
-        );
-        return None;
-    }
-    let guard = ONE_BED.lock().unwrap_or_else(|p| p.into_inner());
-    let bed = start_or_skip(n, &VmSpec::default())?;
-    Some((guard, bed))
-}
-
 /// 1 server + 2 agents from bare VMs, ferry killed during the agents and resumed, a second
 /// apply with nothing to do, a 4th node added alone, a foreign host refused, then reset.
 #[test]
@@ -362,7 +195,7 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
         "2. the same apply resumes: the servers that joined are not redone, every node Ready",
         t0,
     );
-    license_for(&site, &inv3);
+    cluster::license_for(&site, &inv3, "vm-apps = true\n");
     answers(&site, "site3.toml", &inv3, "site.ferry", licensed);
     // The killed run's host locks are stale; naming its id breaks them (docs/host-init.md).
     let run = site.ferry(&["apply", "--answers", &a3, "--break-lock", &killed_run]);

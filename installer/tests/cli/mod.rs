@@ -101,3 +101,61 @@ pub fn license(p: &Path, modules: &str) {
         p,
     ));
 }
+
+/// The sample MCD platform (examples/mcd) on a test's own images: its files copied into
+/// `dir/files`, and its app.yaml, returned, naming `app` and `tool` (`NAME:TAG@sha256:…`)
+/// instead of the demo's images (which hold no programs: they need the Rust toolchain).
+pub fn sample_mcd(dir: &Path, app: &str, tool: &str) -> String {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mcd");
+    let yaml = std::fs::read_to_string(sample.join("app.yaml")).unwrap();
+    let pinned = |text: &str, name: &str, with: &str| -> String {
+        let start = text.find(&format!("{name}@sha256:")).unwrap();
+        let old = &text[start..start + name.len() + 1 + 7 + 64];
+        text.replace(old, with)
+    };
+    std::fs::create_dir_all(dir.join("files")).unwrap();
+    for f in ["index.html", "report.sh"] {
+        std::fs::copy(sample.join("files").join(f), dir.join("files").join(f)).unwrap();
+    }
+    pinned(&pinned(&yaml, "demo/app:1.0", app), "demo/tool:1.0", tool)
+}
+
+/// `apply A s, healthy after W s` from ferry's `deployed as revision N (apply …)` line, for
+/// the benchmarks' BENCH lines.
+pub fn deploy_times(out: &str) -> String {
+    out.lines()
+        .find_map(|l| {
+            l.split_once("(apply ")
+                .map(|(_, t)| t.trim_end_matches(')'))
+        })
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Calls `answered` every `every` until `stop`, as a client asking a service over and over:
+/// (answered, failed, longest run of failures in seconds).
+pub fn poll(
+    stop: &std::sync::atomic::AtomicBool,
+    every: std::time::Duration,
+    mut answered: impl FnMut() -> bool,
+) -> (u32, u32, f64) {
+    use std::sync::atomic::Ordering;
+    let (mut good, mut bad, mut worst) = (0u32, 0u32, 0f64);
+    let mut down_since: Option<std::time::Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if answered() {
+            good += 1;
+            if let Some(t) = down_since.take() {
+                worst = worst.max(t.elapsed().as_secs_f64());
+            }
+        } else {
+            bad += 1;
+            down_since.get_or_insert_with(std::time::Instant::now);
+        }
+        std::thread::sleep(every);
+    }
+    if let Some(t) = down_since {
+        worst = worst.max(t.elapsed().as_secs_f64());
+    }
+    (good, bad, worst)
+}

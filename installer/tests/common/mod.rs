@@ -13,6 +13,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vm_tests::Testbed;
 
+pub mod cluster;
+
+/// Prints where a test is, with the seconds since `t0`: a slow run's log says which step
+/// took the time.
+pub fn step(name: &str, t0: Instant) {
+    eprintln!("==== [{:6.1} s] {name}", t0.elapsed().as_secs_f64());
+}
+
 /// How long one `ferry` command may take on emulated VMs before the test gives up on it.
 pub const COMMAND_LIMIT: Duration = Duration::from_secs(900);
 
