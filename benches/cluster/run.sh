@@ -6,6 +6,9 @@
 # Run as root from the repository root: benches/cluster/run.sh. Figures: docs/performance.md.
 # FERRY_BENCH_VMS=1 benches/cluster/run.sh: one host alone (the images step not sharing the
 # emulated cores with two other VMs, as the reference does not).
+# FERRY_TEST_IMAGES=registry FERRY_BENCH_VMS=2 benches/cluster/run.sh: the images pulled from the
+# site registry on the first server ([cluster] images = "registry", two nodes or more; the
+# `registry` step, sending ferry and the bundle there, is reported beside the `images` step).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) nproc=$(nproc) $(lscpu | grep 'Model name' | sed 's/  */ /g')"

@@ -2,7 +2,9 @@
 //! hosts to a Ready k3s cluster, resumed after ferry is killed, a second apply that changes
 //! nothing, a 4th node added alone, a reset that leaves the hosts as before, and a powered-off
 //! node rolling the run back. k3s is the k3s-STAND-IN (tests/k3s-standin) unless
-//! `FERRY_TEST_K3S` names a real k3s binary.
+//! `FERRY_TEST_K3S` names a real k3s binary. `FERRY_TEST_IMAGES=registry` runs them with the
+//! images pulled from the site registry on the first server (`[cluster] images = "registry"`),
+//! and the bare-VM scenario then checks that every node pulled from it and tried nothing else.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::fs;
@@ -14,7 +16,8 @@ use vm_tests::{Testbed, Vm};
 
 mod common;
 use common::cluster::{
-    self, answers, image_digest, inventory, inventory_with, start_bed, Image, K3S_VERSION,
+    self, answers, image_digest, inventory, inventory_with, pulls_from_registry, start_bed, Image,
+    K3S_VERSION,
 };
 use common::{expect_status, step, Site};
 
@@ -74,12 +77,14 @@ fn add_app(dir: &Path) {
 /// the sha256), plus the units and the k8s.io images.
 const K3S_TREE: &str = r#"
 for p in /usr/local/bin/k3s /etc/rancher /var/lib/rancher /var/lib/kubelet /run/k3s \
-         /etc/systemd/system/k3s.service /etc/systemd/system/k3s-agent.service; do
+         /etc/systemd/system/k3s.service /etc/systemd/system/k3s-agent.service \
+         /var/lib/ferry/registry /etc/systemd/system/ferry-registry.service \
+         /etc/ferry/registry-ca.pem /etc/containerd/certs.d; do
   [ -e "$p" ] || continue
   find "$p" -xdev \( -type d -printf '%p dir\n' \) -o \( -type f -printf '%p file ' -exec sh -c 'sha256sum < "$1" | cut -c1-16' _ {} \; \) -o -printf '%p other\n' 2>/dev/null
 done | sort
 echo "@images"; ctr -n k8s.io images ls -q 2>/dev/null | sort
-echo "@units"; for u in k3s k3s-agent; do echo "$u $(systemctl is-active $u 2>/dev/null)"; done
+echo "@units"; for u in k3s k3s-agent ferry-registry; do echo "$u $(systemctl is-active $u 2>/dev/null)"; done
 "#;
 
 fn k3s_tree(vm: &Vm) -> String {
@@ -145,6 +150,57 @@ fn no_pull_attempted(bed: &Testbed) {
             .unwrap();
         assert_eq!(log.trim(), "0", "{}: a pull was attempted", vm.name());
     }
+}
+
+/// The images came through the site registry on `first` (the bundle sent there once), each of
+/// `nodes` pulling by the usual name; the mirror is the only place a node tries.
+fn registry_served(first: &Vm, nodes: &[&Vm]) {
+    let served = first
+        .ssh_ok("journalctl -u ferry-registry --no-pager -o cat")
+        .unwrap();
+    for vm in nodes {
+        assert!(
+            served
+                .lines()
+                .any(|l| l.starts_with(&format!("served {APP_FULL} ("))
+                    && l.ends_with(&format!(" to {}", vm.address()))),
+            "{} did not pull {APP_FULL} from the registry on {}:\n{served}",
+            vm.name(),
+            first.name()
+        );
+        let hosts = vm
+            .ssh_ok("cat /etc/containerd/certs.d/docker.io/hosts.toml")
+            .unwrap();
+        assert!(
+            hosts.contains(&format!("server = \"https://{}:5000\"", first.address())),
+            "{}: {hosts}",
+            vm.name()
+        );
+        let registries = vm.ssh_ok("cat /etc/rancher/k3s/registries.yaml").unwrap();
+        assert!(
+            registries.contains(&format!("- \"https://{}:5000\"", first.address())),
+            "{}: {registries}",
+            vm.name()
+        );
+        // An image the bundle lacks: the mirror says no, and nothing else is tried (the site
+        // has no route out; the pull fails at once rather than timing out elsewhere).
+        let other = vm
+            .ssh_ok(
+                "timeout 60 ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d \
+                 docker.io/library/busybox:1.36 >/dev/null 2>&1; echo rc=$?",
+            )
+            .unwrap();
+        assert_eq!(
+            other.trim(),
+            "rc=1",
+            "{}: a pull outside the bundle",
+            vm.name()
+        );
+    }
+    assert!(
+        !served.contains("busybox"),
+        "the registry served an image the bundle lacks:\n{served}"
+    );
 }
 
 /// 1 server + 2 agents from bare VMs, ferry killed during the agents and resumed, a second
@@ -300,6 +356,9 @@ fn bare_vms_become_a_ready_cluster_that_resumes_grows_alone_and_resets() {
         );
     }
     no_pull_attempted(&bed);
+    if pulls_from_registry() {
+        registry_served(vm0, &[vm0, vm1, vm2]);
+    }
 
     step(
         "3. a second apply with the same answers changes nothing",
@@ -514,8 +573,14 @@ fn a_node_powered_off_mid_run_rolls_the_run_back_or_resumes_after() {
     let run = site.ferry(&["apply", "--answers", &a, "--break-lock", &lost_run]);
     run.expect_ok("apply after the power came back");
     all_ready(vm0, &["vm0", "vm1", "vm2"]);
-    // vm0 was rolled back: its image and k3s went again, reported as bytes that moved.
-    for line in ["vm0 images sent ", "vm0 k3s-server sent "] {
+    // vm0 was rolled back: its image (or the bundle, for the registry) and k3s went again,
+    // reported as bytes that moved.
+    let image_step = if pulls_from_registry() {
+        "vm0 registry sent "
+    } else {
+        "vm0 images sent "
+    };
+    for line in [image_step, "vm0 k3s-server sent "] {
         assert!(
             run.stderr.lines().any(|l| l.starts_with(line)),
             "no `{line}…` progress line\n{}",
@@ -555,6 +620,7 @@ fn bench_cluster_install() {
     };
     build_bundle_with(site.path(), true, &payload);
     let inv = inventory(&site, &bed, "inv.toml", vms);
+    // FERRY_TEST_IMAGES=import|registry: how the images reach the nodes.
     let a = answers(&site, "site.toml", &inv, "site.ferry", "");
     let t = Instant::now();
     let run = site.ferry(&["apply", "--answers", &a]);
@@ -606,8 +672,23 @@ fn bench_cluster_install() {
         .unwrap();
     let ctr_s: f64 = timed.trim().parse().unwrap_or(f64::NAN);
     let images_s = by_step.get("images").copied().unwrap_or(f64::NAN);
+    // Two or more nodes may pull through the site registry on the first server.
+    let via = if by_step.contains_key("registry") {
+        "registry"
+    } else {
+        "import"
+    };
     println!(
-        "BENCH images ferry_s={images_s:.2} ctr_local_s={ctr_s:.2} bytes={size} ratio={:.2}",
+        "BENCH images via={via} ferry_s={images_s:.2} ctr_local_s={ctr_s:.2} bytes={size} ratio={:.2}",
         ctr_s / images_s
     );
+    if via == "registry" {
+        let step = by_step.get("registry").copied().unwrap_or(f64::NAN);
+        // The registry step (ferry's binary, the bundle and the certificate sent to the first
+        // server, the unit started) runs before any node pulls: the whole cost of the path.
+        println!(
+            "BENCH registry step_s={step:.2} with_images_ratio={:.2}",
+            ctr_s / (step + images_s)
+        );
+    }
 }

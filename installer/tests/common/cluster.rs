@@ -196,12 +196,29 @@ pub fn license_for(site: &Site, inventory: &str, modules: &str) {
     .expect_ok("license issue");
 }
 
+/// `[cluster] images` as `FERRY_TEST_IMAGES` (`import` or `registry`) says; the default's
+/// when unset.
+pub fn images_from() -> Option<String> {
+    std::env::var("FERRY_TEST_IMAGES")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether a cluster of two nodes or more pulls its images from the site registry on its
+/// first server (`images = "registry"`).
+pub fn pulls_from_registry() -> bool {
+    images_from().as_deref() == Some("registry")
+}
+
 /// The answer file `name`: k3s from `bundle`, with `extra` lines in `[cluster]` (and tables
-/// after it).
+/// after it), and `images` from [`images_from`].
 pub fn answers(site: &Site, name: &str, inventory: &str, bundle: &str, extra: &str) -> String {
+    let images = images_from()
+        .map(|v| format!("images = \"{v}\"\n"))
+        .unwrap_or_default();
     let text = format!(
         "inventory = \"{inventory}\"\nbundle = \"{bundle}\"\nbundle-pubkey = \"vendor.pub\"\n\n\
-         [cluster]\nname = \"vm-cluster\"\ndistribution = \"k3s\"\n{extra}\n\n\
+         [cluster]\nname = \"vm-cluster\"\ndistribution = \"k3s\"\n{images}{extra}\n\n\
          [preflight]\nmin-cpus = 1\nmin-memory-mib = 512\nmin-disk-gib = 1\n"
     );
     site.write(name, &text).to_str().unwrap().to_string()
