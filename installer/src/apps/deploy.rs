@@ -192,21 +192,31 @@ impl<'a> Apps<'a> {
         let selector = format!("-n {namespace} -l app.kubernetes.io/name={app}");
         let mut workloads = Vec::new();
         let mut missing = Vec::new();
-        for kind in health::WORKLOAD_KINDS {
-            let wanted: Vec<&str> = objects
+        // Every kind of workload the app has, in one call (each `k3s kubectl` costs a process
+        // start on the server and a round trip over SSH); a list's items carry their kind.
+        let kinds: Vec<&str> = health::WORKLOAD_KINDS
+            .into_iter()
+            .filter(|k| objects.iter().any(|o| o["kind"] == *k))
+            .collect();
+        let have = if kinds.is_empty() {
+            Vec::new()
+        } else {
+            let resources: Vec<String> = kinds.iter().map(|k| resource(k)).collect();
+            let list = self
+                .get_json(&format!("get {} {selector}", resources.join(",")))
+                .await?;
+            list["items"].as_array().cloned().unwrap_or_default()
+        };
+        for kind in kinds {
+            let wanted = objects
                 .iter()
                 .filter(|o| o["kind"] == kind)
-                .filter_map(|o| o["metadata"]["name"].as_str())
-                .collect();
-            if wanted.is_empty() {
-                continue;
-            }
-            let list = self
-                .get_json(&format!("get {} {selector}", resource(kind)))
-                .await?;
-            let have = list["items"].as_array().cloned().unwrap_or_default();
+                .filter_map(|o| o["metadata"]["name"].as_str());
             for name in wanted {
-                match have.iter().find(|o| o["metadata"]["name"] == name) {
+                match have
+                    .iter()
+                    .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                {
                     Some(o) => {
                         let mut o = o.clone();
                         o["kind"] = json!(kind);

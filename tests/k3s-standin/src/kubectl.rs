@@ -377,6 +377,36 @@ fn targets(args: &[String]) -> Result<Targets, Fail> {
     ))
 }
 
+/// The objects of one resource in `scope` (every namespace when `None`) matching `selector`,
+/// each with its apiVersion and kind as kubectl prints a list's items.
+async fn list(
+    client: &Client,
+    res: &Resource,
+    scope: Option<&str>,
+    selector: Option<&str>,
+) -> Result<Vec<Value>, Fail> {
+    let mut path = res.path(scope, None);
+    if let Some(sel) = selector {
+        path.push_str(&format!("?labelSelector={}", encode(sel)));
+    }
+    let (code, body) = client.request("GET", &path, None, Vec::new(), &[]).await?;
+    if code != 200 {
+        return Err(status_error(&body, code));
+    }
+    let list: Value = serde_json::from_slice(&body).map_err(|e| Fail(format!("error: {e}")))?;
+    Ok(list["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut i| {
+            i["apiVersion"] = json!(res.api_version());
+            i["kind"] = json!(res.kind);
+            i
+        })
+        .collect())
+}
+
 async fn get(o: &Opts) -> Result<(), Fail> {
     let k = load_kubeconfig(o.kubeconfig.as_deref())?;
     let client = client_of(&k)?;
@@ -393,6 +423,19 @@ async fn get(o: &Opts) -> Result<(), Fail> {
         .clone()
         .or(k.namespace.clone())
         .unwrap_or_else(|| "default".into());
+    // `get deployments,jobs`: one list of several kinds, each item with its kind (what ferry
+    // asks when it reads an app's workloads in one call).
+    if let [_, kinds] = &o.positional[..] {
+        if kinds.contains(',') && !kinds.contains('/') {
+            let scope = (!o.all_namespaces).then_some(ns.as_str());
+            let mut items = Vec::new();
+            for k in kinds.split(',') {
+                items.extend(list(&client, resource_arg(k)?, scope, o.selector.as_deref()).await?);
+            }
+            let out = json!({"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}});
+            return print_objects(&out, o.output.as_deref());
+        }
+    }
     let (kind, named) = targets(&o.positional[1..])?;
     if kind.is_none() && named.is_empty() {
         return Err(Fail("You must specify the type of resource to get. Use \"kubectl api-resources\" for a complete list of supported resources.\n\nerror: Required resource not specified.".into()));
@@ -405,26 +448,7 @@ async fn get(o: &Opts) -> Result<(), Fail> {
     if named.is_empty() {
         let res = kind.ok_or_else(|| Fail("error: Required resource not specified.".into()))?;
         let scope = (!o.all_namespaces).then_some(ns.as_str());
-        let mut path = res.path(scope, None);
-        if let Some(sel) = &o.selector {
-            path.push_str(&format!("?labelSelector={}", encode(sel)));
-        }
-        let (code, body) = client.request("GET", &path, None, Vec::new(), &[]).await?;
-        if code != 200 {
-            return Err(status_error(&body, code));
-        }
-        let list: Value = serde_json::from_slice(&body).map_err(|e| Fail(format!("error: {e}")))?;
-        let items: Vec<Value> = list["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|mut i| {
-                i["apiVersion"] = json!(res.api_version());
-                i["kind"] = json!(res.kind);
-                i
-            })
-            .collect();
+        let items = list(&client, res, scope, o.selector.as_deref()).await?;
         if items.is_empty() && o.output.is_none() {
             match scope {
                 Some(ns) if res.namespaced => eprintln!("No resources found in {ns} namespace."),

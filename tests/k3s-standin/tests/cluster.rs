@@ -501,6 +501,18 @@ spec:
         .success());
     let d2 = n.kubectl_json(&["get", "deployments.apps", "web", "-n", "shop"]);
     assert_eq!(d2["metadata"]["generation"], 2);
+    // Several kinds in one list, each item with its kind (ferry reads an app's workloads so).
+    let both = n.kubectl_json(&["get", "deployment,configmap", "-n", "shop"]);
+    let kinds: Vec<&str> = both["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"Deployment") && kinds.contains(&"ConfigMap"),
+        "{both}"
+    );
     assert_eq!(d2["spec"]["replicas"], 3);
     for k in ["uid", "creationTimestamp"] {
         assert_eq!(d2["metadata"][k], d1["metadata"][k], "{k} kept");
