@@ -274,6 +274,7 @@ fn the_sample_mcd_platform_deploys_upgrades_and_rolls_back_a_failed_probe_on_a_v
     );
     let v2 = format!("{}{}", &v1[..report], &v1[migrate..])
         .replace("\nversion: 2.3.0\n", "\nversion: 2.4.0\n");
+    // v2's files: the sample's, with v2's console page.
     cli::sample_mcd(&p.join("mcd-v2"), &app, &tool);
     fs::write(
         p.join("mcd-v2/files/index.html"),
@@ -286,6 +287,7 @@ fn the_sample_mcd_platform_deploys_upgrades_and_rolls_back_a_failed_probe_on_a_v
     let v3 = v2
         .replace(probe, "http: {path: /not-there, port: http}")
         .replace("\nversion: 2.4.0\n", "\nversion: 2.5.0\n");
+    // v3's files are v2's: only its probe differs (the console's ConfigMap stays as it is).
     fs::create_dir_all(p.join("mcd-v3")).unwrap();
     fs::rename(p.join("mcd-v2/files"), p.join("mcd-v3/files")).unwrap();
     pack(&site, "mcd-v3", &v3);
