@@ -199,8 +199,10 @@ const SSH_PORT: u16 = 22;
 
 /// x86-64-v2 (SSE4.2, POPCNT, CMPXCHG16B) without AVX: under TCG `-cpu max` makes glibc pick AVX2
 /// string functions that qemu emulates slowly; measured ~25% more CPU per boot with `max`.
-/// `FERRY_VM_CPU` overrides it.
-const DEFAULT_CPU: &str = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16";
+/// With AES-NI and PCLMULQDQ, as every server a site has: qemu runs each AES round as one
+/// helper call, so the guest's sshd and TLS decrypt AES-GCM natively instead of in emulated
+/// table code (a 2-VM cluster install 135 s -> 98 s, docs/perf-vm.md). `FERRY_VM_CPU` overrides it.
+const DEFAULT_CPU: &str = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16,+aes,+pclmulqdq";
 
 impl Vm {
     /// A VM that is not started yet; `dir` is its run directory (overlay, sockets, logs), `key`
