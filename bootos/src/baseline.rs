@@ -163,6 +163,11 @@ pub struct LocalRepo {
     pub distro: String,
     /// `deb` or `rpm`.
     pub format: String,
+    /// The directory packed as one blob ([`crate::tree::PackedTree`]), measured when `apply`
+    /// extracts it: what the relay carries and a host's step may find in its store. `None` in
+    /// a plan, or in a step rebuilt from a journal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packed: Option<ferry_inventory::relay::BlobSpec>,
 }
 
 /// A GPU driver package taken out of the bundle onto the jump host.

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use ferry_inventory::ssh::{shell_quote, Session, SshError};
 use ferry_inventory::transfer::{
     read_ahead, upload, LocalFile, TransferError, TransferEvent, UploadOptions, UploadSource,
+    HASH_FN,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -404,6 +405,14 @@ pub trait Host: Send + Sync {
     /// Sends a local directory tree into `remote_dir` (created; existing files overwritten).
     async fn send_tree(&self, local_dir: &Path, remote_dir: &str) -> Result<(), HostError>;
 
+    /// Unpacks a packed tree ([`crate::tree::PackedTree`]) the relay left in the host's store
+    /// under its `sha256` into `remote_dir` (created), once its digest is checked. `Ok(false)`
+    /// when there is no such copy, or it fails the check (it is removed then): the caller
+    /// sends the tree itself.
+    async fn unpack_staged(&self, _sha256: &str, _remote_dir: &str) -> Result<bool, HostError> {
+        Ok(false)
+    }
+
     /// Sends what `source` streams (a bundle blob, read and verified on the way) to `remote`,
     /// as [`Host::upload`] does a local file: resumable, skipped when the same content is
     /// there, placed atomically.
@@ -550,13 +559,25 @@ pub trait Host: Send + Sync {
 pub struct SshHost {
     session: Arc<Session>,
     name: String,
+    store: String,
 }
 
 impl SshHost {
     /// Wraps a session.
     pub fn new(session: Arc<Session>) -> Self {
         let name = session.host().to_string();
-        Self { session, name }
+        Self {
+            session,
+            name,
+            store: ferry_inventory::relay::HOST_STORE.to_string(),
+        }
+    }
+
+    /// Looks for relayed copies in `store` rather than [`ferry_inventory::relay::HOST_STORE`]
+    /// (a test's hosts, which share one file system).
+    pub fn with_store(mut self, store: &str) -> Self {
+        self.store = store.to_string();
+        self
     }
 
     /// The session.
@@ -632,7 +653,7 @@ impl Host for SshHost {
             as_root: true,
             mode,
             // A blob the relay already brought to this host is copied there, not sent again.
-            staged: Some(ferry_inventory::relay::HOST_STORE.to_string()),
+            staged: Some(self.store.clone()),
         };
         let quiet = |_: TransferEvent| {};
         upload(&self.session, &file, remote, &opts, &quiet).await?;
@@ -649,7 +670,7 @@ impl Host for SshHost {
             as_root: true,
             mode,
             // A blob the relay already brought to this host is copied there, not sent again.
-            staged: Some(ferry_inventory::relay::HOST_STORE.to_string()),
+            staged: Some(self.store.clone()),
         };
         let quiet = |_: TransferEvent| {};
         upload(&self.session, source, remote, &opts, &quiet).await?;
@@ -707,6 +728,28 @@ impl Host for SshHost {
         })
     }
 
+    async fn unpack_staged(&self, sha256: &str, remote_dir: &str) -> Result<bool, HostError> {
+        let st = shell_quote(&format!("{}/{sha256}", self.store.trim_end_matches('/')));
+        let d = shell_quote(remote_dir);
+        // 3: no copy; 4: a copy with other bytes (removed, so no later step trusts it).
+        let script = format!(
+            "{HASH_FN}[ -f {st} ] || exit 3; [ \"$(h < {st})\" = {sha} ] || {{ rm -f {st}; exit 4; }}; \
+             mkdir -p {d} && tar -x --no-same-owner -C {d} -f {st}",
+            sha = shell_quote(sha256)
+        );
+        let out = self.run(&script).await?;
+        match out.status {
+            Some(0) => Ok(true),
+            Some(3) | Some(4) => Ok(false),
+            _ => Err(HostError::Failed {
+                host: self.name.clone(),
+                command: format!("unpacking the relayed copy into {remote_dir}"),
+                status: out.described,
+                stderr: out.stderr,
+            }),
+        }
+    }
+
     async fn send_tree(&self, local_dir: &Path, remote_dir: &str) -> Result<(), HostError> {
         // The tar crate packs the tree here, in a blocking task, and its bytes stream into
         // `tar -x` on the host: one channel, no temporary archive on either side, and nothing
@@ -724,7 +767,10 @@ impl Host for SshHost {
             .await?;
         let (tx, mut rx) = tokio::sync::mpsc::channel(PACK_CHUNKS);
         let dir = local_dir.to_path_buf();
-        let packer = tokio::task::spawn_blocking(move || pack_tree(&dir, ChunkWriter(tx)));
+        let packer = tokio::task::spawn_blocking(move || {
+            let out = std::io::BufWriter::with_capacity(PACK_CHUNK, ChunkWriter(tx));
+            crate::tree::pack_tree(&dir, out)
+        });
         let copied = match child.stdin() {
             Some(stdin) => {
                 async {
@@ -770,15 +816,6 @@ impl Host for SshHost {
 const PACK_CHUNKS: usize = 8;
 /// Bytes per chunk of the packed tree.
 const PACK_CHUNK: usize = 256 * 1024;
-
-/// Packs `dir` as `tar -C dir -cf - .` did: entries `.` and `./…`, symlinks kept as links,
-/// modes and times kept (owners are dropped on the host by `--no-same-owner`), GNU long names.
-fn pack_tree(dir: &Path, out: ChunkWriter) -> std::io::Result<()> {
-    let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(PACK_CHUNK, out));
-    tar.follow_symlinks(false);
-    tar.append_dir_all(".", dir)?;
-    std::io::Write::flush(&mut tar.into_inner()?)
-}
 
 /// The packer's end of the stream to the host: each write is one chunk on the channel.
 struct ChunkWriter(tokio::sync::mpsc::Sender<Vec<u8>>);

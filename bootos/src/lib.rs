@@ -10,11 +10,12 @@ pub mod os;
 pub mod resource;
 pub mod resources;
 pub mod spec;
+pub mod tree;
 
 pub use baseline::{resources_for, BaselineConfig, HostContext, Member};
 pub use host::{
     CmdOutput, DataOutput, Effect, FileBytes, FileState, Host, HostError, InstalledPackage, Kept,
     SshHost,
 };
-pub use resource::{Change, DynResource, Resource, ResourceError};
+pub use resource::{Change, DynResource, Resource, ResourceError, Upload};
 pub use spec::ResourceSpec;

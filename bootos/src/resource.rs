@@ -4,9 +4,11 @@
 //! later `ferry rollback` can revert without the run that made the change.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use ferry_inventory::facts::Facts;
+use ferry_inventory::transfer::UploadSource;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -63,6 +65,27 @@ impl From<HostError> for ResourceError {
     }
 }
 
+/// A file a resource's apply sends to its host, which other hosts' resources may send too (a
+/// bundle file): when several hosts need it, the relay ([`ferry_inventory::relay`]) carries it
+/// ahead of the steps, and the step finds it on the host.
+#[derive(Clone)]
+pub struct Upload {
+    /// The change (its [`Change::what`]) whose apply sends it: a host whose plan does not have
+    /// that change does not need the file.
+    pub change: String,
+    /// The file.
+    pub source: Arc<dyn UploadSource>,
+}
+
+impl Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("change", &self.change)
+            .field("sha256", &self.source.sha256())
+            .finish()
+    }
+}
+
 /// A host change with observe, diff, apply and revert. `State` is what `observe` finds; it is
 /// also the undo data: `revert(before)` brings the host back to `before`.
 #[async_trait]
@@ -87,6 +110,11 @@ pub trait Resource: Send + Sync {
 
     /// Brings the host back to `before` (what `observe` found before `apply`).
     async fn revert(&self, host: &dyn Host, before: &Self::State) -> Result<(), ResourceError>;
+
+    /// The files `apply` sends that other hosts may need too (none unless said).
+    fn uploads(&self) -> Vec<Upload> {
+        Vec::new()
+    }
 }
 
 /// A resource with its state as JSON, so resources of every kind sit in one plan and one
@@ -105,6 +133,8 @@ pub trait DynResource: Send + Sync {
     async fn apply(&self, host: &dyn Host, observed: &Value) -> Result<(), ResourceError>;
     /// See [`Resource::revert`].
     async fn revert(&self, host: &dyn Host, before: &Value) -> Result<(), ResourceError>;
+    /// See [`Resource::uploads`].
+    fn uploads(&self) -> Vec<Upload>;
 }
 
 fn state<R: Resource + ?Sized>(r: &R, v: &Value) -> Result<R::State, ResourceError> {
@@ -142,5 +172,9 @@ impl<R: Resource> DynResource for R {
     async fn revert(&self, host: &dyn Host, before: &Value) -> Result<(), ResourceError> {
         let s = state(self, before)?;
         Resource::revert(self, host, &s).await
+    }
+
+    fn uploads(&self) -> Vec<Upload> {
+        Resource::uploads(self)
     }
 }

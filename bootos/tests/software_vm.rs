@@ -227,6 +227,7 @@ async fn packages_come_from_the_bundle_and_go_on_revert(
         digest: format!("sha256:{}", "0f".repeat(32)),
         distro: "debian-12".into(),
         format: "deb".into(),
+        packed: None,
     };
     let repo = OsRepo {
         repo: local.clone(),

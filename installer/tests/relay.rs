@@ -1,6 +1,7 @@
-//! The host-to-host relay on real parts: every host a real sshd in a network namespace of its
-//! own on one switch, the real `ferry agent` pushed to each, this process as the jump host on a
-//! link of its own shaped with `tc` (the hosts' links unshaped). The benchmark at the end runs
+//! The host-to-host relay on real parts (the k3s files, the baseline's OS repository and GPU
+//! driver alike): every host a real sshd in a network namespace of its own on one switch, the
+//! real `ferry agent` pushed to each, this process as the jump host on a link of its own shaped
+//! with `tc` (the hosts' links unshaped). The benchmark at the end runs
 //! from benches/relay/run.sh.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
@@ -10,6 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ferry_bootos::baseline::{LocalDriver, LocalRepo};
+use ferry_bootos::host::{Host, SshHost};
+use ferry_bootos::resources::gpu::GpuDriver;
+use ferry_bootos::resources::packages::OsRepo;
+use ferry_bootos::tree::PackedTree;
+use ferry_bootos::DynResource;
 use ferry_inventory::agent::protocol::{BlobSpec, Op};
 use ferry_inventory::agent::Client;
 use ferry_inventory::relay::{relay, RelayError, RelayEvent, RelayHost, RelayOptions};
@@ -189,6 +196,134 @@ async fn relays_a_blob_to_every_host_sending_it_once_over_the_shaped_jump_link()
         .filter(|e| matches!(e, RelayEvent::Fetching { .. }))
         .count();
     assert_eq!(fetched, 0);
+}
+
+/// The baseline's OS package repository (a tree, relayed packed as one blob) and GPU driver
+/// as their steps declare them (`Resource::uploads`), relayed to every host, then placed by
+/// each host's own step code from its store: the link carries each once, the placing nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn relays_the_os_repository_and_gpu_driver_once_and_each_host_places_its_relayed_copy() {
+    if !available() {
+        return;
+    }
+    let site = Site::start(4);
+    site.shape_jump_link("100mbit");
+    let dir = ScratchDir::new("relay-baseline");
+    let repo_dir = dir.path().join("repo");
+    std::fs::create_dir_all(repo_dir.join("pool/main")).unwrap();
+    std::fs::write(repo_dir.join("Packages"), "Package: a\nVersion: 1\n").unwrap();
+    for (i, name) in ["a_1_amd64.deb", "b_1_amd64.deb", "c_1_amd64.deb"]
+        .iter()
+        .enumerate()
+    {
+        let path = repo_dir.join("pool/main").join(name);
+        ferry_tests::noise::write_file(&path, 4 << 20, 20 + i as u64).unwrap();
+    }
+    let packed = PackedTree::measure(&repo_dir).unwrap();
+    let repo = LocalRepo {
+        dir: repo_dir.clone(),
+        digest: "sha256:0f".into(),
+        distro: "debian-12".into(),
+        format: "deb".into(),
+        packed: Some(BlobSpec {
+            sha256: packed.sha256.clone(),
+            size: packed.size,
+        }),
+    };
+    let driver = blob(dir.path(), 8, 21).await;
+    let steps: Vec<Box<dyn DynResource>> = vec![
+        Box::new(OsRepo { repo: repo.clone() }),
+        Box::new(GpuDriver {
+            driver: LocalDriver {
+                file: driver.path.clone(),
+                sha256: driver.sha256.clone(),
+                version: "550.54.14".into(),
+                kernels: Vec::new(),
+            },
+        }),
+    ];
+    let blobs: Vec<Arc<dyn UploadSource>> = steps
+        .iter()
+        .flat_map(|s| s.uploads())
+        .map(|u| u.source)
+        .collect();
+    assert_eq!(blobs.len(), 2);
+    let total: u64 = blobs.iter().map(|b| b.size()).sum();
+
+    let tx_at_start = Arc::new(Mutex::new(None));
+    let (tx0, jump) = (tx_at_start.clone(), site.jump_link_tx_bytes_fn());
+    let progress: Arc<dyn Fn(RelayEvent) + Send + Sync> = Arc::new(move |ev| {
+        if matches!(ev, RelayEvent::Fetching { .. }) {
+            tx0.lock().unwrap().get_or_insert_with(&jump);
+        }
+    });
+    let opts = RelayOptions {
+        fan_out: 2,
+        ..RelayOptions::default()
+    };
+    let pool = pool(dir.path());
+    let hosts = relay_hosts(&site);
+    let results = relay(
+        pool.clone(),
+        &agent().await,
+        &hosts,
+        &blobs,
+        &opts,
+        progress,
+    )
+    .await
+    .unwrap();
+    for (name, r) in &results {
+        assert!(r.is_ok(), "{name}: {r:?}");
+    }
+    let sent = site.jump_link_tx_bytes() - tx_at_start.lock().unwrap().unwrap();
+    assert!(
+        sent < total * 13 / 10,
+        "{sent} bytes over the jump link for {total} bytes of repository and driver"
+    );
+    for i in 0..site.hosts.len() {
+        for b in &blobs {
+            let got = sha256_of(&store_of(&site, i).join(b.sha256()));
+            assert_eq!(got.as_deref(), Some(b.sha256()), "host h{i}");
+        }
+    }
+
+    // Each host's step finds its copy: the repository unpacked from it, the driver copied.
+    let before = site.jump_link_tx_bytes();
+    for (i, h) in hosts.iter().enumerate() {
+        let session = pool.session(&h.target).await.unwrap();
+        let host = SshHost::new(session).with_store(&h.store);
+        let home = site.hosts[i].home_on_host();
+        let dest = format!("{home}/repo.partial");
+        assert!(
+            host.unpack_staged(&packed.sha256, &dest).await.unwrap(),
+            "h{i} did not find the relayed repository"
+        );
+        host.upload(&driver.path, &format!("{home}/driver/NVIDIA.run"), 0o755)
+            .await
+            .unwrap();
+        let here = site.hosts[i].home();
+        for name in ["a_1_amd64.deb", "b_1_amd64.deb", "c_1_amd64.deb"] {
+            let want = sha256_of(&repo_dir.join("pool/main").join(name));
+            let got = sha256_of(&here.join("repo.partial/pool/main").join(name));
+            assert_eq!(got, want, "h{i}: {name}");
+        }
+        let got = sha256_of(&here.join("driver/NVIDIA.run"));
+        assert_eq!(got.as_deref(), Some(driver.sha256.as_str()), "h{i}");
+    }
+    let placing = site.jump_link_tx_bytes() - before;
+    assert!(
+        placing < 1 << 20,
+        "{placing} bytes over the jump link while the hosts placed relayed copies"
+    );
+    // A copy that is not what it claims is not unpacked (and is removed).
+    let bad = store_of(&site, 0).join(&packed.sha256);
+    std::fs::write(&bad, b"not the repository").unwrap();
+    let session = pool.session(&hosts[0].target).await.unwrap();
+    let host = SshHost::new(session).with_store(&hosts[0].store);
+    let dest = format!("{}/repo2", site.hosts[0].home_on_host());
+    assert!(!host.unpack_staged(&packed.sha256, &dest).await.unwrap());
+    assert!(!bad.exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]

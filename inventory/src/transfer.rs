@@ -268,7 +268,7 @@ const CHUNK: usize = 256 * 1024;
 
 /// A shell function `h` printing the sha256 of stdin: OpenSSL when the host has it (it uses the
 /// CPU's SHA instructions: about 6x faster than coreutils' sha256sum here), sha256sum otherwise.
-const HASH_FN: &str = "h() { if command -v openssl >/dev/null 2>&1; \
+pub const HASH_FN: &str = "h() { if command -v openssl >/dev/null 2>&1; \
      then openssl dgst -sha256 -r | cut -d' ' -f1; else sha256sum | cut -d' ' -f1; fi; }; ";
 
 /// Uploads `file` to `dest` on the session's host.

@@ -7,21 +7,25 @@
 //! The `.run` contract is the same on RedHat (it builds the module against the running kernel).
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use ferry_inventory::facts::Facts;
 use ferry_inventory::ssh::shell_quote;
+use ferry_inventory::transfer::LocalFile;
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::LocalDriver;
 use crate::host::Host;
 use crate::os::{self, Family};
-use crate::resource::{Change, Resource, ResourceError};
+use crate::resource::{Change, Resource, ResourceError, Upload};
 
 use super::software::compare_versions;
 
 /// Where driver packages are kept on hosts, one directory per package sha256.
 pub const DRIVER_ROOT: &str = "/var/lib/ferry/drivers";
+/// The change a driver install shows (and whose apply sends the package).
+const CHANGE: &str = "NVIDIA driver";
 
 /// The NVIDIA driver installed from the bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,8 +147,8 @@ impl Resource for GpuDriver {
         match &observed.version {
             // Never a downgrade: a newer driver put there by hand stays.
             Some(v) if compare_versions(v, want) != Ordering::Less => Vec::new(),
-            Some(v) => vec![Change::new("NVIDIA driver", v.clone(), want.clone())],
-            None => vec![Change::new("NVIDIA driver", "absent", want.clone())],
+            Some(v) => vec![Change::new(CHANGE, v.clone(), want.clone())],
+            None => vec![Change::new(CHANGE, "absent", want.clone())],
         }
     }
 
@@ -173,6 +177,22 @@ impl Resource for GpuDriver {
                 found.as_deref().unwrap_or("no driver")
             ))),
         }
+    }
+
+    /// The package, when it is on the jump host (a step rebuilt from a journal has none).
+    fn uploads(&self) -> Vec<Upload> {
+        let Ok(meta) = std::fs::metadata(&self.driver.file) else {
+            return Vec::new();
+        };
+        vec![Upload {
+            change: CHANGE.into(),
+            // Its sha256 is the bundle manifest's, checked when it was extracted.
+            source: Arc::new(LocalFile {
+                path: self.driver.file.clone(),
+                size: meta.len(),
+                sha256: self.driver.sha256.clone(),
+            }),
+        }]
     }
 
     async fn revert(&self, host: &dyn Host, before: &GpuState) -> Result<(), ResourceError> {

@@ -13,6 +13,7 @@
 //! only Debian/Ubuntu is implemented.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use ferry_inventory::facts::Facts;
@@ -22,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::baseline::LocalRepo;
 use crate::host::{Effect, FileState, Host, HostError, InstalledPackage, Kept};
 use crate::os::{self, Family};
-use crate::resource::{Change, Resource, ResourceError};
+use crate::resource::{Change, Resource, ResourceError, Upload};
+use crate::tree::PackedTree;
 
 /// Where repositories are kept on hosts, one directory per bundle item digest.
 pub const REPO_ROOT: &str = "/var/lib/ferry/repo";
@@ -159,7 +161,14 @@ impl Resource for OsRepo {
             let partial = format!("{}.partial", r.dir());
             host.run_ok(&format!("rm -rf {}", shell_quote(&partial)))
                 .await?;
-            host.send_tree(&self.repo.dir, &partial).await?;
+            // The relay may have brought the packed tree already (see `uploads`).
+            let staged = match &self.repo.packed {
+                Some(p) => host.unpack_staged(&p.sha256, &partial).await?,
+                None => false,
+            };
+            if !staged {
+                host.send_tree(&self.repo.dir, &partial).await?;
+            }
             host.run_ok(&format!(
                 "mv {} {}",
                 shell_quote(&partial),
@@ -170,6 +179,22 @@ impl Resource for OsRepo {
         host.write_file(SOURCE_LIST, r.source_line().as_bytes(), 0o644)
             .await?;
         Ok(())
+    }
+
+    /// The repository packed as one blob, when `apply` measured it: every host of a
+    /// distribution gets the same bytes.
+    fn uploads(&self) -> Vec<Upload> {
+        let Some(p) = &self.repo.packed else {
+            return Vec::new();
+        };
+        vec![Upload {
+            change: RepoRef::of(&self.repo).dir(),
+            source: Arc::new(PackedTree {
+                dir: self.repo.dir.clone(),
+                sha256: p.sha256.clone(),
+                size: p.size,
+            }),
+        }]
     }
 
     async fn revert(&self, host: &dyn Host, before: &OsRepoState) -> Result<(), ResourceError> {
@@ -561,6 +586,7 @@ Conf jq (1.6-2.1 ferry:./ [amd64])\n";
                 digest: "d".into(),
                 distro: distro.into(),
                 format: "deb".into(),
+                packed: None,
             },
         };
         assert!(repo("debian-12").supports(&f).is_ok());

@@ -262,6 +262,7 @@ mod tests {
                     digest: "sha256-abc".into(),
                     distro: "debian-12".into(),
                     format: "deb".into(),
+                    packed: None,
                 }),
                 gpu_driver: Some(LocalDriver {
                     file: PathBuf::from("/tmp/NVIDIA-Linux-x86_64-550.90.07.run"),

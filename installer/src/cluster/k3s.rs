@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ferry_bootos::host::sha256_hex;
-use ferry_bootos::{Change, FileState, Host, Resource, ResourceError};
+use ferry_bootos::{Change, FileState, Host, Resource, ResourceError, Upload};
 use ferry_inventory::facts::Facts;
 use ferry_inventory::ssh::shell_quote;
 use serde::{Deserialize, Serialize};
@@ -449,6 +449,23 @@ impl Resource for K3sNode {
         }
         // A running node whose settings changed restarts to take them; otherwise it starts.
         self.start(host, s.active && changed).await
+    }
+
+    /// The binary and the air-gap archive, from the bundle (every node gets the same).
+    fn uploads(&self) -> Vec<Upload> {
+        let Some(rt) = &self.runtime else {
+            return Vec::new();
+        };
+        [
+            (&self.binary, BINARY.to_string()),
+            (&self.airgap, airgap_dest(&self.airgap)),
+        ]
+        .into_iter()
+        .map(|(blob, dest)| Upload {
+            change: dest,
+            source: Arc::new(rt.bundle.source(blob)),
+        })
+        .collect()
     }
 
     async fn revert(&self, host: &dyn Host, before: &NodeState) -> Result<(), ResourceError> {

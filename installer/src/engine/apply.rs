@@ -630,6 +630,10 @@ impl Host for StepHost<'_> {
         self.inner.send_tree(local_dir, remote_dir).await
     }
 
+    async fn unpack_staged(&self, sha256: &str, remote_dir: &str) -> Result<bool, HostError> {
+        self.inner.unpack_staged(sha256, remote_dir).await
+    }
+
     async fn upload_from(
         &self,
         source: &dyn UploadSource,

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use ferry_bootos::baseline::{Artifacts, LocalDriver, LocalRepo};
+use ferry_bootos::tree::PackedTree;
 use ferry_bundle::{Bundle, Digest, Item, ItemKind, PublicKey};
 use ferry_inventory::facts::Facts;
+use ferry_inventory::relay::BlobSpec;
 
 use crate::config::BundleRef;
 
@@ -142,11 +144,24 @@ pub fn prepare(
                     continue;
                 }
                 let (dir, digest) = extract_once(&b, item, cache)?;
+                let dir = repo_root(&dir);
+                // Measured for the relay: every host of this distribution gets these bytes.
+                let packed = if cache.fill {
+                    let p = PackedTree::measure(&dir)
+                        .with_context(|| format!("packing {}", dir.display()))?;
+                    Some(BlobSpec {
+                        sha256: p.sha256,
+                        size: p.size,
+                    })
+                } else {
+                    None
+                };
                 set.os_repos.insert(
                     distro.clone(),
                     LocalRepo {
-                        dir: repo_root(&dir),
+                        dir,
                         digest,
+                        packed,
                         distro: distro.clone(),
                         format: serde_json::to_value(format)
                             .ok()
@@ -197,6 +212,7 @@ mod tests {
             digest: "d".into(),
             distro: distro.into(),
             format: "deb".into(),
+            packed: None,
         }
     }
 

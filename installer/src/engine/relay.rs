@@ -1,45 +1,52 @@
-//! Before the hosts' steps run, the bundle files that several hosts' steps will upload (the k3s
-//! binary and its air-gap archive) are relayed host to host into each host's store
-//! ([`ferry_inventory::relay`]): the jump host's link carries each once, and each host's step
-//! then finds a verified copy on the host instead of receiving it (the upload's staged copy).
-//! Only a speed-up: a host the relay missed gets the file from its step, directly, as before.
+//! Before the hosts' steps run, the files that several hosts' steps will upload (each step
+//! says which: [`ferry_bootos::Resource::uploads`], e.g. the k3s binary and air-gap archive,
+//! the baseline's OS package repository and GPU driver) are relayed host to host into each
+//! host's store ([`ferry_inventory::relay`]): the jump host's link carries each once, and each
+//! host's step then finds a verified copy on the host instead of receiving it. Only a
+//! speed-up: a host the relay missed gets the file from its step, directly, as before.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use ferry_bootos::DynResource;
 use ferry_inventory::relay::{relay, RelayHost, RelayOptions, HOST_STORE};
 use ferry_inventory::transfer::UploadSource;
 
 use super::plan::{HostStatus, Plan};
 use super::Hosts;
-use crate::cluster::bundle::{airgap_dest, BlobRef, ClusterBundle};
-use crate::cluster::k3s::BINARY;
 
-/// A blob several hosts need, with the bundle it comes from.
+/// A file several hosts' steps send, and those hosts.
 struct Wanted {
-    bundle: Arc<ClusterBundle>,
-    blob: BlobRef,
+    source: Arc<dyn UploadSource>,
     hosts: Vec<String>,
 }
 
-/// What the plan's ready hosts will upload from the bundle, by digest.
+/// What the plan's ready hosts' steps will upload, by digest: a step's upload counts for a
+/// host when the host's plan has the change that sends it.
 fn wanted(plan: &Plan) -> BTreeMap<String, Wanted> {
     let mut out: BTreeMap<String, Wanted> = BTreeMap::new();
     for hp in plan.hosts.iter().filter(|h| h.status == HostStatus::Ready) {
-        for node in hp.cluster.iter().filter_map(|c| c.node()) {
-            let Some(rt) = &node.runtime else { continue };
-            for (blob, dest) in [
-                (&node.binary, BINARY.to_string()),
-                (&node.airgap, airgap_dest(&node.airgap)),
-            ] {
-                if !hp.changes.iter().any(|c| c.what == dest) {
+        let steps = hp
+            .resources
+            .iter()
+            .map(|r| r.as_dyn())
+            .chain(hp.cluster.iter().map(|c| c.as_dyn()));
+        for step in steps {
+            let id = DynResource::id(step);
+            for up in step.uploads() {
+                if !hp
+                    .changes
+                    .iter()
+                    .any(|c| c.resource == id && c.what == up.change)
+                {
                     continue;
                 }
-                let w = out.entry(blob.sha256.clone()).or_insert_with(|| Wanted {
-                    bundle: rt.bundle.clone(),
-                    blob: blob.clone(),
-                    hosts: Vec::new(),
-                });
+                let w = out
+                    .entry(up.source.sha256().to_string())
+                    .or_insert_with(|| Wanted {
+                        source: up.source.clone(),
+                        hosts: Vec::new(),
+                    });
                 if !w.hosts.contains(&hp.host) {
                     w.hosts.push(hp.host.clone());
                 }
@@ -55,7 +62,7 @@ pub async fn prestage(plan: &Plan, hosts: &Hosts) -> Vec<(String, String)> {
     let Some(agent) = &hosts.agent else {
         return Vec::new();
     };
-    // One relay per set of hosts, carrying every blob that set needs.
+    // One relay per set of hosts, carrying every file that set needs.
     let mut groups: BTreeMap<Vec<String>, Vec<Wanted>> = BTreeMap::new();
     for (_, w) in wanted(plan) {
         if w.hosts.len() >= 2 {
@@ -74,10 +81,7 @@ pub async fn prestage(plan: &Plan, hosts: &Hosts) -> Vec<(String, String)> {
                 as_root: true,
             })
             .collect();
-        let sources: Vec<Arc<dyn UploadSource>> = blobs
-            .iter()
-            .map(|w| Arc::new(w.bundle.source(&w.blob)) as Arc<dyn UploadSource>)
-            .collect();
+        let sources: Vec<Arc<dyn UploadSource>> = blobs.iter().map(|w| w.source.clone()).collect();
         let quiet = Arc::new(|_| {});
         match relay(
             hosts.pool.clone(),
@@ -92,8 +96,11 @@ pub async fn prestage(plan: &Plan, hosts: &Hosts) -> Vec<(String, String)> {
             Ok(results) => {
                 for (host, r) in results {
                     match r {
-                        Ok(()) => delivered
-                            .extend(blobs.iter().map(|w| (host.clone(), w.blob.sha256.clone()))),
+                        Ok(()) => delivered.extend(
+                            sources
+                                .iter()
+                                .map(|s| (host.clone(), s.sha256().to_string())),
+                        ),
                         Err(e) => tracing::warn!(
                             %host,
                             "relay: {e}; its steps send the files directly"
@@ -106,7 +113,6 @@ pub async fn prestage(plan: &Plan, hosts: &Hosts) -> Vec<(String, String)> {
     }
     delivered
 }
-
 /// Removes the relayed copies from the hosts' stores (best effort: a copy left behind is only
 /// disk space, and a later run checks its digest before using it).
 pub async fn clean(hosts: &Hosts, delivered: &[(String, String)]) {
@@ -134,5 +140,105 @@ pub async fn clean(hosts: &Hosts, delivered: &[(String, String)]) {
                 true,
             )
             .await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use ferry_bootos::baseline::{LocalDriver, LocalRepo};
+    use ferry_bootos::resources::gpu::GpuDriver;
+    use ferry_bootos::resources::packages::{OsRepo, RepoRef};
+    use ferry_bootos::resources::software::SoftwareResource;
+    use ferry_bootos::tree::PackedTree;
+    use ferry_bootos::ResourceSpec;
+    use ferry_inventory::relay::BlobSpec;
+
+    use super::*;
+    use crate::engine::plan::{HostPlan, PlannedChange};
+
+    fn change(resource: &str, what: &str) -> PlannedChange {
+        PlannedChange {
+            resource: resource.into(),
+            what: what.into(),
+            from: "absent".into(),
+            to: "x".into(),
+        }
+    }
+
+    #[test]
+    fn the_relay_carries_what_the_hosts_steps_will_send_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let repo_dir = d.path().join("repo");
+        std::fs::create_dir_all(&repo_dir).unwrap();
+        std::fs::write(repo_dir.join("Packages"), "Package: a\n").unwrap();
+        let packed = PackedTree::measure(&repo_dir).unwrap();
+        let repo = LocalRepo {
+            dir: repo_dir,
+            digest: "sha256:ab".into(),
+            distro: "debian-12".into(),
+            format: "deb".into(),
+            packed: Some(BlobSpec {
+                sha256: packed.sha256.clone(),
+                size: packed.size,
+            }),
+        };
+        let driver_file = d.path().join("NVIDIA-Linux-x86_64-550.run");
+        std::fs::write(&driver_file, "driver").unwrap();
+        let driver = LocalDriver {
+            file: driver_file,
+            sha256: "d".repeat(64),
+            version: "550".into(),
+            kernels: Vec::new(),
+        };
+        let resources = vec![
+            ResourceSpec::Software(SoftwareResource::OsRepo(OsRepo { repo: repo.clone() })),
+            ResourceSpec::Software(SoftwareResource::GpuDriver(GpuDriver { driver })),
+        ];
+        let host = |name: &str, status, changes| HostPlan {
+            host: name.into(),
+            status,
+            reasons: Vec::new(),
+            warnings: Vec::new(),
+            changes,
+            resources: resources.clone(),
+            cluster: Vec::new(),
+        };
+        let repo_change = || change("os-repo", &RepoRef::of(&repo).dir());
+        let plan = Plan {
+            cluster: None,
+            cluster_id: "c".into(),
+            site: Default::default(),
+            hosts: vec![
+                host(
+                    "a",
+                    HostStatus::Ready,
+                    vec![repo_change(), change("gpu-driver", "NVIDIA driver")],
+                ),
+                // Has the repository already; only its apt source differs.
+                host(
+                    "b",
+                    HostStatus::Ready,
+                    vec![
+                        change("os-repo", "/etc/apt/sources.list.d/ferry.list"),
+                        change("gpu-driver", "NVIDIA driver"),
+                    ],
+                ),
+                host("c", HostStatus::Ready, vec![repo_change()]),
+                host("d", HostStatus::Blocked, vec![repo_change()]),
+            ],
+        };
+        let got: BTreeMap<String, Vec<String>> = wanted(&plan)
+            .into_iter()
+            .map(|(sha, w)| (sha, w.hosts))
+            .collect();
+        let want = BTreeMap::from([
+            (
+                packed.sha256.clone(),
+                vec!["a".to_string(), "c".to_string()],
+            ),
+            ("d".repeat(64), vec!["a".to_string(), "b".to_string()]),
+        ]);
+        assert_eq!(got, want);
     }
 }
