@@ -1,6 +1,8 @@
 //! containerd: installed from ferry's repository when its binary is missing, given the
-//! default configuration when it has none, enabled and running, and checked with `ctr version`
-//! (which talks to it through its socket). Revert stops and disables it as it was, puts the
+//! default configuration when it has none, its CRI plugin told to read registry hosts from
+//! [`HOSTS_DIR`] (where the cluster phase names the site registry as every registry's mirror:
+//! without it a kubelet's pull ignores that directory and tries the internet), enabled and
+//! running, and checked with `ctr version` (which talks to it through its socket). Revert stops and disables it as it was, puts the
 //! configuration back, and purges what the install added. RedHat differs only in the install
 //! (see `packages`); the unit and paths are the same.
 
@@ -20,6 +22,8 @@ use super::software::ServiceState;
 
 /// containerd's configuration file.
 pub const CONFIG: &str = "/etc/containerd/config.toml";
+/// containerd's registry host directory (`ctr --hosts-dir`, the CRI registry's `config_path`).
+pub const HOSTS_DIR: &str = "/etc/containerd/certs.d";
 const UNIT: &str = "containerd";
 /// The directory containerd's CRI plugin makes at its first start (for CNI configurations).
 const CNI_CONF_DIR: &str = "/etc/cni/net.d";
@@ -52,6 +56,74 @@ pub struct ContainerdState {
     /// while still empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cni_missing: Vec<String>,
+}
+
+/// Whether a TOML table header (`[plugins."io.containerd.grpc.v1.cri".registry]`) names the
+/// CRI plugin's registry table: containerd 1.x's (config version 2) or 2.x's (version 3).
+fn is_cri_registry(header: &str) -> bool {
+    let name: String = header
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .chars()
+        .filter(|c| !matches!(c, '"' | '\'' | ' '))
+        .collect();
+    matches!(
+        name.as_str(),
+        "plugins.io.containerd.grpc.v1.cri.registry"
+            | "plugins.io.containerd.cri.v1.images.registry"
+    )
+}
+
+/// `config` with the CRI registry's `config_path` set to [`HOSTS_DIR`], when it is empty or
+/// missing there; `None` when nothing is to change: a `config_path` already set (ferry's, or
+/// an admin's own, which stays), or a configuration with the older per-registry tables
+/// (`registry.mirrors."…"`, `registry.configs."…"`), which containerd refuses beside a
+/// `config_path`, so ferry leaves it as the admin wrote it. Only that one line changes.
+pub fn with_hosts_dir(config: &str) -> Option<String> {
+    let legacy = config.lines().any(|l| {
+        let l = l.trim();
+        l.starts_with('[')
+            && ["registry.mirrors.", "registry.configs."]
+                .iter()
+                .any(|t| l.replace(['"', '\'', ' '], "").contains(t))
+    });
+    if legacy {
+        return None;
+    }
+    let lines: Vec<&str> = config.lines().collect();
+    let header = lines.iter().position(|l| {
+        let t = l.trim_start();
+        t.starts_with('[') && !t.starts_with("[[") && is_cri_registry(t)
+    })?;
+    let end = lines[header + 1..]
+        .iter()
+        .position(|l| l.trim_start().starts_with('['))
+        .map_or(lines.len(), |p| header + 1 + p);
+    let indent: String = lines[header]
+        .chars()
+        .take_while(|c| c.is_whitespace())
+        .collect();
+    let line = format!("{indent}  config_path = \"{HOSTS_DIR}\"");
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    match (header + 1..end).find(|&i| {
+        let t = lines[i].trim_start();
+        t.starts_with("config_path") && t["config_path".len()..].trim_start().starts_with('=')
+    }) {
+        Some(i) => {
+            let value = lines[i].split_once('=').map_or("", |(_, v)| v.trim());
+            if !matches!(value, "\"\"" | "''") {
+                return None;
+            }
+            out[i] = line;
+        }
+        None => out.insert(header + 1, line),
+    }
+    let mut text = out.join("\n");
+    if config.ends_with('\n') {
+        text.push('\n');
+    }
+    Some(text)
 }
 
 #[async_trait]
@@ -92,8 +164,18 @@ impl Resource for Containerd {
             };
             out.push(Change::new("containerd", "not installed", to));
         }
-        if !observed.config.exists() {
-            out.push(Change::new(CONFIG, "absent", "containerd's default"));
+        match observed.config.text() {
+            _ if !observed.config.exists() => out.push(Change::new(
+                CONFIG,
+                "absent",
+                format!("containerd's default, registry hosts in {HOSTS_DIR}"),
+            )),
+            Some(text) if with_hosts_dir(text).is_some() => out.push(Change::new(
+                format!("{CONFIG}: CRI registry config_path"),
+                "empty",
+                HOSTS_DIR,
+            )),
+            _ => {}
         }
         let want = ServiceState {
             enabled: true,
@@ -125,10 +207,14 @@ impl Resource for Containerd {
             };
             packages::install(host, std::slice::from_ref(&self.package), repo).await?;
         }
+        // Through write_file, so the run records what it wrote (see `Effect::Wrote`). The
+        // restart below makes containerd read it.
         if !observed.config.exists() {
-            // Through write_file, so the run records what it wrote (see `Effect::Wrote`).
             let default = host.run_ok("containerd config default").await?;
-            host.write_file(CONFIG, default.as_bytes(), 0o644).await?;
+            let config = with_hosts_dir(&default).unwrap_or(default);
+            host.write_file(CONFIG, config.as_bytes(), 0o644).await?;
+        } else if let Some(config) = observed.config.text().and_then(with_hosts_dir) {
+            host.write_file(CONFIG, config.as_bytes(), 0o644).await?;
         }
         observed.service.start(host, UNIT).await?;
         let started = Instant::now();
@@ -193,5 +279,131 @@ mod tests {
         assert_eq!(whats, [CONFIG, "containerd service"]);
         assert_eq!(d[1].from, "disabled, inactive");
         assert_eq!(d[1].to, "enabled, active");
+    }
+
+    /// The CRI part of `containerd config default` as containerd 1.6.20 (Debian 12) writes it.
+    const V2: &str = r#"version = 2
+
+[plugins]
+
+  [plugins."io.containerd.grpc.v1.cri"]
+    enable_selinux = false
+
+    [plugins."io.containerd.grpc.v1.cri".registry]
+      config_path = ""
+
+      [plugins."io.containerd.grpc.v1.cri".registry.auths]
+
+      [plugins."io.containerd.grpc.v1.cri".registry.configs]
+
+      [plugins."io.containerd.grpc.v1.cri".registry.headers]
+
+      [plugins."io.containerd.grpc.v1.cri".registry.mirrors]
+
+    [plugins."io.containerd.grpc.v1.cri".x509_key_pair_streaming]
+      tls_cert_file = ""
+"#;
+
+    #[test]
+    fn the_default_config_gets_the_hosts_dir_and_only_that_line_changes() {
+        let out = with_hosts_dir(V2).unwrap();
+        let changed: Vec<(&str, &str)> = V2
+            .lines()
+            .zip(out.lines())
+            .filter(|(a, b)| a != b)
+            .collect();
+        assert_eq!(
+            changed,
+            [(
+                "      config_path = \"\"",
+                "      config_path = \"/etc/containerd/certs.d\""
+            )]
+        );
+        assert_eq!(out.lines().count(), V2.lines().count());
+        assert!(out.ends_with('\n'));
+        // Idempotent: a second run finds nothing to change.
+        assert_eq!(with_hosts_dir(&out), None);
+    }
+
+    #[test]
+    fn an_admins_path_and_the_older_mirror_tables_are_left_alone() {
+        let own = V2.replace("config_path = \"\"", "config_path = \"/srv/hosts\"");
+        assert_eq!(with_hosts_dir(&own), None);
+        let legacy = format!(
+            "{V2}\n      [plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"site.example\"]\n        endpoint = [\"https://10.0.0.5\"]\n"
+        );
+        assert_eq!(with_hosts_dir(&legacy), None);
+        // containerd 2.x's table, single-quoted, without the key: it is added.
+        let v3 = "version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\n[plugins.x]\n";
+        assert_eq!(
+            with_hosts_dir(v3).unwrap(),
+            "version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\n  config_path = \"/etc/containerd/certs.d\"\n[plugins.x]\n"
+        );
+        // No CRI registry table at all: not a layout ferry edits.
+        assert_eq!(with_hosts_dir("version = 2\n"), None);
+    }
+
+    #[test]
+    fn a_state_with_an_empty_config_path_plans_the_change() {
+        let c = Containerd {
+            package: "containerd".into(),
+            repo: None,
+        };
+        let s = ContainerdState {
+            installed: true,
+            packages_before: BTreeSet::new(),
+            config_only_before: BTreeSet::new(),
+            service: ServiceState {
+                enabled: true,
+                active: true,
+            },
+            config: FileState::present(V2, 0o644),
+            cni_missing: Vec::new(),
+        };
+        let d = c.diff(&s);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].to, HOSTS_DIR);
+        let done = ContainerdState {
+            config: FileState::present(with_hosts_dir(V2).unwrap(), 0o644),
+            ..s
+        };
+        assert!(c.diff(&done).is_empty());
+    }
+
+    /// This machine's own containerd, when it has one, reads the edited default and reports
+    /// the path (`containerd config dump` loads the file as the daemon does).
+    #[test]
+    fn a_real_containerd_reads_the_edited_default() {
+        let Ok(out) = std::process::Command::new("containerd")
+            .args(["config", "default"])
+            .output()
+        else {
+            return;
+        };
+        let default = String::from_utf8(out.stdout).unwrap();
+        let Some(edited) = with_hosts_dir(&default) else {
+            // containerd 2.x already names the directory by default.
+            assert!(default.contains(HOSTS_DIR), "{default}");
+            return;
+        };
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("config.toml");
+        std::fs::write(&file, &edited).unwrap();
+        let dump = std::process::Command::new("containerd")
+            .arg("--config")
+            .arg(&file)
+            .args(["config", "dump"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&dump.stdout);
+        assert!(
+            dump.status.success(),
+            "{}",
+            String::from_utf8_lossy(&dump.stderr)
+        );
+        assert!(
+            text.contains(&format!("config_path = \"{HOSTS_DIR}\"")),
+            "{text}"
+        );
     }
 }

@@ -44,8 +44,9 @@ pub const SERVER_ID: &str = "registry";
 pub const MIRROR_ID: &str = "registry-mirror";
 /// Where each node keeps the site CA its containerd trusts for the registry.
 pub const NODE_CA: &str = "/etc/ferry/registry-ca.pem";
-/// containerd's registry host directory (`ctr --hosts-dir`, CRI's `config_path`).
-pub const HOSTS_DIR: &str = "/etc/containerd/certs.d";
+/// containerd's registry host directory (`ctr --hosts-dir`, CRI's `config_path`): the
+/// baseline's containerd step points the CRI plugin at it.
+pub use ferry_bootos::resources::containerd::HOSTS_DIR;
 /// How long the registry may take to answer after its start.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
