@@ -588,6 +588,19 @@ impl Bundle {
     /// Writes an image item as an OCI archive (a tar of its OCI image layout) to `out`, the
     /// form `ctr images import` and `docker load` read. Blobs are streamed and verified.
     pub fn write_image_archive(&self, name: &str, out: &mut dyn Write) -> Result<()> {
+        self.write_image_archive_with(name, out, &|index| Ok(index))
+    }
+
+    /// [`Self::write_image_archive`] with the layout's `index.json` passed through `edit`
+    /// first (to name the images otherwise for the importer). The index is read whole (it is
+    /// small) and checked against its digest before `edit` sees it; the blobs it points to are
+    /// still streamed and verified, and an importer still checks them against the manifests.
+    pub fn write_image_archive_with(
+        &self,
+        name: &str,
+        out: &mut dyn Write,
+        edit: &dyn Fn(Vec<u8>) -> std::result::Result<Vec<u8>, String>,
+    ) -> Result<()> {
         let item = self.item(name)?;
         if !matches!(item.kind, crate::ItemKind::Image { .. }) {
             return Err(BundleError::Unsafe {
@@ -600,9 +613,23 @@ impl Bundle {
         };
         for c in &item.contents {
             let rel = c.path.split_once('/').map(|(_, r)| r).unwrap_or(&c.path);
+            let mut blob = self.open_blob(&c.digest)?;
+            if rel == "index.json" {
+                let mut index = Vec::new();
+                blob.read_to_end(&mut index)
+                    .map_err(|e| self.read_err(e, Path::new(name)))?;
+                let index = edit(index).map_err(|msg| BundleError::Unsafe {
+                    msg: format!("the index of image {name}: {msg}"),
+                })?;
+                out.write_all(&tarfmt::header(rel, index.len() as u64, self.mtime))
+                    .map_err(werr)?;
+                out.write_all(&index).map_err(werr)?;
+                let pad = tarfmt::padding(index.len() as u64) as usize;
+                out.write_all(&[0u8; 512][..pad]).map_err(werr)?;
+                continue;
+            }
             out.write_all(&tarfmt::header(rel, c.size, self.mtime))
                 .map_err(werr)?;
-            let mut blob = self.open_blob(&c.digest)?;
             io::copy(&mut blob, out).map_err(|e| self.read_err(e, Path::new(name)))?;
             let pad = tarfmt::padding(c.size) as usize;
             out.write_all(&[0u8; 512][..pad]).map_err(werr)?;

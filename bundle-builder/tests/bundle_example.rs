@@ -104,4 +104,41 @@ fn the_example_bundle_builds_with_every_item_kind_and_shared_layers_stored_once(
         .collect();
     assert_eq!(&names[..2], ["oci-layout", "index.json"]);
     assert!(names.contains(&format!("blobs/sha256/{}", manifest_digest.hex())));
+    // With the index edited on the way (a longer one: the entry's size follows it); every other
+    // entry as it was.
+    let mut edited = vec![];
+    bundle
+        .write_image_archive_with("demo/app:1.0", &mut edited, &|mut index| {
+            index.extend_from_slice(b"\n\n");
+            Ok(index)
+        })
+        .unwrap();
+    let entries = |bytes: &[u8]| -> Vec<(String, Vec<u8>)> {
+        tar::Archive::new(bytes)
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut data = vec![];
+                std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+                (e.path().unwrap().display().to_string(), data)
+            })
+            .collect()
+    };
+    let (plain, edited) = (entries(&archive), entries(&edited));
+    assert_eq!(plain.len(), edited.len());
+    for ((pn, pd), (en, ed)) in plain.iter().zip(&edited) {
+        assert_eq!(pn, en);
+        if pn == "index.json" {
+            assert_eq!(ed, &[pd.as_slice(), b"\n\n"].concat());
+        } else {
+            assert_eq!(pd, ed, "{pn} unchanged");
+        }
+    }
+    // An edit that fails stops the archive with its reason.
+    let err = bundle
+        .write_image_archive_with("demo/app:1.0", &mut vec![], &|_| Err("no".into()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("the index of image demo/app:1.0: no"), "{err}");
 }

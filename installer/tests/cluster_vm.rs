@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use vm_tests::{Testbed, Vm};
+use vm_tests::{Testbed, Vm, VmSpec};
 
 mod common;
 use common::cluster::{
-    self, answers, image_digest, inventory, inventory_with, pulls_from_registry, start_bed, Image,
-    K3S_VERSION,
+    self, answers, image_digest, inventory, inventory_with, pulls_from_registry, start_bed,
+    start_bed_with, Image, K3S_VERSION,
 };
 use common::{expect_status, step, Site};
 
@@ -603,9 +603,19 @@ fn bench_cluster_install() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3)
         .max(1);
-    let Some((_guard, bed)) = start_bed(vms) else {
+    // FERRY_BENCH_VM_CPUS=2: each VM with two virtual CPUs (a site's servers have many cores;
+    // with one, the guest's sshd and ctr take turns on it).
+    let spec = VmSpec {
+        cpus: std::env::var("FERRY_BENCH_VM_CPUS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1),
+        ..VmSpec::default()
+    };
+    let Some((_guard, bed)) = start_bed_with(vms, &spec) else {
         return;
     };
+    println!("BENCH vm_cpus={}", spec.cpus);
     let site = Site::new(&bed);
     // 64 MiB that do not compress: the images step is measured on bytes, not on round trips.
     let payload: Vec<u8> = {
@@ -671,6 +681,51 @@ fn bench_cluster_install() {
         )
         .unwrap();
     let ctr_s: f64 = timed.trim().parse().unwrap_or(f64::NAN);
+    // Where the rest of the step's time goes: the same archive streamed from the jump host by
+    // OpenSSH into `ctr import -` (the bound for any streaming path), one SSH command, one ctr
+    // start listing the images.
+    let ssh_stream = |cipher: &str, command: &str| {
+        let t = Instant::now();
+        let ok = Command::new("ssh")
+            .args([
+                "-F",
+                "/dev/null",
+                "-c",
+                cipher,
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-i",
+                vm.private_key().to_str().unwrap(),
+                "-p",
+                &vm.ssh_port().to_string(),
+                &format!("root@{}", vm.address()),
+                command,
+            ])
+            .stdin(fs::File::open(&archive).unwrap())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "{command}");
+        t.elapsed().as_secs_f64()
+    };
+    vm.ssh_ok("ctr -n bench images rm docker.io/ferry-test/app:1 >/dev/null 2>&1; true")
+        .unwrap();
+    let (g128, g256) = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com");
+    let streamed_s = ssh_stream(g256, "ctr -n bench images import -");
+    let cat256_s = ssh_stream(g256, "cat >/dev/null");
+    let cat128_s = ssh_stream(g128, "cat >/dev/null");
+    let catcc_s = ssh_stream("chacha20-poly1305@openssh.com", "cat >/dev/null");
+    let true_s = ssh_stream(g128, "true");
+    let ls_s = ssh_stream(g128, "ctr -n k8s.io images ls >/dev/null");
+    println!(
+        "BENCH images_parts openssh_stream_import_s={streamed_s:.2} cat_aes256gcm_s={cat256_s:.2} \
+         cat_aes128gcm_s={cat128_s:.2} cat_chacha20_s={catcc_s:.2} ssh_true_s={true_s:.2} \
+         ssh_ctr_ls_s={ls_s:.2}"
+    );
     let images_s = by_step.get("images").copied().unwrap_or(f64::NAN);
     // Two or more nodes may pull through the site registry on the first server.
     let via = if by_step.contains_key("registry") {

@@ -83,7 +83,7 @@ impl ClusterBundle {
         Self::open_ref(bref, cfg.cluster.settings.version.as_deref()).map(Some)
     }
 
-    fn open_ref(bref: &BundleRef, want: Option<&str>) -> anyhow::Result<ClusterBundle> {
+    pub(super) fn open_ref(bref: &BundleRef, want: Option<&str>) -> anyhow::Result<ClusterBundle> {
         let key = PublicKey::load(&bref.pubkey)
             .with_context(|| format!("bundle-pubkey {}", bref.pubkey.display()))?;
         let bundle = Bundle::open(&bref.path, Some(&key))
@@ -173,7 +173,8 @@ impl ClusterBundle {
         }
     }
 
-    /// A stream of an image as an OCI archive (what `ctr images import` reads). Written by a
+    /// A stream of an image as an OCI archive (what `ctr images import` reads), each image in
+    /// it named by its digest as well ([`super::images::with_digest_names`]). Written by a
     /// thread of its own into a pipe, so memory stays constant whatever the image's size.
     pub fn image_archive(self: &Arc<Self>, item: &str) -> std::io::Result<Box<dyn Read + Send>> {
         let (reader, mut writer) = std::io::pipe()?;
@@ -181,7 +182,11 @@ impl ClusterBundle {
         std::thread::spawn(move || {
             // A failure closes the pipe early: the importer sees a cut archive and fails, and
             // the verification error is in the host's step error through its output.
-            if let Err(e) = me.bundle.write_image_archive(&item, &mut writer) {
+            let named = &super::images::with_digest_names;
+            if let Err(e) = me
+                .bundle
+                .write_image_archive_with(&item, &mut writer, named)
+            {
                 tracing::warn!("streaming image {item} from the bundle: {e}");
             }
         });

@@ -4,10 +4,15 @@
 //! name at the same manifest digest; checked present before the step ends. A revert removes
 //! the images the run imported that were not there before.
 //!
-//! Each image gets two names: its tag (`docker.io/demo/app:1`, from the archive) and its digest
-//! name (`docker.io/demo/app@sha256:…`, by `ctr images tag`). A pod that names its image by tag
-//! and digest (`app:1@sha256:…`, as AppPackages do) is resolved by containerd's CRI plugin
-//! through the digest name only; without it the kubelet would try to pull, and fail air-gapped.
+//! Each image gets two names: its tag (`docker.io/demo/app:1`) and its digest name
+//! (`docker.io/demo/app@sha256:…`), both given by the archive's index, so one `ctr import`
+//! names it both ways ([`with_digest_names`]). A pod that names its image by tag and digest
+//! (`app:1@sha256:…`, as AppPackages do) is resolved by containerd's CRI plugin through the
+//! digest name only; without it the kubelet would try to pull, and fail air-gapped.
+//!
+//! Each `ctr` started on a host costs a fraction of a second on a real server and more than
+//! one on an emulated one, so the step starts as few as it can: one listing to observe, one
+//! import per missing image, one listing to check.
 
 use std::sync::Arc;
 
@@ -47,11 +52,12 @@ pub struct Present {
 async fn list(host: &dyn Host) -> Result<Present, ResourceError> {
     let out = host
         // No ctr, or a containerd not started yet (the baseline, an earlier step, starts it):
-        // no images. A containerd that runs and does not answer is an error.
+        // no images. A containerd that runs and does not answer is an error. The socket is
+        // ctr's own default, or the one CONTAINERD_ADDRESS names, as ctr reads it.
         .run(
             "command -v ctr >/dev/null 2>&1 || exit 0; \
-             systemctl is-active --quiet containerd 2>/dev/null || \
-               [ -S /run/containerd/containerd.sock ] || exit 0; \
+             [ -S \"${CONTAINERD_ADDRESS:-/run/containerd/containerd.sock}\" ] || \
+               systemctl is-active --quiet containerd 2>/dev/null || exit 0; \
              ctr -n k8s.io images ls",
         )
         .await?;
@@ -92,6 +98,46 @@ pub fn digest_name(name: &str, digest: &str) -> String {
         None => name,
     };
     format!("{repo}@{digest}")
+}
+
+/// Annotation naming an image for containerd's importer (`ctr images import`).
+const CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+/// An OCI layout's `index.json` with every named manifest listed once more under its digest
+/// name ([`digest_name`]), so `ctr images import` gives the image both names (it makes one
+/// image per named entry of the index, and the manifest's content is the same).
+pub fn with_digest_names(index: Vec<u8>) -> Result<Vec<u8>, String> {
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&index).map_err(|e| format!("not JSON: {e}"))?;
+    let Some(manifests) = doc
+        .get_mut("manifests")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return Err("no manifests list".into());
+    };
+    let named = |m: &serde_json::Value| {
+        m.pointer(&format!("/annotations/{CONTAINERD_NAME}"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    };
+    let mut extra = Vec::new();
+    for m in manifests.iter() {
+        let (Some(name), Some(digest)) = (named(m), m["digest"].as_str()) else {
+            continue;
+        };
+        let alias = digest_name(&name, digest);
+        let listed = manifests
+            .iter()
+            .chain(&extra)
+            .any(|o| named(o).as_deref() == Some(alias.as_str()));
+        if alias != name && !listed {
+            let mut entry = m.clone();
+            entry["annotations"] = serde_json::json!({ CONTAINERD_NAME: alias });
+            extra.push(entry);
+        }
+    }
+    manifests.extend(extra);
+    serde_json::to_vec(&doc).map_err(|e| e.to_string())
 }
 
 fn has(p: &Present, name: &str, digest: &str) -> bool {
@@ -166,7 +212,14 @@ impl Resource for Images {
         let rt = self.runtime.as_ref().ok_or_else(|| {
             ResourceError::Refused("the bundle is not open (a step rebuilt from a journal)".into())
         })?;
-        let p = &list(host).await?;
+        // What was just observed, unless the pulls changed it.
+        let pulled;
+        let p = if matches!(self.source, ImageSource::Mirror { .. }) {
+            pulled = list(host).await?;
+            &pulled
+        } else {
+            p
+        };
         for image in self.missing(p) {
             if has(p, &image.name, &image.digest) {
                 // Imported before, only its digest name is missing (a node of an older run).
@@ -195,7 +248,6 @@ impl Resource for Images {
                         .unwrap_or("")
                 )));
             }
-            tag_by_digest(host, image).await?;
         }
         let now = list(host).await?;
         let still: Vec<&str> = self.missing(&now).iter().map(|i| i.name.as_str()).collect();
@@ -293,8 +345,57 @@ async fn tag_by_digest(host: &dyn Host, image: &ImageRef) -> Result<(), Resource
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::digest_name;
+    use super::{digest_name, with_digest_names};
+
+    #[test]
+    fn the_index_names_each_image_by_its_digest_too() {
+        let index = br#"{"schemaVersion":2,"manifests":[
+            {"mediaType":"m","digest":"sha256:aa","size":1,"annotations":{
+              "io.containerd.image.name":"docker.io/demo/app:1",
+              "org.opencontainers.image.ref.name":"1"}},
+            {"mediaType":"m","digest":"sha256:bb","size":1,"annotations":{
+              "io.containerd.image.name":"docker.io/demo/db@sha256:bb"}},
+            {"mediaType":"m","digest":"sha256:cc","size":1}]}"#;
+        let out: serde_json::Value =
+            serde_json::from_slice(&with_digest_names(index.to_vec()).unwrap()).unwrap();
+        let names: Vec<(&str, &str)> = out["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["digest"].as_str().unwrap(),
+                    m["annotations"]["io.containerd.image.name"]
+                        .as_str()
+                        .unwrap_or("-"),
+                )
+            })
+            .collect();
+        // The digest name is added once, for the tagged image only; entries keep their order.
+        assert_eq!(
+            names,
+            [
+                ("sha256:aa", "docker.io/demo/app:1"),
+                ("sha256:bb", "docker.io/demo/db@sha256:bb"),
+                ("sha256:cc", "-"),
+                ("sha256:aa", "docker.io/demo/app@sha256:aa"),
+            ]
+        );
+        assert_eq!(
+            out["manifests"][3]["size"], 1,
+            "the descriptor is kept whole"
+        );
+        let again = with_digest_names(serde_json::to_vec(&out).unwrap()).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&again).unwrap(),
+            out
+        );
+        for bad in [&b"not json"[..], br#"{"manifests":3}"#] {
+            assert!(with_digest_names(bad.to_vec()).is_err());
+        }
+    }
 
     #[test]
     fn digest_names_drop_the_tag_only() {

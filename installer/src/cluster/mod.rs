@@ -9,6 +9,8 @@
 
 pub mod bundle;
 pub mod images;
+#[cfg(test)]
+mod images_bench;
 pub mod k3s;
 pub mod kubectl;
 pub mod registry;

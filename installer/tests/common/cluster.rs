@@ -23,6 +23,11 @@ pub const PAUSE: &str = "ferry-test/pause:3";
 /// A testbed of `n` VMs (restored from the saved state), with this binary's lock on testbeds;
 /// `None` where VMs or a Docker engine (the bundle's images) cannot be had outside CI.
 pub fn start_bed(n: usize) -> Option<(MutexGuard<'static, ()>, Testbed)> {
+    start_bed_with(n, &VmSpec::default())
+}
+
+/// [`start_bed`] with VMs of `spec`.
+pub fn start_bed_with(n: usize, spec: &VmSpec) -> Option<(MutexGuard<'static, ()>, Testbed)> {
     if !ferry_tests::docker::available() {
         assert!(
             !vm_tests::in_ci(),
@@ -31,7 +36,7 @@ pub fn start_bed(n: usize) -> Option<(MutexGuard<'static, ()>, Testbed)> {
         return None;
     }
     let guard = ONE_BED.lock().unwrap_or_else(|p| p.into_inner());
-    let bed = start_or_skip(n, &VmSpec::default())?;
+    let bed = start_or_skip(n, spec)?;
     Some((guard, bed))
 }
 
