@@ -1008,3 +1008,50 @@ fn serving_a_big_layer_keeps_memory_flat() {
     );
     assert!(after < 64 * 1024, "over 64 MiB: {after} KiB");
 }
+
+/// `ferry plan` reads only: with `[cluster] images = "registry"` it shows the site registry's
+/// files as changes but makes no site CA on the jump host (apply makes it).
+#[test]
+fn plan_with_the_site_registry_makes_no_ca_on_the_jump_host() {
+    let site = Site::new();
+    let d = site.path();
+    fs::write(d.join("k"), "a private key\n").unwrap();
+    fs::write(
+        d.join("inventory.toml"),
+        "[defaults]\nuser = \"root\"\nkey = \"k\"\n\n\
+         [[hosts]]\nname = \"n1\"\naddress = \"127.0.0.1\"\nport = 1\nroles = [\"server\"]\n\n\
+         [[hosts]]\nname = \"n2\"\naddress = \"127.0.0.2\"\nport = 1\nroles = [\"agent\"]\n",
+    )
+    .unwrap();
+    fs::write(
+        d.join("site.toml"),
+        "inventory = \"inventory.toml\"\nbundle = \"demo.bundle\"\nbundle-pubkey = \"key.pub\"\n\n\
+         [cluster]\nname = \"t\"\ndistribution = \"k3s\"\nimages = \"registry\"\n\n\
+         [apps]\ndeploy = []\n",
+    )
+    .unwrap();
+    let home = d.join("home");
+    fs::create_dir_all(&home).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["plan", "--answers", "site.toml", "--json"])
+        .args(["--timeout", "2", "--attempts", "1"])
+        .current_dir(d)
+        .env("HOME", &home)
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    // The hosts are unreachable (the plan fails on them) but the cluster phase was prepared.
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    assert_eq!(v["hosts"][0]["status"], "unreachable", "{}", show(&out));
+    let made: Vec<PathBuf> = walk(&home)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pem" || e == "key"))
+        .collect();
+    assert!(made.is_empty(), "plan wrote {made:?}");
+    assert!(
+        !home.join(".ferry/clusters/t/registry").exists(),
+        "plan made the site CA's directory"
+    );
+}

@@ -139,6 +139,20 @@ pub fn site_tls(dir: &Path, names: &[String]) -> Result<SiteTls, RegistryError> 
     })
 }
 
+/// What [`site_tls`] would serve with when it has nothing to make: the CA certificate, the
+/// serving certificate and its key (PEM), when all four files are in `dir` and the certificate
+/// covers `names`. `None` when [`site_tls`] would make the CA or issue a certificate. Reads
+/// only: what a plan shows without changing the jump host.
+pub fn existing(dir: &Path, names: &[String]) -> Option<(String, String, String)> {
+    let ca = read(&dir.join(CA_CERT)).ok()?;
+    if !dir.join(CA_KEY).exists() {
+        return None;
+    }
+    let cert = read(&dir.join(SERVER_CERT)).ok()?;
+    let key = read(&dir.join(SERVER_KEY)).ok()?;
+    covers(&cert, names).then_some((ca, cert, key))
+}
+
 /// The names a serving certificate for `listen` needs by default: the address itself, or —
 /// listening on every address — each address of this machine, its host name and `localhost`.
 pub fn default_names(listen: SocketAddr) -> Vec<String> {
@@ -317,6 +331,23 @@ mod tests {
         let wider = site_tls(&d, &["127.0.0.1".into(), "registry.site".into()]).unwrap();
         assert_eq!(wider.made, vec![d.join(SERVER_CERT), d.join(SERVER_KEY)]);
         assert_eq!(fs::read(d.join(CA_CERT)).unwrap(), ca, "the CA must stay");
+    }
+
+    #[test]
+    fn existing_reads_what_site_tls_would_use_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("tls");
+        let names = ["127.0.0.1".to_string()];
+        assert_eq!(existing(&d, &names), None);
+        assert!(!d.exists());
+        site_tls(&d, &names).unwrap();
+        let (ca, cert, key) = existing(&d, &names).unwrap();
+        assert_eq!(ca, read(&d.join(CA_CERT)).unwrap());
+        assert_eq!(cert, read(&d.join(SERVER_CERT)).unwrap());
+        assert_eq!(key, read(&d.join(SERVER_KEY)).unwrap());
+        // A name the certificate lacks: site_tls would issue another, so a plan shows a change.
+        assert_eq!(existing(&d, &["10.0.0.9".to_string()]), None);
+        assert!(covers(&read(&d.join(SERVER_CERT)).unwrap(), &names));
     }
 
     #[test]

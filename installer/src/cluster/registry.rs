@@ -240,14 +240,21 @@ pub fn why_not(cfg: &InstallConfig, bundle: &ClusterBundle) -> Option<String> {
     None
 }
 
+/// What a plan shows for the site CA's files while apply has yet to make them: every node's
+/// copy and the serving certificate then differ from what the hosts have.
+const NOT_MADE_YET: &str = "(the site CA, made by ferry apply)\n";
+
 /// Prepares the registry for `cfg`'s apply: the site CA (made once, kept under `home`) and a
 /// serving certificate for the first server's address, ferry's binary (`agent`, else the one
-/// running) and the bundle's files. `Ok(None)` when the images are imported instead.
+/// running) and the bundle's files. `Ok(None)` when the images are imported instead. `make`
+/// is for apply: a plan (`make` false) reads the CA and certificate when they are there and
+/// fit, and otherwise shows them as changes, never writing under `home`.
 pub async fn prepare(
     cfg: &InstallConfig,
     bundle: &ClusterBundle,
     home: &Path,
     agent: Option<&AgentBinary>,
+    make: bool,
 ) -> anyhow::Result<Option<SiteRegistry>> {
     use anyhow::Context as _;
     if let Some(why) = why_not(cfg, bundle) {
@@ -263,16 +270,29 @@ pub async fn prepare(
         format!("{}:{PORT}", first.address)
     };
     let dir = ca_dir(home, &cfg.cluster.name);
-    let tls = ferry_registry::tls::site_tls(&dir, std::slice::from_ref(&first.address))
-        .with_context(|| format!("the site registry's CA in {}", dir.display()))?;
-    let read = |name: &str| {
-        std::fs::read(dir.join(name))
-            .with_context(|| format!("reading {}", dir.join(name).display()))
+    let names = std::slice::from_ref(&first.address);
+    let (ca_pem, cert, key) = if make {
+        let tls = ferry_registry::tls::site_tls(&dir, names)
+            .with_context(|| format!("the site registry's CA in {}", dir.display()))?;
+        drop(tls);
+        let read = |name: &str| {
+            std::fs::read(dir.join(name))
+                .with_context(|| format!("reading {}", dir.join(name).display()))
+        };
+        let ca_pem = String::from_utf8_lossy(&read(ferry_registry::tls::CA_CERT)?).into_owned();
+        let cert = read(ferry_registry::tls::SERVER_CERT)?;
+        let key = read(ferry_registry::tls::SERVER_KEY)?;
+        (ca_pem, cert, key)
+    } else {
+        match ferry_registry::tls::existing(&dir, names) {
+            Some((ca, cert, key)) => (ca, cert.into_bytes(), key.into_bytes()),
+            None => (
+                NOT_MADE_YET.to_string(),
+                NOT_MADE_YET.as_bytes().to_vec(),
+                Vec::new(),
+            ),
+        }
     };
-    let ca_pem = String::from_utf8_lossy(&read(ferry_registry::tls::CA_CERT)?).into_owned();
-    let cert = read(ferry_registry::tls::SERVER_CERT)?;
-    let key = read(ferry_registry::tls::SERVER_KEY)?;
-    drop(tls);
 
     let binary = match agent {
         Some(a) => a.clone(),

@@ -163,6 +163,8 @@ pub async fn plan(
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok().map(|s| &s.facts))
         .collect();
+    // Apply fills the cache and makes the site CA; a plan writes neither.
+    let make = cache.fill;
     let arts = artifacts_for(cfg, cache, &reachable).await?;
     let cluster_cfg = cfg.clone();
     let cluster_bundle = tokio::task::spawn_blocking(move || ClusterBundle::open(&cluster_cfg))
@@ -170,9 +172,14 @@ pub async fn plan(
         .context("opening the bundle crashed")??;
     let k3s = match cluster_bundle {
         Some(b) => {
-            let registry =
-                crate::cluster::registry::prepare(cfg, &b, &hosts.home, hosts.agent.as_deref())
-                    .await?;
+            let registry = crate::cluster::registry::prepare(
+                cfg,
+                &b,
+                &hosts.home,
+                hosts.agent.as_deref(),
+                make,
+            )
+            .await?;
             Some(crate::cluster::K3s::new(
                 cfg,
                 Arc::new(b),
