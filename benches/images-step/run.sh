@@ -9,6 +9,8 @@
 # Here the jump host, the sshd and containerd share this machine's cores; on a site the
 # jump host's half of the encryption runs on another machine.
 # The image: SIZE_MIB in 64 MiB layers of random bytes (what compressed layers look like).
+# ferry's side runs as the release build does (`cargo test --release`: the workspace's own crates
+# at opt-level 3; the test profile builds them at 1). PROFILE=test measures the test build.
 # Usage: benches/images-step/run.sh [SIZE_MIB]   (default 384; REPEAT=n runs, median kept,
 #        default 3; WORK=dir for the scratch dir). Needs root, containerd, ctr, sshd.
 set -euo pipefail
@@ -73,8 +75,10 @@ ARCHIVE=$(ls "$WORK"/oci/*.tar)
 cat image.bundle "$ARCHIVE" > /dev/null   # the same page-cache state for both
 
 cd "$ROOT"
+release=--release; [[ ${PROFILE:-release} == test ]] && release=
+echo "# ferry's side: ${PROFILE:-release} build"
 FERRY_BENCH_BUNDLE=$WORK/image.bundle FERRY_BENCH_PUBKEY=$WORK/key.pub FERRY_BENCH_ARCHIVE=$ARCHIVE \
-  cargo test -q -p ferry-installer --bin ferry -- --ignored --exact \
+  cargo test $release -q -p ferry-installer --bin ferry -- --ignored --exact \
   cluster::images_bench::bench_images_step --nocapture > "$WORK/bench.log" 2>&1 ||
   { cat "$WORK/bench.log" >&2; exit 1; }
 grep '^BENCH ' "$WORK/bench.log"
