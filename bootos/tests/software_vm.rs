@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use ferry_bootos::baseline::{LocalDriver, LocalRepo};
-use ferry_bootos::resources::containerd::{Containerd, CONFIG};
+use ferry_bootos::resources::containerd::{Containerd, CONFIG, HOSTS_DIR};
 use ferry_bootos::resources::gpu::GpuDriver;
 use ferry_bootos::resources::packages::{parse_present, OsRepo, Packages, RepoRef, SOURCE_LIST};
 use ferry_bootos::resources::timesync::{
@@ -306,6 +306,19 @@ async fn containerd_runs_and_is_put_back(vm: &Vm, h: &SshHost) -> (String, Durat
     assert_eq!(state(vm), ("enabled".into(), "active".into()));
     assert!(sh(vm, "ctr version").contains("Server:"));
     assert!(ok(vm, "test -S /run/containerd/containerd.sock"));
+    // The CRI plugin reads registry hosts from HOSTS_DIR (what the kubelet's pulls go
+    // through): containerd's own view of the file, and the config the running plugin logged
+    // when it started (the VMs have no crictl).
+    let dump = sh(vm, "containerd config dump");
+    assert!(
+        dump.contains(&format!("config_path = \"{HOSTS_DIR}\"")),
+        "containerd config dump: {dump}"
+    );
+    let started = sh(
+        vm,
+        "journalctl -u containerd -b --no-pager -o cat | grep -o 'Registry:{ConfigPath:[^ ]*' | tail -1",
+    );
+    assert_eq!(started, format!("Registry:{{ConfigPath:{HOSTS_DIR}"));
 
     c.revert(h, &before).await.unwrap();
     assert_eq!(state(vm), was);

@@ -76,10 +76,13 @@ fn is_cri_registry(header: &str) -> bool {
 }
 
 /// `config` with the CRI registry's `config_path` set to [`HOSTS_DIR`], when it is empty or
-/// missing there; `None` when nothing is to change: a `config_path` already set (ferry's, or
-/// an admin's own, which stays), or a configuration with the older per-registry tables
-/// (`registry.mirrors."…"`, `registry.configs."…"`), which containerd refuses beside a
-/// `config_path`, so ferry leaves it as the admin wrote it. Only that one line changes.
+/// missing there (a missing registry table, as in the file Debian's package ships, is added
+/// at the end, named for the file's `version`: 2 for containerd 1.x, 3 for 2.x); `None` when
+/// nothing is to change: a `config_path` already set (ferry's, or an admin's own, which
+/// stays), a configuration with the older per-registry tables (`registry.mirrors."…"`,
+/// `registry.configs."…"`), which containerd refuses beside a `config_path`, or one whose
+/// layout ferry does not edit (no `version`, a registry given as a dotted key or inline
+/// table). Only that one line, or that one table, changes.
 pub fn with_hosts_dir(config: &str) -> Option<String> {
     let legacy = config.lines().any(|l| {
         let l = l.trim();
@@ -92,10 +95,12 @@ pub fn with_hosts_dir(config: &str) -> Option<String> {
         return None;
     }
     let lines: Vec<&str> = config.lines().collect();
-    let header = lines.iter().position(|l| {
+    let Some(header) = lines.iter().position(|l| {
         let t = l.trim_start();
         t.starts_with('[') && !t.starts_with("[[") && is_cri_registry(t)
-    })?;
+    }) else {
+        return with_registry_table(config);
+    };
     let end = lines[header + 1..]
         .iter()
         .position(|l| l.trim_start().starts_with('['))
@@ -123,6 +128,42 @@ pub fn with_hosts_dir(config: &str) -> Option<String> {
     if config.ends_with('\n') {
         text.push('\n');
     }
+    Some(text)
+}
+
+/// `config` with a CRI registry table naming [`HOSTS_DIR`] added at its end (a TOML table may
+/// come anywhere after its parent's), when the file says its version and gives the registry
+/// nowhere else.
+fn with_registry_table(config: &str) -> Option<String> {
+    let mut version = None;
+    for l in config.lines() {
+        let t = l.trim();
+        if t.starts_with('#') {
+            continue;
+        }
+        if let Some(v) = t.strip_prefix("version").map(str::trim_start) {
+            if let Some(v) = v.strip_prefix('=') {
+                version = Some(v.trim().to_string());
+            }
+        }
+        // `registry = {…}` or `registry.config_path = …` inside the CRI table: a second
+        // definition would stop containerd from starting.
+        if !t.starts_with('[') && t.starts_with("registry") {
+            return None;
+        }
+    }
+    let table = match version.as_deref() {
+        Some("2") => "[plugins.\"io.containerd.grpc.v1.cri\".registry]",
+        Some("3") => "[plugins.'io.containerd.cri.v1.images'.registry]",
+        _ => return None,
+    };
+    let mut text = config.to_string();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "\n# ferry: the CRI plugin reads registry hosts (mirrors) from here.\n{table}\n  config_path = \"{HOSTS_DIR}\"\n"
+    ));
     Some(text)
 }
 
@@ -172,7 +213,7 @@ impl Resource for Containerd {
             )),
             Some(text) if with_hosts_dir(text).is_some() => out.push(Change::new(
                 format!("{CONFIG}: CRI registry config_path"),
-                "empty",
+                "not set",
                 HOSTS_DIR,
             )),
             _ => {}
@@ -325,6 +366,30 @@ mod tests {
         assert_eq!(with_hosts_dir(&out), None);
     }
 
+    /// The file Debian 12's containerd package ships: no registry table at all.
+    const DEBIAN: &str = r#"version = 2
+
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "/etc/cni/net.d"
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "/var/lib/containerd/opt"
+"#;
+
+    #[test]
+    fn debians_shipped_config_gets_a_registry_table_added_at_its_end() {
+        let out = with_hosts_dir(DEBIAN).unwrap();
+        assert!(out.starts_with(DEBIAN), "{out}");
+        assert_eq!(
+            &out[DEBIAN.len()..],
+            "\n# ferry: the CRI plugin reads registry hosts (mirrors) from here.\n\
+             [plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n"
+        );
+        assert_eq!(with_hosts_dir(&out), None);
+    }
+
     #[test]
     fn an_admins_path_and_the_older_mirror_tables_are_left_alone() {
         let own = V2.replace("config_path = \"\"", "config_path = \"/srv/hosts\"");
@@ -339,8 +404,11 @@ mod tests {
             with_hosts_dir(v3).unwrap(),
             "version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\n  config_path = \"/etc/containerd/certs.d\"\n[plugins.x]\n"
         );
-        // No CRI registry table at all: not a layout ferry edits.
-        assert_eq!(with_hosts_dir("version = 2\n"), None);
+        // No version: not a layout ferry edits.
+        assert_eq!(with_hosts_dir("[plugins]\n"), None);
+        // A registry given inline inside the CRI table: not added twice.
+        let inline = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  registry = { config_path = \"\" }\n";
+        assert_eq!(with_hosts_dir(inline), None);
     }
 
     #[test]
@@ -370,10 +438,10 @@ mod tests {
         assert!(c.diff(&done).is_empty());
     }
 
-    /// This machine's own containerd, when it has one, reads the edited default and reports
-    /// the path (`containerd config dump` loads the file as the daemon does).
+    /// This machine's own containerd, when it has one, reads the edited default (and Debian's
+    /// shipped file) and reports the path (`containerd config dump` loads the file as the daemon does).
     #[test]
-    fn a_real_containerd_reads_the_edited_default() {
+    fn a_real_containerd_reads_the_edited_configs() {
         let Ok(out) = std::process::Command::new("containerd")
             .args(["config", "default"])
             .output()
@@ -387,23 +455,28 @@ mod tests {
             return;
         };
         let d = tempfile::tempdir().unwrap();
-        let file = d.path().join("config.toml");
-        std::fs::write(&file, &edited).unwrap();
-        let dump = std::process::Command::new("containerd")
-            .arg("--config")
-            .arg(&file)
-            .args(["config", "dump"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&dump.stdout);
-        assert!(
-            dump.status.success(),
-            "{}",
-            String::from_utf8_lossy(&dump.stderr)
-        );
-        assert!(
-            text.contains(&format!("config_path = \"{HOSTS_DIR}\"")),
-            "{text}"
-        );
+        for (name, text) in [
+            ("default", edited),
+            ("debian", with_hosts_dir(DEBIAN).unwrap()),
+        ] {
+            let file = d.path().join(format!("{name}.toml"));
+            std::fs::write(&file, &text).unwrap();
+            let dump = std::process::Command::new("containerd")
+                .arg("--config")
+                .arg(&file)
+                .args(["config", "dump"])
+                .output()
+                .unwrap();
+            let got = String::from_utf8_lossy(&dump.stdout);
+            assert!(
+                dump.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&dump.stderr)
+            );
+            assert!(
+                got.contains(&format!("config_path = \"{HOSTS_DIR}\"")),
+                "{name}: {got}"
+            );
+        }
     }
 }
