@@ -11,6 +11,8 @@
 # The image: SIZE_MIB in 64 MiB layers of random bytes (what compressed layers look like).
 # ferry's side runs as the release build does (`cargo test --release`: the workspace's own crates
 # at opt-level 3; the test profile builds them at 1). PROFILE=test measures the test build.
+# FERRY_BENCH_SPLIT_CPUS=1: the node (containerd, sshd, ctr) pinned to CPU 0 and ferry to CPU 1,
+# as on a site where the jump host is another machine; the reference import gets CPU 0 too.
 # Usage: benches/images-step/run.sh [SIZE_MIB]   (default 384; REPEAT=n runs, median kept,
 #        default 3; WORK=dir for the scratch dir). Needs root, containerd, ctr, sshd.
 set -euo pipefail
@@ -77,8 +79,10 @@ cat image.bundle "$ARCHIVE" > /dev/null   # the same page-cache state for both
 cd "$ROOT"
 release=--release; [[ ${PROFILE:-release} == test ]] && release=
 echo "# ferry's side: ${PROFILE:-release} build"
+pin=(); [[ ${FERRY_BENCH_SPLIT_CPUS:-} == 1 ]] && pin=(taskset -c 1)
+echo "# cpus: ${pin[*]:-shared}"
 FERRY_BENCH_BUNDLE=$WORK/image.bundle FERRY_BENCH_PUBKEY=$WORK/key.pub FERRY_BENCH_ARCHIVE=$ARCHIVE \
-  cargo test $release -q -p ferry-installer --bin ferry -- --ignored --exact \
+  "${pin[@]}" cargo test $release -q -p ferry-installer --bin ferry -- --ignored --exact \
   cluster::images_bench::bench_images_step --nocapture > "$WORK/bench.log" 2>&1 ||
   { cat "$WORK/bench.log" >&2; exit 1; }
 grep '^BENCH ' "$WORK/bench.log"

@@ -44,10 +44,21 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// `FERRY_BENCH_SPLIT_CPUS=1`: the node (containerd, sshd, ctr) on CPU 0 alone and ferry on
+/// CPU 1 (the run script pins the test process), as a site's jump host and node are two
+/// machines; the reference import gets CPU 0 alone too.
+fn node_wrapper() -> Vec<String> {
+    if env("FERRY_BENCH_SPLIT_CPUS").as_deref() == Some("1") {
+        ["taskset", "-c", "0"].map(String::from).to_vec()
+    } else {
+        Vec::new()
+    }
+}
+
 /// A fresh containerd whose socket any user may open (the sshd's session runs as the test
 /// user, without sudo, which would drop `CONTAINERD_ADDRESS`).
 fn fresh_containerd() -> Containerd {
-    let c = Containerd::start();
+    let c = Containerd::start_with(&node_wrapper());
     let ok = std::process::Command::new("chmod")
         .arg("0666")
         .arg(c.socket())
@@ -66,6 +77,7 @@ async fn ferry_step(bundle: &Arc<ClusterBundle>, dir: &std::path::Path) -> (f64,
             containerd.socket().display()
         ),
         host_keys: vec!["ed25519"],
+        wrapper: Some(node_wrapper()).filter(|w| !w.is_empty()),
         ..Default::default()
     });
     let target = Target {
@@ -118,7 +130,12 @@ async fn ferry_step(bundle: &Arc<ClusterBundle>, dir: &std::path::Path) -> (f64,
 fn ctr_import(archive: &std::path::Path) -> f64 {
     let containerd = fresh_containerd();
     let t = Instant::now();
-    let out = std::process::Command::new("ctr")
+    let mut ctr = std::process::Command::new("ctr");
+    if let [program, args @ ..] = node_wrapper().as_slice() {
+        ctr = std::process::Command::new(program);
+        ctr.args(args).arg("ctr");
+    }
+    let out = ctr
         .arg("--address")
         .arg(containerd.socket())
         .args(["-n", "k8s.io", "images", "import"])
@@ -174,7 +191,7 @@ async fn bench_images_step() {
         let (f, cpu) = ferry_step(&bundle, dir.path()).await;
         println!(
             "BENCH run {r}: ctr_import_s={c:.2} ferry_images_step_s={f:.2} \
-             ferry_process_cpu_s={cpu:.2} (the jump host's share, here on the same cores)"
+             ferry_process_cpu_s={cpu:.2} (the jump host's share)"
         );
         ctr.push(c);
         ferry.push(f);
