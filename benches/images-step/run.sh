@@ -20,7 +20,6 @@ set -euo pipefail
 SIZE_MIB=${1:-${SIZE_MIB:-384}}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${WORK:-$ROOT/target/bench-images-step}
-LAYER_MIB=64
 for tool in tar sha256sum containerd ctr /usr/sbin/sshd; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install tar coreutils containerd openssh-server)" >&2; exit 1; }
 done
@@ -31,25 +30,10 @@ echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 cargo build -q -p ferry-installer --manifest-path "$ROOT/Cargo.toml"
 FERRY=$ROOT/target/debug/ferry
 
-rm -rf "$WORK"; mkdir -p "$WORK/save"
+rm -rf "$WORK"; mkdir -p "$WORK"
 cd "$WORK"
-n=$(( SIZE_MIB / LAYER_MIB )); (( n >= 1 )) || n=1
-diff_ids=(); layers=()
-for i in $(seq 1 "$n"); do
-    d=$(printf 'l%03d' "$i"); mkdir -p "rootfs/$d" "save/$d"
-    head -c $(( LAYER_MIB * 1024 * 1024 )) /dev/urandom > "rootfs/$d/data"
-    tar -C "rootfs/$d" -cf "save/$d/layer.tar" data
-    rm -rf "rootfs/$d"
-    diff_ids+=("\"sha256:$(sha256sum "save/$d/layer.tar" | cut -d' ' -f1)\"")
-    layers+=("\"$d/layer.tar\"")
-done
-join() { local IFS=,; echo "$*"; }
-printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[%s]}}' "$(join "${diff_ids[@]}")" > cfg.json
-cfg=$(sha256sum cfg.json | cut -d' ' -f1)
-mv cfg.json "save/$cfg.json"
-printf '[{"Config":"%s.json","RepoTags":["bench/image:1"],"Layers":[%s]}]' "$cfg" "$(join "${layers[@]}")" > save/manifest.json
-tar -C save -cf image.tar .
-rm -rf save rootfs
+. "$ROOT/benches/lib/docker-archive.sh"
+docker_archive "$SIZE_MIB" 1 random
 
 # The cluster bundle needs a [k3s] item; the step under test reads none of it.
 printf 'not k3s\n' > k3s

@@ -12,7 +12,6 @@ set -euo pipefail
 SIZE_MIB=${1:-${SIZE_MIB:-1024}}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${WORK:-$ROOT/target/bench-images}
-LAYER_MIB=64
 for tool in tar zstd sha256sum /usr/bin/time; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install tar zstd coreutils time)" >&2; exit 1; }
 done
@@ -21,31 +20,10 @@ echo "== building ferry (release)"
 cargo build --release -q -p ferry-installer --manifest-path "$ROOT/Cargo.toml"
 FERRY=$ROOT/target/release/ferry
 
-rm -rf "$WORK"; mkdir -p "$WORK/save"
+rm -rf "$WORK"; mkdir -p "$WORK"
 cd "$WORK"
-n=$(( SIZE_MIB / LAYER_MIB )); (( n >= 2 )) || n=2
-echo "== making a docker archive of $n layers of ${LAYER_MIB} MiB"
-diff_ids=(); layers=()
-for i in $(seq 1 "$n"); do
-    d=$(printf 'l%03d' "$i"); mkdir -p "rootfs/$d" "save/$d"
-    if (( i % 2 )); then
-        { seq -f "%.0f 2026-11-23T16:00:00Z host$i service=ferry level=info msg=processed" $((i*1000000)) $((i*1000000 + 260000));
-          head -c $(( LAYER_MIB * 1024 * 1024 / 2 )) /dev/urandom | base64 -w 120; } | head -c $(( LAYER_MIB * 1024 * 1024 )) > "rootfs/$d/data"
-    else
-        head -c $(( LAYER_MIB * 1024 * 1024 )) /dev/urandom > "rootfs/$d/data"
-    fi
-    tar -C "rootfs/$d" -cf "save/$d/layer.tar" data
-    rm -rf "rootfs/$d"
-    diff_ids+=("\"sha256:$(sha256sum "save/$d/layer.tar" | cut -d' ' -f1)\"")
-    layers+=("\"$d/layer.tar\"")
-done
-join() { local IFS=,; echo "$*"; }
-printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[%s]}}' "$(join "${diff_ids[@]}")" > cfg.json
-cfg=$(sha256sum cfg.json | cut -d' ' -f1)
-mv cfg.json "save/$cfg.json"
-printf '[{"Config":"%s.json","RepoTags":["bench/image:1"],"Layers":[%s]}]' "$cfg" "$(join "${layers[@]}")" > save/manifest.json
-tar -C save -cf image.tar .
-rm -rf save rootfs
+. "$ROOT/benches/lib/docker-archive.sh"
+docker_archive "$SIZE_MIB" 2 mixed
 INPUT=$(stat -c %s image.tar)
 
 printf '[bundle]\nname = "bench-image"\nversion = "1"\n\n[[images]]\nref = "bench/image:1"\narchive = "image.tar"\n' > image.toml
@@ -71,7 +49,7 @@ read -r i_s i_k < image.time
 mib() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1048576 / (s > 0 ? s : 0.01) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 echo
-echo "input: docker archive of $(( INPUT / 1048576 )) MiB ($n layers); machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p')"
+echo "input: docker archive of $(( INPUT / 1048576 )) MiB ($ARCHIVE_LAYERS layers); machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p')"
 printf '%-34s %8s s %7s MiB/s  peak RSS %6s MiB\n' "zstd -T0 -3" "$r_s" "$(mib "$INPUT" "$r_s")" $(( r_k / 1024 ))
 printf '%-34s %8s s %7s MiB/s  peak RSS %6s MiB\n' "ferry build (archive as a file)" "$f_s" "$(mib "$INPUT" "$f_s")" $(( f_k / 1024 ))
 printf '%-34s %8s s %7s MiB/s  peak RSS %6s MiB\n' "ferry build (archive as an image)" "$i_s" "$(mib "$INPUT" "$i_s")" $(( i_k / 1024 ))

@@ -16,7 +16,6 @@ SIZE_MIB=${1:-${SIZE_MIB:-512}}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${WORK:-$ROOT/target/bench-registry}
 REPEAT=${REPEAT:-2}
-LAYER_MIB=64
 for tool in tar sha256sum containerd ctr /usr/bin/time; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install tar coreutils containerd time)" >&2; exit 1; }
 done
@@ -71,31 +70,10 @@ EOF
     echo "containerd did not start:" >&2; cat "$CD_DIR.log" >&2; exit 1
 }
 
-rm -rf "$WORK"; mkdir -p "$WORK/save"
+rm -rf "$WORK"; mkdir -p "$WORK"
 cd "$WORK"
-n=$(( SIZE_MIB / LAYER_MIB )); (( n >= 2 )) || n=2
-echo "== making a docker archive of $n layers of ${LAYER_MIB} MiB"
-diff_ids=(); layers=()
-for i in $(seq 1 "$n"); do
-    d=$(printf 'l%03d' "$i"); mkdir -p "rootfs/$d" "save/$d"
-    if (( i % 2 )); then
-        { seq -f "%.0f 2026-11-23T16:00:00Z host$i service=ferry level=info msg=processed" $((i*1000000)) $((i*1000000 + 260000));
-          head -c $(( LAYER_MIB * 1024 * 1024 / 2 )) /dev/urandom | base64 -w 120; } | head -c $(( LAYER_MIB * 1024 * 1024 )) > "rootfs/$d/data"
-    else
-        head -c $(( LAYER_MIB * 1024 * 1024 )) /dev/urandom > "rootfs/$d/data"
-    fi
-    tar -C "rootfs/$d" -cf "save/$d/layer.tar" data
-    rm -rf "rootfs/$d"
-    diff_ids+=("\"sha256:$(sha256sum "save/$d/layer.tar" | cut -d' ' -f1)\"")
-    layers+=("\"$d/layer.tar\"")
-done
-join() { local IFS=,; echo "$*"; }
-printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[%s]}}' "$(join "${diff_ids[@]}")" > cfg.json
-cfg=$(sha256sum cfg.json | cut -d' ' -f1)
-mv cfg.json "save/$cfg.json"
-printf '[{"Config":"%s.json","RepoTags":["bench/image:1"],"Layers":[%s]}]' "$cfg" "$(join "${layers[@]}")" > save/manifest.json
-tar -C save -cf image.tar .
-rm -rf save rootfs
+. "$ROOT/benches/lib/docker-archive.sh"
+docker_archive "$SIZE_MIB" 2 mixed
 
 echo "== the bundle, and the OCI archive ctr imports (extracted from it)"
 printf '[bundle]\nname = "bench-registry"\nversion = "1"\n\n[[images]]\nref = "bench/image:1"\narchive = "image.tar"\n' > bundle.toml
@@ -146,7 +124,7 @@ mib() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1048576 / (s > 0 ? s
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 i_s=$(best import); p_s=$(best pull); t_s=$(best pull-tls)
 echo
-echo "image: $(( IMAGE_BYTES / 1048576 )) MiB ($n layers, half text-like, half random); best of $REPEAT; $(date -u +%F); machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "image: $(( IMAGE_BYTES / 1048576 )) MiB ($ARCHIVE_LAYERS layers, half text-like, half random); best of $REPEAT; $(date -u +%F); machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-44s %7s s %6s MiB/s\n' "ctr images import (local OCI archive)" "$i_s" "$(mib "$IMAGE_BYTES" "$i_s")"
 printf '%-44s %7s s %6s MiB/s\n' "ctr images pull from ferry registry (HTTP)" "$p_s" "$(mib "$IMAGE_BYTES" "$p_s")"
 printf '%-44s %7s s %6s MiB/s\n' "ctr images pull from ferry registry (HTTPS)" "$t_s" "$(mib "$IMAGE_BYTES" "$t_s")"
