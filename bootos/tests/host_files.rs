@@ -9,22 +9,10 @@ use std::time::Duration;
 
 use ferry_bootos::host::{FileState, Host, SshHost};
 use ferry_inventory::ssh::{Session, SessionOptions};
-use ferry_inventory::{Auth, Sudo, Target};
 use ferry_tests::sshd::{self, Sshd};
 
 async fn host(s: &Sshd, dir: &std::path::Path) -> SshHost {
-    let target = Target {
-        name: "files".into(),
-        address: s.address.clone(),
-        port: s.port,
-        user: sshd::KEY_USER.into(),
-        auth: Auth::Key {
-            path: sshd::fixture().keys.ed25519.clone(),
-            passphrase: None,
-        },
-        sudo: Sudo::None,
-        bastion: None,
-    };
+    let target = s.target("files", sshd::KEY_USER);
     let mut opts = SessionOptions::new(dir.join("known_hosts"));
     opts.connect_timeout = Duration::from_secs(10);
     SshHost::new(Arc::new(Session::connect(&target, &opts).await.unwrap()))
@@ -93,18 +81,7 @@ async fn restoring_an_absent_file_removes_only_the_empty_directories_its_write_m
 /// A host reached as the harness's banner user: its `.bashrc` prints a banner on stdout (and a
 /// line on stderr) before every command, as many sites' login shells do.
 async fn banner_host(s: &Sshd, dir: &std::path::Path) -> SshHost {
-    let target = Target {
-        name: "banner".into(),
-        address: s.address.clone(),
-        port: s.port,
-        user: sshd::BANNER_USER.into(),
-        auth: Auth::Key {
-            path: sshd::fixture().keys.ed25519.clone(),
-            passphrase: None,
-        },
-        sudo: Sudo::None,
-        bastion: None,
-    };
+    let target = s.target("banner", sshd::BANNER_USER);
     let mut opts = SessionOptions::new(dir.join("known_hosts"));
     opts.connect_timeout = Duration::from_secs(10);
     SshHost::new(Arc::new(Session::connect(&target, &opts).await.unwrap()))

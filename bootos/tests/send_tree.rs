@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use ferry_bootos::host::{Host, HostError, SshHost};
 use ferry_inventory::ssh::{Session, SessionOptions};
-use ferry_inventory::{Auth, Sudo, Target};
 use ferry_tests::sshd::{self, Sshd};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,18 +19,7 @@ async fn sends_a_tree_whole_from_a_jump_host_without_tar() {
     }
     let s = Sshd::start();
     let local = tempfile::tempdir().unwrap();
-    let target = Target {
-        name: "tree".into(),
-        address: s.address.clone(),
-        port: s.port,
-        user: sshd::KEY_USER.into(),
-        auth: Auth::Key {
-            path: sshd::fixture().keys.ed25519.clone(),
-            passphrase: None,
-        },
-        sudo: Sudo::None,
-        bastion: None,
-    };
+    let target = s.target("tree", sshd::KEY_USER);
     let mut opts = SessionOptions::new(local.path().join("known_hosts"));
     opts.connect_timeout = Duration::from_secs(10);
     let h = SshHost::new(Arc::new(Session::connect(&target, &opts).await.unwrap()));

@@ -35,18 +35,7 @@ fn relay_hosts(site: &Site) -> Vec<RelayHost> {
     site.hosts
         .iter()
         .map(|h| RelayHost {
-            target: Target {
-                name: h.name.clone(),
-                address: h.address.clone(),
-                port: 22,
-                user: sshd::KEY_USER.into(),
-                auth: Auth::Key {
-                    path: sshd::fixture().keys.ed25519.clone(),
-                    passphrase: None,
-                },
-                sudo: Sudo::None,
-                bastion: None,
-            },
+            target: sshd::key_target(&h.name, &h.address, 22, sshd::KEY_USER),
             site_address: h.address.clone(),
             store: format!("{}/store", h.home_on_host()),
             as_root: false,

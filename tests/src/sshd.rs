@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use ferry_inventory::{Auth, Sudo, Target};
+
 /// The sshd binary the harness runs.
 pub const SSHD: &str = "/usr/sbin/sshd";
 
@@ -575,6 +577,12 @@ impl Sshd {
     }
 
     /// A scratch directory next to the server's files.
+    /// A ferry target named `name` for `user` on this sshd (see [`key_target`]).
+    pub fn target(&self, name: &str, user: &str) -> Target {
+        key_target(name, &self.address, self.port, user)
+    }
+
+    /// The scratch directory (config, keys, log).
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -778,6 +786,23 @@ impl SmallDisk {
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = run_ok(Command::new("umount").arg(self.dir.path()));
+    }
+}
+
+/// A ferry target named `name`: `user` at `address:port`, logging in with the fixture's ed25519
+/// key, no sudo, no jump host.
+pub fn key_target(name: &str, address: &str, port: u16, user: &str) -> Target {
+    Target {
+        name: name.into(),
+        address: address.into(),
+        port,
+        user: user.into(),
+        auth: Auth::Key {
+            path: fixture().keys.ed25519.clone(),
+            passphrase: None,
+        },
+        sudo: Sudo::None,
+        bastion: None,
     }
 }
 

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use ferry_bootos::host::SshHost;
 use ferry_bootos::Resource;
 use ferry_inventory::ssh::{Pool, Session, SessionOptions};
-use ferry_inventory::{Auth, Sudo, Target};
 use ferry_tests::docker::Containerd;
 use ferry_tests::sshd::{self, Sshd, SshdOptions};
 use tokio::sync::OnceCell;
@@ -80,18 +79,7 @@ async fn ferry_step(bundle: &Arc<ClusterBundle>, dir: &std::path::Path) -> (f64,
         wrapper: Some(node_wrapper()).filter(|w| !w.is_empty()),
         ..Default::default()
     });
-    let target = Target {
-        name: "node".into(),
-        address: s.address.clone(),
-        port: s.port,
-        user: sshd::KEY_USER.into(),
-        auth: Auth::Key {
-            path: sshd::fixture().keys.ed25519.clone(),
-            passphrase: None,
-        },
-        sudo: Sudo::None,
-        bastion: None,
-    };
+    let target = s.target("node", sshd::KEY_USER);
     let mut opts = SessionOptions::new(dir.join("known_hosts"));
     opts.connect_timeout = Duration::from_secs(10);
     let session = Session::connect(&target, &opts)
