@@ -567,6 +567,71 @@ fn baseline_applies_converges_survives_a_reboot_and_rolls_back() {
 
 /// Failures: a package that cannot be installed, a host powered off mid-run, a host of
 /// another cluster, cloned machine-ids.
+/// With an agent, the bundle's OS package repository (needed by all 3 hosts) is relayed host
+/// to host before the steps run, each host's `os-repo` step unpacks its relayed copy, the
+/// packages install from it, and the relayed copies are gone from the stores afterwards.
+#[test]
+fn apply_with_an_agent_relays_the_os_repository_host_to_host() {
+    if !ferry_tests::require(ferry_tests::standin::missing_tools()) {
+        return;
+    }
+    let Some((_guard, bed, _)) = start_bed() else {
+        return;
+    };
+    let site = Site::new(&bed);
+    build_bundle(site.path());
+    let answers = site.answers(
+        "site.toml",
+        "bundle = \"site.ferry\"\nbundle-pubkey = \"vendor.pub\"",
+        "packages = [\"ferry-standin-hello\"]\ncontainer-runtime = false",
+    );
+    let apply = site.ferry(&[
+        "apply",
+        "--answers",
+        answers.to_str().unwrap(),
+        "--agent",
+        "self",
+    ]);
+    apply.expect_ok("apply with an agent");
+    let relay: Vec<&str> = apply
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" relay: "))
+        .collect();
+    eprintln!("{}", relay.join("\n"));
+    assert!(
+        relay
+            .iter()
+            .any(|l| l.contains("1 file(s)") && l.contains("to 3 hosts")),
+        "no relay of the repository to 3 hosts:\n{}",
+        apply.show()
+    );
+    assert!(
+        relay
+            .iter()
+            .any(|l| l.contains("delivered to 3 of 3 hosts")),
+        "{}",
+        apply.show()
+    );
+    assert!(!apply.stderr.contains("warning: relay"), "{}", apply.show());
+    for vm in bed.vms() {
+        let out = vm
+            .ssh_ok(
+                "ls /var/lib/ferry/repo/*/Packages* >/dev/null && \
+                 cat /usr/share/ferry-standin/hello && \
+                 ls -A /var/cache/ferry/blobs 2>/dev/null | wc -l",
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", vm.name()));
+        assert!(out.contains("STAND-IN package"), "{}: {out}", vm.name());
+        assert_eq!(
+            out.lines().last().map(str::trim),
+            Some("0"),
+            "{}: relayed copies left in the store",
+            vm.name()
+        );
+    }
+}
+
 #[test]
 fn failures_roll_back_the_failed_host_and_guards_refuse_foreign_hosts() {
     if !ferry_tests::require(ferry_tests::standin::missing_tools()) {

@@ -637,7 +637,7 @@ pub async fn apply(
     let mut order: Vec<(usize, &HostPlan)> = plan.hosts.iter().enumerate().collect();
     order.sort_by_key(|(_, hp)| gates.get(&hp.host).is_none_or(|g| g.open.is_empty()));
     // Files many hosts' steps upload leave the jump host once, host to host, before them.
-    let relayed = relay::prestage(plan, hosts).await;
+    let relayed = relay::prestage(plan, hosts, sink).await;
     let mut tasks = Vec::new();
     for (index, hp) in order {
         let fixed = |outcome: Outcome, reason: Option<String>| HostSummary {

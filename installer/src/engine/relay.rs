@@ -7,11 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use ferry_bootos::DynResource;
 use ferry_inventory::relay::{relay, RelayHost, RelayOptions, HOST_STORE};
 use ferry_inventory::transfer::UploadSource;
 
+use super::events::{one_line, Event, Sink};
 use super::plan::{HostStatus, Plan};
 use super::Hosts;
 
@@ -57,8 +59,9 @@ fn wanted(plan: &Plan) -> BTreeMap<String, Wanted> {
 }
 
 /// Relays what two or more hosts need; returns the hosts and digests it delivered, for
-/// [`clean`] once the steps ran. Failures are logged, never fatal.
-pub async fn prestage(plan: &Plan, hosts: &Hosts) -> Vec<(String, String)> {
+/// [`clean`] once the steps ran. Tells what it does as progress lines of the first host of
+/// each relay (step `relay`); failures are warnings, never fatal.
+pub async fn prestage(plan: &Plan, hosts: &Hosts, sink: &Sink) -> Vec<(String, String)> {
     let Some(agent) = &hosts.agent else {
         return Vec::new();
     };
@@ -82,6 +85,22 @@ pub async fn prestage(plan: &Plan, hosts: &Hosts) -> Vec<(String, String)> {
             })
             .collect();
         let sources: Vec<Arc<dyn UploadSource>> = blobs.iter().map(|w| w.source.clone()).collect();
+        let first = names.first().cloned().unwrap_or_default();
+        let tell = |message: String| {
+            sink(Event::Progress {
+                host: first.clone(),
+                resource: "relay".into(),
+                message,
+            })
+        };
+        let bytes: u64 = sources.iter().map(|s| s.size()).sum();
+        tell(format!(
+            "{} file(s), {:.1} MiB, to {} hosts, host to host: each leaves the jump host once",
+            sources.len(),
+            bytes as f64 / 1048576.0,
+            members.len()
+        ));
+        let started = Instant::now();
         let quiet = Arc::new(|_| {});
         match relay(
             hosts.pool.clone(),
@@ -94,25 +113,41 @@ pub async fn prestage(plan: &Plan, hosts: &Hosts) -> Vec<(String, String)> {
         .await
         {
             Ok(results) => {
+                let mut ok = 0;
                 for (host, r) in results {
                     match r {
-                        Ok(()) => delivered.extend(
-                            sources
-                                .iter()
-                                .map(|s| (host.clone(), s.sha256().to_string())),
-                        ),
-                        Err(e) => tracing::warn!(
-                            %host,
-                            "relay: {e}; its steps send the files directly"
-                        ),
+                        Ok(()) => {
+                            ok += 1;
+                            delivered.extend(
+                                sources
+                                    .iter()
+                                    .map(|s| (host.clone(), s.sha256().to_string())),
+                            )
+                        }
+                        Err(e) => sink(Event::Warning {
+                            host,
+                            message: format!(
+                                "relay: {}; its steps send the files directly",
+                                one_line(&e)
+                            ),
+                        }),
                     }
                 }
+                tell(format!(
+                    "delivered to {ok} of {} hosts in {:.1} s",
+                    members.len(),
+                    started.elapsed().as_secs_f64()
+                ));
             }
-            Err(e) => tracing::warn!("{e}; the steps send the files directly"),
+            Err(e) => sink(Event::Warning {
+                host: first.clone(),
+                message: format!("{}; the steps send the files directly", one_line(&e)),
+            }),
         }
     }
     delivered
 }
+
 /// Removes the relayed copies from the hosts' stores (best effort: a copy left behind is only
 /// disk space, and a later run checks its digest before using it).
 pub async fn clean(hosts: &Hosts, delivered: &[(String, String)]) {
