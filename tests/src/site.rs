@@ -104,6 +104,8 @@ impl Site {
     /// `n` hosts (at most 200) on a fresh switch. Call [`sshd::netns_available`] first.
     pub fn start(n: usize) -> Self {
         assert!(n <= 200, "a site has at most 200 hosts");
+        // The test users (each host's home is chowned to one) exist before the first host.
+        sshd::fixture();
         let (switch, k) = (0..250u32)
             .find_map(|k| {
                 let name = format!("ferrytest-rs{k}");

@@ -95,6 +95,43 @@ fn extract_once(bundle: &Bundle, item: &Item, cache: &Cache) -> anyhow::Result<(
     Ok((dir, digest))
 }
 
+/// The packed form of the extracted tree `dir` ([`PackedTree`]), measured once per item: the
+/// figures are kept in `record` (`SHA256 SIZE`), so a later apply with the same bundle reads
+/// them instead of packing and hashing a repository of gigabytes again. The tree is never
+/// changed after its extraction; were it changed by hand, the relay's digest checks refuse
+/// the copy and the steps send the tree directly.
+fn packed_once(dir: &Path, record: &Path) -> anyhow::Result<BlobSpec> {
+    if let Some(spec) = std::fs::read_to_string(record)
+        .ok()
+        .and_then(|s| parse_packed(&s))
+    {
+        return Ok(spec);
+    }
+    let p = PackedTree::measure(dir).with_context(|| format!("packing {}", dir.display()))?;
+    // Written beside its name and renamed: a record present is whole. Losing it only costs
+    // the measurement again.
+    let tmp = record.with_extension(format!("packed.partial-{}", std::process::id()));
+    if std::fs::write(&tmp, format!("{} {}\n", p.sha256, p.size)).is_ok() {
+        let _ = std::fs::rename(&tmp, record);
+    }
+    let _ = std::fs::remove_file(&tmp);
+    Ok(BlobSpec {
+        sha256: p.sha256,
+        size: p.size,
+    })
+}
+
+/// `SHA256 SIZE` as [`packed_once`] writes it; anything else is no record.
+fn parse_packed(s: &str) -> Option<BlobSpec> {
+    let mut words = s.split_whitespace();
+    let (sha256, size) = (words.next()?, words.next()?.parse().ok()?);
+    let hex = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex && words.next().is_none()).then(|| BlobSpec {
+        sha256: sha256.to_ascii_lowercase(),
+        size,
+    })
+}
+
 /// The directory holding a `Packages` index under `dir` (the repository root), else `dir`.
 fn repo_root(dir: &Path) -> PathBuf {
     let mut stack = vec![dir.to_path_buf()];
@@ -147,12 +184,10 @@ pub fn prepare(
                 let dir = repo_root(&dir);
                 // Measured for the relay: every host of this distribution gets these bytes.
                 let packed = if cache.fill {
-                    let p = PackedTree::measure(&dir)
-                        .with_context(|| format!("packing {}", dir.display()))?;
-                    Some(BlobSpec {
-                        sha256: p.sha256,
-                        size: p.size,
-                    })
+                    Some(packed_once(
+                        &dir,
+                        &cache.dir.join(format!("{digest}.packed")),
+                    )?)
                 } else {
                     None
                 };
@@ -245,5 +280,43 @@ mod tests {
         assert_eq!(repo_root(d.path()), deep);
         let empty = tempfile::tempdir().unwrap();
         assert_eq!(repo_root(empty.path()), empty.path());
+    }
+
+    #[test]
+    fn a_repository_is_packed_and_hashed_once_per_bundle_item() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("repo");
+        std::fs::create_dir_all(tree.join("pool")).unwrap();
+        std::fs::write(tree.join("Packages"), "Package: a\n").unwrap();
+        std::fs::write(tree.join("pool/a.deb"), vec![7u8; 100_000]).unwrap();
+        let record = d.path().join("item.packed");
+        let first = packed_once(&tree, &record).unwrap();
+        let measured = PackedTree::measure(&tree).unwrap();
+        assert_eq!(
+            (first.sha256.as_str(), first.size),
+            (measured.sha256.as_str(), measured.size)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&record).unwrap(),
+            format!("{} {}\n", first.sha256, first.size)
+        );
+        // The second apply reads the record: the tree is not packed again (a tree that is
+        // gone cannot be packed, yet the figures come back).
+        std::fs::remove_dir_all(&tree).unwrap();
+        assert_eq!(packed_once(&tree, &record).unwrap(), first);
+        // Only our own record counts; anything else is measured again (and fails here, the
+        // tree being gone).
+        for bad in [
+            "",
+            "abc 12\n",
+            &format!("{} x\n", first.sha256),
+            &format!("{} 1 2\n", first.sha256),
+        ] {
+            std::fs::write(&record, bad).unwrap();
+            assert!(packed_once(&tree, &record).is_err(), "{bad:?}");
+        }
+        assert!(std::fs::read_dir(d.path())
+            .unwrap()
+            .all(|e| { !e.unwrap().file_name().to_string_lossy().contains("partial") }));
     }
 }
