@@ -835,3 +835,125 @@ impl std::io::Write for ChunkWriter {
         Ok(())
     }
 }
+
+/// Reads `paths` in one session command, each framed as [`Host::read_file`] frames it: the
+/// files a plan's resources are about to read ([`crate::Resource::reads`]), fetched at once
+/// instead of one command (one sudo, one shell) each. A file that changed size while read, or
+/// whose frame is missing, is left out: [`Prefetched`] reads it alone then, with the retries
+/// and the error [`Host::read_file`] gives.
+pub async fn read_files(
+    host: &dyn Host,
+    paths: &[String],
+) -> Result<std::collections::BTreeMap<String, FileState>, HostError> {
+    let framed: Vec<(&String, String)> = paths.iter().map(|p| (p, frame_marker())).collect();
+    let script: Vec<String> = framed.iter().map(|(p, m)| read_file_script(p, m)).collect();
+    let out = host.run_data(&script.join("\n"), b"").await?;
+    if !out.success() {
+        return Err(HostError::Failed {
+            host: host.name().to_string(),
+            command: format!("reading {}", paths.join(", ")),
+            status: out.described,
+            stderr: out.stderr,
+        });
+    }
+    Ok(framed
+        .into_iter()
+        .filter_map(|(p, m)| Some((p.clone(), parse_framed(&out.stdout, &m).ok()?)))
+        .collect())
+}
+
+/// A host whose [`Host::read_file`] answers from files read beforehand in one command
+/// ([`read_files`]); everything else, and any other file, goes to the host itself. For a
+/// plan, which only reads: a change made through it would not update what it answers.
+pub struct Prefetched<'a> {
+    inner: &'a dyn Host,
+    files: std::collections::BTreeMap<String, FileState>,
+}
+
+impl<'a> Prefetched<'a> {
+    /// Reads `paths` (duplicates once) from `inner`. When that one command fails, nothing is
+    /// kept and every read goes to the host alone, as without the prefetch: its failure is
+    /// then told by the read that meets it.
+    pub async fn new(inner: &'a dyn Host, paths: &[String]) -> Self {
+        let mut paths = paths.to_vec();
+        paths.sort();
+        paths.dedup();
+        let files = if paths.len() > 1 {
+            read_files(inner, &paths).await.unwrap_or_default()
+        } else {
+            Default::default()
+        };
+        Self { inner, files }
+    }
+
+    /// How many files it answers for.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether it answers for none.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+#[async_trait]
+impl Host for Prefetched<'_> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn run(&self, script: &str) -> Result<CmdOutput, HostError> {
+        self.inner.run(script).await
+    }
+    async fn run_data(&self, script: &str, input: &[u8]) -> Result<DataOutput, HostError> {
+        self.inner.run_data(script, input).await
+    }
+    async fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<(), HostError> {
+        self.inner.write_file(path, content, mode).await
+    }
+    async fn upload(&self, local: &Path, remote: &str, mode: u32) -> Result<(), HostError> {
+        self.inner.upload(local, remote, mode).await
+    }
+    async fn send_tree(&self, local_dir: &Path, remote_dir: &str) -> Result<(), HostError> {
+        self.inner.send_tree(local_dir, remote_dir).await
+    }
+    async fn unpack_staged(&self, sha256: &str, remote_dir: &str) -> Result<bool, HostError> {
+        self.inner.unpack_staged(sha256, remote_dir).await
+    }
+    async fn upload_from(
+        &self,
+        source: &dyn UploadSource,
+        remote: &str,
+        mode: u32,
+    ) -> Result<(), HostError> {
+        self.inner.upload_from(source, remote, mode).await
+    }
+    async fn run_piped(
+        &self,
+        script: &str,
+        input: Box<dyn std::io::Read + Send>,
+    ) -> Result<CmdOutput, HostError> {
+        self.inner.run_piped(script, input).await
+    }
+    async fn record_effect(&self, effect: &Effect) -> Result<(), HostError> {
+        self.inner.record_effect(effect).await
+    }
+    fn recorded_effects(&self) -> Option<Vec<Effect>> {
+        self.inner.recorded_effects()
+    }
+    fn report_kept(&self, kept: Kept) {
+        self.inner.report_kept(kept)
+    }
+    async fn read_file(&self, path: &str) -> Result<FileState, HostError> {
+        match self.files.get(path) {
+            Some(state) => Ok(state.clone()),
+            None => self.inner.read_file(path).await,
+        }
+    }
+    async fn file_sha256(&self, path: &str) -> Result<Option<String>, HostError> {
+        self.inner.file_sha256(path).await
+    }
+    async fn missing_dirs(&self, dir: &str) -> Result<Vec<String>, HostError> {
+        self.inner.missing_dirs(dir).await
+    }
+}

@@ -15,7 +15,7 @@ pub mod tree;
 pub use baseline::{resources_for, BaselineConfig, HostContext, Member};
 pub use host::{
     CmdOutput, DataOutput, Effect, FileBytes, FileState, Host, HostError, InstalledPackage, Kept,
-    SshHost,
+    Prefetched, SshHost,
 };
 pub use resource::{Change, DynResource, Resource, ResourceError, Upload};
 pub use spec::ResourceSpec;

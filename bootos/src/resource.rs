@@ -115,6 +115,12 @@ pub trait Resource: Send + Sync {
     fn uploads(&self) -> Vec<Upload> {
         Vec::new()
     }
+
+    /// The files `observe` reads with [`Host::read_file`] (none unless said): a plan fetches
+    /// every resource's at once ([`crate::host::Prefetched`]) instead of one command each.
+    fn reads(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A resource with its state as JSON, so resources of every kind sit in one plan and one
@@ -135,6 +141,8 @@ pub trait DynResource: Send + Sync {
     async fn revert(&self, host: &dyn Host, before: &Value) -> Result<(), ResourceError>;
     /// See [`Resource::uploads`].
     fn uploads(&self) -> Vec<Upload>;
+    /// See [`Resource::reads`].
+    fn reads(&self) -> Vec<String>;
 }
 
 fn state<R: Resource + ?Sized>(r: &R, v: &Value) -> Result<R::State, ResourceError> {
@@ -176,5 +184,8 @@ impl<R: Resource> DynResource for R {
 
     fn uploads(&self) -> Vec<Upload> {
         Resource::uploads(self)
+    }
+    fn reads(&self) -> Vec<String> {
+        Resource::reads(self)
     }
 }

@@ -1,13 +1,13 @@
 //! `Host`'s file primitives over a real sshd: a write creates missing parents readable by
 //! everyone (0755, whatever umask the write itself runs under), and restoring a file that was
 //! absent removes it and the directories the write created, but never a directory that holds
-//! something else.
+//! something else. A plan's files read in one command are the same as read one by one.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_bootos::host::{FileState, Host, SshHost};
+use ferry_bootos::host::{FileState, Host, Prefetched, SshHost};
 use ferry_inventory::ssh::{Session, SessionOptions};
 use ferry_tests::sshd::{self, Sshd};
 
@@ -136,5 +136,72 @@ async fn a_login_shell_banner_and_binary_bytes_do_not_corrupt_a_file_read_or_res
     let absent = h.read_file(&format!("{root}/none/x")).await.unwrap();
     assert!(!absent.exists());
     assert_eq!(absent.missing_dirs, [format!("{root}/none")]);
+    h.run_ok(&format!("rm -rf {root}")).await.unwrap();
+}
+
+/// What a plan reads in one command ([`Prefetched`]) is, file for file, what `read_file` reads
+/// alone, behind a login shell that prints a banner: text, every byte value, an absent file
+/// with its absent parents, and an empty file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_read_at_once_are_the_files_read_one_by_one() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let local = tempfile::tempdir().unwrap();
+    let h = banner_host(&s, local.path()).await;
+    let root = h
+        .run_ok("mktemp -d /tmp/ferry-prefetch.XXXXXX")
+        .await
+        .unwrap();
+    let root = root.lines().last().unwrap().trim().to_string();
+    let binary: Vec<u8> = (0..=255u8).chain([0xff, 0x00]).collect();
+    let text = format!("{}\nFERRY-0000000000000000 end\n", sshd::BANNER_TEXT);
+    h.write_file(&format!("{root}/text.conf"), text.as_bytes(), 0o640)
+        .await
+        .unwrap();
+    h.write_file(&format!("{root}/blob.bin"), &binary, 0o600)
+        .await
+        .unwrap();
+    h.write_file(&format!("{root}/empty"), b"", 0o644)
+        .await
+        .unwrap();
+    let paths: Vec<String> = ["text.conf", "blob.bin", "gone/x", "empty", "text.conf"]
+        .iter()
+        .map(|p| format!("{root}/{p}"))
+        .collect();
+    let at_once = Prefetched::new(&h, &paths).await;
+    assert_eq!(
+        at_once.len(),
+        4,
+        "every distinct file, the absent one included"
+    );
+    for p in &paths {
+        assert_eq!(
+            at_once.read_file(p).await.unwrap(),
+            h.read_file(p).await.unwrap(),
+            "{p}"
+        );
+    }
+    assert_eq!(
+        at_once
+            .read_file(&format!("{root}/gone/x"))
+            .await
+            .unwrap()
+            .missing_dirs,
+        [format!("{root}/gone")]
+    );
+    // They were read before: a change since is not seen through it (a plan only reads), and
+    // a file it was not given is read from the host.
+    h.write_file(&format!("{root}/empty"), b"now\n", 0o644)
+        .await
+        .unwrap();
+    h.write_file(&format!("{root}/other"), b"o\n", 0o644)
+        .await
+        .unwrap();
+    let empty = at_once.read_file(&format!("{root}/empty")).await.unwrap();
+    assert_eq!(empty.bytes(), Some(&b""[..]));
+    let other = at_once.read_file(&format!("{root}/other")).await.unwrap();
+    assert_eq!(other.text(), Some("o\n"));
     h.run_ok(&format!("rm -rf {root}")).await.unwrap();
 }

@@ -179,6 +179,10 @@ impl Resource for Containerd {
         os::require(facts, "containerd", &[Family::Debian])
     }
 
+    fn reads(&self) -> Vec<String> {
+        vec![CONFIG.to_string()]
+    }
+
     async fn observe(&self, host: &dyn Host) -> Result<ContainerdState, ResourceError> {
         let installed = host.run("command -v containerd").await?.success();
         let before = if installed {

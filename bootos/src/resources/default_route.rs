@@ -88,6 +88,10 @@ impl Resource for DefaultRoute {
         os::require(facts, "the default-route fix", &[Family::Debian])
     }
 
+    fn reads(&self) -> Vec<String> {
+        vec![NETDEV.to_string(), NETWORK.to_string()]
+    }
+
     async fn observe(&self, host: &dyn Host) -> Result<DefaultRouteState, ResourceError> {
         let link = host
             .run(&format!("ip link show dev {IFACE} >/dev/null 2>&1"))

@@ -120,6 +120,10 @@ impl Resource for Dns {
         }
     }
 
+    fn reads(&self) -> Vec<String> {
+        vec![RESOLV.to_string(), RESOLVED_DROPIN.to_string()]
+    }
+
     async fn observe(&self, host: &dyn Host) -> Result<DnsState, ResourceError> {
         let link = host
             .run_ok(&format!("readlink {RESOLV} || true"))

@@ -93,6 +93,10 @@ impl Resource for Hostname {
         }
     }
 
+    fn reads(&self) -> Vec<String> {
+        vec![ETC_HOSTNAME.to_string()]
+    }
+
     async fn observe(&self, host: &dyn Host) -> Result<HostnameState, ResourceError> {
         let etc_hostname = host.read_file(ETC_HOSTNAME).await?;
         let running = host.run_ok("cat /proc/sys/kernel/hostname").await?;

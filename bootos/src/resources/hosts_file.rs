@@ -146,6 +146,10 @@ impl Resource for HostsFile {
         Ok(())
     }
 
+    fn reads(&self) -> Vec<String> {
+        vec![HOSTS.to_string()]
+    }
+
     async fn observe(&self, host: &dyn Host) -> Result<FileState, ResourceError> {
         Ok(host.read_file(HOSTS).await?)
     }

@@ -109,6 +109,10 @@ impl Resource for Limits {
         Ok(())
     }
 
+    fn reads(&self) -> Vec<String> {
+        vec![PAM_DROPIN.to_string(), SYSTEMD_DROPIN.to_string()]
+    }
+
     async fn observe(&self, host: &dyn Host) -> Result<LimitsState, ResourceError> {
         Ok(LimitsState {
             pam: host.read_file(PAM_DROPIN).await?,

@@ -36,6 +36,10 @@ impl Resource for ClusterMarker {
         Ok(())
     }
 
+    fn reads(&self) -> Vec<String> {
+        vec![FERRY_MARKER.to_string()]
+    }
+
     async fn observe(&self, host: &dyn Host) -> Result<FileState, ResourceError> {
         Ok(host.read_file(FERRY_MARKER).await?)
     }

@@ -99,6 +99,10 @@ impl Resource for Modules {
         Ok(())
     }
 
+    fn reads(&self) -> Vec<String> {
+        vec![DROPIN.to_string()]
+    }
+
     async fn observe(&self, host: &dyn Host) -> Result<ModulesState, ResourceError> {
         let dropin = host.read_file(DROPIN).await?;
         let out = host.run_ok(&loaded_script(&self.modules)).await?;

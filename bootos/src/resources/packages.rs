@@ -124,6 +124,10 @@ impl Resource for OsRepo {
         Ok(())
     }
 
+    fn reads(&self) -> Vec<String> {
+        vec![SOURCE_LIST.to_string()]
+    }
+
     async fn observe(&self, host: &dyn Host) -> Result<OsRepoState, ResourceError> {
         let dir = shell_quote(&RepoRef::of(&self.repo).dir());
         Ok(OsRepoState {

@@ -124,6 +124,10 @@ impl Resource for SwapOff {
         os::require(facts, "swap off", &[Family::Debian])
     }
 
+    fn reads(&self) -> Vec<String> {
+        vec![FSTAB.to_string()]
+    }
+
     async fn observe(&self, host: &dyn Host) -> Result<SwapState, ResourceError> {
         let fstab = host.read_file(FSTAB).await?;
         let swaps = host.run_ok("cat /proc/swaps").await?;

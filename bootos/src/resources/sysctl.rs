@@ -152,6 +152,10 @@ impl Resource for Sysctl {
         Ok(())
     }
 
+    fn reads(&self) -> Vec<String> {
+        vec![DROPIN.to_string()]
+    }
+
     async fn observe(&self, host: &dyn Host) -> Result<SysctlState, ResourceError> {
         let dropin = host.read_file(DROPIN).await?;
         let out = host.run_ok(&read_script(self.settings.keys())).await?;

@@ -355,6 +355,10 @@ impl Resource for TimeSync {
         os::require(facts, "time sync (chrony)", &[Family::Debian])
     }
 
+    fn reads(&self) -> Vec<String> {
+        vec![CHRONY_CONF.to_string(), FERRY_CONF.to_string()]
+    }
+
     async fn observe(&self, host: &dyn Host) -> Result<TimeSyncState, ResourceError> {
         let installed = host.run("command -v chronyd").await?.success();
         Ok(TimeSyncState {

@@ -482,6 +482,7 @@ pub(crate) async fn apply_with(
             run_id: run_id.clone(),
             local,
             cluster_id: cfg.cluster.id.clone(),
+            pending: Default::default(),
         });
         let policy = if args.no_rollback {
             crate::config::RollbackPolicy::Never
@@ -672,6 +673,7 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
             run_id: args.run.clone(),
             local,
             cluster_id: cfg.cluster.id.clone(),
+            pending: Default::default(),
         });
         let printer = Printer::new(cfg.members.len(), false);
         let sink = printer.sink();
@@ -904,6 +906,7 @@ pub fn reset(args: ResetArgs) -> anyhow::Result<ExitCode> {
                         run_id: run.clone(),
                         local: Arc::new(Journal::open(&root.join(run))?),
                         cluster_id: cfg.cluster.id.clone(),
+                        pending: Default::default(),
                     };
                     let report = crate::engine::apply::revert_all(
                         &host,

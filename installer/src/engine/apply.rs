@@ -107,6 +107,9 @@ pub struct RunJournal {
     pub local: Arc<Journal>,
     /// The cluster the run is for, named in every `begin` line.
     pub cluster_id: String,
+    /// Lines the jump host's journal has and a host's copy not yet, by host: they travel with
+    /// the host's next line ([`RunJournal::record_later`]).
+    pub pending: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl RunJournal {
@@ -127,7 +130,9 @@ impl RunJournal {
         tokio::task::spawn_blocking(move || local.append(&line))
             .await
             .map_err(|e| anyhow::anyhow!("writing the journal crashed: {e}"))??;
-        if let Err(e) = append_on_host(host, &self.run_id, &rec.to_line()).await {
+        let mut lines = self.take_pending(host.name());
+        lines.push(rec.to_line());
+        if let Err(e) = append_on_host(host, &self.run_id, &lines).await {
             if mirror_required {
                 return Err(e.context("writing the host's journal"));
             }
@@ -138,16 +143,68 @@ impl RunJournal {
         }
         Ok(())
     }
+
+    /// Records a line on the jump host now (fsynced) and on the host with its next line or
+    /// [`RunJournal::flush`]: one command instead of one per line. For lines that may reach
+    /// the host late: a `begin` is flushed before the step's first command on the host
+    /// ([`StepHost`]), a `done` with whatever comes next. A host copy cut short by a crash in
+    /// between lacks only lines about changes not yet made, or lacks a `done`, as a run killed
+    /// between `begin` and `done` does.
+    pub async fn record_later(
+        &self,
+        host: &dyn Host,
+        resource_id: &str,
+        entry: Entry,
+    ) -> anyhow::Result<()> {
+        let rec = Record::now(&self.run_id, host.name(), resource_id, entry);
+        let (local, line) = (self.local.clone(), rec.clone());
+        tokio::task::spawn_blocking(move || local.append(&line))
+            .await
+            .map_err(|e| anyhow::anyhow!("writing the journal crashed: {e}"))??;
+        if let Ok(mut p) = self.pending.lock() {
+            p.entry(host.name().to_string())
+                .or_default()
+                .push(rec.to_line());
+        }
+        Ok(())
+    }
+
+    /// Writes the host's pending lines (see [`RunJournal::record_later`]) in one command.
+    pub async fn flush(&self, host: &dyn Host) -> anyhow::Result<()> {
+        let lines = self.take_pending(host.name());
+        if lines.is_empty() {
+            return Ok(());
+        }
+        append_on_host(host, &self.run_id, &lines)
+            .await
+            .map_err(|e| e.context("writing the host's journal"))
+    }
+
+    fn take_pending(&self, host: &str) -> Vec<String> {
+        self.pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(host))
+            .unwrap_or_default()
+    }
 }
 
-/// Appends one line to `/var/lib/ferry/journal/<run>.jsonl` on the host (dir 0700, file
-/// 0600). The line (undo data: whole configuration files) goes on stdin, never in the command
-/// line. A tail cut short by a crash is cut off first, so the new line does not glue onto it.
+/// A journal line that could not be written, as the host operation's error.
+fn journal_error(e: anyhow::Error) -> HostError {
+    HostError::Local {
+        what: "recording a change in the run's journal".into(),
+        source: std::io::Error::other(one_line(&e)),
+    }
+}
+
+/// Appends lines to `/var/lib/ferry/journal/<run>.jsonl` on the host (dir 0700, file
+/// 0600), in one command. The lines (undo data: whole configuration files) go on stdin,
+/// never in the command line. A tail cut short by a crash is cut off first, so the new line does not glue onto it.
 /// Everything is synced before the command returns (`sync`, not only the journal): a step's
 /// `done` line must not outlive what the step wrote. A host powered off after a step had
 /// ended came back with files the step had made empty (containerd's, seen on a VM test bed),
 /// and the next run would have skipped the step as done.
-async fn append_on_host(host: &dyn Host, run_id: &str, line: &str) -> anyhow::Result<()> {
+async fn append_on_host(host: &dyn Host, run_id: &str, lines: &[String]) -> anyhow::Result<()> {
     let file = super::journal::host_copy(run_id);
     let script = format!(
         "umask 077 && d={d} && f={f} && mkdir -p \"$d\" && chmod 700 \"$d\" && \
@@ -156,8 +213,11 @@ async fn append_on_host(host: &dyn Host, run_id: &str, line: &str) -> anyhow::Re
         d = shell_quote(HOST_JOURNAL_DIR),
         f = shell_quote(&file)
     );
-    let mut data = line.as_bytes().to_vec();
-    data.push(b'\n');
+    let mut data = Vec::new();
+    for line in lines {
+        data.extend_from_slice(line.as_bytes());
+        data.push(b'\n');
+    }
     let out = host.run_data(&script, &data).await?;
     if !out.success() {
         anyhow::bail!(
@@ -253,8 +313,10 @@ pub async fn apply_host(
                 before: observed.clone(),
                 effects: Some(Vec::new()),
             });
+            // On the jump host now; on the host before the step's first command there, in
+            // one command with the previous step's `done` and often this step's first effect.
             journal
-                .record(
+                .record_later(
                     host,
                     &id,
                     Entry::Begin {
@@ -264,10 +326,9 @@ pub async fn apply_host(
                         records_effects: true,
                         cluster: Some(journal.cluster_id.clone()),
                     },
-                    true,
-                    sink,
                 )
                 .await?;
+            step_host.arm();
             r.apply(&step_host, &observed).await?;
             Ok(true)
         }
@@ -281,7 +342,7 @@ pub async fn apply_host(
             Ok(true) => {
                 let seconds = secs(t);
                 if let Err(e) = journal
-                    .record(host, &id, Entry::Done { seconds }, false, sink)
+                    .record_later(host, &id, Entry::Done { seconds })
                     .await
                 {
                     failure = Some(format!("{id}: {}", one_line(&e)));
@@ -315,6 +376,13 @@ pub async fn apply_host(
                 break;
             }
         }
+    }
+    // The lines still pending (the last `done`; a `begin` whose step ran no command).
+    if let Err(e) = journal.flush(host).await {
+        sink(Event::Warning {
+            host: name.clone(),
+            message: format!("host journal not written: {}", one_line(&e)),
+        });
     }
     // Whoever waits on this host goes on now, not after its rollback.
     drop(gates);
@@ -468,6 +536,9 @@ pub struct StepHost<'a> {
     role: Role<'a>,
     effects: Mutex<Vec<Effect>>,
     kept: Mutex<Vec<Kept>>,
+    /// The step's `begin` waits in the journal's pending lines: it reaches the host before
+    /// anything else the step does there ([`StepHost::arm`]).
+    armed: std::sync::atomic::AtomicBool,
 }
 
 enum Role<'a> {
@@ -517,7 +588,26 @@ impl<'a> StepHost<'a> {
             role,
             effects: Mutex::new(Vec::new()),
             kept: Mutex::new(Vec::new()),
+            armed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The step's `begin` was recorded with [`RunJournal::record_later`]: the journal's
+    /// pending lines go to the host before the step's first command there (with its first
+    /// effect line when that comes first, in the same command).
+    pub fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Before a command on the host: the pending `begin` (and what waited with it) first.
+    async fn ready(&self) -> Result<(), HostError> {
+        let Role::Applying { journal, .. } = &self.role else {
+            return Ok(());
+        };
+        if !self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        journal.flush(self.inner).await.map_err(journal_error)
     }
 
     /// A meter reporting the bytes of `what` as this step's (applying; undoing reports none).
@@ -610,10 +700,12 @@ impl Host for StepHost<'_> {
     }
 
     async fn run(&self, script: &str) -> Result<CmdOutput, HostError> {
+        self.ready().await?;
         self.inner.run(script).await
     }
 
     async fn run_data(&self, script: &str, input: &[u8]) -> Result<DataOutput, HostError> {
+        self.ready().await?;
         self.inner.run_data(script, input).await
     }
 
@@ -623,14 +715,17 @@ impl Host for StepHost<'_> {
     }
 
     async fn upload(&self, local: &Path, remote: &str, mode: u32) -> Result<(), HostError> {
+        self.ready().await?;
         self.inner.upload(local, remote, mode).await
     }
 
     async fn send_tree(&self, local_dir: &Path, remote_dir: &str) -> Result<(), HostError> {
+        self.ready().await?;
         self.inner.send_tree(local_dir, remote_dir).await
     }
 
     async fn unpack_staged(&self, sha256: &str, remote_dir: &str) -> Result<bool, HostError> {
+        self.ready().await?;
         self.inner.unpack_staged(sha256, remote_dir).await
     }
 
@@ -663,6 +758,7 @@ impl Host for StepHost<'_> {
         input: Box<dyn std::io::Read + Send>,
     ) -> Result<CmdOutput, HostError> {
         // What reads the stream, for the progress line: the command before its redirections.
+        self.ready().await?;
         let what = script
             .split(" 2>")
             .next()
@@ -680,10 +776,12 @@ impl Host for StepHost<'_> {
     }
 
     async fn read_file(&self, path: &str) -> Result<FileState, HostError> {
+        self.ready().await?;
         self.inner.read_file(path).await
     }
 
     async fn restore_file(&self, path: &str, before: &FileState) -> Result<(), HostError> {
+        self.ready().await?;
         match &self.role {
             Role::Reverting {
                 run_id,
@@ -697,6 +795,8 @@ impl Host for StepHost<'_> {
         let Role::Applying { journal, id, sink } = &self.role else {
             return Ok(());
         };
+        // The pending `begin` goes in the same command as this line (see `record`).
+        self.armed.store(false, std::sync::atomic::Ordering::SeqCst);
         journal
             .record(
                 self.inner,
@@ -708,10 +808,7 @@ impl Host for StepHost<'_> {
                 sink,
             )
             .await
-            .map_err(|e| HostError::Local {
-                what: "recording a change in the run's journal".into(),
-                source: std::io::Error::other(one_line(&e)),
-            })?;
+            .map_err(journal_error)?;
         if let Ok(mut all) = self.effects.lock() {
             all.push(effect.clone());
         }
@@ -762,6 +859,8 @@ mod tests {
         scripts: Mutex<Vec<String>>,
         /// What the journal appends sent on stdin.
         host_journal: Mutex<Vec<String>>,
+        /// For each journal append, how many of `ops` had been done before it.
+        journal_after_ops: Mutex<Vec<usize>>,
     }
 
     impl MemHost {
@@ -805,6 +904,8 @@ mod tests {
         async fn run_data(&self, script: &str, input: &[u8]) -> Result<DataOutput, HostError> {
             self.scripts.lock().unwrap().push(script.to_string());
             if script.contains(HOST_JOURNAL_DIR) {
+                let done = self.ops.lock().unwrap().len();
+                self.journal_after_ops.lock().unwrap().push(done);
                 self.host_journal
                     .lock()
                     .unwrap()
@@ -943,6 +1044,7 @@ mod tests {
             run_id: "20250101-000000-abcd".into(),
             local: Arc::new(Journal::open(dir).unwrap()),
             cluster_id: "ferry-test".into(),
+            pending: Default::default(),
         }
     }
 
@@ -985,8 +1087,37 @@ mod tests {
                 "done /c"
             ]
         );
-        // Every line is mirrored on the host.
-        assert_eq!(host.host_journal.lock().unwrap().len(), 6);
+        // Every line is mirrored on the host, in three commands rather than six: a `begin`
+        // and its effect before the write they announce, a `done` with the next step's lines
+        // (or alone at the end).
+        let appends: Vec<Vec<String>> = host
+            .host_journal
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|lines| {
+                lines
+                    .lines()
+                    .map(|l| {
+                        let v: Value = serde_json::from_str(l).unwrap();
+                        format!(
+                            "{} {}",
+                            v["event"].as_str().unwrap(),
+                            v["resource_id"].as_str().unwrap()
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            appends,
+            [
+                vec!["begin /a", "effect /a"],
+                vec!["done /a", "begin /c", "effect /c"],
+                vec!["done /c"]
+            ]
+        );
+        assert_eq!(*host.journal_after_ops.lock().unwrap(), [0, 1, 2]);
         let again = apply_host(
             &host,
             &steps(&[("/a", "A"), ("/b", "B"), ("/c", "C")]),
