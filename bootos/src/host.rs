@@ -836,64 +836,140 @@ impl std::io::Write for ChunkWriter {
     }
 }
 
-/// Reads `paths` in one session command, each framed as [`Host::read_file`] frames it: the
-/// files a plan's resources are about to read ([`crate::Resource::reads`]), fetched at once
-/// instead of one command (one sudo, one shell) each. A file that changed size while read, or
-/// whose frame is missing, is left out: [`Prefetched`] reads it alone then, with the retries
-/// and the error [`Host::read_file`] gives.
-pub async fn read_files(
+/// What [`observe_at_once`] found: files by path, command outputs by script.
+type ReadAhead = (
+    std::collections::BTreeMap<String, FileState>,
+    std::collections::BTreeMap<String, CmdOutput>,
+);
+
+/// The shell for one probe of [`observe_at_once`]: `\nMARKER ran STATUS OUT ERR`, then OUT bytes
+/// of stdout and ERR bytes of stderr, then `\nMARKER end`. The script runs as [`Host::run`]
+/// runs it (`sh -c`, stdin empty).
+fn probe_script(script: &str, marker: &str) -> String {
+    format!(
+        "m={marker}; t=$(mktemp) && {{ sh -c {q} >\"$t\" 2>\"$t.err\" </dev/null; s=$?; \
+         printf '\\n%s ran %s %s %s\\n' \"$m\" \"$s\" $(wc -c <\"$t\") $(wc -c <\"$t.err\") && \
+         cat \"$t\" \"$t.err\" && printf '\\n%s end\\n' \"$m\"; rm -f \"$t\" \"$t.err\"; }}",
+        q = shell_quote(script)
+    )
+}
+
+/// Reads [`probe_script`]'s output.
+fn parse_probe(out: &[u8], marker: &str) -> Option<CmdOutput> {
+    let head = format!("\n{marker} ran ");
+    let at = find(out, head.as_bytes())? + head.len();
+    let rest = &out[at..];
+    let eol = find(rest, b"\n")?;
+    let words: Vec<usize> = std::str::from_utf8(&rest[..eol])
+        .ok()?
+        .split_whitespace()
+        .map(|w| w.parse().ok())
+        .collect::<Option<_>>()?;
+    let [status, n_out, n_err] = words[..] else {
+        return None;
+    };
+    let body = &rest[eol + 1..];
+    let end = format!("\n{marker} end\n");
+    if !body.get(n_out + n_err..)?.starts_with(end.as_bytes()) {
+        return None;
+    }
+    let status = u32::try_from(status).ok()?;
+    let stderr = String::from_utf8_lossy(&body[n_out..n_out + n_err]);
+    // As a session keeps it: the end of stderr.
+    let tail = stderr.len().saturating_sub(4096);
+    let tail = (tail..=stderr.len())
+        .find(|i| stderr.is_char_boundary(*i))
+        .unwrap_or(0);
+    Some(CmdOutput {
+        status: Some(status),
+        described: format!("exit {status}"),
+        stdout: String::from_utf8_lossy(&body[..n_out]).into_owned(),
+        stderr: stderr[tail..].to_string(),
+    })
+}
+
+/// Reads `paths` and runs the read-only `probes` in one session command: each file framed as
+/// [`Host::read_file`] frames it, each probe's output as [`Host::run`] returns it. These are
+/// what resources are about to observe ([`crate::Resource::reads`],
+/// [`crate::Resource::probes`]), fetched at once instead of one command (one sudo, one shell)
+/// each. A file that changed size while read, or anything whose frame is missing, is left
+/// out: [`Prefetched`] asks the host alone then, with the retries and the errors that gives.
+pub async fn observe_at_once(
     host: &dyn Host,
     paths: &[String],
-) -> Result<std::collections::BTreeMap<String, FileState>, HostError> {
-    let framed: Vec<(&String, String)> = paths.iter().map(|p| (p, frame_marker())).collect();
-    let script: Vec<String> = framed.iter().map(|(p, m)| read_file_script(p, m)).collect();
+    probes: &[String],
+) -> Result<ReadAhead, HostError> {
+    let files: Vec<(&String, String)> = paths.iter().map(|p| (p, frame_marker())).collect();
+    let runs: Vec<(&String, String)> = probes.iter().map(|p| (p, frame_marker())).collect();
+    let script: Vec<String> = files
+        .iter()
+        .map(|(p, m)| read_file_script(p, m))
+        .chain(runs.iter().map(|(p, m)| probe_script(p, m)))
+        .collect();
     let out = host.run_data(&script.join("\n"), b"").await?;
     if !out.success() {
         return Err(HostError::Failed {
             host: host.name().to_string(),
-            command: format!("reading {}", paths.join(", ")),
+            command: "reading ahead what the plan observes".into(),
             status: out.described,
             stderr: out.stderr,
         });
     }
-    Ok(framed
-        .into_iter()
-        .filter_map(|(p, m)| Some((p.clone(), parse_framed(&out.stdout, &m).ok()?)))
-        .collect())
+    Ok((
+        files
+            .into_iter()
+            .filter_map(|(p, m)| Some((p.clone(), parse_framed(&out.stdout, &m).ok()?)))
+            .collect(),
+        runs.into_iter()
+            .filter_map(|(p, m)| Some((p.clone(), parse_probe(&out.stdout, &m)?)))
+            .collect(),
+    ))
 }
 
-/// A host whose [`Host::read_file`] answers from files read beforehand in one command
-/// ([`read_files`]); everything else, and any other file, goes to the host itself. For a
-/// plan, which only reads: a change made through it would not update what it answers.
+/// A host whose [`Host::read_file`] and [`Host::run`] answer from files read and probes run
+/// beforehand in one command ([`observe_at_once`]); everything else, and any other file or
+/// script, goes to the host itself. For observing, which only reads: a change made through
+/// it would not update what it answers.
 pub struct Prefetched<'a> {
     inner: &'a dyn Host,
     files: std::collections::BTreeMap<String, FileState>,
+    probes: std::collections::BTreeMap<String, CmdOutput>,
 }
 
 impl<'a> Prefetched<'a> {
-    /// Reads `paths` (duplicates once) from `inner`. When that one command fails, nothing is
-    /// kept and every read goes to the host alone, as without the prefetch: its failure is
-    /// then told by the read that meets it.
-    pub async fn new(inner: &'a dyn Host, paths: &[String]) -> Self {
-        let mut paths = paths.to_vec();
-        paths.sort();
-        paths.dedup();
-        let files = if paths.len() > 1 {
-            read_files(inner, &paths).await.unwrap_or_default()
+    /// Reads `paths` and runs `probes` (duplicates once) on `inner`, in one command when
+    /// there are two or more. When that command fails, nothing is kept and everything goes
+    /// to the host alone, as without it: a failure is then told by the call that meets it.
+    pub async fn new(inner: &'a dyn Host, paths: &[String], probes: &[String]) -> Self {
+        let once = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let (paths, probe_scripts) = (once(paths), once(probes));
+        let (files, probes) = if paths.len() + probe_scripts.len() > 1 {
+            observe_at_once(inner, &paths, &probe_scripts)
+                .await
+                .unwrap_or_default()
         } else {
             Default::default()
         };
-        Self { inner, files }
+        Self {
+            inner,
+            files,
+            probes,
+        }
     }
 
-    /// How many files it answers for.
+    /// How many files and probes it answers for.
     pub fn len(&self) -> usize {
-        self.files.len()
+        self.files.len() + self.probes.len()
     }
 
     /// Whether it answers for none.
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
+        self.len() == 0
     }
 }
 
@@ -903,7 +979,10 @@ impl Host for Prefetched<'_> {
         self.inner.name()
     }
     async fn run(&self, script: &str) -> Result<CmdOutput, HostError> {
-        self.inner.run(script).await
+        match self.probes.get(script) {
+            Some(out) => Ok(out.clone()),
+            None => self.inner.run(script).await,
+        }
     }
     async fn run_data(&self, script: &str, input: &[u8]) -> Result<DataOutput, HostError> {
         self.inner.run_data(script, input).await

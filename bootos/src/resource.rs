@@ -121,6 +121,12 @@ pub trait Resource: Send + Sync {
     fn reads(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// The read-only scripts `observe` runs with [`Host::run`] (none unless said), fetched
+    /// with its [`Resource::reads`]: the same script text, the same output.
+    fn probes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A resource with its state as JSON, so resources of every kind sit in one plan and one
@@ -143,6 +149,8 @@ pub trait DynResource: Send + Sync {
     fn uploads(&self) -> Vec<Upload>;
     /// See [`Resource::reads`].
     fn reads(&self) -> Vec<String>;
+    /// See [`Resource::probes`].
+    fn probes(&self) -> Vec<String>;
 }
 
 fn state<R: Resource + ?Sized>(r: &R, v: &Value) -> Result<R::State, ResourceError> {
@@ -187,5 +195,8 @@ impl<R: Resource> DynResource for R {
     }
     fn reads(&self) -> Vec<String> {
         Resource::reads(self)
+    }
+    fn probes(&self) -> Vec<String> {
+        Resource::probes(self)
     }
 }

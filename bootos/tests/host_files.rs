@@ -141,7 +141,7 @@ async fn a_login_shell_banner_and_binary_bytes_do_not_corrupt_a_file_read_or_res
 
 /// What a plan reads in one command ([`Prefetched`]) is, file for file, what `read_file` reads
 /// alone, behind a login shell that prints a banner: text, every byte value, an absent file
-/// with its absent parents, and an empty file.
+/// with its absent parents, and an empty file; a probe's output is what `run` returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_read_at_once_are_the_files_read_one_by_one() {
     if !sshd::available() {
@@ -170,12 +170,35 @@ async fn files_read_at_once_are_the_files_read_one_by_one() {
         .iter()
         .map(|p| format!("{root}/{p}"))
         .collect();
-    let at_once = Prefetched::new(&h, &paths).await;
+    // Probes as resources run them: output without a final newline, stderr, a failure.
+    let probes: Vec<String> = vec![
+        format!("printf 'a\\nb' && cat {root}/text.conf"),
+        "echo out; echo err >&2; exit 3".to_string(),
+        format!("cat {root}/none"),
+    ];
+    let at_once = Prefetched::new(&h, &paths, &probes).await;
     assert_eq!(
         at_once.len(),
-        4,
-        "every distinct file, the absent one included"
+        7,
+        "every distinct file, the absent one included, and every probe"
     );
+    for p in &probes {
+        let (ahead, alone) = (at_once.run(p).await.unwrap(), h.run(p).await.unwrap());
+        assert_eq!(
+            (ahead.status, &ahead.described),
+            (alone.status, &alone.described),
+            "{p}"
+        );
+        // The banner user's login shell prints (on both outputs) before what `run` returns
+        // alone; read ahead, there is only the probe's own.
+        assert!(
+            alone.stdout.ends_with(&ahead.stdout) && alone.stderr.ends_with(&ahead.stderr),
+            "{p}: {ahead:?} {alone:?}"
+        );
+    }
+    assert_eq!(at_once.run(&probes[1]).await.unwrap().stdout, "out\n");
+    assert_eq!(at_once.run(&probes[1]).await.unwrap().stderr, "err\n");
+    assert_eq!(at_once.run(&probes[1]).await.unwrap().status, Some(3));
     for p in &paths {
         assert_eq!(
             at_once.read_file(p).await.unwrap(),

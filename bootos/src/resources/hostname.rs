@@ -97,6 +97,10 @@ impl Resource for Hostname {
         vec![ETC_HOSTNAME.to_string()]
     }
 
+    fn probes(&self) -> Vec<String> {
+        vec!["cat /proc/sys/kernel/hostname".to_string()]
+    }
+
     async fn observe(&self, host: &dyn Host) -> Result<HostnameState, ResourceError> {
         let etc_hostname = host.read_file(ETC_HOSTNAME).await?;
         let running = host.run_ok("cat /proc/sys/kernel/hostname").await?;

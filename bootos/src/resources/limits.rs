@@ -113,6 +113,10 @@ impl Resource for Limits {
         vec![PAM_DROPIN.to_string(), SYSTEMD_DROPIN.to_string()]
     }
 
+    fn probes(&self) -> Vec<String> {
+        vec![SHOW.to_string()]
+    }
+
     async fn observe(&self, host: &dyn Host) -> Result<LimitsState, ResourceError> {
         Ok(LimitsState {
             pam: host.read_file(PAM_DROPIN).await?,

@@ -156,6 +156,10 @@ impl Resource for Sysctl {
         vec![DROPIN.to_string()]
     }
 
+    fn probes(&self) -> Vec<String> {
+        vec![read_script(self.settings.keys())]
+    }
+
     async fn observe(&self, host: &dyn Host) -> Result<SysctlState, ResourceError> {
         let dropin = host.read_file(DROPIN).await?;
         let out = host.run_ok(&read_script(self.settings.keys())).await?;

@@ -301,7 +301,10 @@ pub async fn apply_host(
         let t = Instant::now();
         let step_host = StepHost::applying(host, journal, &id, sink);
         let result: anyhow::Result<bool> = async {
-            let observed = r.observe(&step_host).await?;
+            // What it reads and probes, in one command (read just now, before any change).
+            let observing =
+                ferry_bootos::Prefetched::new(&step_host, &r.reads(), &r.probes()).await;
+            let observed = r.observe(&observing).await?;
             let changes = r.diff(&observed)?;
             if changes.is_empty() {
                 return Ok(false);

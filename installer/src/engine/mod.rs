@@ -439,10 +439,11 @@ async fn observe_all(
     resources: &[&dyn DynResource],
 ) -> anyhow::Result<Vec<PlannedChange>> {
     let ssh = SshHost::new(pool.session(t).await?);
-    // The files every resource reads, in one command rather than one each (a plan only
-    // reads, so they stay as read).
+    // The files every resource reads and the probes it runs, in one command rather than one
+    // each (a plan only reads, so they stay as read).
     let reads: Vec<String> = resources.iter().flat_map(|r| r.reads()).collect();
-    let host = ferry_bootos::Prefetched::new(&ssh, &reads).await;
+    let probes: Vec<String> = resources.iter().flat_map(|r| r.probes()).collect();
+    let host = ferry_bootos::Prefetched::new(&ssh, &reads, &probes).await;
     let mut out = Vec::new();
     for r in resources {
         let id = r.id();
