@@ -124,12 +124,7 @@ impl RunJournal {
         mirror_required: bool,
         sink: &Sink,
     ) -> anyhow::Result<()> {
-        let rec = Record::now(&self.run_id, host.name(), resource_id, entry);
-        // The fsync waits off the async workers, which keep every other host's session moving.
-        let (local, line) = (self.local.clone(), rec.clone());
-        tokio::task::spawn_blocking(move || local.append(&line))
-            .await
-            .map_err(|e| anyhow::anyhow!("writing the journal crashed: {e}"))??;
+        let rec = self.record_local(host, resource_id, entry).await?;
         let mut lines = self.take_pending(host.name());
         lines.push(rec.to_line());
         if let Err(e) = append_on_host(host, &self.run_id, &lines).await {
@@ -156,11 +151,7 @@ impl RunJournal {
         resource_id: &str,
         entry: Entry,
     ) -> anyhow::Result<()> {
-        let rec = Record::now(&self.run_id, host.name(), resource_id, entry);
-        let (local, line) = (self.local.clone(), rec.clone());
-        tokio::task::spawn_blocking(move || local.append(&line))
-            .await
-            .map_err(|e| anyhow::anyhow!("writing the journal crashed: {e}"))??;
+        let rec = self.record_local(host, resource_id, entry).await?;
         if let Ok(mut p) = self.pending.lock() {
             p.entry(host.name().to_string())
                 .or_default()
@@ -178,6 +169,22 @@ impl RunJournal {
         append_on_host(host, &self.run_id, &lines)
             .await
             .map_err(|e| e.context("writing the host's journal"))
+    }
+
+    /// The line on the jump host's journal (fsynced).
+    async fn record_local(
+        &self,
+        host: &dyn Host,
+        resource_id: &str,
+        entry: Entry,
+    ) -> anyhow::Result<Record> {
+        let rec = Record::now(&self.run_id, host.name(), resource_id, entry);
+        // The fsync waits off the async workers, which keep every other host's session moving.
+        let (local, line) = (self.local.clone(), rec.clone());
+        tokio::task::spawn_blocking(move || local.append(&line))
+            .await
+            .map_err(|e| anyhow::anyhow!("writing the journal crashed: {e}"))??;
+        Ok(rec)
     }
 
     fn take_pending(&self, host: &str) -> Vec<String> {
