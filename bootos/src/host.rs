@@ -844,12 +844,13 @@ type ReadAhead = (
 
 /// The shell for one probe of [`observe_at_once`]: `\nMARKER ran STATUS OUT ERR`, then OUT bytes
 /// of stdout and ERR bytes of stderr, then `\nMARKER end`. The script runs as [`Host::run`]
-/// runs it (`sh -c`, stdin empty).
+/// runs it (`sh -c`, stdin empty); its output is counted in a private directory of its own
+/// (`mktemp -d`, 0700: no name in /tmp another user could place a link at), removed after.
 fn probe_script(script: &str, marker: &str) -> String {
     format!(
-        "m={marker}; t=$(mktemp) && {{ sh -c {q} >\"$t\" 2>\"$t.err\" </dev/null; s=$?; \
-         printf '\\n%s ran %s %s %s\\n' \"$m\" \"$s\" $(wc -c <\"$t\") $(wc -c <\"$t.err\") && \
-         cat \"$t\" \"$t.err\" && printf '\\n%s end\\n' \"$m\"; rm -f \"$t\" \"$t.err\"; }}",
+        "m={marker}; t=$(mktemp -d) && {{ sh -c {q} >\"$t/o\" 2>\"$t/e\" </dev/null; s=$?; \
+         printf '\\n%s ran %s %s %s\\n' \"$m\" \"$s\" $(wc -c <\"$t/o\") $(wc -c <\"$t/e\") && \
+         cat \"$t/o\" \"$t/e\" && printf '\\n%s end\\n' \"$m\"; rm -rf \"$t\"; }}",
         q = shell_quote(script)
     )
 }
@@ -910,7 +911,7 @@ pub async fn observe_at_once(
     if !out.success() {
         return Err(HostError::Failed {
             host: host.name().to_string(),
-            command: "reading ahead what the plan observes".into(),
+            command: "reading the files and probes the resources observe".into(),
             status: out.described,
             stderr: out.stderr,
         });

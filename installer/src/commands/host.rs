@@ -478,12 +478,11 @@ pub(crate) async fn apply_with(
         plan.site = site_plan(&site);
         lock::hold_unlocked(&mut plan, &locked, &refused);
         on_plan(&run_id, &run_dir, &plan);
-        let rj = Arc::new(RunJournal {
-            run_id: run_id.clone(),
+        let rj = Arc::new(RunJournal::new(
+            run_id.clone(),
             local,
-            cluster_id: cfg.cluster.id.clone(),
-            pending: Default::default(),
-        });
+            cfg.cluster.id.clone(),
+        ));
         let policy = if args.no_rollback {
             crate::config::RollbackPolicy::Never
         } else {
@@ -669,12 +668,11 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
                 });
             }
         }
-        let rj = Arc::new(RunJournal {
-            run_id: args.run.clone(),
+        let rj = Arc::new(RunJournal::new(
+            args.run.clone(),
             local,
-            cluster_id: cfg.cluster.id.clone(),
-            pending: Default::default(),
-        });
+            cfg.cluster.id.clone(),
+        ));
         let printer = Printer::new(cfg.members.len(), false);
         let sink = printer.sink();
         let result = engine::rollback(&hosts, pending, rj, &sink).await;
@@ -902,12 +900,11 @@ pub fn reset(args: ResetArgs) -> anyhow::Result<ExitCode> {
                             continue;
                         }
                     };
-                    let rj = RunJournal {
-                        run_id: run.clone(),
-                        local: Arc::new(Journal::open(&root.join(run))?),
-                        cluster_id: cfg.cluster.id.clone(),
-                        pending: Default::default(),
-                    };
+                    let rj = RunJournal::new(
+                        run.clone(),
+                        Arc::new(Journal::open(&root.join(run))?),
+                        cfg.cluster.id.clone(),
+                    );
                     let report = crate::engine::apply::revert_all(
                         &host,
                         vec![crate::engine::apply::Revertible {

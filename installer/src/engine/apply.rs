@@ -109,10 +109,20 @@ pub struct RunJournal {
     pub cluster_id: String,
     /// Lines the jump host's journal has and a host's copy not yet, by host: they travel with
     /// the host's next line ([`RunJournal::record_later`]).
-    pub pending: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+    pending: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl RunJournal {
+    /// The journal of run `run_id` for cluster `cluster_id`, kept on the jump host in `local`.
+    pub fn new(run_id: String, local: Arc<Journal>, cluster_id: String) -> Self {
+        Self {
+            run_id,
+            local,
+            cluster_id,
+            pending: Mutex::default(),
+        }
+    }
+
     /// Records a line: first on the jump host (fsynced), then on the host. A failure to write
     /// the jump host's line is always an error; the host's copy only when `mirror_required`
     /// (a `begin` that cannot be mirrored means the host cannot be written to at all).
@@ -206,8 +216,8 @@ fn journal_error(e: anyhow::Error) -> HostError {
 
 /// Appends lines to `/var/lib/ferry/journal/<run>.jsonl` on the host (dir 0700, file
 /// 0600), in one command. The lines (undo data: whole configuration files) go on stdin,
-/// never in the command line. A tail cut short by a crash is cut off first, so the new line does not glue onto it.
-/// Everything is synced before the command returns (`sync`, not only the journal): a step's
+/// never in the command line. A tail cut short by a crash is cut off first, so the new line
+/// does not glue onto it. Everything is synced before the command returns (`sync`, not only the journal): a step's
 /// `done` line must not outlive what the step wrote. A host powered off after a step had
 /// ended came back with files the step had made empty (containerd's, seen on a VM test bed),
 /// and the next run would have skipped the step as done.
@@ -1050,12 +1060,11 @@ mod tests {
     }
 
     fn run_journal(dir: &Path) -> RunJournal {
-        RunJournal {
-            run_id: "20250101-000000-abcd".into(),
-            local: Arc::new(Journal::open(dir).unwrap()),
-            cluster_id: "ferry-test".into(),
-            pending: Default::default(),
-        }
+        RunJournal::new(
+            "20250101-000000-abcd".into(),
+            Arc::new(Journal::open(dir).unwrap()),
+            "ferry-test".into(),
+        )
     }
 
     fn events(j: &RunJournal) -> Vec<String> {
