@@ -320,7 +320,10 @@ fn forty_hosts_are_planned_and_applied_with_progress_per_step() {
         );
     }
 
-    // A second plan finds nothing to do on any host, and --json names every one.
+    // A second plan finds nothing to do on any host, and --json names every one. This jump
+    // host's record of the run is moved away first: the cluster id comes from the markers
+    // the survey read on the hosts (the answer file gives none).
+    std::fs::rename(site.runs(), site.path().join("runs-before")).unwrap();
     let again = site.ferry("plan --answers site.toml --json");
     let doc: serde_json::Value = serde_json::from_str(&again.ok().stdout()).unwrap();
     let hosts = doc["hosts"].as_array().unwrap();
@@ -328,6 +331,29 @@ fn forty_hosts_are_planned_and_applied_with_progress_per_step() {
     for h in hosts {
         assert_eq!(h["status"], "no-changes", "{h}");
     }
+    let marker: serde_json::Value = serde_json::from_str(
+        &site.lan.nodes[0]
+            .read("/var/lib/ferry/cluster.json")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(doc["cluster_id"], marker["cluster_id"], "{doc}");
+
+    // One host marked for another cluster of the same name: ferry cannot tell which one this
+    // install is for, and says so before anything changes.
+    site.lan.nodes[7].write(
+        "/var/lib/ferry/cluster.json",
+        b"{\"cluster_id\":\"ferry-other\",\"cluster_name\":\"many\"}\n",
+    );
+    let two = site.ferry("plan --answers site.toml");
+    assert!(!two.out.status.success(), "{}", two.stdout());
+    let err = two.stderr();
+    assert!(
+        err.contains("markers of 2 different clusters named \"many\"")
+            && err.contains("ferry-other (h7)")
+            && err.contains("set cluster.id in the answer file"),
+        "{err}"
+    );
 }
 
 /// The memory of every process in another network namespace than this test's, but ferry's

@@ -458,6 +458,58 @@ async fn agent_and_facts_output_stays_out_of_a_private_host_log() {
 }
 
 #[tokio::test]
+async fn facts_gathered_after_a_script_are_the_facts_alone_and_the_script_keeps_its_lines() {
+    if !sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sess = Session::connect(
+        &key_target("facts", &s, sshd::KEY_USER),
+        &options(dir.path()),
+    )
+    .await
+    .unwrap();
+    let alone = ferry_inventory::remote::shell_facts(&sess, false)
+        .await
+        .unwrap();
+    let before = "echo \"uid=$(id -u)\"; echo 'second line'";
+    let (facts, printed) = ferry_inventory::remote::shell_facts_after(&sess, false, before)
+        .await
+        .unwrap();
+    let uid = nix::unistd::User::from_name(sshd::KEY_USER)
+        .unwrap()
+        .unwrap()
+        .uid;
+    assert_eq!(printed, format!("uid={uid}\nsecond line\n"));
+    assert!(
+        !facts.hostname.is_empty() && !facts.os.id.is_empty(),
+        "{facts:?}"
+    );
+    assert_eq!(
+        (
+            &facts.hostname,
+            &facts.os,
+            &facts.machine_id,
+            &facts.nics,
+            &facts.cpu
+        ),
+        (
+            &alone.hostname,
+            &alone.os,
+            &alone.machine_id,
+            &alone.nics,
+            &alone.cpu
+        )
+    );
+    // A script that prints nothing leaves the facts as they are.
+    let (quiet, printed) = ferry_inventory::remote::shell_facts_after(&sess, false, "true")
+        .await
+        .unwrap();
+    assert_eq!((printed.as_str(), &quiet.hostname), ("", &alone.hostname));
+}
+
+#[tokio::test]
 async fn exec_refuses_output_beyond_its_limit_instead_of_buffering_it() {
     if !sshd::available() {
         return;

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ferry_bootos::SshHost;
+use ferry_inventory::facts::FerryMarker;
 use ferry_inventory::ssh::{KeyNotice, KnownHosts};
 use ferry_inventory::{SecretSource, Target};
 
@@ -48,21 +49,20 @@ fn runs_root(args: &ReachArgs) -> anyhow::Result<PathBuf> {
 /// The file in a run's directory naming the cluster it was for.
 const RUN_CLUSTER_FILE: &str = "cluster.json";
 
-/// Settles the cluster id of this run (see `guard::resolve_cluster_id`): reads every host's
-/// marker, and this jump host's newest record of a cluster of this name.
-async fn resolve_cluster(
+/// Settles the cluster id of this run (see `guard::resolve_cluster_id`) from the hosts'
+/// markers and this jump host's newest record of a cluster of this name.
+fn resolve_cluster(
     cfg: &mut InstallConfig,
-    hosts: &Hosts,
+    markers: &BTreeMap<String, FerryMarker>,
     root: &Path,
 ) -> anyhow::Result<guard::IdFrom> {
     if cfg.cluster.id_given {
         return Ok(guard::IdFrom::Answers);
     }
-    let markers = guard::read_markers(hosts).await;
     let recorded = recorded_cluster_id(root, &cfg.cluster.name);
     let (id, from) = guard::resolve_cluster_id(
         &cfg.cluster.name,
-        &markers,
+        markers,
         recorded.as_deref(),
         &cfg.cluster.id,
     )
@@ -191,12 +191,13 @@ pub(crate) async fn plan_with(
     let root = runs_root(&args.reach)?;
     let run_dir = root.join(format!("plan-{}", journal::new_run_id()));
     let hosts = connect_with(&cfg, &args.reach, run_dir, front).await?;
-    let from = resolve_cluster(&mut cfg, &hosts, &root).await;
-    let plan = match from {
-        // A new id (no host marked yet) is shown in the plan; apply makes its own.
-        Ok(_) => engine::plan(&cfg, &hosts, &args.force, cache(false)?, &front.sink).await,
-        Err(e) => Err(e),
-    };
+    // A new id (no host marked yet) is shown in the plan; apply makes its own.
+    let plan = async {
+        let surveys = engine::survey_all(&cfg, &hosts, &args.force, &front.sink).await?;
+        resolve_cluster(&mut cfg, &surveys.markers(), &root)?;
+        engine::plan(&cfg, &hosts, surveys, &args.force, cache(false)?).await
+    }
+    .await;
     hosts.pool.close_all().await;
     plan.map(|mut p| {
         p.site = site_plan(&site);
@@ -472,9 +473,10 @@ pub(crate) async fn apply_with(
     let me = lock::LockHolder::this_process(&run_id, "apply");
     let (locked, refused) = lock::acquire_all(&hosts, &names, &me).await;
     let result = async {
-        resolve_cluster(&mut cfg, &hosts, &root).await?;
+        let surveys = engine::survey_all(&cfg, &hosts, &args.force, sink).await?;
+        resolve_cluster(&mut cfg, &surveys.markers(), &root)?;
         record_cluster(&run_dir, &cfg)?;
-        let mut plan = engine::plan(&cfg, &hosts, &args.force, cache(true)?, sink).await?;
+        let mut plan = engine::plan(&cfg, &hosts, surveys, &args.force, cache(true)?).await?;
         plan.site = site_plan(&site);
         lock::hold_unlocked(&mut plan, &locked, &refused);
         on_plan(&run_id, &run_dir, &plan);
@@ -819,7 +821,9 @@ pub fn reset(args: ResetArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let hosts = connect(&cfg, &args.reach, run_dir.clone()).await?;
         let result = async {
-            resolve_cluster(&mut cfg, &hosts, &root).await?;
+            if !cfg.cluster.id_given {
+                resolve_cluster(&mut cfg, &guard::read_markers(&hosts).await, &root)?;
+            }
             let chosen: Vec<Target> = hosts
                 .targets
                 .iter()

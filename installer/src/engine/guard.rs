@@ -132,6 +132,19 @@ pub async fn read_markers(hosts: &super::Hosts) -> BTreeMap<String, FerryMarker>
     out
 }
 
+/// The ferry marker a host's facts show, when it names a cluster id (an unreadable marker
+/// names none, as [`read_markers`] leaves it out).
+pub fn marker_in(facts: &Facts) -> Option<FerryMarker> {
+    facts.installations.iter().find_map(|i| {
+        (i.kind == ClusterKind::Ferry).then_some(())?;
+        Some(FerryMarker {
+            cluster_id: i.cluster_id.clone()?,
+            cluster_name: i.cluster_name.clone(),
+            role: None,
+        })
+    })
+}
+
 /// Where a run's cluster id came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdFrom {

@@ -68,19 +68,35 @@ async fn survey(pool: &Pool, t: &Target, agent: Option<&AgentBinary>) -> anyhow:
         .await
         .context("measuring the clock")?;
     // Measured as root; when sudo fails, measured as the login user so the plan can say
-    // "not root" rather than "unreachable".
-    let out = match s.exec_ok(preflight::MEASURE_SCRIPT, true).await {
-        Ok(out) => out,
-        Err(_) => s
-            .exec_ok(preflight::MEASURE_SCRIPT, false)
-            .await
-            .context("measuring the host")?,
+    // "not root" rather than "unreachable". Without an agent, the facts come in the same
+    // command (one login, sudo and shell per host, not two).
+    let (facts, measured) = match agent {
+        None => {
+            let (facts, out) =
+                match remote::shell_facts_after(&s, true, preflight::MEASURE_SCRIPT).await {
+                    Ok(r) => r,
+                    Err(_) => remote::shell_facts_after(&s, false, preflight::MEASURE_SCRIPT)
+                        .await
+                        .context("measuring the host and gathering facts")?,
+                };
+            (facts, preflight::parse_measured(&out, skew))
+        }
+        Some(_) => {
+            let out = match s.exec_ok(preflight::MEASURE_SCRIPT, true).await {
+                Ok(out) => out,
+                Err(_) => s
+                    .exec_ok(preflight::MEASURE_SCRIPT, false)
+                    .await
+                    .context("measuring the host")?,
+            };
+            let measured = preflight::parse_measured(&out, skew);
+            let as_root = measured.root && !matches!(t.sudo, Sudo::None);
+            let (facts, _) = remote::gather_facts(&s, agent, as_root)
+                .await
+                .context("gathering facts")?;
+            (facts, measured)
+        }
     };
-    let measured = preflight::parse_measured(&out, skew);
-    let as_root = measured.root && !matches!(t.sudo, Sudo::None);
-    let (facts, _) = remote::gather_facts(&s, agent, as_root)
-        .await
-        .context("gathering facts")?;
     let journals = if guard::needs_journals(&facts) {
         journal::read_host_journals(&SshHost::new(s.clone()))
             .await
@@ -116,16 +132,34 @@ async fn artifacts_for(
         .context("the bundle task crashed")?
 }
 
-/// Surveys every host, guards and preflights them, and plans the resources of those that
-/// pass. Reads only: nothing on any host changes. `forced` names hosts the guard lets through;
-/// `cache` is where bundle items are extracted (only when `cache.fill`: for apply, not plan).
-pub async fn plan(
+/// Every host of the inventory as its survey found it, in the inventory's order: what
+/// [`plan`] plans from.
+pub struct Surveys(Vec<(String, Result<Surveyed, String>)>);
+
+impl Surveys {
+    /// The ferry markers of the reachable hosts that carry one (what
+    /// [`guard::resolve_cluster_id`] settles the run's cluster id from).
+    pub fn markers(&self) -> BTreeMap<String, ferry_inventory::facts::FerryMarker> {
+        let mut out = BTreeMap::new();
+        for (name, r) in &self.0 {
+            let Ok(s) = r else { continue };
+            if let Some(m) = guard::marker_in(&s.facts) {
+                out.insert(name.clone(), m);
+            }
+        }
+        out
+    }
+}
+
+/// Surveys every host (facts, measurements, the journals the guard needs), reporting each
+/// one as it is surveyed. Reads only: nothing on any host changes. `forced` (the hosts the
+/// guard will let through) is checked against the inventory first.
+pub async fn survey_all(
     cfg: &InstallConfig,
     hosts: &Hosts,
     forced: &[String],
-    cache: artifacts::Cache,
     sink: &Sink,
-) -> anyhow::Result<Plan> {
+) -> anyhow::Result<Surveys> {
     for f in forced {
         if hosts.target(f).is_none() {
             anyhow::bail!(
@@ -158,7 +192,20 @@ pub async fn plan(
     for task in tasks {
         surveyed.push(task.await.context("a host survey crashed")?);
     }
+    Ok(Surveys(surveyed))
+}
 
+/// Guards and preflights the surveyed hosts, and plans the resources of those that pass.
+/// Reads only: nothing on any host changes. `forced` names hosts the guard lets through;
+/// `cache` is where bundle items are extracted (only when `cache.fill`: for apply, not plan).
+pub async fn plan(
+    cfg: &InstallConfig,
+    hosts: &Hosts,
+    surveys: Surveys,
+    forced: &[String],
+    cache: artifacts::Cache,
+) -> anyhow::Result<Plan> {
+    let surveyed = surveys.0;
     let reachable: Vec<&Facts> = surveyed
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok().map(|s| &s.facts))
