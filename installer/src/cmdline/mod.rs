@@ -110,4 +110,10 @@ pub struct ReachArgs {
     /// without it, facts come from a shell script and nothing is left on the hosts.
     #[arg(long, value_name = "BINARY")]
     pub agent: Option<PathBuf>,
+    /// With --agent, a file several hosts need leaves the jump host once and is relayed host
+    /// to host when sending it to each would put at least this many MiB more over the jump
+    /// host's link; smaller files are sent to each host directly (the relay costs seconds
+    /// of its own).
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pub relay_min_mib: u64,
 }

@@ -144,6 +144,7 @@ async fn connect_with(
         targets,
         agent,
         home: ferry_home()?,
+        relay_min_saved: args.relay_min_mib.saturating_mul(1 << 20),
     })
 }
 

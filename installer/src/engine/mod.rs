@@ -45,6 +45,8 @@ pub struct Hosts {
     pub agent: Option<Arc<AgentBinary>>,
     /// ferry's home on the jump host (`~/.ferry`): the site registry's CA is kept under it.
     pub home: std::path::PathBuf,
+    /// The least the relay must save the jump host's link, in bytes (`--relay-min-mib`).
+    pub relay_min_saved: u64,
 }
 
 impl Hosts {

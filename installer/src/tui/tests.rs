@@ -583,6 +583,7 @@ fn leaving_remembers_the_screen_and_reopening_returns_there() {
             parallel: 64,
             run_dir: None,
             agent: None,
+            relay_min_mib: 256,
         },
     };
     let (d, screen, resumed) = super::starting_point(&args, home.path()).unwrap();
